@@ -1,0 +1,45 @@
+# Two commands do everything on a fresh machine:  `make run`  and  `make test`.
+SHELL := /bin/bash
+VENV ?= $(HOME)/.cache/scfactor/venv
+BIN := $(VENV)/bin
+CORES ?= 2
+# the environment is (re)built when the pins or the checkout location change
+ENV_HASH := $(shell cat requirements.lock pyproject.toml | sha256sum | cut -c1-12)-$(shell echo $(CURDIR) | sha256sum | cut -c1-8)
+STAMP := $(VENV)/.scfactor-env-$(ENV_HASH)
+export PATH := $(BIN):$(PATH)
+export PYTHONUNBUFFERED := 1
+export TF_CPP_MIN_LOG_LEVEL := 2
+
+.PHONY: env run test lint report dag docs clean
+
+env: $(STAMP)
+
+$(STAMP): requirements.lock pyproject.toml
+	@echo "== setting up $(VENV)"
+	test -x $(BIN)/python || python3 -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip==24.3.1 setuptools==75.6.0 wheel==0.45.1
+	$(BIN)/python -m pip install --quiet -r requirements.lock
+	$(BIN)/python -m pip install --quiet --no-deps --no-build-isolation -e .
+	rm -f $(VENV)/.scfactor-env-*
+	touch $@
+
+## the default analysis on bundled data (config/config.yaml)
+run: env
+	snakemake --profile profiles/local --cores $(CORES)
+
+## the test suite (unit, workflow, real-SLURM cluster tests)
+test: env
+	@set +e; pytest -p no:cacheprovider; rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "error: pytest collected no tests" >&2; fi; exit $$rc
+
+lint: env
+	snakemake --lint
+
+report: env
+	snakemake --profile profiles/local --report report.zip
+
+docs: env
+	python workflow/scripts/config_docs.py --schemas workflow/schemas --output config/README.md
+
+clean:
+	rm -rf results logs .snakemake report.zip

@@ -1,0 +1,18 @@
+# scfactor: single-cell factor models, end to end.  See README.md and DESIGN.md.
+from snakemake.utils import min_version
+
+min_version("9.14.1")
+
+
+configfile: "config/config.yaml"
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/data.smk"
+include: "workflow/rules/preprocess.smk"
+
+
+rule all:
+    input:
+        all_targets(),
+    default_target: True

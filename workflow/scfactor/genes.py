@@ -1,0 +1,61 @@
+"""Gene selection: LIGER's variance threshold (per batch, union) and scanpy highly variable genes."""
+
+from __future__ import annotations
+
+import numpy as np
+import scipy.sparse as sp
+from scipy.stats import norm
+
+
+def sparse_mean_var(x) -> tuple[np.ndarray, np.ndarray]:
+    """Per-column mean and unbiased variance of a (sparse) cells x genes matrix, without densifying."""
+    n = x.shape[0]
+    if sp.issparse(x):
+        mean = np.asarray(x.mean(axis=0)).ravel()
+        sq = np.asarray(x.multiply(x).mean(axis=0)).ravel()
+    else:
+        mean = x.mean(axis=0)
+        sq = (x * x).mean(axis=0)
+    var = (sq - mean ** 2) * n / max(n - 1, 1)
+    return mean, np.maximum(var, 0.0)
+
+
+def liger_select(counts, var_thresh: float = 0.1, alpha_thresh: float = 0.99) -> np.ndarray:
+    """LIGER ``selectGenes`` for one batch: a boolean mask of over-dispersed genes.
+
+    On library-size normalised data (each cell sums to 1), a gene is kept when its variance
+    exceeds the Poisson expectation (``mean * nolan``, ``nolan = mean(1 / library size)``) by more
+    than ``10**var_thresh`` and its mean is significant at ``alpha_thresh`` (Bonferroni over genes),
+    following rliger / pyliger.
+    """
+    x = sp.csr_matrix(counts, dtype=np.float64)
+    lib = np.asarray(x.sum(axis=1)).ravel()
+    keep_cells = lib > 0
+    x, lib = x[keep_cells], lib[keep_cells]
+    norm_x = sp.diags(1.0 / lib) @ x
+    mean, var = sparse_mean_var(norm_x)
+    n_cells, n_genes = norm_x.shape
+    nolan = np.mean(1.0 / lib)
+    alpha = alpha_thresh / n_genes
+    upper = mean + norm.ppf(1 - alpha / 2) * np.sqrt(mean * nolan / n_cells)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        sel = (var / nolan > upper) & (np.log10(var) > np.log10(mean) + (np.log10(nolan) + var_thresh))
+    return np.nan_to_num(sel, nan=0).astype(bool) & (mean > 0)
+
+
+def liger_select_union(counts, batches: np.ndarray, var_thresh: float = 0.1,
+                       alpha_thresh: float = 0.99) -> np.ndarray:
+    """Union over batches of `liger_select` (LIGER's ``combine='union'``)."""
+    mask = np.zeros(counts.shape[1], dtype=bool)
+    for b in np.unique(batches):
+        mask |= liger_select(counts[batches == b], var_thresh, alpha_thresh)
+    return mask
+
+
+def hvg_select(adata, n_top: int, batch_key: str | None = "batch") -> np.ndarray:
+    """scanpy ``highly_variable_genes`` (seurat flavour on log-normalised ``X``) as a mask."""
+    import scanpy as sc
+    n_top = min(n_top, adata.n_vars)
+    key = batch_key if batch_key and adata.obs[batch_key].nunique() > 1 else None
+    res = sc.pp.highly_variable_genes(adata, n_top_genes=n_top, batch_key=key, inplace=False)
+    return res["highly_variable"].to_numpy(bool)

@@ -1,0 +1,65 @@
+"""Per-cell quality metrics, filters and the QC summary table / figure."""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+
+
+def cell_metrics(counts, gene_names, mito_pattern: str = r"^(MT|mt|Mt)-") -> pd.DataFrame:
+    """Total counts, detected genes and mitochondrial fraction per cell."""
+    x = sp.csr_matrix(counts)
+    total = np.asarray(x.sum(axis=1)).ravel()
+    detected = np.diff(x.indptr)
+    mito = np.array([bool(re.match(mito_pattern, g)) for g in gene_names])
+    mito_counts = np.asarray(x[:, mito].sum(axis=1)).ravel() if mito.any() else np.zeros_like(total)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        frac = np.where(total > 0, mito_counts / total, 0.0)
+    return pd.DataFrame({"n_counts": total.astype(np.int64), "n_genes": detected.astype(np.int64),
+                         "pct_mito": 100.0 * frac})
+
+
+def cell_filter(metrics: pd.DataFrame, min_genes: int = 0, min_counts: int = 1,
+                max_pct_mito: float = 100.0) -> np.ndarray:
+    """Boolean mask of cells passing the thresholds (cells with no counts always fail)."""
+    return ((metrics["n_counts"] >= max(min_counts, 1)) & (metrics["n_genes"] >= min_genes)
+            & (metrics["pct_mito"] <= max_pct_mito)).to_numpy()
+
+
+def qc_summary(metrics: pd.DataFrame, batches: pd.Series, kept: np.ndarray) -> pd.DataFrame:
+    """Per-batch table: cells in, cells kept, median counts / genes / mito % of kept cells."""
+    df = metrics.assign(batch=np.asarray(batches), kept=kept)
+    rows = []
+    for b, g in df.groupby("batch", observed=True, sort=True):
+        k = g[g["kept"]]
+        rows.append({"batch": b, "cells_in": len(g), "cells_kept": len(k),
+                     "median_counts": float(k["n_counts"].median()) if len(k) else 0.0,
+                     "median_genes": float(k["n_genes"].median()) if len(k) else 0.0,
+                     "median_pct_mito": float(k["pct_mito"].median()) if len(k) else 0.0})
+    return pd.DataFrame(rows)
+
+
+def qc_figure(metrics: pd.DataFrame, batches: pd.Series, kept: np.ndarray, title: str):
+    """Violin-style panels of counts, genes and mitochondrial % per batch (kept cells)."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    df = metrics.assign(batch=np.asarray(batches).astype(str))[kept]
+    order = sorted(df["batch"].unique())
+    fig, axes = plt.subplots(1, 3, figsize=(11, 3.6))
+    panels = [("n_counts", "UMI counts per cell", True), ("n_genes", "genes detected per cell", True),
+              ("pct_mito", "mitochondrial counts (%)", False)]
+    for ax, (col, label, log) in zip(axes, panels):
+        data = [df.loc[df["batch"] == b, col].to_numpy(float) for b in order]
+        data = [np.log10(np.maximum(d, 1)) if log else d for d in data]
+        nonempty = [d if len(d) else np.zeros(1) for d in data]
+        ax.violinplot(nonempty, showmedians=True)
+        ax.set_xticks(range(1, len(order) + 1), order, rotation=30, ha="right")
+        ax.set_ylabel(f"log10 {label}" if log else label)
+        ax.set_title(label)
+    fig.suptitle(f"{title}: QC of kept cells ({len(df)} cells)")
+    fig.tight_layout()
+    return fig
