@@ -81,3 +81,11 @@ def test_corrupt_resource_is_caught(tmp_path, tiny_workdir):
     log = (tiny_workdir / "logs" / "verify_resources.log").read_text()
     assert "checksum mismatch" in log and "a.txt" in log
     assert not (tiny_workdir / "results" / "checks" / "resources.sha256.ok").exists()
+
+
+def test_config_reference_is_up_to_date():
+    import sys
+    sys.path.insert(0, str(REPO / "workflow" / "scripts"))
+    from config_docs import render
+    assert (REPO / "config" / "README.md").read_text() == render(REPO / "workflow" / "schemas"), \
+        "config/README.md is stale: run `make docs`"
