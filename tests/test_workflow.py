@@ -89,3 +89,21 @@ def test_config_reference_is_up_to_date():
     from config_docs import render
     assert (REPO / "config" / "README.md").read_text() == render(REPO / "workflow" / "schemas"), \
         "config/README.md is stale: run `make docs`"
+
+
+@pytest.mark.workflow
+def test_report_contains_every_figure(tiny_run):
+    """After the tiny run, `snakemake --report` succeeds and holds every registered figure."""
+    import zipfile
+    report = tiny_run / "report.zip"
+    snakemake(tiny_run, "--report", report)
+    figures = sorted(p.relative_to(tiny_run) for p in (tiny_run / "results").rglob("*.png"))
+    assert figures, "the tiny run made no figure"
+    for png in figures:
+        data = (tiny_run / png).read_bytes()
+        assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 5000, f"{png} is not a real PNG"
+    with zipfile.ZipFile(report) as z:
+        names = z.namelist()
+    for png in figures:
+        assert any(n.endswith(png.name) for n in names), f"{png} missing from the report"
+    assert any(n.endswith("config.tsv") for n in names)
