@@ -89,28 +89,39 @@ def transfer_labels(adata, k: int = 15, n_pcs: int = 30, min_agreement: float = 
                     seed: int = 0) -> pd.Series:
     """``obs['label']`` with unlabelled cells filled by a kNN vote of labelled cells in PCA space.
 
-    PCA (seeded) of the z-scored log expression of the highly variable genes (all genes when
+    PCA of the z-scored log expression of the highly variable genes (all genes when
     ``var['highly_variable']`` is absent); each unlabelled cell gets the majority label of its
-    ``k`` nearest labelled cells when at least ``min_agreement`` of them agree, else stays NaN.
+    ``k`` nearest labelled cells (Euclidean; ties go to the alphabetically first label) when at
+    least ``min_agreement`` of them agree, else stays NaN.
     """
-    from sklearn.decomposition import PCA
-    from sklearn.neighbors import KNeighborsClassifier
+    from scipy.spatial.distance import cdist
     lab = adata.obs["label"].astype(object)
     known = lab.notna().to_numpy()
     if known.all() or not known.any():
         return lab
     z = state_pca(adata, n_pcs, seed)
-    knn = KNeighborsClassifier(n_neighbors=min(k, int(known.sum()))).fit(z[known], lab[known].astype(str))
-    prob = knn.predict_proba(z[~known])
-    best = knn.classes_[prob.argmax(axis=1)]
+    classes, codes = np.unique(lab[known].astype(str).to_numpy(), return_inverse=True)
+    k = min(k, int(known.sum()))
+    zk, zu = z[known], z[~known]
+    votes = np.zeros((len(zu), len(classes)))
+    for start in range(0, len(zu), 2048):                       # bounded memory on large data sets
+        d = cdist(zu[start:start + 2048], zk, metric="sqeuclidean")
+        nn = np.argsort(d, axis=1, kind="stable")[:, :k]
+        np.add.at(votes, (np.arange(start, start + len(nn))[:, None], codes[nn]), 1.0)
+    best = votes.argmax(axis=1)
+    ok = votes[np.arange(len(best)), best] / k >= min_agreement
     filled = lab.copy()
-    filled[~known] = np.where(prob.max(axis=1) >= min_agreement, best, None)
+    filled[~known] = np.where(ok, classes[best], None)
     return filled
 
 
 def state_pca(adata, n_pcs: int, seed: int = 0) -> np.ndarray:
-    """Seeded PCA coordinates of the cells of ``adata`` (z-scored log expression of HVGs)."""
-    from sklearn.decomposition import PCA
+    """PCA coordinates of the cells of ``adata`` (z-scored log expression of HVGs).
+
+    Exact and deterministic: eigenvectors of the gene covariance (`scipy.linalg.eigh`), each signed so
+    that its largest-magnitude loading is positive (``seed`` is accepted for interface stability).
+    """
+    from scipy.linalg import eigh
     x = adata.X
     if "highly_variable" in adata.var and adata.var["highly_variable"].any():
         x = x[:, adata.var["highly_variable"].to_numpy(bool)]
@@ -119,7 +130,11 @@ def state_pca(adata, n_pcs: int, seed: int = 0) -> np.ndarray:
     sd = x.std(axis=0)
     x = (x[:, sd > 0] - x[:, sd > 0].mean(axis=0)) / sd[sd > 0]
     n = max(1, min(n_pcs, x.shape[0] - 1, x.shape[1]))
-    return PCA(n_components=n, svd_solver="full", random_state=seed).fit_transform(x)
+    cov = x.T @ x / max(x.shape[0] - 1, 1)
+    _, vec = eigh(cov, subset_by_index=(x.shape[1] - n, x.shape[1] - 1))
+    vec = vec[:, ::-1]
+    vec *= np.where(vec[np.abs(vec).argmax(axis=0), np.arange(n)] < 0, -1.0, 1.0)
+    return x @ vec
 
 
 def select_state(obs: pd.DataFrame, spec: StateSpec, path, labels: pd.Series | None = None) -> np.ndarray:

@@ -127,10 +127,6 @@ def main(argv=None):
     cli.setup_logging(args.verbose)
     cli.set_threads(args.threads)
     check_args(args)
-    import torch
-    from scfactor.models import grn as models
-    torch.set_num_threads(max(1, args.threads))
-    device = torch_device(args.device)
     log = cli.LOG
 
     # ---- validate every input before any output is written
@@ -142,6 +138,11 @@ def main(argv=None):
                                 target_pool=pool, min_frac=args.min_frac)
     log.info("prior: %d edges; model: %d TFs -> %d targets, %d masked edges", len(prior), len(genes.tfs),
              len(genes.targets), int(genes.mask.sum()))
+
+    import torch  # after input validation: a bad input fails fast, without loading torch
+    from scfactor.models import grn as models
+    torch.set_num_threads(max(1, args.threads))
+    device = torch_device(args.device)
 
     # ---- pairing on a joint PCA of A and B
     both = adata[in_a | in_b]
