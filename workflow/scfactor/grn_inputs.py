@@ -250,3 +250,4 @@ def pair_cost(z_a, z_b, idx_a, idx_b) -> float:
     """Mean squared Euclidean distance between paired cells."""
     d = z_a[idx_a] - z_b[idx_b]
     return float(np.mean(np.sum(d * d, axis=1)))
+

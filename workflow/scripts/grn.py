@@ -48,7 +48,10 @@ def build_parser():
     p.add_argument("--n-pairs", type=int, default=0, help="cap on the number of cell pairs (0: min(|A|, |B|))")
     p.add_argument("--n-pcs", type=int, default=30, help="PCs for OT pairing and label transfer")
     p.add_argument("--test-fraction", type=float, default=0.2, help="held-out fraction of the pairs")
-    p.add_argument("--l1", type=float, default=0.01, help="lasso penalty of the masked linear model")
+    p.add_argument("--l1", type=float, default=0.01, help="lasso penalty of the masked linear model (without --l1-grid)")
+    p.add_argument("--l1-grid", type=float, nargs="*", default=[],
+                   help="choose the lasso penalty per target from these values by cross-validation on the training pairs")
+    p.add_argument("--cv-folds", type=int, default=3, help="folds of the --l1-grid cross-validation")
     p.add_argument("--l2", type=float, default=0.01, help="ridge penalty of the masked linear model")
     p.add_argument("--max-iter", type=int, default=3000, help="FISTA iterations (masked linear)")
     p.add_argument("--tol", type=float, default=1e-6, help="FISTA relative weight-change tolerance")
@@ -71,8 +74,10 @@ def check_args(args):
     """Option ranges (one-line errors)."""
     if not 0 < args.test_fraction < 1:
         raise ScfactorError(f"--test-fraction must be in (0, 1), got {args.test_fraction}")
-    if args.l1 < 0 or args.l2 < 0:
-        raise ScfactorError("--l1 and --l2 must be >= 0")
+    if args.l1 < 0 or args.l2 < 0 or any(v < 0 for v in args.l1_grid):
+        raise ScfactorError("--l1, --l1-grid and --l2 must be >= 0")
+    if args.cv_folds < 2:
+        raise ScfactorError(f"--cv-folds must be >= 2, got {args.cv_folds}")
     if not args.source_labels and not args.source_batches:
         raise ScfactorError("state A needs --source-labels and/or --source-batches")
     if not args.target_labels and not args.target_batches:
@@ -169,7 +174,13 @@ def main(argv=None):
     y_tr, y_te = y_b[ib[tr]], y_b[ib[te]]
 
     # ---- models
-    lin, fit = models.fit_masked_linear(x_tr, y_tr, genes.mask, l1=args.l1, l2=args.l2, max_iter=args.max_iter,
+    l1 = args.l1
+    if args.l1_grid:
+        l1, _ = models.cv_l1(x_tr, y_tr, genes.mask, args.l1_grid, l2=args.l2, folds=args.cv_folds, seed=args.seed,
+                             max_iter=args.max_iter, tol=args.tol, device=device)
+        vals, cnt = np.unique(l1, return_counts=True)
+        log.info("cross-validated l1 per target: %s", ", ".join(f"{v:g} x{c}" for v, c in zip(vals, cnt)))
+    lin, fit = models.fit_masked_linear(x_tr, y_tr, genes.mask, l1=l1, l2=args.l2, max_iter=args.max_iter,
                                         tol=args.tol, device=device)
     log.info("masked linear: %d FISTA iterations (%s), objective %.6g, %.2f s", fit.iterations,
              "converged" if fit.converged else "not converged", fit.objective, fit.seconds)
@@ -188,11 +199,12 @@ def main(argv=None):
     signs = models.sign_agreement(weight, genes.prior_sign, genes.mask)
     edges = edge_table(genes, weight)
     r2_tab = pd.DataFrame({"target": genes.targets, "n_prior_tfs": genes.mask.sum(0),
+                           "l1": np.broadcast_to(np.asarray(l1, dtype=np.float64), (len(genes.targets),)),
                            "n_nonzero_tfs": (weight != 0).sum(0),
                            **{f"r2_{k}": v for k, v in r2.items()}})
     metrics = metrics_table(args, genes, weight, r2, signs, edges, fit, mlp_fit,
                             dict(n_a=int(in_a.sum()), n_b=int(in_b.sum()), n_pairs=n, n_train=len(tr),
-                                 n_test=len(te), cost=cost, cost_random=cost_random))
+                                 n_test=len(te), cost=cost, cost_random=cost_random, l1=l1))
     for k, v in r2.items():
         log.info("held-out R2 %s: median %.4f, %.1f%% of targets > 0", k, np.nanmedian(v), 100 * np.nanmean(v > 0))
     log.info("sign agreement with prior: %.3f over %d signed edges (chance %.3f)", signs["agreement"],
@@ -243,6 +255,8 @@ def metrics_table(args, genes, weight, r2, signs, edges, fit, mlp_fit, counts) -
         add(model, "r2_mean", round(float(np.nanmean(v)), 6))
         add(model, "frac_targets_r2_positive", round(float(np.nanmean(v > 0)), 6))
     add("linear", "n_nonzero_edges", int((weight != 0).sum()))
+    add("linear", "n_targets_without_edges", int(((weight != 0).sum(0) == 0).sum()))
+    add("linear", "l1_median", float(np.median(counts["l1"])))
     add("linear", "fista_iterations", fit.iterations)
     add("linear", "fista_converged", int(fit.converged))
     add("linear", "objective", round(fit.objective, 8))
