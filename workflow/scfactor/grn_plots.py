@@ -86,7 +86,7 @@ def residual_plot(d: dict):
         ax.set_xlabel("predicted log expression (state B)")
         ax.legend(loc="upper right", fontsize=8)
     axes[0][0].set_ylabel("residual (observed - predicted)")
-    fig.colorbar(hb, ax=axes[0].tolist(), shrink=0.8, label="log10(pairs x targets)")
+    fig.colorbar(hb, ax=axes[0].tolist(), shrink=0.8, label="pair x target values per bin (log scale)")
     fig.suptitle(f"{d['transition']}: residuals on held-out cell pairs ({y.shape[0]} pairs x {y.shape[1]} targets)")
     return fig
 

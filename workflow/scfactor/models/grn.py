@@ -16,7 +16,7 @@ weights outside the prior are structurally zero, not merely small.
   ``l1_ratio = l1 / (l1 + l2)``, which the tests use as a reference.
 * `MaskedMLP`: per target, a one-hidden-layer MLP restricted to its prior TFs
   (``y_j = sum_h v_jh relu(sum_{t in prior(j)} x_t U_{t,j,h} + c_jh) + b_j``), all targets trained
-  at once (edge-list gather + ``index_add``), Adam on MSE + ``l2`` weight decay.
+  at once (the first layer is a sparse matrix holding only prior edges), Adam on MSE + ``l2`` penalty.
 """
 
 from __future__ import annotations

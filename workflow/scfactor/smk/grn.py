@@ -43,7 +43,9 @@ def grn_args(config: dict, name: str) -> str:
             "--l1", g["l1"], "--l2", g["l2"], "--max-iter", g["max_iter"], "--tol", g["tol"],
             "--mlp-hidden", g["mlp"]["hidden"], "--mlp-epochs", g["mlp"]["epochs"],
             "--mlp-lr", g["mlp"]["lr"], "--mlp-l2", g["mlp"]["l2"], "--top-edges", g["top_edges"],
-            "--seed", g["seed"], "--device", g["device"]]
+            "--cv-folds", g["cv_folds"], "--seed", g["seed"], "--device", g["device"]]
+    if g["l1_grid"]:
+        opts += ["--l1-grid", *g["l1_grid"]]
     for side, flag in (("source", "source"), ("target", "target")):
         state = t[side]
         if state.get("labels"):
