@@ -229,12 +229,15 @@ def test_script_outputs_and_determinism(toy):
     assert run_script("grn.py", "--help").returncode == 0
 
 
-def test_bad_input_no_prior_tf_among_genes(toy):
+@pytest.mark.parametrize("rows, mentions", [
+    ([("STAT1", "A", "G1", 1.0), ("IRF9", "A", "G2", -1.0)], "TFs is among"),           # no prior TF in the data
+    ([("tf0", "A", "g1", 1.0), ("tf1", "A", "g2", -1.0)], "mismatched gene names"),    # other species' symbols
+], ids=["no_prior_tf_among_genes", "mismatched_gene_names"])
+def test_bad_input_prior_genes(toy, rows, mentions):
     h5, _, d = toy
-    prior = write_prior(d / "noTF.csv", [("STAT1", "A", "G1", 1.0), ("IRF9", "A", "G2", -1.0)])
     o = outputs(d)
-    proc = run_script("grn.py", *grn_cmd(h5, prior, o))
-    assert_clean_failure(proc, mentions="TFs is among", outputs=o.values())
+    proc = run_script("grn.py", *grn_cmd(h5, write_prior(d / "p.csv", rows), o))
+    assert_clean_failure(proc, mentions=mentions, outputs=o.values())
 
 
 def test_bad_input_empty_cell_state(toy):
@@ -244,15 +247,6 @@ def test_bad_input_empty_cell_state(toy):
     args[args.index("stemB")] = "no such state"
     proc = run_script("grn.py", *args)
     assert_clean_failure(proc, mentions="is empty", outputs=o.values())
-
-
-def test_bad_input_mismatched_gene_names(toy):
-    h5, _, d = toy
-    prior = write_prior(d / "lower.csv", [("tf0", "A", "g1", 1.0), ("tf1", "A", "g2", -1.0)])
-    o = outputs(d)
-    proc = run_script("grn.py", *grn_cmd(h5, prior, o))
-    assert_clean_failure(proc, mentions="mismatched gene names", outputs=o.values())
-    assert "wrong species" in proc.stderr
 
 
 def test_bad_input_unreadable_prior(toy):
