@@ -128,7 +128,8 @@ def main(argv=None):
     pairs = run_pairings(cfg, Path(args.out))
     pairs.to_csv(res / "grn_pairing.tsv", sep="\t", index=False)
     with open(res / "grn.md", "w") as f:
-        f.write(f"# GRN benchmark\n\nCommand: `python benchmarks/grn/compare.py --config {args.config}` "
+        shown = Path(args.config).resolve().relative_to(REPO) if Path(args.config).resolve().is_relative_to(REPO) else args.config
+        f.write(f"# GRN benchmark\n\nCommand: `python benchmarks/grn/compare.py --config {shown}` "
                 f"(threads={args.threads}).\n\n## Pairing and models (held-out R2 per target, sign agreement)\n\n")
         f.write(pairs.to_markdown(index=False, floatfmt=".4g") + "\n\n## Optimiser: same masked lasso objective\n\n")
         f.write(opt.to_markdown(index=False, floatfmt=".6g") + "\n")
