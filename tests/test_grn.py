@@ -15,6 +15,8 @@ from scfactor import grn_inputs as gi
 from scfactor.errors import InputError
 from scfactor.models import grn as models
 
+torch.set_num_threads(1)   # the shared 2-core machine: more threads only spin against other processes
+
 
 # --------------------------------------------------------------------------- simulated data
 def planted(n=400, p=20, t=40, density=0.25, seed=0):

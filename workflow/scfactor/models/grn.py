@@ -171,6 +171,10 @@ class MaskedMLP(nn.Module):
         gen = torch.Generator().manual_seed(seed)
         self.register_buffer("rows", torch.as_tensor(rows, dtype=torch.long))
         self.register_buffer("cols", torch.as_tensor(cols, dtype=torch.long))
+        # sparse index of the first layer: edge e, unit k -> (tf rows[e], column cols[e] * hidden + k)
+        self.register_buffer("idx", torch.stack([self.rows.repeat_interleave(hidden),
+                                                 self.cols.repeat_interleave(hidden) * hidden
+                                                 + torch.arange(hidden).repeat(len(rows))]))
         fan_in = torch.as_tensor(np.maximum(deg[cols], 1.0), dtype=dtype)[:, None]
         self.u = nn.Parameter(torch.randn(len(rows), hidden, generator=gen, dtype=dtype) / fan_in.sqrt())
         self.c = nn.Parameter(torch.zeros(n_t, hidden, dtype=dtype))
@@ -179,10 +183,7 @@ class MaskedMLP(nn.Module):
 
     def first_layer(self) -> torch.Tensor:
         """First-layer weights as a sparse (n_tf x n_target*hidden) matrix: only prior edges exist."""
-        h = self.hidden
-        idx = torch.stack([self.rows.repeat_interleave(h),
-                           self.cols.repeat_interleave(h) * h + torch.arange(h, device=self.rows.device).repeat(len(self.rows))])
-        return torch.sparse_coo_tensor(idx, self.u.reshape(-1), (self.shape[0], self.shape[1] * h),
+        return torch.sparse_coo_tensor(self.idx, self.u.reshape(-1), (self.shape[0], self.shape[1] * self.hidden),
                                        check_invariants=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
