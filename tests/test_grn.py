@@ -259,6 +259,15 @@ def test_bad_input_unreadable_prior(toy):
     assert_clean_failure(run_script("grn.py", *grn_cmd(h5, bad, o)), mentions="bad.csv", outputs=o.values())
 
 
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+def test_absent_cuda_device_fails_clearly(toy):
+    h5, prior, d = toy
+    o = outputs(d)
+    args = grn_cmd(h5, prior, o)
+    args[args.index("cpu")] = "cuda"
+    assert_clean_failure(run_script("grn.py", *args), mentions="cuda", outputs=o.values())
+
+
 # --------------------------------------------------------------------------- workflow
 @pytest.mark.workflow
 def test_workflow_tiny(tiny_workdir):
@@ -281,3 +290,4 @@ def test_workflow_tiny(tiny_workdir):
     assert kang["tf"].str.isupper().all()                      # human prior on human data
     panc = pd.read_csv(tiny_workdir / f"results/grn/{names[1]}/edges.tsv", sep="\t")
     assert not panc["tf"].str.isupper().all()                  # mouse prior (Pdx1-style symbols)
+
