@@ -97,8 +97,11 @@ def load_states(args):
         adata.obs["label"] = adata.obs[args.label_key]
         labels = adata.obs["label"].astype(object)
         if args.fill_unlabelled == "knn":
+            before = int(labels.notna().sum())
             labels = gi.transfer_labels(adata, k=args.knn_k, n_pcs=args.n_pcs,
                                         min_agreement=args.knn_min_agreement, seed=args.seed)
+            cli.LOG.info("kNN label transfer: %d of %d unlabelled cells labelled", int(labels.notna().sum()) - before,
+                         adata.n_obs - before)
     a = gi.StateSpec("A", tuple(args.source_labels), tuple(args.source_batches))
     b = gi.StateSpec("B", tuple(args.target_labels), tuple(args.target_batches))
     in_a = gi.select_state(adata.obs, a, args.input, labels)
