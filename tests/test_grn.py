@@ -42,6 +42,18 @@ def load_script(name):
     return mod
 
 
+def run_grn_inprocess(*args):
+    """grn.py main() in this process (no interpreter start-up); a CompletedProcess-like result."""
+    import contextlib
+    import io as _io
+    import types
+    script = load_script("grn.py")
+    err = _io.StringIO()
+    with contextlib.redirect_stderr(err):
+        code = script.cli.run(script.main, [str(a) for a in args])
+    return types.SimpleNamespace(returncode=code, stderr=err.getvalue())
+
+
 def write_prior(path, rows):
     pd.DataFrame(rows, columns=["tf", "confidence", "target", "mor"]).to_csv(path, index=False)
     return path
@@ -211,8 +223,7 @@ def test_script_outputs_and_determinism(toy):
     proc = run_script("grn.py", *grn_cmd(h5, prior, o1))
     assert proc.returncode == 0, proc.stderr
     assert "FISTA iterations" in proc.stderr and "mlp epoch" in proc.stderr
-    script = load_script("grn.py")                            # second run in-process (saves the imports)
-    assert script.cli.run(script.main, [str(a) for a in grn_cmd(h5, prior, o2)]) == 0
+    assert run_grn_inprocess(*grn_cmd(h5, prior, o2)).returncode == 0    # second run in-process
     for k in ("edges", "r2", "metrics"):
         assert o1[k].read_bytes() == o2[k].read_bytes(), k
     edges = pd.read_csv(o1["edges"], sep="\t")
@@ -238,7 +249,7 @@ def test_script_outputs_and_determinism(toy):
 def test_bad_input_prior_genes(toy, rows, mentions):
     h5, _, d = toy
     o = outputs(d)
-    proc = run_script("grn.py", *grn_cmd(h5, write_prior(d / "p.csv", rows), o))
+    proc = run_grn_inprocess(*grn_cmd(h5, write_prior(d / "p.csv", rows), o))
     assert_clean_failure(proc, mentions=mentions, outputs=o.values())
 
 
@@ -247,7 +258,7 @@ def test_bad_input_empty_cell_state(toy):
     o = outputs(d)
     args = grn_cmd(h5, prior, o)
     args[args.index("stemB")] = "no such state"
-    proc = run_script("grn.py", *args)
+    proc = run_grn_inprocess(*args)
     assert_clean_failure(proc, mentions="is empty", outputs=o.values())
 
 
@@ -256,7 +267,7 @@ def test_bad_input_unreadable_prior(toy):
     bad = d / "bad.csv"
     bad.write_text("a,b\n1,2\n")
     o = outputs(d)
-    assert_clean_failure(run_script("grn.py", *grn_cmd(h5, bad, o)), mentions="bad.csv", outputs=o.values())
+    assert_clean_failure(run_grn_inprocess(*grn_cmd(h5, bad, o)), mentions="bad.csv", outputs=o.values())
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
@@ -265,7 +276,7 @@ def test_absent_cuda_device_fails_clearly(toy):
     o = outputs(d)
     args = grn_cmd(h5, prior, o)
     args[args.index("cpu")] = "cuda"
-    assert_clean_failure(run_script("grn.py", *args), mentions="cuda", outputs=o.values())
+    assert_clean_failure(run_grn_inprocess(*args), mentions="cuda", outputs=o.values())
 
 
 # --------------------------------------------------------------------------- workflow
