@@ -61,7 +61,7 @@ def edge_heatmap(d: dict, k: int = 40):
     cb = fig.colorbar(im, ax=ax, shrink=0.8)
     cb.set_label("weight (log expr. per SD of TF)")
     ax.legend(handles=[Patch(facecolor="#d9d9d9", label="no prior edge"),
-                       Patch(facecolor="white", edgecolor="grey", label="+/\u2212/?: prior sign (mor)")],
+                       Patch(facecolor="white", edgecolor="grey", label="prior edge (+/\u2212/?: prior sign of a top edge)")],
               loc="upper left", bbox_to_anchor=(0.0, -0.02 - 0.012 * max(len(s) for s in d["targets"][cols])),
               fontsize=8, ncol=2, frameon=False)
     ax.set_title(f"{name}: {len(r)} strongest signed edges (masked linear)")
