@@ -64,7 +64,8 @@ def main():
     rows = []
     load_before = os.getloadavg()
     for solver, lr in (("poisson", 0.05), ("nnls", 0.2)):
-        res = fit_layered_nmf(sim.x, layers=[20, 10], solver=solver, epochs=args.epochs, lr=lr, seed=0)
+        res = fit_layered_nmf(sim.x, layers=[20, 10], solver=solver, epochs=args.epochs, lr=lr, seed=0,
+                              inner_iters=2)
         rows.append(row("scfactor", solver, args.epochs, res.seconds, res.cpu_seconds, x, res, sim,
                         f"lr={lr}, inner_iters=2"))
         print(rows[-1], flush=True)

@@ -12,6 +12,23 @@ import pandas as pd
 warnings.filterwarnings("ignore", message="Clustering large matrix with scipy")
 
 
+def load_fit(path, kind: str, level: int):
+    """Open a layers ``.h5ad`` and return ``(adata, matrix)`` for ``theta`` (uns) or ``beta`` (varm).
+
+    Raises `InputError` naming the file when the layer is absent.
+    """
+    from .errors import InputError
+    from .io import read_h5ad
+    adata = read_h5ad(path)
+    key = f"{kind}_l{level}"
+    store = adata.uns if kind == "theta" else adata.varm
+    if key not in store:
+        have = sorted(k for k in store.keys() if k.startswith(kind))
+        where = "uns" if kind == "theta" else "varm"
+        raise InputError(path, f"has no {where}[{key!r}] (has: {', '.join(have) or 'none'})")
+    return adata, np.asarray(store[key])
+
+
 def save_grid(grid, paths, dpi: int = 150) -> None:
     """Save a seaborn ClusterGrid to each path (format from the suffix) atomically, then close it."""
     import matplotlib.pyplot as plt

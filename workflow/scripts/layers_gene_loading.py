@@ -8,9 +8,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from scfactor import cli, io  # noqa: E402
+from scfactor import cli  # noqa: E402
 from scfactor.errors import InputError  # noqa: E402
-from scfactor.layers_plots import gene_loading_clustermap, save_grid  # noqa: E402
+from scfactor.layers_plots import gene_loading_clustermap, load_fit, save_grid  # noqa: E402
 
 
 def build_parser():
@@ -27,14 +27,10 @@ def build_parser():
 def main(argv=None):
     args = build_parser().parse_args(argv)
     cli.setup_logging(args.verbose)
-    adata = io.read_h5ad(args.input)
-    key = f"beta_l{args.level}"
-    if key not in adata.varm:
-        raise InputError(args.input, f"has no varm[{key!r}] (has: {', '.join(adata.varm) or 'none'})")
     if args.top_n < 1:
         raise InputError(args.input, f"--top-n must be >= 1, got {args.top_n}")
-    beta = adata.varm[key]
-    title = args.title or f"{Path(args.input).stem}: top {args.top_n} genes per factor, {key}"
+    adata, beta = load_fit(args.input, "beta", args.level)
+    title = args.title or f"{Path(args.input).stem}: top {args.top_n} genes per factor, beta_l{args.level}"
     grid = gene_loading_clustermap(beta, adata.var_names, args.level, title, top_n=args.top_n,
                                    max_thresh=args.max_thresh)
     save_grid(grid, args.output)

@@ -8,9 +8,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from scfactor import cli, io  # noqa: E402
-from scfactor.errors import InputError  # noqa: E402
-from scfactor.layers_plots import save_grid, theta_clustermap  # noqa: E402
+from scfactor import cli  # noqa: E402
+from scfactor.layers_plots import load_fit, save_grid, theta_clustermap  # noqa: E402
 
 
 def build_parser():
@@ -27,14 +26,10 @@ def build_parser():
 def main(argv=None):
     args = build_parser().parse_args(argv)
     cli.setup_logging(args.verbose)
-    adata = io.read_h5ad(args.input)
-    key = f"theta_l{args.level}"
-    if key not in adata.uns:
-        have = sorted(k for k in adata.uns if k.startswith("theta_l"))
-        raise InputError(args.input, f"has no uns[{key!r}] (has: {', '.join(have) or 'none'})")
+    adata, theta = load_fit(args.input, "theta", args.level)
     labels = adata.obs[args.label].to_numpy() if args.label in adata.obs else None
-    title = args.title or f"{Path(args.input).stem}: {key} ({adata.uns[key].shape[0]} x {adata.uns[key].shape[1]})"
-    grid = theta_clustermap(adata.uns[key], args.level, title, row_labels=labels, label_name=args.label,
+    title = args.title or f"{Path(args.input).stem}: theta_l{args.level} ({theta.shape[0]} x {theta.shape[1]})"
+    grid = theta_clustermap(theta, args.level, title, row_labels=labels, label_name=args.label,
                             max_rows=args.max_rows, seed=args.seed)
     save_grid(grid, args.output)
     return 0

@@ -116,7 +116,7 @@ def validate_layers(layers, n_rows: int, n_cols: int) -> list:
 
 
 def fit_layered_nmf(x, layers=(20, 10), solver: str = "poisson", epochs: int = 300, lr: float = 0.05,
-                    seed: int = 0, device="cpu", inner_iters: int = 3, log=None, log_every: int = 50,
+                    seed: int = 0, device="cpu", inner_iters: int = 2, log=None, log_every: int = 50,
                     dtype=None) -> LayeredNMFResult:
     """Fit the multilayer NMF to a dense or sparse non-negative matrix ``x`` (rows x genes).
 
