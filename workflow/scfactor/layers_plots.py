@@ -43,7 +43,7 @@ def _label_colors(labels):
     """Row colours for categorical labels (None when there are none) and a legend handle list."""
     import matplotlib.pyplot as plt
     from matplotlib.patches import Patch
-    lab = pd.Series(labels).astype(str)
+    lab = pd.Series(labels).astype(object).where(pd.notna(labels), "unlabelled").astype(str)
     cats = sorted(lab.unique())
     cmap = plt.get_cmap("tab20" if len(cats) > 10 else "tab10")
     colors = {c: cmap(i % cmap.N) for i, c in enumerate(cats)}

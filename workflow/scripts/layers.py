@@ -4,7 +4,8 @@
 Output ``.h5ad`` (cells x genes, no X): ``uns['theta_l<l>']`` (cells x k1, then k_{l-1} x k_l),
 ``varm['beta_l<l>']`` (genes x k_l), ``obsm['X_layers']`` (cells x k_L: theta1 ... theta_L),
 ``obs['layers_factor']`` (argmax factor), ``uns['layers']`` (options, loss trace, fit time).
-Tables: the loss per epoch and, when the input carries a simulation's truth
+Tables: the loss per epoch; metrics (``ari_label``: ARI of ``obs['layers_factor']`` vs ``obs['label']``
+when labelled) and, when the input carries a simulation's truth
 (``obsm['theta_true']``, ``varm['beta_true']``, ``obs['block']``), factor-recovery metrics.
 """
 
@@ -95,6 +96,11 @@ def main(argv=None):
 
     loss = pd.DataFrame({"epoch": np.arange(1, len(res.loss) + 1), "loss": res.loss})
     metrics = {"n_cells": adata.n_obs, "n_genes": adata.n_vars, "final_loss": res.loss[-1]}
+    if "label" in adata.obs and adata.obs["label"].notna().any():
+        from sklearn.metrics import adjusted_rand_score
+        known = adata.obs["label"].notna().to_numpy()
+        metrics["ari_label"] = adjusted_rand_score(adata.obs["label"].astype(str).to_numpy()[known],
+                                                   weighted.argmax(1)[known])
     truth = truth_of(adata)
     if truth is not None:
         metrics.update(recovery_metrics(res, *truth))
