@@ -277,3 +277,19 @@ def test_workflow_tiny(tiny_workdir):
         assert (tiny_workdir / t).read_bytes()[:4] == b"\x89PNG"
         assert (tiny_workdir / t).with_suffix(".pdf").exists()
     assert (tiny_workdir / "results/simulate/blocks.h5").exists()
+
+
+@pytest.mark.workflow
+def test_workflow_bad_config_fails_before_jobs(tiny_workdir):
+    import yaml
+    cfg = yaml.safe_load((tiny_workdir / "config.yaml").read_text())
+    cfg["layers"]["datasets"] = ["nope"]
+    (tiny_workdir / "config.yaml").write_text(yaml.safe_dump(cfg))
+    proc = snakemake(tiny_workdir, "-n", check=False)
+    assert proc.returncode != 0 and "layers.datasets: unknown dataset 'nope'" in proc.stdout + proc.stderr
+    cfg["layers"]["datasets"] = ["sim_blocks"]
+    cfg["layers"]["solver"] = "lsq"
+    (tiny_workdir / "config.yaml").write_text(yaml.safe_dump(cfg))
+    proc = snakemake(tiny_workdir, "-n", check=False)
+    assert proc.returncode != 0 and "invalid config section 'layers'" in proc.stdout + proc.stderr
+    assert not (tiny_workdir / "results").exists()

@@ -1,8 +1,9 @@
 # Multilayer NMF (seed 002): X ~ theta1 theta2 beta per dataset, plus its figures.
-from scfactor.smk.layers import layers_args, layers_levels, loading_figure_args
+from scfactor.smk.layers import check_layers_datasets, layers_args, layers_levels, loading_figure_args
 
 
 validate_section("layers", "layers.schema.yaml")
+check_layers_datasets(config)
 
 LAYERS_OUT = f"{RESULTS}/layers"
 LAYERS_FIG = f"{RESULTS}/figures/layers"

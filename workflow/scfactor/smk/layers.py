@@ -35,3 +35,12 @@ def loading_figure_args(config: dict) -> str:
     if c.get("max_thresh") is not None:
         opts += ["--max-thresh", c["max_thresh"]]
     return shlex.join(str(o) for o in opts)
+
+
+def check_layers_datasets(config: dict) -> None:
+    """Fail before any job runs when ``layers.datasets`` names a dataset the config does not define."""
+    known = set(config.get("datasets", {}))
+    for name in config["layers"]["datasets"]:
+        if name not in known:
+            raise ValueError(f"invalid config key layers.datasets: unknown dataset '{name}' "
+                             f"(config datasets: {', '.join(sorted(known))})")
