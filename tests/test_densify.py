@@ -155,7 +155,7 @@ def test_recovers_planted_low_rank_poisson(tf_cpu, arch, loss):
     from scfactor.models.neumf_train import FitConfig, fit, predict_dense
     x, mu = planted_counts()
     train, held = heldout.mask_nonzeros(x, 0.1, seed=0)
-    cfg = FitConfig(arch=arch, loss=loss, emb_dim=8, layers=(16, 8), epochs=25, batch_size=1024, lr=0.01)
+    cfg = FitConfig(arch=arch, loss=loss, emb_dim=8, layers=(16, 8), epochs=15, batch_size=1024, lr=0.01)
     res = fit(train, cfg, tf_cpu)
     pred = predict_dense(res.model, res.offset, *x.shape, block_entries=1000)
     assert pred.dtype == np.float32 and pred.shape == x.shape and np.all(pred >= 0)
@@ -191,45 +191,41 @@ def test_pretraining_and_implicit_loss_run(tf_cpu):
 
 
 # --------------------------------------------------------------------------- the script
-def test_script_writes_contract_and_is_deterministic(tmp_path):
+def test_script_writes_the_output_contract(tmp_path):
     x, _ = planted_counts(80, 50)
     inp = write_preprocessed(tmp_path / "in.h5ad", x)
     import anndata as ad
-    outs = []
-    for run in ("a", "b"):
-        d = tmp_path / run
-        d.mkdir()
-        proc = subprocess.run([sys.executable, *densify_cmd(inp, d, "--loss", "poisson")],
-                              capture_output=True, text=True, timeout=300)
-        assert proc.returncode == 0, proc.stderr[-3000:]
-        assert "samples/s" in proc.stderr and "ETA" in proc.stderr
-        outs.append(d)
-    a = ad.read_h5ad(outs[0] / "out.h5ad")
+    proc = subprocess.run([sys.executable, *densify_cmd(inp, tmp_path, "--loss", "poisson")],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "samples/s" in proc.stderr and "ETA" in proc.stderr
+    a = ad.read_h5ad(tmp_path / "out.h5ad")
     assert a.layers["neumf"].dtype == np.float32 and a.layers["neumf"].shape == (80, 50)
     assert (sp.csr_matrix(a.layers["counts"]) != x).nnz == 0
     assert list(a.obs["batch"].unique()) == ["b1"]
     u = a.uns["neumf"]
     assert set(u["heldout"]) == {"neumf_poisson", "zero", "svd_rank20"}
     assert u["params"]["loss"] == "poisson" and len(u["trace"]["neumf"]["loss"]) == 2
-    t = pd.read_csv(outs[0] / "out.tsv", sep="\t")
+    t = pd.read_csv(tmp_path / "out.tsv", sep="\t")
     assert list(t["method"]) == ["neumf_poisson", "zero", "svd_rank20"]
-    assert (outs[0] / "out.tsv").read_bytes() == (outs[1] / "out.tsv").read_bytes()
-    b = ad.read_h5ad(outs[1] / "out.h5ad")
-    np.testing.assert_array_equal(a.layers["neumf"], b.layers["neumf"])
+    assert t.set_index("method").loc["neumf_poisson", "n"] == round(0.1 * x.nnz)
 
 
 def test_killed_training_resumes_from_checkpoint_and_matches_uninterrupted_run(tmp_path):
     """SIGKILL a real training run after its first checkpoint, rerun, compare with an uninterrupted run."""
     import anndata as ad
-    x, _ = planted_counts(400, 150, seed=1)
+    x, _ = planted_counts(300, 100, seed=1)
     inp = write_preprocessed(tmp_path / "in.h5ad", x)
-    epochs = 6
+    epochs = 5
     killed, full = tmp_path / "killed", tmp_path / "full"
     killed.mkdir()
     full.mkdir()
     ckpt = killed / "ckpt"
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
     cmd = [sys.executable, *densify_cmd(inp, killed, "--checkpoint-dir", ckpt, epochs=epochs)]
+    # the uninterrupted reference run goes alongside
+    ref = subprocess.Popen([sys.executable, *densify_cmd(inp, full, epochs=epochs)],
+                           stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env)
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env)
     deadline = time.time() + 240
     while not (ckpt / "neumf.npz").exists():
@@ -251,9 +247,8 @@ def test_killed_training_resumes_from_checkpoint_and_matches_uninterrupted_run(t
     trained = [ln for ln in again.stderr.splitlines() if "neumf epoch" in ln]
     assert len(trained) == epochs - saved and f"epoch {saved + 1}/{epochs}" in trained[0]
 
-    ref = subprocess.run([sys.executable, *densify_cmd(inp, full, epochs=epochs)],
-                         capture_output=True, text=True, timeout=300, env=env)
-    assert ref.returncode == 0, ref.stderr[-3000:]
+    _, ref_err = ref.communicate(timeout=300)
+    assert ref.returncode == 0, ref_err[-3000:]
     a, b = ad.read_h5ad(killed / "out.h5ad"), ad.read_h5ad(full / "out.h5ad")
     np.testing.assert_array_equal(a.layers["neumf"], b.layers["neumf"])
     assert (killed / "out.tsv").read_bytes() == (full / "out.tsv").read_bytes()
