@@ -8,7 +8,7 @@ whole matrix and returns the output AnnData and the held-out metrics table.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 
 import numpy as np
 import pandas as pd
@@ -18,29 +18,16 @@ from .. import heldout
 from ..cli import LOG
 from ..errors import InputError, ScfactorError
 from .neumf import ARCHS, COUNT_LOSSES, LOSSES
+from .neumf_train import FitConfig
 
 
 @dataclass
-class DensifyOptions:
-    """Model, training and evaluation settings of one densification run."""
+class DensifyOptions(FitConfig):
+    """Model and training settings (`FitConfig`) plus the held-out evaluation and prediction ones."""
 
-    arch: str = "neumf"
-    loss: str = "nb"
-    emb_dim: int = 20
-    layers: tuple = (64, 32, 16, 8)
-    dropout: float = 0.2
-    bn_layers: int = 2
-    epochs: int = 20
-    batch_size: int = 8192
-    lr: float = 0.003
-    zero_keep: float = 1.0
-    num_neg: int = 4
-    pretrain_epochs: int = 0
     heldout_frac: float = 0.1
     svd_rank: int = 20
     predict_block: int = 1 << 18
-    seed: int = 0
-    jit: bool = False
 
     def check(self) -> None:
         """Raise `ScfactorError` (one line) on an out-of-range setting."""
@@ -68,14 +55,12 @@ class DensifyOptions:
         if bad:
             raise ScfactorError(bad)
 
-    def fit_config(self):
-        """The `FitConfig` part of these options."""
-        from .neumf_train import FitConfig
-        return FitConfig(arch=self.arch, loss=self.loss, emb_dim=self.emb_dim, layers=tuple(self.layers),
-                         dropout=self.dropout, bn_layers=self.bn_layers, epochs=self.epochs,
-                         batch_size=self.batch_size, lr=self.lr, zero_keep=self.zero_keep,
-                         num_neg=self.num_neg, pretrain_epochs=self.pretrain_epochs, seed=self.seed,
-                         jit=self.jit, extra={"heldout_frac": self.heldout_frac})
+    def fit_config(self) -> FitConfig:
+        """The `FitConfig` part of these options (the held-out fraction goes into its fingerprint)."""
+        shared = {f.name: getattr(self, f.name) for f in fields(FitConfig)}
+        shared["layers"] = tuple(self.layers)
+        shared["extra"] = {"heldout_frac": self.heldout_frac}
+        return FitConfig(**shared)
 
 
 def validate_input(path, batch, genes, layer, loss):
