@@ -210,17 +210,16 @@ def fit(x, cfg: FitConfig, strategy, checkpoint_dir=None) -> FitResult:
     trace, samples = {}, 0.0
     model = build_model(cfg.arch, x, sf, cfg, strategy)
     if cfg.arch == "neumf" and cfg.pretrain_epochs > 0:
-        done = (Path(checkpoint_dir) / "neumf.npz").exists() if checkpoint_dir else False
-        if not done:
-            towers = {}
-            for k, arch in enumerate(("gmf", "mlp")):
-                towers[arch] = build_model(arch, x, sf, cfg, strategy, seed_offset=k + 1)
-                trace[f"pretrain_{arch}"], n = train_phase(towers[arch], x, offset, cfg, strategy,
-                                                           cfg.pretrain_epochs, f"pretrain_{arch}",
-                                                           checkpoint_dir)
-                samples += n
-            init_from_pretrained(model, towers["gmf"], towers["mlp"])
-            LOG.info("initialised NeuMF from the pretrained GMF and MLP towers")
+        # finished pretraining phases are restored from their checkpoints without training; a valid
+        # NeuMF checkpoint then overrides this initialisation in train_phase
+        towers = {}
+        for k, arch in enumerate(("gmf", "mlp")):
+            towers[arch] = build_model(arch, x, sf, cfg, strategy, seed_offset=k + 1)
+            trace[f"pretrain_{arch}"], n = train_phase(towers[arch], x, offset, cfg, strategy,
+                                                       cfg.pretrain_epochs, f"pretrain_{arch}", checkpoint_dir)
+            samples += n
+        init_from_pretrained(model, towers["gmf"], towers["mlp"])
+        LOG.info("initialised NeuMF from the pretrained GMF and MLP towers")
     trace[cfg.arch], n = train_phase(model, x, offset, cfg, strategy, cfg.epochs, cfg.arch, checkpoint_dir)
     samples += n
     secs = time.perf_counter() - t0
