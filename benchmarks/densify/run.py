@@ -84,7 +84,11 @@ def main(argv=None):
     p.add_argument("--peers", nargs="*", default=["magic", "scvi"])
     p.add_argument("--peers-python", default="/root/.cache/scfactor/bench-densify/bin/python")
     p.add_argument("--scvi-epochs", type=int, default=400)
-    p.add_argument("--skip-throughput", action="store_true")
+    p.add_argument("--scvi-minutes", type=float, default=10.0, help="wall-clock cap of scVI training")
+    p.add_argument("--cache", default=str(REPO / "benchmarks/out/densify"),
+                   help="finished runs are kept here and reused by a rerun with the same settings")
+    p.add_argument("--skip-throughput", action="store_true",
+                   help="keep the throughput table of an earlier run (<out>_throughput.tsv)")
     p.add_argument("--_throughput", nargs=3, metavar=("MATRIX", "LOSS", "BATCH"), help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args._throughput:
@@ -108,6 +112,8 @@ def main(argv=None):
 
     # ---------------------------------------------------------------- 1. throughput
     thr = []
+    if args.skip_throughput and Path(f"{out}_throughput.tsv").exists():
+        thr = pd.read_csv(f"{out}_throughput.tsv", sep="\t").to_dict(orient="records")
     if not args.skip_throughput:
         jobs = [("seed", [py, HERE / "seed_loop.py", "--matrix", tmp / "train.npz", "--steps", args.seed_steps,
                           "--threads", args.threads]),
@@ -121,6 +127,7 @@ def main(argv=None):
             if proc.returncode != 0 or not rows:
                 raise SystemExit(f"throughput run {name} failed:\n{proc.stderr[-3000:]}")
             rows[0]["load_avg"] = os.getloadavg()[0]
+            rows[0]["date"] = time.strftime("%Y-%m-%d %H:%M")
             print(json.dumps(rows[0]), flush=True)
             thr.append(rows[0])
         t = pd.DataFrame(thr)
@@ -131,15 +138,20 @@ def main(argv=None):
 
     # ---------------------------------------------------------------- 2. quality
     preds, info = {}, {}
+    cache = Path(args.cache) / f"{Path(args.input).stem}_{args.batch}_{args.genes}_s{args.seed}"
     for loss in args.losses:
-        d = tmp / loss
+        d = cache / f"neumf_{loss}_e{args.epochs}_b{args.batch_size}"
         cmd = [py, REPO / "workflow/scripts/densify.py", "--input", args.input, "--batch", args.batch,
                "--genes", args.genes, "--loss", loss, "--epochs", args.epochs, "--batch-size", args.batch_size,
                "--threads", args.threads, "--seed", args.seed, "--output", d / "out.h5ad",
                "--heldout-table", d / "out.tsv"]
-        proc, secs = run(cmd, env=env)
-        if proc.returncode != 0:
-            raise SystemExit(f"densify.py --loss {loss} failed:\n{proc.stderr[-3000:]}")
+        if (d / "out.h5ad").exists():  # the same command finished before: reuse its output
+            secs = float(json.loads((d / "seconds.json").read_text())["seconds"])
+        else:
+            proc, secs = run(cmd, env=env)
+            if proc.returncode != 0:
+                raise SystemExit(f"densify.py --loss {loss} failed:\n{proc.stderr[-3000:]}")
+            (d / "seconds.json").write_text(json.dumps({"seconds": secs}))
         import anndata as ad
         o = ad.read_h5ad(d / "out.h5ad")
         rows = np.asarray(o.uns["neumf"]["heldout_rows"])
@@ -160,23 +172,27 @@ def main(argv=None):
             for m in args.peers:
                 info[m] = {"error": f"benchmark environment {args.peers_python} does not exist"}
         else:
-            proc, _ = run([args.peers_python, HERE / "peers.py", "--input", tmp / "peers_in.npz",
-                           "--output", tmp / "peers_out.npz", "--methods", *args.peers, "--seed", args.seed,
-                           "--threads", args.threads, "--scvi-epochs", args.scvi_epochs], env=env)
-            for r in _json_lines(proc.stdout):
-                info[r["method"]] = r
+            for m in args.peers:  # one process per peer, each result cached on its own
+                key = f"{m}_e{args.scvi_epochs}_t{args.scvi_minutes:g}" if m == "scvi" else m
+                res, meta_f = cache / f"{key}.npz", cache / f"{key}.json"
+                if not meta_f.exists():
+                    proc, _ = run([args.peers_python, HERE / "peers.py", "--input", tmp / "peers_in.npz",
+                                   "--output", res, "--methods", m, "--seed", args.seed,
+                                   "--threads", args.threads, "--scvi-epochs", args.scvi_epochs,
+                                   "--scvi-minutes", args.scvi_minutes], env=env)
+                    rows = _json_lines(proc.stdout)
+                    r = rows[0] if rows else {"method": m, "ok": False, "error": f"peers.py exited "
+                                              f"{proc.returncode}: {proc.stderr.strip().splitlines()[-1:]}"}
+                    meta_f.write_text(json.dumps(r))
+                r = json.loads(meta_f.read_text())
+                info[m] = r
                 print(json.dumps(r), flush=True)
-            if (tmp / "peers_out.npz").exists():
-                with np.load(tmp / "peers_out.npz") as z:
-                    for m in z.files:
+                if r.get("ok") and res.exists():
+                    with np.load(res) as z:
                         preds[m] = z[m]
-            for m in args.peers:
-                if m not in info:
-                    info[m] = {"error": f"peers.py exited {proc.returncode}: {proc.stderr.strip().splitlines()[-1:]}"}
     table = heldout.evaluate(preds, held)
     table["seconds"] = [round(float(info.get(m, {}).get("seconds", np.nan)), 1) for m in table["method"]]
-    table["note"] = [info.get(m, {}).get("note", "") or
-                     (f"v{info[m]['version']}" if "version" in info.get(m, {}) else "") for m in table["method"]]
+    table["note"] = [_note(info.get(m, {})) for m in table["method"]]
     failed = [m for m in args.peers if m not in preds]
     for m in failed:
         table.loc[len(table)] = {"method": m, "n": len(held), "note": "FAILED: " + info[m].get("error", "")}
@@ -184,6 +200,16 @@ def main(argv=None):
     write_markdown(out, meta, table, thr, args)
     print(table.to_string(), flush=True)
     return 0
+
+
+def _note(i: dict) -> str:
+    if i.get("note"):
+        return i["note"]
+    parts = [f"v{i['version']}"] if "version" in i else []
+    if "epochs_trained" in i:
+        parts.append(f"{i['epochs_trained']} of max {i['max_epochs']} epochs "
+                     f"(cap {i['max_minutes']:g} min, trained {i['train_seconds']:.0f} s)")
+    return ", ".join(parts)
 
 
 def write_markdown(out, meta, table, thr, args):
@@ -200,9 +226,13 @@ def write_markdown(out, meta, table, thr, args):
         for r in thr:
             ep = r.get("epoch_s", r.get("epoch_s_extrapolated"))
             sp_ = r["samples_per_s"] / thr[0]["samples_per_s"]
+            ep = r["epoch_s_extrapolated"] if r["impl"].startswith("seed") else ep
             lines.append(f"| {r['impl']} | {r['batch_size']} | {r['samples_per_s']:,.0f} | {ep:.1f} | "
                          f"{sp_:.1f}x | {r['load_avg']:.1f} |")
         lines.append("")
+        if args.skip_throughput:
+            lines.append("These throughput rows come from an earlier full run of this script (the same command "
+                         "without `--skip-throughput`), kept in `densify_throughput.tsv`; this run reused them.\n")
         lines.append(f"The seed loop was timed over {thr[0]['steps_timed']} mini-batches of 128 and "
                      f"extrapolated to an epoch; its epoch time also counts its per-epoch sklearn shuffle of "
                      f"the long table ({thr[0]['shuffle_s']:.1f} s). Ours: the second of two full epochs.\n")

@@ -34,7 +34,7 @@ def build_parser():
     p.add_argument("--layers", type=int, nargs="+", default=[64, 32, 16, 8], help="MLP tower widths")
     p.add_argument("--dropout", type=float, default=0.2)
     p.add_argument("--bn-layers", type=int, default=2, help="MLP layers followed by batch norm + dropout")
-    p.add_argument("--epochs", type=int, default=20)
+    p.add_argument("--epochs", type=int, default=10)
     p.add_argument("--batch-size", type=int, default=8192)
     p.add_argument("--lr", type=float, default=0.003, help="Adam learning rate")
     p.add_argument("--zero-keep", type=float, default=1.0,

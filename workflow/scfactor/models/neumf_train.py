@@ -32,12 +32,12 @@ class FitConfig:
     """Every setting that changes the trained model (all of it goes into the fingerprint)."""
 
     arch: str = "neumf"
-    loss: str = "poisson"
+    loss: str = "nb"
     emb_dim: int = 20
     layers: tuple = (64, 32, 16, 8)
     dropout: float = 0.2
     bn_layers: int = 2
-    epochs: int = 20
+    epochs: int = 10
     batch_size: int = 8192
     lr: float = 0.003
     zero_keep: float = 1.0
