@@ -1,0 +1,45 @@
+"""The standard scanpy clustering pipeline (normalise, log1p, PCA, k-NN graph, Leiden, UMAP).
+
+Used as the baseline of the NB mixture (seed 004) and to initialise it from Leiden labels.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import scipy.sparse as sp
+
+
+def _scores_adata(scores):
+    import anndata as ad
+    return ad.AnnData(X=np.asarray(scores, dtype=np.float32))
+
+
+def leiden_on_scores(scores, n_neighbors: int = 15, resolution: float = 1.0, seed: int = 0) -> np.ndarray:
+    """Leiden labels (int array) of the k-NN graph of ``scores`` (e.g. PCA coordinates)."""
+    import scanpy as sc
+    a = _scores_adata(scores)
+    sc.pp.neighbors(a, n_neighbors=min(n_neighbors, a.n_obs - 1), use_rep="X", random_state=seed)
+    sc.tl.leiden(a, resolution=resolution, random_state=seed, flavor="igraph", n_iterations=2, directed=False)
+    return a.obs["leiden"].astype(int).to_numpy()
+
+
+def scanpy_pipeline(counts, n_pcs: int = 50, n_neighbors: int = 15, resolution: float = 1.0, seed: int = 0,
+                    target_sum: float = 1e4, umap: bool = True) -> dict:
+    """Run normalise_total -> log1p -> PCA -> neighbors -> Leiden (-> UMAP) on raw ``counts``.
+
+    Returns ``{'leiden': labels, 'X_pca': [n, n_pcs], 'X_umap': [n, 2] or None}``.
+    """
+    import anndata as ad
+    import scanpy as sc
+    a = ad.AnnData(X=sp.csr_matrix(counts, dtype=np.float32))
+    sc.pp.normalize_total(a, target_sum=target_sum)
+    sc.pp.log1p(a)
+    n_comp = max(1, min(n_pcs, a.n_obs - 1, a.n_vars - 1))
+    sc.pp.pca(a, n_comps=n_comp, random_state=seed)
+    sc.pp.neighbors(a, n_neighbors=min(n_neighbors, a.n_obs - 1), use_rep="X_pca", random_state=seed)
+    sc.tl.leiden(a, resolution=resolution, random_state=seed, flavor="igraph", n_iterations=2, directed=False)
+    out = {"leiden": a.obs["leiden"].astype(int).to_numpy(), "X_pca": a.obsm["X_pca"], "X_umap": None}
+    if umap:
+        sc.tl.umap(a, random_state=seed)
+        out["X_umap"] = a.obsm["X_umap"]
+    return out
