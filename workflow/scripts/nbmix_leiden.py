@@ -12,6 +12,9 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+# umap-learn imports TensorFlow (for ParametricUMAP) when it is installed, which costs tens of seconds;
+# this step never needs it, so make that optional import fail fast.
+sys.modules.setdefault("tensorflow", None)
 
 import pandas as pd  # noqa: E402
 

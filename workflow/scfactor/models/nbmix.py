@@ -595,7 +595,7 @@ def fit_amortized(x, k: int, epochs: int = 20, batch_size: int = 64, lr: float =
                 raise ScfactorError(f"amortised inference diverged at epoch {ep + 1} (non-finite ELBO); lower the learning rate")
             loss.backward()
             opt.step()
-            tot += float(elbo.sum())
+            tot += float(elbo.detach().sum())
         trace.append(tot / n)
         if log_every and (ep % log_every == 0 or ep == epochs - 1):
             el = time.time() - t0
