@@ -156,8 +156,8 @@ class Pairs:
     approximation. Pairs are processed in chunks of ``chunk_elems / p`` pairs.
     """
 
-    def __init__(self, data: CountData, w: torch.Tensor):
-        ii, kk = torch.nonzero(w > 0, as_tuple=True)
+    def __init__(self, data: CountData, w: torch.Tensor, min_weight: float = 0.0):
+        ii, kk = torch.nonzero(w > min_weight, as_tuple=True)
         self.ii, self.kk, self.w = ii, kk, w[ii, kk]
         indptr = torch.as_tensor(data.indptr, device=data.device)
         start = indptr[ii]
@@ -187,9 +187,17 @@ class Pairs:
         return kk * self.p + col, self.w[pe], x, m, torch.exp(lr), lr
 
 
-def _weighted_objective(pairs: Pairs, log_mean, log_inv_disp) -> torch.Tensor:
-    """``[k, p]`` weighted NB log-likelihood ``Q_kj = sum_i w_ik log NB(x_ij; s_i mu_kj, r_kj)`` (no lgamma(x+1))."""
+def _weighted_objective(pairs: Pairs, log_mean, log_inv_disp, genes: torch.Tensor | None = None) -> torch.Tensor:
+    """``[k, p]`` weighted NB log-likelihood ``Q_kj = sum_i w_ik log NB(x_ij; s_i mu_kj, r_kj)`` (no lgamma(x+1)).
+
+    With ``genes`` (an index tensor) only those columns are computed (``[k, len(genes)]``), which makes
+    the line-search re-evaluations of a few pending (k, gene) entries cheap.
+    """
     data = pairs.data
+    if genes is not None:
+        log_mean, log_inv_disp = log_mean[:, genes], log_inv_disp[:, genes]
+        pos = torch.full((data.p,), -1, dtype=torch.int64, device=data.device)
+        pos[genes] = torch.arange(len(genes), device=data.device)
     k, p = log_mean.shape
     r = torch.exp(log_inv_disp)
     mu_over_r = torch.exp(log_mean - log_inv_disp)
@@ -201,9 +209,18 @@ def _weighted_objective(pairs: Pairs, log_mean, log_inv_disp) -> torch.Tensor:
     q = (-r * acc).contiguous()
     flat = q.view(-1)
     for ps, nzs in pairs.chunks():
-        idx, wn, x, m, rr, lr = pairs.nonzeros(nzs, log_mean, log_inv_disp)
-        log_u = torch.logaddexp(lr, torch.log(m))
-        flat.index_add_(0, idx, wn * (x * (torch.log(m) - log_u) + torch.lgamma(x + rr) - torch.lgamma(rr)))
+        pe, col, x = pairs.nz_pair[nzs], pairs.nz_col[nzs], pairs.nz_x[nzs]
+        if genes is not None:
+            col = pos[col]
+            keep = col >= 0
+            pe, col, x = pe[keep], col[keep], x[keep]
+        kk = pairs.kk[pe]
+        lr = log_inv_disp[kk, col]
+        lm_s = data.log_s[pairs.ii[pe]] + log_mean[kk, col]          # log m
+        rr = torch.exp(lr)
+        log_u = torch.logaddexp(lr, lm_s)
+        flat.index_add_(0, kk * p + col,
+                        pairs.w[pe] * (x * (lm_s - log_u) + torch.lgamma(x + rr) - torch.lgamma(rr)))
     return q
 
 
@@ -244,15 +261,16 @@ def _grad_hess(pairs: Pairs, log_mean, log_inv_disp):
 
 
 def m_step(data: CountData, w, log_mean, log_inv_disp, steps: int = 3, max_halvings: int = 4,
-           max_step: float = 2.0, tol: float = 1e-6):
+           max_step: float = 2.0, tol: float = 1e-6, gain_tol: float = 1e-9, min_weight: float = 1e-10):
     """Safeguarded Newton ascent on every ``Q_kj`` at once; returns new ``(log_mean, log_inv_disp)``.
 
     Safeguards: the 2x2 Hessian is shifted to be negative definite, steps are capped at
     ``max_step`` in each coordinate, parameters are kept inside bounds, and a step is halved up
     to ``max_halvings`` times until ``Q_kj`` does not decrease (else that (k, j) keeps its value).
-    Stops early when no parameter moves by more than ``tol``.
+    Stops early when no parameter moves by more than ``tol`` or gains more than ``gain_tol``.
+    Responsibilities below ``min_weight`` are treated as 0 (their cells are skipped for that component).
     """
-    pairs = Pairs(data, w)
+    pairs = Pairs(data, w, min_weight)
     a = log_mean.clone(memory_format=torch.contiguous_format)
     b = log_inv_disp.clone(memory_format=torch.contiguous_format)
     q = _weighted_objective(pairs, a, b)
@@ -268,23 +286,30 @@ def m_step(data: CountData, w, log_mean, log_inv_disp, steps: int = 3, max_halvi
         db = -(-hab * ga + haa_s * gb) / det
         big = torch.clamp(torch.maximum(da.abs(), db.abs()) / max_step, min=1.0)
         da, db = da / big, db / big
-        # entries already at their optimum (or pinned at a bound) need no trial
+        # entries already at their optimum (or pinned at a bound) need no trial: the step is negligible
+        # or the predicted gain g.delta / 2 is below gain_tol (log-likelihood units)
         ta = torch.clamp(a + da, *LOG_MEAN_BOUNDS) - a
         tb = torch.clamp(b + db, *LOG_INV_DISP_BOUNDS) - b
-        done = torch.maximum(ta.abs(), tb.abs()) <= tol
+        done = (torch.maximum(ta.abs(), tb.abs()) <= tol) | (0.5 * (ga * ta + gb * tb) <= gain_tol)
         if bool(done.all()):
             break
         t = 1.0
         a_new, b_new = a.clone(), b.clone()
         for _h in range(max_halvings + 1):
-            ca = torch.where(done, a, torch.clamp(a + t * da, *LOG_MEAN_BOUNDS))
-            cb = torch.where(done, b, torch.clamp(b + t * db, *LOG_INV_DISP_BOUNDS))
-            qc = _weighted_objective(pairs, ca, cb)
-            ok = (qc >= q) & ~done & torch.isfinite(qc)
-            a_new = torch.where(ok, ca, a_new)
-            b_new = torch.where(ok, cb, b_new)
-            q = torch.where(ok, qc, q)
-            done |= ok
+            genes = torch.nonzero((~done).any(0), as_tuple=True)[0]
+            sub = (slice(None), genes)
+            ca = torch.where(done[sub], a[sub], torch.clamp(a[sub] + t * da[sub], *LOG_MEAN_BOUNDS))
+            cb = torch.where(done[sub], b[sub], torch.clamp(b[sub] + t * db[sub], *LOG_INV_DISP_BOUNDS))
+            fa, fb = a.clone(), b.clone()
+            fa[sub], fb[sub] = ca, cb
+            qc = _weighted_objective(pairs, fa, fb, genes=genes)
+            ok = (qc >= q[sub]) & ~done[sub] & torch.isfinite(qc)
+            a_new[sub] = torch.where(ok, ca, a_new[sub])
+            b_new[sub] = torch.where(ok, cb, b_new[sub])
+            q[sub] = torch.where(ok, qc, q[sub])
+            d = done[sub]
+            d |= ok
+            done[sub] = d
             if bool(done.all()):
                 break
             t *= 0.5
