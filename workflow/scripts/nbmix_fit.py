@@ -24,14 +24,7 @@ from scfactor.models import nbmix_io  # noqa: E402
 
 def build_parser():
     p = cli.parser(__doc__.splitlines()[0])
-    p.add_argument("--input", required=True, help="preprocessed or simulated .h5ad")
-    p.add_argument("--dataset", default=None, help="name recorded in outputs")
-    p.add_argument("--layer", default="counts", help="layer with raw counts (X for plain count files)")
-    p.add_argument("--batch", default=None, help="keep only cells of this obs['batch']")
-    p.add_argument("--genes", default="all", help="all | hvg | liger | file with gene names")
-    p.add_argument("--drop-empty-cells", action="store_true", help="drop cells with no counts in the selected genes")
-    p.add_argument("--labels", choices=nbmix_io.LABEL_KINDS, default="truth",
-                   help="what obs['label'] is: truth (scored), reference (a clustering: NMI/ARI only), none")
+    nbmix_io.add_data_args(p)
     p.add_argument("--k", type=int, required=True, help="number of mixture components")
     p.add_argument("--method", choices=("em", "amortized"), default="em")
     p.add_argument("--init", choices=("random", "kmeans", "leiden", "nmf"), default="kmeans")

@@ -12,9 +12,6 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-# umap-learn imports TensorFlow (for ParametricUMAP) when it is installed, which costs tens of seconds;
-# this step never needs it, so make that optional import fail fast.
-sys.modules.setdefault("tensorflow", None)
 
 import pandas as pd  # noqa: E402
 
@@ -26,13 +23,7 @@ from scfactor.models.leiden import scanpy_pipeline  # noqa: E402
 
 def build_parser():
     p = cli.parser(__doc__.splitlines()[0])
-    p.add_argument("--input", required=True, help="preprocessed or simulated .h5ad")
-    p.add_argument("--dataset", default=None, help="name recorded in outputs")
-    p.add_argument("--layer", default="counts", help="layer with raw counts")
-    p.add_argument("--batch", default=None, help="keep only cells of this obs['batch']")
-    p.add_argument("--genes", default="all", help="all | hvg | liger | file with gene names")
-    p.add_argument("--drop-empty-cells", action="store_true", help="drop cells with no counts in the selected genes")
-    p.add_argument("--labels", choices=nbmix_io.LABEL_KINDS, default="truth", help="what obs['label'] is")
+    nbmix_io.add_data_args(p)
     p.add_argument("--n-pcs", type=int, default=50)
     p.add_argument("--n-neighbors", type=int, default=15)
     p.add_argument("--resolution", type=float, default=1.0)

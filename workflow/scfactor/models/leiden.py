@@ -5,8 +5,43 @@ Used as the baseline of the NB mixture (seed 004) and to initialise it from Leid
 
 from __future__ import annotations
 
+import contextlib
+import sys
+
 import numpy as np
 import scipy.sparse as sp
+
+
+def _import_umap_without_tensorflow() -> None:
+    """Import umap-learn with TensorFlow hidden for the duration of the import.
+
+    umap-learn imports TensorFlow (for ParametricUMAP) when it is installed: that costs tens of seconds
+    and TensorFlow's thread pools then slow every later PyTorch call in the same process. Nothing here
+    needs it; TensorFlow stays importable afterwards for other code.
+    """
+    if "umap" in sys.modules:
+        return
+    hide = "tensorflow" not in sys.modules
+    if hide:
+        sys.modules["tensorflow"] = None
+    try:
+        import umap  # noqa: F401
+    finally:
+        if hide:
+            del sys.modules["tensorflow"]
+
+
+@contextlib.contextmanager
+def _keep_torch_threads():
+    """Restore PyTorch's thread count afterwards: numba / TensorFlow (pulled in by the k-NN graph and UMAP)
+    reset the OpenMP thread count, and later PyTorch calls in the same process then slow down a lot."""
+    torch = sys.modules.get("torch")
+    n = torch.get_num_threads() if torch is not None else None
+    try:
+        yield
+    finally:
+        if torch is not None:
+            torch.set_num_threads(n)
 
 
 def _scores_adata(scores):
@@ -16,10 +51,12 @@ def _scores_adata(scores):
 
 def leiden_on_scores(scores, n_neighbors: int = 15, resolution: float = 1.0, seed: int = 0) -> np.ndarray:
     """Leiden labels (int array) of the k-NN graph of ``scores`` (e.g. PCA coordinates)."""
+    _import_umap_without_tensorflow()
     import scanpy as sc
     a = _scores_adata(scores)
-    sc.pp.neighbors(a, n_neighbors=min(n_neighbors, a.n_obs - 1), use_rep="X", random_state=seed)
-    sc.tl.leiden(a, resolution=resolution, random_state=seed, flavor="igraph", n_iterations=2, directed=False)
+    with _keep_torch_threads():
+        sc.pp.neighbors(a, n_neighbors=min(n_neighbors, a.n_obs - 1), use_rep="X", random_state=seed)
+        sc.tl.leiden(a, resolution=resolution, random_state=seed, flavor="igraph", n_iterations=2, directed=False)
     return a.obs["leiden"].astype(int).to_numpy()
 
 
@@ -30,8 +67,14 @@ def scanpy_pipeline(counts, n_pcs: int = 50, n_neighbors: int = 15, resolution: 
     Returns ``{'leiden': labels, 'X_pca': [n, n_pcs], 'X_umap': [n, 2] or None}``.
     """
     import anndata as ad
+    _import_umap_without_tensorflow()
     import scanpy as sc
-    a = ad.AnnData(X=sp.csr_matrix(counts, dtype=np.float32))
+    with _keep_torch_threads():
+        return _pipeline(ad.AnnData(X=sp.csr_matrix(counts, dtype=np.float32)), sc, n_pcs, n_neighbors,
+                         resolution, seed, target_sum, umap)
+
+
+def _pipeline(a, sc, n_pcs, n_neighbors, resolution, seed, target_sum, umap):
     sc.pp.normalize_total(a, target_sum=target_sum)
     sc.pp.log1p(a)
     n_comp = max(1, min(n_pcs, a.n_obs - 1, a.n_vars - 1))

@@ -80,23 +80,10 @@ class CountData:
 def validate_counts_matrix(x, path="X", k: int | None = None) -> None:
     """Raise `InputError` for counts the mixture cannot fit: empty, negative, non-integer, NaN,
     a cell with zero total count, or ``k`` larger than the number of cells."""
+    from ..io import validate_counts
     x = sp.csr_matrix(x)
-    n, p = x.shape
-    if n == 0 or p == 0:
-        raise InputError(path, f"count matrix is empty ({n} cells x {p} genes)")
-    v = x.data
-    if v.dtype.kind not in "biuf":
-        raise InputError(path, f"counts have non-numeric dtype {v.dtype}")
-    if v.dtype.kind == "f":
-        bad = int(np.count_nonzero(~np.isfinite(v)))
-        if bad:
-            raise InputError(path, f"counts have {bad} NaN or infinite values")
-        frac = int(np.count_nonzero(v != np.round(v)))
-        if frac:
-            raise InputError(path, f"counts have {frac} non-integer values; the NB mixture needs raw integer counts")
-    neg = int(np.count_nonzero(v < 0))
-    if neg:
-        raise InputError(path, f"counts have {neg} negative values")
+    validate_counts(x, path, what="counts", integer=True)
+    n = x.shape[0]
     tot = np.asarray(x.sum(axis=1)).ravel()
     zero = np.flatnonzero(tot <= 0)
     if len(zero):

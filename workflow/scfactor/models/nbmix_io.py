@@ -33,6 +33,18 @@ def load_counts(path, batch=None, genes="all", layer="counts", drop_empty_cells=
     return adata
 
 
+def add_data_args(p) -> None:
+    """Options shared by the nbmix scripts that read a data set (input, layer, batch, genes, labels)."""
+    p.add_argument("--input", required=True, help="preprocessed or simulated .h5ad")
+    p.add_argument("--dataset", default=None, help="name recorded in outputs")
+    p.add_argument("--layer", default="counts", help="layer with raw counts (X for plain count files)")
+    p.add_argument("--batch", default=None, help="keep only cells of this obs['batch']")
+    p.add_argument("--genes", default="all", help="all | hvg | liger | file with gene names")
+    p.add_argument("--drop-empty-cells", action="store_true", help="drop cells with no counts in the selected genes")
+    p.add_argument("--labels", choices=LABEL_KINDS, default="truth",
+                   help="what obs['label'] is: truth (scored), reference (a clustering: NMI/ARI only), none")
+
+
 def labels_of(adata, label_kind: str):
     """``obs['label']`` as an object array (NaN = unlabelled), or None when there are no labels to use."""
     if label_kind == "none" or "label" not in adata.obs:
