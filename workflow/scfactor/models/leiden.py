@@ -50,14 +50,26 @@ def _scores_adata(scores):
 
 
 def leiden_on_scores(scores, n_neighbors: int = 15, resolution: float = 1.0, seed: int = 0) -> np.ndarray:
-    """Leiden labels (int array) of the k-NN graph of ``scores`` (e.g. PCA coordinates)."""
-    _import_umap_without_tensorflow()
-    import scanpy as sc
-    a = _scores_adata(scores)
-    with _keep_torch_threads():
-        sc.pp.neighbors(a, n_neighbors=min(n_neighbors, a.n_obs - 1), use_rep="X", random_state=seed)
-        sc.tl.leiden(a, resolution=resolution, random_state=seed, flavor="igraph", n_iterations=2, directed=False)
-    return a.obs["leiden"].astype(int).to_numpy()
+    """Leiden labels (int array) of the symmetrised exact k-NN graph of ``scores`` (e.g. PCA coordinates).
+
+    A light version of the scanpy pipeline (sklearn k-NN + igraph Leiden, modularity with ``resolution``)
+    used to initialise the NB mixture; it avoids numba/UMAP start-up costs. The baseline rule uses scanpy.
+    """
+    import random
+
+    import igraph as ig
+    from sklearn.neighbors import kneighbors_graph
+    scores = np.asarray(scores, dtype=np.float64)
+    n = scores.shape[0]
+    adj = kneighbors_graph(scores, n_neighbors=max(1, min(n_neighbors, n - 1)), mode="connectivity")
+    adj = sp.triu(adj.maximum(adj.T), k=1).tocoo()
+    graph = ig.Graph(n=n, edges=np.column_stack([adj.row, adj.col]).tolist())
+    ig.set_random_number_generator(random.Random(seed))
+    try:
+        part = graph.community_leiden(objective_function="modularity", resolution=resolution, n_iterations=2)
+    finally:
+        ig.set_random_number_generator(random)
+    return np.asarray(part.membership, dtype=np.int64)
 
 
 def scanpy_pipeline(counts, n_pcs: int = 50, n_neighbors: int = 15, resolution: float = 1.0, seed: int = 0,
