@@ -568,11 +568,13 @@ class AmortizedNBMix(torch.nn.Module):
 
 def fit_amortized(x, k: int, epochs: int = 20, batch_size: int = 64, lr: float = 1e-3, hidden: int = 128,
                   seed: int = 0, init_subsample: int = 500, em_kwargs: dict | None = None, device="cpu",
-                  log_every: int = 1, path="X"):
+                  freeze_epochs: int | None = None, log_every: int = 1, path="X"):
     """Train `AmortizedNBMix` on the ELBO with minibatches streamed from the sparse matrix.
 
     When ``init_subsample > 0`` the components start from `fit_em` on a seeded subsample of that many
-    cells (``em_kwargs`` passed on). Returns ``(model, NBMixFit)`` with the encoder's responsibilities
+    cells (``em_kwargs`` passed on) and stay frozen for the first ``freeze_epochs`` epochs (default: a
+    quarter of them, at least 1) while the encoder learns the posterior; otherwise everything trains from
+    the start. Returns ``(model, NBMixFit)`` with the encoder's responsibilities
     for all cells and the per-epoch mean ELBO per cell as the trace.
     """
     validate_counts_matrix(x, path, k=k)
@@ -593,7 +595,12 @@ def fit_amortized(x, k: int, epochs: int = 20, batch_size: int = 64, lr: float =
     s_all = np.asarray(x.sum(1), dtype=np.float32).ravel()
     trace = []
     t0 = time.time()
+    if freeze_epochs is None:
+        freeze_epochs = max(1, epochs // 4) if init_subsample > 0 else 0
+    components = (model.log_mean, model.log_inv_disp, model.logit_pi)
     for ep in range(epochs):
+        for par in components:
+            par.requires_grad_(ep >= freeze_epochs)
         order = rng.permutation(n)
         tot = 0.0
         for a in range(0, n, batch_size):
