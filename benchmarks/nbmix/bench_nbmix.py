@@ -81,8 +81,8 @@ def row(part, dataset, method, seed, truth, pred, resp, sec, cpu, **extra):
             "nmi": sc["nmi"], "ari": sc["ari"], "wall_s": round(sec, 3), "cpu_s": round(cpu, 3), **extra}
 
 
-def part_a(args, src, rows):
-    for variant in ("a1", "a2"):
+def part_a(args, src, rows, save):
+    for variant in args.variants:
         for seed in range(10):
             data_seed = 1 if variant == "a1" else seed
             x, z, _, _ = simulate(100, 500, 4, seed=data_seed)
@@ -97,6 +97,7 @@ def part_a(args, src, rows):
                                 sec, cpu, rounds=fit.n_iter))
             print(rows[-3]["accuracy_majority"], rows[-2]["accuracy_majority"], rows[-1]["accuracy_majority"],
                   file=sys.stderr, flush=True)
+            save()  # keep partial results of this long part
 
 
 def part_b(args, src, rows):
@@ -186,6 +187,7 @@ def main():
     p.add_argument("--ref-git-dir", default=None, help="git dir of aksarkar/mpebpm (default: clone from GitHub)")
     p.add_argument("--parts", nargs="+", default=["a", "b", "c"], choices=["a", "b", "c"])
     p.add_argument("--skip-reference-b", action="store_true", help="do not time the reference on (b)")
+    p.add_argument("--variants", nargs="+", default=["a1", "a2"], choices=["a1", "a2"], help="variants of (a)")
     p.add_argument("--tsv", default=str(REPO / "benchmarks/results/nbmix.tsv"))
     p.add_argument("--md", default=str(REPO / "benchmarks/results/nbmix.md"))
     args = p.parse_args()
@@ -193,8 +195,12 @@ def main():
     OUT.mkdir(parents=True, exist_ok=True)
     src, commit = extract_reference(args.ref_git_dir)
     rows = []
+
+    def save():
+        write_results(rows, commit, args.tsv, args.md)
+
     if "a" in args.parts:
-        part_a(args, src, rows)
+        part_a(args, src, rows, save)
     if "b" in args.parts:
         part_b(args, src, rows)
     if "c" in args.parts:
