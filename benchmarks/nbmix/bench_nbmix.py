@@ -183,17 +183,26 @@ def write_results(rows, commit, out_tsv, out_md):
 
 def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--ref-python", required=True, help="python of the benchmark venv (torch, scipy, tensorboard)")
+    p.add_argument("--ref-python", help="python of the benchmark venv (torch, scipy, tensorboard)")
     p.add_argument("--ref-git-dir", default=None, help="git dir of aksarkar/mpebpm (default: clone from GitHub)")
     p.add_argument("--parts", nargs="+", default=["a", "b", "c"], choices=["a", "b", "c"])
     p.add_argument("--skip-reference-b", action="store_true", help="do not time the reference on (b)")
     p.add_argument("--variants", nargs="+", default=["a1", "a2"], choices=["a1", "a2"], help="variants of (a)")
+    p.add_argument("--merge", nargs="+", default=None,
+                   help="only merge result TSVs of separate (parallel) runs into --tsv / --md")
     p.add_argument("--tsv", default=str(REPO / "benchmarks/results/nbmix.tsv"))
     p.add_argument("--md", default=str(REPO / "benchmarks/results/nbmix.md"))
     args = p.parse_args()
     torch.set_num_threads(1)
     OUT.mkdir(parents=True, exist_ok=True)
     src, commit = extract_reference(args.ref_git_dir)
+    if args.merge:
+        rows = pd.concat([pd.read_csv(f, sep="\t") for f in args.merge], ignore_index=True).to_dict("records")
+        write_results(rows, commit, args.tsv, args.md)
+        print(Path(args.md).read_text())
+        return
+    if not args.ref_python:
+        p.error("--ref-python is required")
     rows = []
 
     def save():
