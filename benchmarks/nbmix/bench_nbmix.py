@@ -148,7 +148,12 @@ def write_results(rows, commit, out_tsv, out_md):
              "(`ebpm_gam_mix_em`, lr=1e-2, 50 epochs x 10 EM rounds, `.cuda()` -> `.cpu()`), run in its own venv.",
              "Both sides: 1 CPU thread, fit call only. The machine is a shared 2-core VM; compare ratios within this "
              "run (CPU seconds are less sensitive to other load than wall seconds).", "",
-             "Command: `python benchmarks/nbmix/bench_nbmix.py --ref-python <venv>/bin/python [--ref-git-dir ...]`", ""]
+             "Command: `python benchmarks/nbmix/bench_nbmix.py --ref-python <venv>/bin/python [--ref-git-dir ...]`. "
+             "This file came from four such processes run in parallel (`--parts a --variants a1`, `--parts a "
+             "--variants a2`, `--parts b`, `--parts c`, each with its own `--tsv benchmarks/results/nbmix_<part>.tsv`),"
+             " merged with `--merge benchmarks/results/nbmix_{a1,a2,b,c}.tsv`; each table's ratios come from one "
+             "process. (a) and (b) use the project's defaults except nrep=1; the reference uses the notebook's "
+             "settings and its random initialisation.", ""]
     for part, title in (("a1", "(a1) seed simulation, data seed 1, fit seeds 0-9"),
                         ("a2", "(a2) seed simulation, data seeds 0-9, fit seed = data seed")):
         sub = df[df.part == part]
