@@ -10,10 +10,12 @@ def _categorical_scatter(ax, xy, labels, title, cmap="tab10"):
     import matplotlib.pyplot as plt
     cats = pd.Series(labels).astype(str)
     order = sorted(cats.unique(), key=lambda c: (len(c), c))
-    cm = plt.get_cmap(cmap if len(order) <= 10 else "tab20")
-    for i, c in enumerate(order):
+    named = [c for c in order if c != "unlabelled"]
+    cm = plt.get_cmap(cmap if len(named) <= 10 else "tab20")
+    for c in named + (["unlabelled"] if "unlabelled" in order else []):
         sel = (cats == c).to_numpy()
-        ax.scatter(xy[sel, 0], xy[sel, 1], s=4, color=cm(i % cm.N), label=f"{c} ({sel.sum()})", lw=0)
+        color = "0.75" if c == "unlabelled" else cm(named.index(c) % cm.N)
+        ax.scatter(xy[sel, 0], xy[sel, 1], s=4, color=color, label=f"{c} ({sel.sum()})", lw=0)
     ax.set_title(title, fontsize=10)
     ax.set_xlabel("UMAP 1")
     ax.set_xticks([])
