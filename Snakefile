@@ -15,6 +15,7 @@ include: "workflow/rules/grn.smk"
 include: "workflow/rules/simulate_blocks.smk"
 include: "workflow/rules/layers.smk"
 include: "workflow/rules/densify.smk"
+include: "workflow/rules/nbmix.smk"
 
 
 rule all:
