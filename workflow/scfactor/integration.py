@@ -212,12 +212,12 @@ def assemble(b: Batches, xs, w, v, h, s: Settings, source, trace, fit_info, devi
     for name, vi in zip(b.names, v):
         adata.varm[f"V_{name}"] = np.asarray(vi).T.astype(np.float32)
     LOG.info("quantile normalisation: reference %s, %.1f s", b.names[ref], time.perf_counter() - t0)
+    import_umap_without_tensorflow()  # scanpy's neighbors imports umap
     sc.pp.neighbors(adata, n_neighbors=s.n_neighbors, use_rep="X_inmf_norm", random_state=s.seed,
                     transformer="sklearn")
     sc.tl.leiden(adata, resolution=s.leiden_resolution, random_state=s.seed, flavor="igraph",
                  n_iterations=2, directed=False)
     LOG.info("Leiden: %d clusters, %.1f s", adata.obs["leiden"].nunique(), time.perf_counter() - t0)
-    import_umap_without_tensorflow()
     sc.tl.umap(adata, min_dist=s.umap_min_dist, random_state=s.seed)
     LOG.info("UMAP done, %.1f s", time.perf_counter() - t0)
     table = score(adata, b, xs, h, h_norm, s, device, dtype)
