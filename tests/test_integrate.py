@@ -244,3 +244,15 @@ def test_workflow_tiny_simulated(tiny_workdir):
     assert t[("alignment", "all")] > t[("alignment_raw", "all")]
     assert t[("n_labelled", "b1")] == 160 and t[("n_labelled", "b2")] == 120
     assert t[("ari", "all")] > 0.1
+
+
+def test_script_online_mode(tmp_path, sim):
+    out, met = tmp_path / "on.h5ad", tmp_path / "on.tsv"
+    proc = run_script("integrate.py", "--input", sim, "--layer", "X", "--genes", "all", "--mode", "online",
+                      "--online-minibatch", "128", "--online-epochs", "3", *FAST, "--output", out, "--metrics", met)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "online epoch 3/3" in proc.stderr
+    a = ad.read_h5ad(out)
+    assert a.uns["inmf"]["mode"] == "online" and a.obsm["X_inmf"].shape == (500, 4)
+    t = pd.read_csv(met, sep="\t").set_index(["metric", "batch"])["value"]
+    assert t[("alignment", "all")] > t[("alignment_raw", "all")]
