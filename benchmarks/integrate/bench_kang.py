@@ -53,6 +53,7 @@ def main():
                     help="pyliger, anls, hals:<sweeps>")
     ap.add_argument("--reuse", action="store_true",
                     help="reuse finished runs found in --work (process_seconds then NaN)")
+    ap.add_argument("--report-only", action="store_true", help="only rewrite the .md from the .tsv")
     ap.add_argument("--out", default=str(REPO / "benchmarks/results/integrate"))
     a = ap.parse_args()
     work = Path(a.work)
@@ -62,7 +63,11 @@ def main():
         run([a.bench_python, HERE / "prep_kang.py", a.kang, prep])
     mats, genes = load_scaled(prep)
     rows = []
-    for seed in a.seeds:
+    if a.report_only:  # rewrite the report from the results table of a finished run
+        df = pd.read_csv(f"{a.out}.tsv", sep="\t")
+        a.seeds = sorted(df["seed"].unique().tolist())
+        rows = df.to_dict("records")
+    for seed in ([] if a.report_only else a.seeds):
         for c in a.contenders:
             out = work / f"{c.replace(':', '_')}_s{seed}.npz"
             if a.reuse and out.exists():
@@ -85,7 +90,8 @@ def main():
             print(rows[-1], flush=True)
     df = pd.DataFrame(rows)
     Path(a.out).parent.mkdir(parents=True, exist_ok=True)
-    df.to_csv(f"{a.out}.tsv", sep="\t", index=False, float_format="%.6g")
+    if not a.report_only:
+        df.to_csv(f"{a.out}.tsv", sep="\t", index=False, float_format="%.10g")
     summ = df.groupby("contender", sort=False).agg(
         fit_seconds=("fit_seconds", "median"), peak_rss_mb=("peak_rss_mb", "median"),
         fit_rss_increase_mb=("fit_rss_increase_mb", "median"), objective_median=("objective", "median"),
@@ -97,15 +103,26 @@ def main():
     load = os.getloadavg()
     with open(f"{a.out}.md", "w") as f:
         f.write("# iNMF benchmark: Kang 2018 tutorial data, scfactor vs pyliger 0.2.4\n\n")
-        f.write(f"Command: `python benchmarks/integrate/bench_kang.py --seeds {' '.join(map(str, a.seeds))}`  \n")
+        f.write(f"Command: `python benchmarks/integrate/bench_kang.py --seeds {' '.join(map(str, a.seeds))} "
+                f"--contenders {' '.join(sorted(set(a.contenders), key=a.contenders.index))}`  \n")
         f.write(f"Data: pyliger's own preprocessing of 2 x 3000 cells, {len(genes)} selected genes "
                 f"(var_thresh 0.1); k={a.k}, lambda={a.lam}, {a.iters} iterations (thresh 0), "
                 f"one thread per process, CPU ({platform.processor() or platform.machine()}), "
-                f"load average at the end {load[0]:.1f} on {os.cpu_count()} cores (shared machine: "
+                + (f"load average at the end {load[0]:.1f}" if not a.report_only else "report rewritten from the .tsv")
+                + f" on {os.cpu_count()} cores (shared machine: "
                 f"absolute times are noisy; the ratios are within this one run).\n\n")
         f.write("Medians over seeds " + ", ".join(map(str, a.seeds)) + ":\n\n")
-        f.write(summ.to_markdown(floatfmt=".4g") + "\n\n")
-        f.write("All runs:\n\n" + df.to_markdown(index=False, floatfmt=".6g") + "\n")
+        for col in ("objective_median", "objective_min"):
+            summ[col] = summ[col].map(lambda v: f"{v:,.0f}")
+        summ["objective_vs_pyliger"] = summ["objective_vs_pyliger"].map(lambda v: f"{v:.5f}")
+        for col in ("fit_seconds", "peak_rss_mb", "fit_rss_increase_mb", "speedup_vs_pyliger"):
+            summ[col] = summ[col].map(lambda v: f"{v:.3g}")
+        f.write(summ.to_markdown(floatfmt=".3g", disable_numparse=True) + "\n\n")
+        runs = df.copy()
+        runs["objective"] = runs["objective"].map(lambda v: f"{v:,.0f}")
+        for col in ("fit_seconds", "process_seconds", "peak_rss_mb", "fit_rss_increase_mb"):
+            runs[col] = runs[col].map(lambda v: f"{v:.4g}")
+        f.write("All runs:\n\n" + runs.to_markdown(index=False, floatfmt=".4g", disable_numparse=True) + "\n")
     print(summ.to_string())
 
 

@@ -17,7 +17,6 @@ accumulated and ``W``/``V_i`` are updated by HALS on them, so memory does not gr
 from __future__ import annotations
 
 import dataclasses
-import math
 import time
 from typing import Callable, Iterable, Sequence
 
@@ -308,9 +307,8 @@ def fit_online_inmf(stream_factory: Callable[[int], Iterable], n_cells: Sequence
             obj += _objective([x.sq], [hth], [htx], w, [v[bi]], lam)
             a_stat[bi] += hth
             b_stat[bi] += htx
-            # HALS on the accumulated statistics: V_i rows, then W rows
-            for i in (bi,):
-                hals_sweep((1 + lam) * a_stat[i], b_stat[i] - a_stat[i] @ w, v[i], 1)
+            # HALS on the accumulated statistics: rows of V_i (this minibatch's batch), then of W
+            hals_sweep((1 + lam) * a_stat[bi], b_stat[bi] - a_stat[bi] @ w, v[bi], 1)
             ata = sum(a_stat)
             atb = sum(b_stat[i] - a_stat[i] @ v[i] for i in range(nb))
             hals_sweep(ata, atb, w, 1)
@@ -341,7 +339,3 @@ def minibatch_order(n_cells: Sequence[int], chunk: int, seed: int) -> list[tuple
     order = rng.permutation(len(chunks))
     return [chunks[i] for i in order]
 
-
-def n_minibatches(n: int, size: int) -> int:
-    """Number of minibatches of at most ``size`` cells covering ``n`` cells."""
-    return max(1, math.ceil(n / max(size, 1)))
