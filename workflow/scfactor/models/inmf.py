@@ -209,7 +209,7 @@ def _run_once(xs, k, lam, max_iters, thresh, seed, solver, hals_sweeps, device, 
 
 
 def fit_inmf(mats: Sequence, k: int = 20, lam: float = 5.0, max_iters: int = 30, thresh: float = 1e-6,
-             nrep: int = 1, seed: int = 1, solver: str = "anls", hals_sweeps: int = 1,
+             nrep: int = 1, seed: int = 1, solver: str = "hals", hals_sweeps: int = 3,
              device="cpu", dtype=torch.float64, log: Callable[[str], None] | None = None) -> INMFResult:
     """Fit iNMF to scaled per-batch matrices (cells x genes, dense or sparse) by block coordinate descent.
 
@@ -243,7 +243,7 @@ def inmf_objective(mats, w, v, h, lam) -> float:
     return total
 
 
-def nmf(x, k: int, max_iters: int = 30, seed: int = 1, solver: str = "anls", hals_sweeps: int = 3,
+def nmf(x, k: int, max_iters: int = 30, seed: int = 1, solver: str = "hals", hals_sweeps: int = 3,
         device="cpu", dtype=torch.float64) -> np.ndarray:
     """Plain NMF ``X ~ H W`` of one matrix by alternating NNLS; returns H (cells x k).
 

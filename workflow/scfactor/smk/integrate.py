@@ -31,6 +31,9 @@ def integrate_input_paths(config: dict, results: str, dataset: str, source: str)
     if dataset not in config["datasets"]:
         raise ValueError(f"integrate.datasets names '{dataset}', which is not in datasets: "
                          f"{', '.join(config['datasets'])}")
+    if not config["datasets"][dataset].get("batch_key"):
+        raise ValueError(f"integrate.datasets: dataset '{dataset}' has no batch_key; integration needs "
+                         f">= 2 batches (set datasets.{dataset}.batch_key)")
     if source == "counts":
         return [f"{results}/preprocess/{dataset}.h5ad"]
     batches = config["datasets"][dataset].get("batches") or []
