@@ -9,6 +9,8 @@ import pandas as pd
 def _scatter(ax, xy, values, title, max_legend=30):
     import matplotlib.pyplot as plt
     cats = pd.Categorical(values)
+    if all(str(c).isdigit() for c in cats.categories):  # cluster ids: 0, 1, 2, ..., 10 (not 0, 1, 10)
+        cats = cats.reorder_categories(sorted(cats.categories, key=int))
     cmap = plt.get_cmap("tab20" if len(cats.categories) > 10 else "tab10")
     order = np.random.default_rng(0).permutation(len(xy))  # no batch drawn entirely on top
     colors = np.array([cmap(i % cmap.N) for i in range(len(cats.categories))])
