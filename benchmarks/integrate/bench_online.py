@@ -41,6 +41,8 @@ def main():
     ap.add_argument("--epochs", type=int, default=3)
     ap.add_argument("--minibatch", type=int, default=5000)
     ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--compare-batch", action="store_true",
+                    help="also fit batch iNMF (all cells in memory, 30 HALS iterations) on the same file")
     ap.add_argument("--work", default="/tmp/scfactor-bench-integrate")
     ap.add_argument("--out", default=str(REPO / "benchmarks/results/integrate_online"))
     a = ap.parse_args()
@@ -54,24 +56,29 @@ def main():
                                      "--n-cells", n, n, "--n-genes", a.genes, "--k-shared", 10,
                                      "--k-specific", 2, "--library-size", a.library_size, "--chunk", 5000,
                                      "--seed", 0, "--output", sim])
-    out = work / f"online_{n}.npz"
-    wall, _, log = run([sys.executable, HERE / "run_online.py", sim, out, a.k, a.lam, a.epochs, a.minibatch,
-                        a.seed])
-    z = np.load(out)
-    row = {"cells": int(z["cells"]), "genes": int(z["genes"]), "k": a.k, "epochs": a.epochs,
-           "minibatch": a.minibatch, "file_mb": sim.stat().st_size / 2**20,
-           "simulate_seconds": sim_secs, "simulate_peak_rss_mb": sim_peak,
-           "fit_seconds": float(z["seconds"]), "scale_pass_seconds": float(z["scale_seconds"]),
-           "fit_peak_rss_mb": float(z["peak_rss_mb"]), "final_objective": float(z["objective"])}
-    df = pd.DataFrame([row])
+    rows = []
+    for mode in ["online"] + (["batch"] if a.compare_batch else []):
+        out = work / f"{mode}_{n}.npz"
+        wall, _, log_m = run([sys.executable, HERE / "run_online.py", sim, out, a.k, a.lam, a.epochs,
+                              a.minibatch, a.seed, "X", mode])
+        if mode == "online":
+            log = log_m
+        z = np.load(out)
+        rows.append({"mode": mode, "cells": int(z["cells"]), "genes": int(z["genes"]), "k": a.k,
+                     "epochs_or_iterations": a.epochs if mode == "online" else 30,
+                     "minibatch": a.minibatch, "file_mb": sim.stat().st_size / 2**20,
+                     "simulate_seconds": sim_secs, "simulate_peak_rss_mb": sim_peak,
+                     "fit_seconds": float(z["seconds"]), "scale_pass_seconds": float(z["scale_seconds"]),
+                     "fit_peak_rss_mb": float(z["peak_rss_mb"]), "final_objective": float(z["objective"])})
+    df = pd.DataFrame(rows)
     Path(a.out).parent.mkdir(parents=True, exist_ok=True)
     df.to_csv(f"{a.out}.tsv", sep="\t", index=False, float_format="%.6g")
     with open(f"{a.out}.md", "w") as f:
         f.write("# Online iNMF (Gao et al. 2021) streaming a backed .h5ad\n\n")
         f.write(f"Command: `python benchmarks/integrate/bench_online.py --cells-per-batch {n} --genes {a.genes} "
-                f"--epochs {a.epochs}`  \nOne thread, load average at the end "
+                f"--epochs {a.epochs}{' --compare-batch' if a.compare_batch else ''}`  \nOne thread, load average at the end "
                 f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} shared cores.\n\n")
-        f.write(df.T.rename(columns={0: "value"}).to_markdown(floatfmt=".4g") + "\n\n")
+        f.write(df.set_index("mode").T.to_markdown(floatfmt=".5g") + "\n\n")
         f.write("Fit log (tail):\n\n```\n" + "\n".join(log.strip().splitlines()[-8:]) + "\n```\n")
     print(df.T)
 
