@@ -34,13 +34,14 @@ def _batched_cholesky_solve(m: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """
     k = m.shape[0]
     tiny = torch.finfo(m.dtype).tiny ** 0.5
-    lower = torch.zeros_like(m)
+    lower = m  # factorised in place: column j of the lower triangle becomes L[:, j]
     for j in range(k):
-        lj = lower[j, :j]
-        d = torch.sqrt((m[j, j] - (lj * lj).sum(0)).clamp_min(tiny))
-        lower[j, j] = d
+        if j:
+            lj = lower[j, :j]
+            lower[j:, j] -= (lower[j:, :j] * lj.unsqueeze(0)).sum(1)
+        d = lower[j, j].clamp_min_(tiny).sqrt_()
         if j + 1 < k:
-            lower[j + 1:, j] = (m[j + 1:, j] - (lower[j + 1:, :j] * lj.unsqueeze(0)).sum(1)) / d
+            lower[j + 1:, j] /= d
     y = torch.empty_like(b)
     for j in range(k):
         y[j] = (b[j] - (lower[j, :j] * y[:j]).sum(0)) / lower[j, j]
