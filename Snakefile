@@ -16,6 +16,7 @@ include: "workflow/rules/simulate_blocks.smk"
 include: "workflow/rules/layers.smk"
 include: "workflow/rules/densify.smk"
 include: "workflow/rules/nbmix.smk"
+include: "workflow/rules/integrate.smk"
 
 
 rule all:
