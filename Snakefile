@@ -10,6 +10,8 @@ configfile: "config/config.yaml"
 include: "workflow/rules/common.smk"
 include: "workflow/rules/data.smk"
 include: "workflow/rules/preprocess.smk"
+include: "workflow/rules/simulate_mtl.smk"
+include: "workflow/rules/mtl.smk"
 
 
 rule all:
