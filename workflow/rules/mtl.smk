@@ -1,6 +1,6 @@
 # Trace-norm multi-task learning (seed 001, MTLRank): velocity ~ TF expression x TF activity.
 # Fan-out: one train_shard job per (dataset, tissue, model, cluster, replicate), one file each:
-#   results/mtl/{dataset}/{tissue}/shards/{model}/c{cluster}_r{rep}.tsv (+ .weights.h5)
+#   results/mtl/{dataset}/{tissue}/shards/{model}/c{cluster}_r{rep}.tsv (+ .weights.npz)
 from scfactor.smk.mtl import (
     lasso_args,
     mtl_datasets,
@@ -173,7 +173,7 @@ rule mtl_train_shard:
         clusters=f"{MTL}/{{dataset}}/{{tissue}}/clusters.tsv",
     output:
         tsv=f"{MTL}/{{dataset}}/{{tissue}}/shards/{{model}}/c{{cluster}}_r{{rep}}.tsv",
-        weights=f"{MTL}/{{dataset}}/{{tissue}}/shards/{{model}}/c{{cluster}}_r{{rep}}.weights.h5",
+        weights=f"{MTL}/{{dataset}}/{{tissue}}/shards/{{model}}/c{{cluster}}_r{{rep}}.weights.npz",
     wildcard_constraints:
         dataset=MTL_DS_RE,
         model="tracenorm|lambda0",

@@ -34,7 +34,7 @@ def build_parser():
     p.add_argument("--rep", type=int, required=True, help="replicate: selects the split and the seeds")
     p.add_argument("--model", default="tracenorm", help="label written to the table (e.g. tracenorm, lambda0)")
     p.add_argument("--lam", type=float, default=0.01, help="trace-norm weight lambda (0 = independent tasks)")
-    p.add_argument("--l1", type=float, default=0.01, help="L1 weight on the ReLU layers' kernels")
+    p.add_argument("--l1", type=float, default=0.0, help="L1 weight on the ReLU layers' kernels (0 = the notebook's effective loss)")
     p.add_argument("--unfold-axis", choices=["task", "input", "output"], default="task")
     p.add_argument("--epochs", type=int, default=10)
     p.add_argument("--batch-size", type=int, default=256)
@@ -43,7 +43,7 @@ def build_parser():
     p.add_argument("--accelerator", choices=TF_CHOICES, default="auto")
     p.add_argument("--checkpoint-dir", default=None, help="per-epoch training state (resumed when present)")
     p.add_argument("--output", required=True, help="per-gene R2 .tsv")
-    p.add_argument("--weights", required=True, help="final weights .h5")
+    p.add_argument("--weights", required=True, help="final weights .npz")
     return p
 
 

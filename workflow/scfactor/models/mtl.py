@@ -289,14 +289,21 @@ def test_r2(model, shard: ShardData) -> np.ndarray:
 
 
 def save_weights(path, model, genes, attrs: dict) -> None:
-    """Final weights as HDF5 (one dataset per variable, leading gene axis; no timestamps: byte-stable)."""
-    import h5py
+    """Final weights as ``.npz`` (one array per variable, leading gene axis, plus ``genes`` and ``attrs``).
+
+    Written with fixed zip timestamps so that the same weights always give the same bytes.
+    """
+    import io as _io
+    import zipfile
     from ..io import atomic_output
+    arrays = {"genes": np.array([str(g) for g in genes]),
+              "attrs": np.array(json.dumps(attrs, sort_keys=True))}
+    arrays.update({k: model.vars[k].numpy() for k in model.names})
     with atomic_output(path) as tmp:
-        with h5py.File(tmp, "w", track_order=True) as f:
-            f.create_dataset("genes", data=np.array([str(g).encode() for g in genes], dtype="S"),
-                             track_times=False)
-            for k in model.names:
-                f.create_dataset(k, data=model.vars[k].numpy(), track_times=False)
-            for k, v in attrs.items():
-                f.attrs[k] = v
+        with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as z:
+            for k, a in arrays.items():
+                buf = _io.BytesIO()
+                np.lib.format.write_array(buf, np.ascontiguousarray(a), allow_pickle=False)
+                info = zipfile.ZipInfo(f"{k}.npy", date_time=(1980, 1, 1, 0, 0, 0))
+                info.compress_type = zipfile.ZIP_DEFLATED
+                z.writestr(info, buf.getvalue())

@@ -1,7 +1,7 @@
 """Paths, fan-out and options of the MTL rules (seed 001), built from config.
 
 Shard pattern: ``{results}/mtl/{dataset}/{tissue}/shards/{model}/c{cluster:02d}_r{rep}.tsv`` (+
-``.weights.h5``), model = ``tracenorm`` (lambda from config) or ``lambda0`` (the ablation).
+``.weights.npz``), model = ``tracenorm`` (lambda from config) or ``lambda0`` (the ablation).
 Everything is known from config, so the DAG needs no checkpoint rules.
 """
 
