@@ -253,14 +253,14 @@ def test_reader_errors_in_process(layout, tmp_path):
 # --------------------------------------------------------------------------- checkpoint / resume
 def _shard_cmd(root, cl, out, ckpt, epochs):
     return [sys.executable, str(SCRIPTS / "mtl_train_shard.py"), "--layout", str(root), "--tissue", "tissue1",
-            "--clusters", str(cl), "--cluster", "0", "--rep", "1", "--epochs", str(epochs), "--batch-size", "16",
+            "--clusters", str(cl), "--cluster", "0", "--rep", "1", "--epochs", str(epochs), "--batch-size", "8",
             "--lam", "0.01", "--checkpoint-dir", str(ckpt), "--output", str(out), "--weights", str(out) + ".npz"]
 
 
 def test_checkpoint_resume_after_kill_is_byte_identical(layout, tmp_path):
     root, cl = layout
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
-    epochs = 60
+    epochs = 30
     ref = tmp_path / "ref.tsv"
     p = subprocess.run(_shard_cmd(root, cl, ref, tmp_path / "ck_ref", epochs), capture_output=True, text=True,
                        env=env, timeout=300)

@@ -61,9 +61,9 @@ def write_hdf5_groups(path, key: str, groups: dict) -> None:
     """Write ``{tissue: (matrix cells x genes, barcodes, ensembl)}`` as the seed's hdf5 (atomic)."""
     import h5py
     with atomic_output(path) as tmp:
-        with h5py.File(tmp, "w", track_order=True) as f:
+        with h5py.File(tmp, "w") as f:
             for tissue, (mat, barcodes, ensembl) in groups.items():
-                g = f.create_group(tissue, track_order=True)
+                g = f.create_group(tissue)
                 g.create_dataset(key, data=np.asarray(mat, dtype=np.float32), track_times=False,
                                  compression="gzip", compression_opts=4, shuffle=True)
                 g.create_dataset("barcode", data=_strings(barcodes), track_times=False)

@@ -89,7 +89,7 @@ def simulate_layout(out_dir, *, n_tissues=2, n_cells=600, n_genes=40, n_tfs=30, 
     L.write_id_tables(out, e2s, tf_ids)
     write_table(pd.concat(truth, ignore_index=True), out / "truth" / "genes.tsv")
     with atomic_output(out / "truth" / "maps.h5") as tmp:
-        with h5py.File(tmp, "w", track_order=True) as f:
+        with h5py.File(tmp, "w") as f:
             for tissue, d in maps.items():
                 g = f.create_group(tissue)
                 for k in ("B", "W", "support", "labels"):
