@@ -289,3 +289,30 @@ def test_checkpoint_resume_after_kill_is_byte_identical(layout, tmp_path):
     assert "resuming from epoch" in p2.stderr
     assert sha(out) == sha(ref)
     assert sha(str(out) + ".npz") == sha(str(ref) + ".npz")
+
+
+# --------------------------------------------------------------------------- real-data inputs
+def test_steady_state_velocity_recovers_gamma():
+    from scfactor.models.mtl_velocity import steady_state_velocity
+    rng = np.random.default_rng(0)
+    s = rng.poisson(rng.gamma(2.0, 5.0, size=(400, 6)))
+    gamma = np.array([0.2, 0.5, 1.0, 2.0, 0.3, 0.8])
+    u = rng.poisson(s * gamma)
+    velo, g, keep = steady_state_velocity(s, u, min_shared_counts=5, n_neighbors=5, n_pcs=3)
+    assert keep.all() and velo.shape == (400, 6)
+    # per-layer size normalisation rescales gamma; its ordering across genes is what must survive
+    assert (np.argsort(g) == np.argsort(gamma)).all(), g
+    assert np.isnan(velo[(s + u) == 0]).all() and not np.isnan(velo[(s + u) > 0]).any()
+
+
+def test_prior_activity_tables():
+    from scfactor.models.mtl_velocity import mouse_tf_symbols, prior_activity
+    prior = pd.DataFrame({"tf": ["Sox9", "Sox9", "Pax6", "Foo"], "confidence": ["A", "C", "B", "A"],
+                          "target": ["G1", "G2", "G1", "G1"], "mor": [1.0, -1.0, 1.0, 1.0]})
+    orth = pd.DataFrame({0: ["SOX9", "PAX6", "XYZ"], 1: ["Sox9", "Pax6", None]})
+    tfs = mouse_tf_symbols(["SOX9", "PAX6"], orth)
+    assert tfs == {"Sox9", "Pax6"}
+    mean, summ = prior_activity(prior, tfs, ["G1", "G2", "G3"], pd.Series({"Sox9": 10.0, "Pax6": 4.0}))
+    assert list(mean.index) == ["Pax6", "Sox9"] and list(mean.columns) == ["G1", "G2", "G3"]
+    assert mean.loc["Sox9", "G2"] == -0.5 and mean.loc["Pax6", "G1"] == 0.75 and mean["G3"].eq(0).all()
+    assert summ.loc["Sox9", "G1"] == 10.0 and summ.loc["Pax6", "G1"] == 3.0
