@@ -56,9 +56,12 @@ def seed_features(shard):
     return xtr, xte
 
 
-def train_seed(shard, epochs, batch_size=256, lam=0.01, lr=0.01, seed=0, max_steps=None, log=print):
+def train_seed(shard, epochs, batch_size=256, lam=0.01, lr=0.01, seed=0, max_steps=None, log=None):
     """Train the per-gene models the notebook's way; returns (models, seconds per epoch list)."""
+    import functools
+
     import tensorflow as tf
+    log = log or functools.partial(print, flush=True)
     tf.keras.utils.set_random_seed(seed)
     num_tf = shard.n_tfs
     xtr, _ = seed_features(shard)
