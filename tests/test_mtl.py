@@ -257,6 +257,7 @@ def _shard_cmd(root, cl, out, ckpt, epochs):
             "--lam", "0.01", "--checkpoint-dir", str(ckpt), "--output", str(out), "--weights", str(out) + ".npz"]
 
 
+@pytest.mark.slow
 def test_checkpoint_resume_after_kill_is_byte_identical(layout, tmp_path):
     root, cl = layout
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
