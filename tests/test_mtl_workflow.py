@@ -18,6 +18,7 @@ def sha(p):
     return hashlib.sha256(p.read_bytes()).hexdigest()
 
 
+@pytest.mark.workflow
 @pytest.mark.slow
 @pytest.mark.timeout(900)
 def test_mtl_workflow_tiny(tiny_workdir):
