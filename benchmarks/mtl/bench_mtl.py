@@ -52,15 +52,23 @@ def run_batched(shard, epochs, lam, lr, batch, seed=0):
     return mtl.test_r2(model, shard), [h["seconds"] for h in hist], wall
 
 
+def vm_hwm_mib() -> float:
+    """Peak resident memory of this process (VmHWM; unlike ru_maxrss it is not inherited over fork/exec)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
 def peak_memory_child(args):
-    """Child: build + train one epoch + test on the big shard; print max RSS (MiB)."""
+    """Child: build + train one epoch + test on the big shard; print peak RSS (MiB)."""
     from scfactor.models import mtl
     mtl.configure_tf(0, threads=args.threads)
     with tempfile.TemporaryDirectory() as tmp:
         shard = make_shard(tmp, args.mem_genes, args.mem_tfs, args.mem_cells)
-        base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        base = vm_hwm_mib()
         r2, secs, _ = run_batched(shard, 1, args.lam, args.lr, args.batch)
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    peak = vm_hwm_mib()
     print(json.dumps({"peak_rss_mib": peak, "rss_after_data_mib": base, "epoch_s": secs[0],
                       "mean_r2": float(np.mean(r2))}))
 
@@ -80,6 +88,8 @@ def main(argv=None):
     p.add_argument("--mem-cells", type=int, default=5000)
     p.add_argument("--skip-seed", action="store_true", help="only the batched model (quick check)")
     p.add_argument("--memory-child", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--memory-only", action="store_true",
+                   help="rerun only the memory measurement; keep the timing rows of an existing <out>.tsv")
     p.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "mtl"))
     args = p.parse_args(argv)
     if args.memory_child:
@@ -89,26 +99,31 @@ def main(argv=None):
     mtl.configure_tf(0, threads=args.threads)
     import tensorflow as tf
     rows = []
+    if args.memory_only:
+        rows = pd.read_csv(f"{args.out}.tsv", sep="\t").to_dict("records")
     with tempfile.TemporaryDirectory() as tmp:
-        shard = make_shard(tmp, args.genes, args.tfs, args.cells)
-        print(f"shard: {shard.n_genes} genes x {shard.n_tfs} TFs x {shard.expr.shape[0]} cells, "
-              f"{min(map(len, shard.train))}-{max(map(len, shard.train))} training cells per gene", flush=True)
-        r2_b, sec_b, wall_b = run_batched(shard, args.epochs, args.lam, args.lr, args.batch)
-        steady_b = float(np.median(sec_b[1:])) if len(sec_b) > 1 else sec_b[0]
-        rows.append(dict(implementation="batched (scfactor)", epochs=args.epochs, s_per_epoch=steady_b,
-                         first_epoch_s=sec_b[0], wall_s=wall_b, mean_test_r2=float(np.mean(r2_b)),
-                         median_test_r2=float(np.median(r2_b))))
-        print(rows[-1], flush=True)
-        if not args.skip_seed:
-            from seed_keras import test_seed, train_seed
-            t0 = time.time()
-            models, sec_s = train_seed(shard, args.epochs, batch_size=args.batch, lam=args.lam, lr=args.lr)
-            wall_s = time.time() - t0
-            r2_s = test_seed(models, shard)
-            rows.append(dict(implementation="seed per-gene Keras (re-created)", epochs=args.epochs,
-                             s_per_epoch=float(np.median(sec_s)), first_epoch_s=sec_s[0], wall_s=wall_s,
-                             mean_test_r2=float(np.mean(r2_s)), median_test_r2=float(np.median(r2_s))))
+        if args.memory_only:
+            pass
+        else:
+            shard = make_shard(tmp, args.genes, args.tfs, args.cells)
+            print(f"shard: {shard.n_genes} genes x {shard.n_tfs} TFs x {shard.expr.shape[0]} cells, "
+                  f"{min(map(len, shard.train))}-{max(map(len, shard.train))} training cells per gene", flush=True)
+            r2_b, sec_b, wall_b = run_batched(shard, args.epochs, args.lam, args.lr, args.batch)
+            steady_b = float(np.median(sec_b[1:])) if len(sec_b) > 1 else sec_b[0]
+            rows.append(dict(implementation="batched (scfactor)", epochs=args.epochs, s_per_epoch=steady_b,
+                             first_epoch_s=sec_b[0], wall_s=wall_b, mean_test_r2=float(np.mean(r2_b)),
+                             median_test_r2=float(np.median(r2_b))))
             print(rows[-1], flush=True)
+            if not args.skip_seed:
+                from seed_keras import test_seed, train_seed
+                t0 = time.time()
+                models, sec_s = train_seed(shard, args.epochs, batch_size=args.batch, lam=args.lam, lr=args.lr)
+                wall_s = time.time() - t0
+                r2_s = test_seed(models, shard)
+                rows.append(dict(implementation="seed per-gene Keras (re-created)", epochs=args.epochs,
+                                 s_per_epoch=float(np.median(sec_s)), first_epoch_s=sec_s[0], wall_s=wall_s,
+                                 mean_test_r2=float(np.mean(r2_s)), median_test_r2=float(np.median(r2_s))))
+                print(rows[-1], flush=True)
     child = subprocess.run([sys.executable, __file__, "--memory-child", "--mem-genes", str(args.mem_genes),
                             "--mem-tfs", str(args.mem_tfs), "--mem-cells", str(args.mem_cells),
                             "--threads", str(args.threads), "--batch", str(args.batch)],
@@ -124,7 +139,8 @@ def main(argv=None):
     seed_feat_gb = args.mem_genes * args.mem_cells * args.mem_tfs * 5 * 8 / 1e9
     md = [f"# MTL benchmark (seed 001): per-gene Keras models vs one batched model",
           "",
-          f"Command: `python benchmarks/mtl/bench_mtl.py {' '.join(argv or sys.argv[1:])}`".rstrip() + "  ",
+          "Command: `python benchmarks/mtl/bench_mtl.py` (timings, R2 and memory; "
+          "`--memory-only` re-measures the memory row alone).  ",
           f"Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs visible, "
           f"TF {tf.__version__}, {args.threads} thread(s), CPU only. Shared machine: absolute seconds are noisy, "
           "the ratio is measured within one run.",
@@ -137,7 +153,7 @@ def main(argv=None):
           f"**Speed-up per epoch (steady state): {speed:.0f}x**; mean test R2 batched "
           f"{df['mean_test_r2'].iloc[0]:.3f}" + (f" vs seed {df['mean_test_r2'].iloc[1]:.3f}." if len(df) == 2 else "."),
           "",
-          f"Peak memory (max RSS of a child process that simulates, loads and trains one epoch of a "
+          f"Peak memory (VmHWM of a child process that imports TF, simulates, loads and trains one epoch of a "
           f"{args.mem_genes} genes x {args.mem_tfs} TFs x {args.mem_cells} cells shard): "
           f"**{mem['peak_rss_mib'] / 1024:.2f} GiB** ({mem['rss_after_data_mib'] / 1024:.2f} GiB after loading the data; "
           f"one epoch {mem['epoch_s']:.1f} s). The seed's materialised per-gene features for that shard would take "
