@@ -98,8 +98,9 @@ def shard_args(config, wc) -> str:
     """Options of mtl_train_shard.py for one shard."""
     t = config["mtl"]["train"]
     lam = t["lam"] if wc.model == "tracenorm" else 0.0
+    epochs = _ds(config, wc.dataset).get("epochs") or t["epochs"]
     opts = ["--model", wc.model, "--lam", lam, "--l1", t["l1"], "--unfold-axis", t["unfold_axis"],
-            "--epochs", t["epochs"], "--batch-size", t["batch_size"], "--learning-rate", t["learning_rate"],
+            "--epochs", epochs, "--batch-size", t["batch_size"], "--learning-rate", t["learning_rate"],
             "--test-ratio", config["mtl"]["test_ratio"], "--accelerator", t["accelerator"],
             "--seed", config["mtl"]["seed"]]
     return shlex.join(str(o) for o in opts)
