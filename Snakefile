@@ -17,6 +17,8 @@ include: "workflow/rules/layers.smk"
 include: "workflow/rules/densify.smk"
 include: "workflow/rules/nbmix.smk"
 include: "workflow/rules/integrate.smk"
+include: "workflow/rules/simulate_mtl.smk"
+include: "workflow/rules/mtl.smk"
 
 
 rule all:
