@@ -1,6 +1,11 @@
 # LIGER-style integration (seed 000): iNMF, quantile normalisation, Leiden, UMAP, metrics, figures;
 # and simulator (c): batches sharing factors plus batch-specific factors.
-from scfactor.smk.integrate import integrate_args, integrate_input_paths, simulate_batches_args
+from scfactor.smk.integrate import (
+    integrate_args,
+    integrate_input_paths,
+    integrate_sources,
+    simulate_batches_args,
+)
 
 
 validate_section("integrate", "integrate.schema.yaml")
@@ -61,10 +66,12 @@ rule integrate:
 rule integrate_figures:
     """UMAPs by batch and cluster per source side by side; ARI/NMI and alignment bars per source."""
     input:
-        runs=expand(f"{RESULTS}/integrate/{{{{dataset}}}}/{{source}}.h5ad", source=INTEGRATE["sources"]),
-        metrics=expand(
-            f"{RESULTS}/integrate/{{{{dataset}}}}/{{source}}.metrics.tsv", source=INTEGRATE["sources"]
-        ),
+        runs=lambda wc: [
+            f"{RESULTS}/integrate/{wc.dataset}/{s}.h5ad" for s in integrate_sources(config, wc.dataset)
+        ],
+        metrics=lambda wc: [
+            f"{RESULTS}/integrate/{wc.dataset}/{s}.metrics.tsv" for s in integrate_sources(config, wc.dataset)
+        ],
     output:
         umap=report(
             f"{RESULTS}/figures/integrate/{{dataset}}.umap.png",
@@ -81,8 +88,12 @@ rule integrate_figures:
         ),
         bars_pdf=f"{RESULTS}/figures/integrate/{{dataset}}.metrics.pdf",
     params:
-        runs=lambda wc, input: [f"{s}={p}" for s, p in zip(INTEGRATE["sources"], input.runs)],
-        metrics=lambda wc, input: [f"{s}={p}" for s, p in zip(INTEGRATE["sources"], input.metrics)],
+        runs=lambda wc, input: [
+            f"{s}={p}" for s, p in zip(integrate_sources(config, wc.dataset), input.runs)
+        ],
+        metrics=lambda wc, input: [
+            f"{s}={p}" for s, p in zip(integrate_sources(config, wc.dataset), input.metrics)
+        ],
         script=script("integrate_figures.py"),
     log:
         f"{LOGS}/integrate/{{dataset}}.figures.log",

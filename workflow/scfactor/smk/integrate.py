@@ -42,6 +42,16 @@ def integrate_input_paths(config: dict, results: str, dataset: str, source: str)
     return [f"{results}/densify/{dataset}/{b}.h5ad" for b in batches]
 
 
+def integrate_sources(config: dict, dataset: str) -> list[str]:
+    """Sources integrated for ``dataset``: the configured ones, ``neumf`` only where densify runs.
+
+    LIGER on the NeuMF layer needs every batch densified, i.e. the dataset listed under
+    ``densify.targets``; other datasets (e.g. simulations) are integrated on counts only.
+    """
+    targets = (config.get("densify") or {}).get("targets") or {}
+    return [s for s in config["integrate"]["sources"] if s != "neumf" or dataset in targets]
+
+
 def simulate_batches_args(config: dict) -> str:
     """Command-line options of simulate_batches.py from config['simulate']['batches']."""
     c = config["simulate"]["batches"]
