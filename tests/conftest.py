@@ -85,3 +85,15 @@ def assert_clean_failure(proc, *, mentions: str, outputs=()):
         assert not out.exists(), f"partial output left behind: {out}"
         leftovers = list(out.parent.glob(f".{out.name}.*")) if out.parent.exists() else []
         assert not leftovers, f"temporary files left behind: {leftovers}"
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory):
+    """The whole tiny-config DAG run once per test session (2 cores); returns its working directory.
+
+    Tests that only read final outputs share this run instead of re-running their part of the DAG.
+    """
+    workdir = tmp_path_factory.mktemp("tiny_run")
+    (workdir / "config.yaml").write_text(yaml.safe_dump(load_tiny_config(), sort_keys=False))
+    snakemake(workdir, "--cores", "2")
+    return workdir

@@ -1,4 +1,5 @@
 # Shared helpers for all .smk files: config validation, paths, resources.
+import json
 import os
 import sys
 from pathlib import Path

@@ -57,9 +57,13 @@ def qc_figure(metrics: pd.DataFrame, batches: pd.Series, kept: np.ndarray, title
         data = [np.log10(np.maximum(d, 1)) if log else d for d in data]
         nonempty = [d if len(d) else np.zeros(1) for d in data]
         ax.violinplot(nonempty, showmedians=True)
-        ax.set_xticks(range(1, len(order) + 1), order, rotation=30, ha="right")
+        ax.set_xticks(range(1, len(order) + 1), [f"{b}\n(n={len(d)})" for b, d in zip(order, data)])
         ax.set_ylabel(f"log10 {label}" if log else label)
+        ax.set_xlabel("batch")
         ax.set_title(label)
+        if col == "pct_mito" and not (df[col] > 0).any():
+            ax.text(0.5, 0.8, "no counts on genes matching\nthe mitochondrial pattern",
+                    transform=ax.transAxes, ha="center", va="center", color="0.3")
     fig.suptitle(f"{title}: QC of kept cells ({len(df)} cells)")
     fig.tight_layout()
     return fig

@@ -1,0 +1,151 @@
+"""Readers and input validation (`scfactor.io`)."""
+
+from __future__ import annotations
+
+import gzip
+
+import anndata as ad
+import h5py
+import numpy as np
+import pandas as pd
+import pytest
+import scipy.io
+import scipy.sparse as sp
+
+from scfactor import io
+from scfactor.errors import InputError
+
+
+def counts_matrix(n=6, p=5, seed=0):
+    rng = np.random.default_rng(seed)
+    return rng.poisson(2.0, size=(n, p)).astype(np.int32)
+
+
+def names(n, prefix):
+    return [f"{prefix}{i}" for i in range(n)]
+
+
+def test_read_h5ad_roundtrip(tmp_path):
+    x = counts_matrix()
+    a = ad.AnnData(sp.csr_matrix(x), obs=pd.DataFrame(index=names(6, "c")), var=pd.DataFrame(index=names(5, "g")))
+    a.write_h5ad(tmp_path / "a.h5ad")
+    b = io.read_counts(tmp_path / "a.h5ad")
+    assert sp.issparse(b.X)
+    np.testing.assert_array_equal(b.X.toarray(), x)
+    assert list(b.var_names) == names(5, "g")
+
+
+def test_read_wide_csv_genes_as_rows(tmp_path):
+    x = counts_matrix()
+    df = pd.DataFrame(x.T, index=pd.Index(names(5, "g"), name="gene"), columns=names(6, "c"))
+    df.to_csv(tmp_path / "wide.csv")
+    b = io.read_counts(tmp_path / "wide.csv")
+    assert b.shape == (6, 5)
+    np.testing.assert_array_equal(b.X.toarray(), x)
+    assert list(b.obs_names) == names(6, "c")
+
+
+def test_read_10x_mtx_folder(tmp_path):
+    x = counts_matrix()
+    d = tmp_path / "tenx"
+    d.mkdir()
+    with gzip.open(d / "matrix.mtx.gz", "wb") as f:
+        scipy.io.mmwrite(f, sp.coo_matrix(x.T))
+    with gzip.open(d / "barcodes.tsv.gz", "wt") as f:
+        f.write("".join(f"{c}\n" for c in names(6, "AAAC-")))
+    with gzip.open(d / "features.tsv.gz", "wt") as f:
+        f.write("".join(f"ENSG{i}\t{g}\tGene Expression\n" for i, g in enumerate(names(5, "g"))))
+    b = io.read_counts(d)
+    assert b.shape == (6, 5)
+    np.testing.assert_array_equal(b.X.toarray(), x)
+    assert list(b.var_names) == names(5, "g")
+
+
+def test_read_10x_h5(tmp_path):
+    x = counts_matrix()
+    csc = sp.csc_matrix(x.T)  # 10x stores genes x cells, CSC over cells
+    with h5py.File(tmp_path / "f.h5", "w") as f:
+        m = f.create_group("matrix")
+        m["barcodes"] = np.array(names(6, "AAAC-"), dtype="S")
+        m["data"], m["indices"], m["indptr"] = csc.data, csc.indices, csc.indptr
+        m["shape"] = np.array(csc.shape)
+        ft = m.create_group("features")
+        ft["id"] = np.array(names(5, "ENSG"), dtype="S")
+        ft["name"] = np.array(names(5, "g"), dtype="S")
+        ft["feature_type"] = np.array(["Gene Expression"] * 5, dtype="S")
+        ft["genome"] = np.array(["GRCh38"] * 5, dtype="S")
+    b = io.read_counts(tmp_path / "f.h5")
+    assert b.shape == (6, 5)
+    np.testing.assert_array_equal(b.X.toarray(), x)
+
+
+def test_read_neuralnmf_h5(tmp_path):
+    x = counts_matrix()
+    csr = sp.csr_matrix(x)
+    with h5py.File(tmp_path / "sim.h5", "w") as f:
+        m = f.create_group("matrix")
+        m["barcodes"] = names(6, "")
+        m["indptr"], m["indices"], m["data"] = csr.indptr, csr.indices, csr.data
+        m["shape"] = np.array(x.shape)
+        m.create_group("features")["id"] = names(5, "c")
+    assert io.detect_format(tmp_path / "sim.h5") == "nnmf_h5"
+    b = io.read_counts(tmp_path / "sim.h5")
+    np.testing.assert_array_equal(b.X.toarray(), x)
+    assert list(b.var_names) == names(5, "c")
+
+
+def test_missing_and_unreadable(tmp_path):
+    with pytest.raises(InputError, match="does not exist"):
+        io.read_counts(tmp_path / "nope.h5ad")
+    (tmp_path / "junk.h5ad").write_text("not hdf5")
+    with pytest.raises(InputError, match="cannot read"):
+        io.read_counts(tmp_path / "junk.h5ad")
+
+
+@pytest.mark.parametrize("values, problem", [
+    (np.array([[1.0, 2.5], [0.0, 1.0]]), "non-integer"),
+    (np.array([[1.0, -2.0], [0.0, 1.0]]), "negative"),
+    (np.array([[1.0, np.nan], [0.0, 1.0]]), "NaN"),
+    (np.zeros((0, 3)), "empty"),
+])
+def test_validate_counts_rejects(values, problem):
+    with pytest.raises(InputError, match=problem):
+        io.validate_counts(sp.csr_matrix(values) if values.size else values, "f.h5ad")
+
+
+def test_validate_counts_accepts_float_integers():
+    io.validate_counts(sp.csr_matrix(np.array([[1.0, 2.0], [0.0, 3.0]])), "f.h5ad")
+
+
+def test_duplicated_names():
+    a = ad.AnnData(sp.csr_matrix(counts_matrix(3, 2)), obs=pd.DataFrame(index=["a", "a", "b"]),
+                   var=pd.DataFrame(index=["g1", "g2"]))
+    with pytest.raises(InputError, match="duplicated cell names"):
+        io.validate_names(a, "f.h5ad")
+
+
+def test_atomic_output_removes_temp_on_failure(tmp_path):
+    target = tmp_path / "out.tsv"
+    with pytest.raises(RuntimeError):
+        with io.atomic_output(target) as tmp:
+            tmp.write_text("partial")
+            raise RuntimeError("boom")
+    assert not target.exists()
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_load_preprocessed_subsets(tmp_path):
+    x = sp.csr_matrix(counts_matrix(6, 4))
+    a = ad.AnnData(x.astype(np.float32), obs=pd.DataFrame({"batch": pd.Categorical(list("aaabbb"))},
+                                                          index=names(6, "c")),
+                   var=pd.DataFrame({"liger_selected": [True, False, True, False],
+                                     "highly_variable": [False, True, True, True]}, index=names(4, "g")))
+    a.layers["counts"] = x
+    a.write_h5ad(tmp_path / "p.h5ad")
+    b = io.load_preprocessed(tmp_path / "p.h5ad", batch="b", genes="liger")
+    assert b.shape == (3, 2) and list(b.var_names) == ["g0", "g2"]
+    with pytest.raises(InputError, match="batch 'z' has no cells"):
+        io.load_preprocessed(tmp_path / "p.h5ad", batch="z")
+    (tmp_path / "genes.txt").write_text("foo\nbar\n")
+    with pytest.raises(InputError, match="none of its 2 gene names"):
+        io.load_preprocessed(tmp_path / "p.h5ad", genes=str(tmp_path / "genes.txt"))

@@ -1,0 +1,62 @@
+"""QC metrics/filters and gene selection (`scfactor.qc`, `scfactor.genes`)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+
+from scfactor import genes, qc
+
+
+def test_cell_metrics_and_filter():
+    x = sp.csr_matrix(np.array([[5, 0, 5], [0, 0, 0], [1, 1, 8]]))
+    m = qc.cell_metrics(x, ["MT-CO1", "ACTB", "GAPDH"])
+    assert m["n_counts"].tolist() == [10, 0, 10]
+    assert m["n_genes"].tolist() == [2, 0, 3]
+    np.testing.assert_allclose(m["pct_mito"], [50.0, 0.0, 10.0])
+    assert qc.cell_filter(m).tolist() == [True, False, True]          # no-count cells always dropped
+    assert qc.cell_filter(m, max_pct_mito=20).tolist() == [False, False, True]
+    assert qc.cell_filter(m, min_genes=3).tolist() == [False, False, True]
+
+
+def test_qc_summary_per_batch():
+    m = pd.DataFrame({"n_counts": [10, 20, 30, 40], "n_genes": [1, 2, 3, 4], "pct_mito": [0, 0, 5, 5]})
+    s = qc.qc_summary(m, pd.Series(["a", "a", "b", "b"]), np.array([True, False, True, True]))
+    assert s["cells_in"].tolist() == [2, 2] and s["cells_kept"].tolist() == [1, 2]
+    assert s["median_counts"].tolist() == [10.0, 35.0]
+
+
+def test_liger_select_flags_overdispersed_genes():
+    rng = np.random.default_rng(0)
+    n, p = 400, 60
+    lib = rng.integers(500, 3000, size=n)
+    base = np.full(p, 1.0 / p)
+    rates = np.outer(lib, base)
+    x = rng.poisson(rates)
+    # genes 0..9 swap between two cell groups (over-dispersed); library composition stays the same
+    groups = rng.integers(0, 2, size=n)[:, None]
+    x[:, :5] = rng.poisson(rates[:, :5] * np.where(groups == 1, 1.9, 0.1))
+    x[:, 5:10] = rng.poisson(rates[:, 5:10] * np.where(groups == 1, 0.1, 1.9))
+    sel = genes.liger_select(sp.csr_matrix(x))
+    assert sel[:10].all()
+    assert sel[10:].mean() < 0.1
+
+
+def test_liger_union_over_batches():
+    rng = np.random.default_rng(1)
+    x = rng.poisson(1.0, size=(200, 20))
+    x[:100, 0] = rng.poisson(np.where(np.arange(100) % 2, 40.0, 0.01))  # over-dispersed only in batch a
+    b = np.array(["a"] * 100 + ["b"] * 100)
+    sel_a = genes.liger_select(sp.csr_matrix(x[:100]))
+    union = genes.liger_select_union(sp.csr_matrix(x), b)
+    assert sel_a[0] and union[0]
+    assert (union >= sel_a).all()
+
+
+def test_sparse_mean_var_matches_numpy():
+    rng = np.random.default_rng(2)
+    x = rng.poisson(0.5, size=(50, 7)).astype(float)
+    mean, var = genes.sparse_mean_var(sp.csr_matrix(x))
+    np.testing.assert_allclose(mean, x.mean(0))
+    np.testing.assert_allclose(var, x.var(0, ddof=1))

@@ -1,0 +1,109 @@
+"""Snakemake-level tests: config validation, lint, dry runs, and the tiny config's preprocessing end to end."""
+
+from __future__ import annotations
+
+import anndata as ad
+import pandas as pd
+import pytest
+import yaml
+
+from conftest import REPO, snakemake
+
+
+def test_lint_is_clean(tiny_workdir):
+    proc = snakemake(tiny_workdir, "--lint", check=False)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+
+
+@pytest.mark.parametrize("cfg", ["config/config.yaml", "config/paper.yaml"])
+def test_dry_run_builds_whole_dag(tmp_path, cfg):
+    proc = snakemake(REPO, "-n", "--configfile", REPO / cfg, "--config", f"results={tmp_path}/r",
+                     f"logs={tmp_path}/l", check=False)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    assert "preprocess" in proc.stdout and "verify_resources" in proc.stdout
+
+
+@pytest.mark.parametrize("patch, key", [
+    ({"preprocess": {"n_hvg": -3}}, "n_hvg"),
+    ({"preprocess": {"max_pct_mito": "lots"}}, "max_pct_mito"),
+    ({"datasets": {"kang": {"format": "xlsx"}}}, "format"),
+    ({"unknown_section": {}}, "unknown_section"),
+])
+def test_bad_config_fails_before_any_job(tiny_workdir, patch, key):
+    cfg = yaml.safe_load((tiny_workdir / "config.yaml").read_text())
+    for section, value in patch.items():
+        if isinstance(value, dict) and isinstance(cfg.get(section), dict):
+            for k, v in value.items():
+                if isinstance(v, dict):
+                    cfg[section][k].update(v)
+                else:
+                    cfg[section][k] = v
+        else:
+            cfg[section] = value
+    (tiny_workdir / "config.yaml").write_text(yaml.safe_dump(cfg))
+    proc = snakemake(tiny_workdir, "-n", check=False)
+    assert proc.returncode != 0
+    out = proc.stdout + proc.stderr
+    assert key in out, out[-3000:]
+    assert not (tiny_workdir / "results").exists()
+
+
+@pytest.mark.workflow
+def test_tiny_preprocess_end_to_end(tiny_workdir):
+    snakemake(tiny_workdir, "--cores", "2", "results/preprocess/kang.h5ad", "results/figures/qc/kang.png",
+              "results/preprocess/pancreas.h5ad")
+    res = tiny_workdir / "results"
+    assert (res / "checks" / "resources.sha256.ok").read_text().count("OK ") >= 10
+    a = ad.read_h5ad(res / "preprocess" / "kang.h5ad")
+    assert a.obs["batch"].value_counts().to_dict() == {"ctrl": 150, "stim": 150}
+    assert a.layers["counts"].dtype.kind == "i"
+    assert a.obs["label"].notna().sum() > 50           # ctrl is labelled, stim mostly not
+    assert a.var["liger_selected"].sum() > 50
+    qc = pd.read_csv(res / "preprocess" / "kang.qc.tsv", sep="\t")
+    assert qc["cells_kept"].tolist() == [150, 150]
+    assert (res / "figures" / "qc" / "kang.png").read_bytes()[:4] == b"\x89PNG"
+    p = ad.read_h5ad(res / "preprocess" / "pancreas.h5ad")
+    assert {"spliced", "unspliced", "counts"} <= set(p.layers)
+    assert (tiny_workdir / "logs" / "preprocess" / "kang.log").exists()
+
+
+@pytest.mark.workflow
+def test_corrupt_resource_is_caught(tmp_path, tiny_workdir):
+    res = tmp_path / "res"
+    res.mkdir()
+    (res / "a.txt").write_text("tampered\n")
+    (res / "SHA256SUMS").write_text("0" * 64 + "  a.txt\n")
+    cfg = yaml.safe_load((tiny_workdir / "config.yaml").read_text())
+    cfg["resources_dir"] = str(res)
+    (tiny_workdir / "config.yaml").write_text(yaml.safe_dump(cfg))
+    proc = snakemake(tiny_workdir, "--cores", "1", "results/checks/resources.sha256.ok", check=False)
+    assert proc.returncode != 0
+    log = (tiny_workdir / "logs" / "verify_resources.log").read_text()
+    assert "checksum mismatch" in log and "a.txt" in log
+    assert not (tiny_workdir / "results" / "checks" / "resources.sha256.ok").exists()
+
+
+def test_config_reference_is_up_to_date():
+    import sys
+    sys.path.insert(0, str(REPO / "workflow" / "scripts"))
+    from config_docs import render
+    assert (REPO / "config" / "README.md").read_text() == render(REPO / "workflow" / "schemas"), \
+        "config/README.md is stale: run `make docs`"
+
+
+@pytest.mark.workflow
+def test_report_contains_every_figure(tiny_run):
+    """After the tiny run, `snakemake --report` succeeds and holds every registered figure."""
+    import zipfile
+    report = tiny_run / "report.zip"
+    snakemake(tiny_run, "--report", report)
+    figures = sorted(p.relative_to(tiny_run) for p in (tiny_run / "results").rglob("*.png"))
+    assert figures, "the tiny run made no figure"
+    for png in figures:
+        data = (tiny_run / png).read_bytes()
+        assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 5000, f"{png} is not a real PNG"
+    with zipfile.ZipFile(report) as z:
+        names = z.namelist()
+    for png in figures:
+        assert any(n.endswith(png.name) for n in names), f"{png} missing from the report"
+    assert any(n.endswith("config.tsv") for n in names)
