@@ -217,3 +217,27 @@ def snakemake_env(cluster: SlurmCluster | None = None, **extra) -> dict:
         env.update(cluster.env)
     env.update({k: str(v) for k, v in extra.items()})
     return env
+
+
+class Background:
+    """A Snakemake run in the background (for killing or requeueing one of its jobs mid-run)."""
+
+    def __init__(self, workdir, *args, env: dict, log_name="snakemake.log"):
+        self.log_path = Path(workdir) / log_name
+        self._fh = open(self.log_path, "w")
+        self.proc = subprocess.Popen(snakemake_cmd(workdir, *args), cwd=workdir, env=env,
+                                     stdout=self._fh, stderr=subprocess.STDOUT, text=True)
+
+    def text(self) -> str:
+        return self.log_path.read_text()
+
+    def wait(self, timeout=600) -> int:
+        try:
+            rc = self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+            raise AssertionError(f"snakemake did not finish in {timeout}s:\n{self.text()[-4000:]}")
+        finally:
+            self._fh.close()
+        return rc
