@@ -16,14 +16,6 @@ pytestmark = [pytest.mark.slurm, pytest.mark.slow, pytest.mark.timeout(900)]
 
 
 @pytest.fixture(scope="module")
-def local_run(tmp_path_factory):
-    """The tiny config run with profiles/local (the reference every SLURM result must equal)."""
-    wd = write_tiny_workdir(tmp_path_factory.mktemp("local"))
-    snakemake(wd, "--profile", profile("local"), "--cores", "2")
-    return wd
-
-
-@pytest.fixture(scope="module")
 def slurm_run(tmp_path_factory, slurm_cluster):
     """The tiny config run with profiles/slurm; returns (workdir, snakemake log text)."""
     wd = write_tiny_workdir(tmp_path_factory.mktemp("slurm"))
@@ -31,7 +23,8 @@ def slurm_run(tmp_path_factory, slurm_cluster):
     return wd, proc.stdout + proc.stderr
 
 
-def test_tiny_config_every_job_through_sbatch(slurm_run, local_run):
+def test_tiny_config_every_job_through_sbatch(slurm_run, tiny_run):
+    """tiny_run (tests/conftest.py): the same config run locally, the reference."""
     wd, log = slurm_run
     stats = job_stats(log)
     remote = {rule: n for rule, n in stats.items() if rule != "all"}   # `all` has no action: local
@@ -52,7 +45,7 @@ def test_tiny_config_every_job_through_sbatch(slurm_run, local_run):
         (log_file,) = (wd / ".snakemake" / "slurm_logs" / "rule_preprocess" / ds).glob("*.log")
         assert "rule preprocess" in log_file.read_text() or "preprocess" in log_file.read_text()
     # identical results: every file under results/ byte for byte
-    assert file_digests(wd) == file_digests(local_run)
+    assert file_digests(wd) == file_digests(tiny_run)
 
 
 def test_rerun_one_shard_and_forcerun(slurm_run, slurm_cluster):
