@@ -59,6 +59,21 @@ def profile_rules(name, key="set-resources") -> dict:
     return yaml.safe_load((REPO / "profiles" / name / "config.yaml").read_text()).get(key) or {}
 
 
+def zeroed_gpu_rules(name) -> set:
+    """Rules a profile sets to `gpu: 0` (needed on CPU partitions: the plugin's job step re-reads
+    set-resources, not a global `resources: gpu: 0`, and would run `srun --gpus=1` in a job without GPUs)."""
+    return {rule for rule, res in profile_rules(name).items() if res.get("gpu") == 0}
+
+
+def test_cpu_placed_gpu_rules_are_zeroed_in_profiles(declared):
+    gpu_rules = {rule for rule, (gpu, _) in declared.items() if gpu > 0}
+    for name in ("slurm", "tpu"):
+        missing = gpu_rules - zeroed_gpu_rules(name)
+        assert not missing, f"profiles/{name}: add `gpu: 0` under set-resources for {sorted(missing)}"
+    # and the lists agree with the GPU profile's
+    assert zeroed_gpu_rules("slurm") == zeroed_gpu_rules("tpu") == set(profile_rules("gpu"))
+
+
 def test_slurm_profile_cpu_only(tiny):
     env = {"SCFACTOR_CPU_PARTITION": "short", "SCFACTOR_SLURM_ACCOUNT": "lab42"}
     for job in dry_run_jobs(tiny, "--profile", profile("slurm"), env=env):

@@ -231,6 +231,17 @@ class Background:
     def text(self) -> str:
         return self.log_path.read_text()
 
+    def stop(self) -> None:
+        """Interrupt Snakemake (it cancels the SLURM jobs it submitted) and wait for it."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(2)
+            try:
+                self.proc.wait(timeout=120)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self._fh.close()
+
     def wait(self, timeout=600) -> int:
         try:
             rc = self.proc.wait(timeout=timeout)
