@@ -228,6 +228,16 @@ class Background:
         self.proc = subprocess.Popen(snakemake_cmd(workdir, *args), cwd=workdir, env=env,
                                      stdout=self._fh, stderr=subprocess.STDOUT, text=True)
 
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.stop()          # never leave a Snakemake (and its SLURM jobs) behind, whatever happened
+        return False
+
+    def running(self) -> bool:
+        return self.proc.poll() is None
+
     def text(self) -> str:
         return self.log_path.read_text()
 
@@ -236,19 +246,18 @@ class Background:
         if self.proc.poll() is None:
             self.proc.send_signal(2)
             try:
-                self.proc.wait(timeout=120)
+                self.proc.wait(timeout=60)
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
-        self._fh.close()
+        if not self._fh.closed:
+            self._fh.close()
 
     def wait(self, timeout=600) -> int:
         try:
             rc = self.proc.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-            raise AssertionError(f"snakemake did not finish in {timeout}s:\n{self.text()[-4000:]}")
-        finally:
-            self._fh.close()
+            self.stop()
+            raise AssertionError(f"snakemake did not finish in {timeout}s:\n{self.text()[-4000:]}") from None
+        self._fh.close()
         return rc
