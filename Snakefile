@@ -11,6 +11,7 @@ include: "workflow/rules/common.smk"
 include: "workflow/rules/data.smk"
 include: "workflow/rules/preprocess.smk"
 include: "workflow/rules/figures.smk"
+include: "workflow/rules/grn.smk"
 
 
 rule all:

@@ -1,0 +1,1 @@
+"""Model implementations, one module (or more) per analysis."""
