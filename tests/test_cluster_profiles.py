@@ -102,8 +102,8 @@ def test_gpu_profile_places_every_gpu_rule(tiny, declared):
         if job["rule"] == "all":
             continue
         part = job["resources"]["slurm_partition"]
-        if job["rule"] in gpu_rules:
-            assert part == "a100" and num(job, "gpu") == 1, job
+        if job["rule"] in listed:   # GPU-capable (grn with `device: cpu` declares gpu=0 and still lands here)
+            assert part == "a100" and num(job, "gpu") == declared[job["rule"]][0], job
         else:
             assert part == "cpu" and num(job, "gpu") == 0, job
         assert num(job, "tpu") == 0, job
