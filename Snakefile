@@ -12,6 +12,8 @@ include: "workflow/rules/data.smk"
 include: "workflow/rules/preprocess.smk"
 include: "workflow/rules/figures.smk"
 include: "workflow/rules/grn.smk"
+include: "workflow/rules/simulate_blocks.smk"
+include: "workflow/rules/layers.smk"
 
 
 rule all:
