@@ -198,6 +198,66 @@ def file_digests(root: Path, sub: str = "results") -> dict[str, str]:
             for p in sorted(base.rglob("*")) if p.is_file()}
 
 
+_VOLATILE = re.compile(r"seconds|time|date|host|elapsed", re.IGNORECASE)
+
+
+def _uns_equal(a, b) -> bool:
+    """Recursive equality of ``uns`` entries, ignoring run-time bookkeeping (keys naming seconds/time/host)."""
+    import numpy as np
+
+    if isinstance(a, dict) and isinstance(b, dict):
+        keys = {k for k in a.keys() | b.keys() if not _VOLATILE.search(str(k))}
+        return all(k in a and k in b and _uns_equal(a[k], b[k]) for k in keys)
+    try:
+        return bool(np.array_equal(np.asarray(a), np.asarray(b)))
+    except Exception:  # noqa: BLE001 - objects numpy cannot compare
+        return str(a) == str(b)
+
+
+def _same_h5ad(p: Path, q: Path) -> bool:
+    import anndata as ad
+    import numpy as np
+    import scipy.sparse as sp
+
+    def dense(x):
+        return x.toarray() if sp.issparse(x) else np.asarray(x)
+
+    a, b = ad.read_h5ad(p), ad.read_h5ad(q)
+    if a.shape != b.shape or not (a.obs.equals(b.obs) and a.var.equals(b.var)):
+        return False
+    if (a.X is None) != (b.X is None) or (a.X is not None and not np.array_equal(dense(a.X), dense(b.X))):
+        return False
+    for x, y in ((a.layers, b.layers), (a.obsm, b.obsm), (a.varm, b.varm)):
+        if set(x.keys()) != set(y.keys()) or not all(np.array_equal(dense(x[k]), dense(y[k])) for k in x):
+            return False
+    return _uns_equal(dict(a.uns), dict(b.uns))
+
+
+def different_results(a, b, sub: str = "results") -> list[str]:
+    """Files under ``sub`` that differ between two working directories (or exist in only one).
+
+    Byte equality for every file, except: PDFs are compared without their ``/CreationDate``, and
+    ``.h5ad`` files by content (matrices, obs, var, obsm, varm, layers, uns without run-time entries
+    such as ``uns[...]['seconds']``), since some steps record how long they ran.
+    """
+    a, b = Path(a), Path(b)
+    fa = {str(p.relative_to(a)) for p in (a / sub).rglob("*") if p.is_file()}
+    fb = {str(p.relative_to(b)) for p in (b / sub).rglob("*") if p.is_file()}
+    bad = sorted(fa ^ fb)
+    for rel in sorted(fa & fb):
+        x, y = (a / rel).read_bytes(), (b / rel).read_bytes()
+        if x == y:
+            continue
+        if rel.endswith(".pdf"):
+            strip = re.compile(rb"/CreationDate \(D:[0-9Z+\-']*\)")
+            if strip.sub(b"", x) == strip.sub(b"", y):
+                continue
+        elif rel.endswith(".h5ad") and _same_h5ad(a / rel, b / rel):
+            continue
+        bad.append(rel)
+    return bad
+
+
 def snakemake_cmd(workdir, *args) -> list[str]:
     """The command line conftest.snakemake runs, for use with Popen."""
     import sys
