@@ -14,6 +14,7 @@ include: "workflow/rules/figures.smk"
 include: "workflow/rules/grn.smk"
 include: "workflow/rules/simulate_blocks.smk"
 include: "workflow/rules/layers.smk"
+include: "workflow/rules/densify.smk"
 
 
 rule all:

@@ -1,0 +1,115 @@
+#!/usr/bin/env python
+"""A faithful re-creation of seed 000's NeuMF training loop, for throughput comparison only.
+
+TF1-style: ``tf.compat.v1`` graph with placeholders of shape (None, 1), ``tf.Variable`` embeddings
+(``random_uniform``, 20 per tower), the seed's NeuMF layer stack (section 6 of the notebook: MLP
+tower concat -> dropout -> Dense 64 relu -> BN -> dropout -> Dense 32 relu -> BN -> dropout ->
+Dense 16 relu -> Dense 8 exponential, GMF product, concat, Dense 1 lecun_uniform), MSE loss,
+Adam(lr 0.001, epsilon 1), mini-batches of 128 made by ``sklearn.utils.shuffle`` + list slicing,
+and one ``session.run([step, loss], feed_dict)`` per batch with ``np.array(...).reshape(-1, 1)``
+as in the notebook. The notebook's tqdm bar is left out (it only makes the seed slower).
+
+Prints one JSON line: samples/s of the loop over ``--steps`` batches and the time of the per-epoch
+shuffle, so that an epoch time can be extrapolated.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import sys
+import time
+
+import numpy as np
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--matrix", required=True, help=".npz with a CSR training matrix (scipy.sparse.save_npz)")
+    p.add_argument("--steps", type=int, default=3000, help="mini-batches to time")
+    p.add_argument("--batch-size", type=int, default=128)
+    p.add_argument("--threads", type=int, default=2)
+    args = p.parse_args(argv)
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    import scipy.sparse as sp
+    import tensorflow.compat.v1 as tf
+    from sklearn.utils import shuffle
+    tf.disable_v2_behavior()
+
+    x = sp.load_npz(args.matrix).toarray()
+    n_cells, n_genes = x.shape
+    # the seed's long table: every (cell, gene, expression) entry, zeros included
+    cids = np.repeat(np.arange(n_cells), n_genes)
+    gids = np.tile(np.arange(n_genes), n_cells)
+    values = list(x.ravel().astype(np.int64))
+    latent_features, learning_rate = 20, 0.001
+
+    graph = tf.Graph()
+    with graph.as_default():
+        cell = tf.placeholder(tf.int32, shape=(None, 1))
+        gene = tf.placeholder(tf.int32, shape=(None, 1))
+        label = tf.placeholder(tf.int32, shape=(None, 1))
+        mlp_c_var = tf.Variable(tf.random_uniform([n_cells, latent_features], minval=0), name="mlp_cell_embedding")
+        mlp_cell_embedding = tf.nn.embedding_lookup(mlp_c_var, cell)
+        mlp_g_var = tf.Variable(tf.random_uniform([n_genes, latent_features], minval=0), name="mlp_gene_embedding")
+        mlp_gene_embedding = tf.nn.embedding_lookup(mlp_g_var, gene)
+        gmf_c_var = tf.Variable(tf.random_uniform([n_cells, latent_features], minval=0), name="gmf_cell_embedding")
+        gmf_cell_embedding = tf.nn.embedding_lookup(gmf_c_var, cell)
+        gmf_g_var = tf.Variable(tf.random_uniform([n_genes, latent_features], minval=0), name="gmf_item_embedding")
+        gmf_gene_embedding = tf.nn.embedding_lookup(gmf_g_var, gene)
+        gmf_matrix = tf.multiply(tf.keras.layers.Flatten()(gmf_cell_embedding),
+                                 tf.keras.layers.Flatten()(gmf_gene_embedding))
+        mlp_concat = tf.keras.layers.concatenate([tf.keras.layers.Flatten()(mlp_cell_embedding),
+                                                  tf.keras.layers.Flatten()(mlp_gene_embedding)])
+        mlp_dropout = tf.keras.layers.Dropout(0.2)(mlp_concat)
+        mlp_layer_1 = tf.keras.layers.Dense(64, activation="relu", name="layer1")(mlp_dropout)
+        mlp_batch_norm1 = tf.keras.layers.BatchNormalization(name="batch_norm1")(mlp_layer_1)
+        mlp_dropout1 = tf.keras.layers.Dropout(0.2, name="dropout1")(mlp_batch_norm1)
+        mlp_layer_2 = tf.keras.layers.Dense(32, activation="relu", name="layer2")(mlp_dropout1)
+        mlp_batch_norm2 = tf.keras.layers.BatchNormalization(name="batch_norm2")(mlp_layer_2)
+        mlp_dropout2 = tf.keras.layers.Dropout(0.2, name="dropout2")(mlp_batch_norm2)
+        mlp_layer_3 = tf.keras.layers.Dense(16, activation="relu", name="layer3")(mlp_dropout2)
+        mlp_layer_4 = tf.keras.layers.Dense(8, activation="exponential", name="layer4")(mlp_layer_3)
+        merged_vector = tf.keras.layers.concatenate([gmf_matrix, mlp_layer_4])
+        output_layer = tf.keras.layers.Dense(1, kernel_initializer="lecun_uniform", name="output_layer")(merged_vector)
+        labels = tf.cast(label, tf.float32)
+        loss = tf.reduce_mean(tf.square(tf.subtract(labels, output_layer)))
+        opt = tf.train.AdamOptimizer(learning_rate=learning_rate, epsilon=1)
+        step = opt.minimize(loss)
+        init = tf.global_variables_initializer()
+    config = tf.ConfigProto(intra_op_parallelism_threads=args.threads, inter_op_parallelism_threads=args.threads)
+    session = tf.Session(config=config, graph=graph)
+    session.run(init)
+
+    # the seed's random_mini_batches (sklearn shuffle + slicing), timed as the per-epoch overhead
+    t0 = time.perf_counter()
+    shuffled_c, shuffled_g, shuffled_l = shuffle(cids, gids, values, random_state=0)
+    n_batches = int(math.ceil(len(cids) / args.batch_size))
+    t_shuffle = time.perf_counter() - t0
+    steps = min(args.steps, n_batches)
+    b = args.batch_size
+    for k in range(20):  # warm-up
+        session.run([step, loss], {cell: np.array(shuffled_c[k * b:(k + 1) * b]).reshape(-1, 1),
+                                   gene: np.array(shuffled_g[k * b:(k + 1) * b]).reshape(-1, 1),
+                                   label: np.array(shuffled_l[k * b:(k + 1) * b]).reshape(-1, 1)})
+    t0 = time.perf_counter()
+    for k in range(steps):
+        minibatch = (shuffled_c[k * b:(k + 1) * b], shuffled_g[k * b:(k + 1) * b], shuffled_l[k * b:(k + 1) * b])
+        feed_dict = {cell: np.array(minibatch[0]).reshape(-1, 1),
+                     gene: np.array(minibatch[1]).reshape(-1, 1),
+                     label: np.array(minibatch[2]).reshape(-1, 1)}
+        _, l = session.run([step, loss], feed_dict)
+    dt = time.perf_counter() - t0
+    sps = steps * b / dt
+    entries = n_cells * n_genes
+    print(json.dumps({"impl": "seed_tf1_feed_dict", "batch_size": b, "steps_timed": steps,
+                      "samples_per_s": sps, "shuffle_s": t_shuffle,
+                      "epoch_s_extrapolated": entries / sps + t_shuffle, "entries": entries,
+                      "final_loss": float(l)}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

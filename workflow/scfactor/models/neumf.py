@@ -1,0 +1,261 @@
+"""NeuMF (He et al. 2017) for cell x gene count matrices, in TensorFlow 2.
+
+Architectures (seed 000): ``gmf`` (cell and gene embeddings multiplied elementwise, then a linear
+output), ``mlp`` (embeddings concatenated, then a ReLU tower 64-32-16-8 with batch norm and dropout
+after the first two layers, as in the seed, but no dropout on the embeddings), and ``neumf`` (both towers with their own embeddings,
+fused by one output layer). Every architecture also has a per-gene bias in the output (initialised
+from the gene's mean) so that training starts from the "gene mean x library size" model.
+
+Losses, and what the dense prediction means:
+
+* ``poisson``: ``y ~ Poisson(mu)``, ``log mu = log s_cell + eta`` (``s`` = library size / mean);
+  predicts the expected count ``mu``.
+* ``nb``: ``y ~ NB(mu, theta_gene)`` with a learnt per-gene inverse dispersion; predicts ``mu``.
+* ``mse``: squared error on raw counts, no offset (the seed's loss); predicts ``max(eta, 0)``.
+* ``bce``: implicit feedback as in NCF: nonzero = 1, ``num_neg`` sampled zeros per nonzero = 0;
+  predicts the probability that the gene is detected in the cell (not a count).
+
+The model is a plain ``tf.Module`` with variables created under the caller's distribution strategy
+(aggregation ``ONLY_FIRST_REPLICA``: every replica applies the same all-reduced update), a small
+Adam written out so that its state is checkpointed with the weights, and stateless dropout keyed
+by (seed, step) so that a resumed run replays exactly the batches and masks it would have seen.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+ARCHS = ("gmf", "mlp", "neumf")
+LOSSES = ("poisson", "nb", "mse", "bce")
+COUNT_LOSSES = ("poisson", "nb")
+
+
+def _tf():
+    import tensorflow as tf
+    return tf
+
+
+def _var(value, name, trainable=True):
+    tf = _tf()
+    return tf.Variable(np.asarray(value, dtype=np.float32), name=name, trainable=trainable,
+                       aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
+
+
+def _lecun_uniform(rng, fan_in, fan_out):
+    lim = np.sqrt(3.0 / fan_in)
+    return rng.uniform(-lim, lim, size=(fan_in, fan_out))
+
+
+def _he_uniform(rng, fan_in, fan_out):
+    lim = np.sqrt(6.0 / fan_in)
+    return rng.uniform(-lim, lim, size=(fan_in, fan_out))
+
+
+class NeuMF:
+    """GMF / MLP / NeuMF towers with a per-gene output bias (and NB dispersions for ``nb``).
+
+    Build it inside ``strategy.scope()``. ``trainable`` lists the variables Adam updates;
+    ``state`` lists every variable (weights, batch-norm statistics, optimiser moments, step)
+    in a fixed order, which is what checkpoints store.
+    """
+
+    def __init__(self, n_cells: int, n_genes: int, arch: str = "neumf", loss: str = "poisson",
+                 emb_dim: int = 20, layers=(64, 32, 16, 8), dropout: float = 0.2, bn_layers: int = 2,
+                 gene_bias=None, seed: int = 0, lr: float = 1e-3, beta1: float = 0.9,
+                 beta2: float = 0.999, eps: float = 1e-7):
+        if arch not in ARCHS:
+            raise ValueError(f"unknown architecture {arch!r}; choose one of {', '.join(ARCHS)}")
+        if loss not in LOSSES:
+            raise ValueError(f"unknown loss {loss!r}; choose one of {', '.join(LOSSES)}")
+        tf = _tf()
+        self.arch, self.loss = arch, loss
+        self.emb_dim, self.layers = int(emb_dim), tuple(int(u) for u in layers)
+        self.dropout, self.bn_layers, self.seed = float(dropout), int(bn_layers), int(seed)
+        self.lr, self.beta1, self.beta2, self.eps = lr, beta1, beta2, eps
+        rng = np.random.default_rng([int(seed), 7])
+        self.names: list[str] = []
+        self.vars: dict = {}
+
+        def add(name, value, trainable=True):
+            self.vars[name] = _var(value, name, trainable)
+            self.names.append(name)
+
+        d = self.emb_dim
+        width = 0
+        if arch in ("gmf", "neumf"):
+            add("gmf_cell", rng.normal(0, 0.1, (n_cells, d)))
+            add("gmf_gene", rng.normal(0, 0.1, (n_genes, d)))
+            width += d
+        if arch in ("mlp", "neumf"):
+            add("mlp_cell", rng.normal(0, 0.1, (n_cells, d)))
+            add("mlp_gene", rng.normal(0, 0.1, (n_genes, d)))
+            fan_in = 2 * d
+            for i, units in enumerate(self.layers):
+                add(f"mlp_w{i}", _he_uniform(rng, fan_in, units))
+                add(f"mlp_b{i}", np.zeros(units))
+                if i < self.bn_layers:
+                    add(f"bn_gamma{i}", np.ones(units))
+                    add(f"bn_beta{i}", np.zeros(units))
+                    add(f"bn_mean{i}", np.zeros(units), trainable=False)
+                    add(f"bn_var{i}", np.ones(units), trainable=False)
+                fan_in = units
+            width += fan_in
+        add("out_w", _lecun_uniform(rng, width, 1) * 0.1)
+        add("out_b", np.zeros(1))
+        gb = np.zeros(n_genes) if gene_bias is None else np.asarray(gene_bias, dtype=np.float64)
+        add("gene_bias", gb)
+        if loss == "nb":
+            add("log_theta", np.zeros(n_genes))
+        self.trainable = [self.vars[n] for n in self.names if self.vars[n].trainable]
+        self.trainable_names = [n for n in self.names if self.vars[n].trainable]
+        self.adam_m = [_var(np.zeros(v.shape), f"adam_m/{n}", False)
+                       for n, v in zip(self.trainable_names, self.trainable)]
+        self.adam_v = [_var(np.zeros(v.shape), f"adam_v/{n}", False)
+                       for n, v in zip(self.trainable_names, self.trainable)]
+        self.step = _var(0.0, "step", False)
+        self.state_names = (self.names + [f"adam_m/{n}" for n in self.trainable_names]
+                            + [f"adam_v/{n}" for n in self.trainable_names] + ["step"])
+        self.state = [self.vars[n] for n in self.names] + self.adam_m + self.adam_v + [self.step]
+        self._tf = tf
+
+    # ------------------------------------------------------------------ forward pass
+    def logits(self, c, g, training: bool = False):
+        """The linear predictor ``eta`` for index vectors ``c`` (cells) and ``g`` (genes)."""
+        tf = self._tf
+        v = self.vars
+        parts = []
+        if self.arch in ("gmf", "neumf"):
+            parts.append(tf.gather(v["gmf_cell"], c) * tf.gather(v["gmf_gene"], g))
+        if self.arch in ("mlp", "neumf"):
+            h = self._first_layer(c, g)
+            for i in range(len(self.layers)):
+                if i > 0:
+                    h = tf.matmul(h, v[f"mlp_w{i}"])
+                h = tf.nn.relu(h + v[f"mlp_b{i}"])
+                if i < self.bn_layers:
+                    h = self._batch_norm(h, i, training)
+                    h = self._dropout(h, training, i + 1)
+            parts.append(h)
+        z = parts[0] if len(parts) == 1 else tf.concat(parts, axis=1)
+        return tf.squeeze(tf.matmul(z, v["out_w"]), 1) + v["out_b"][0] + tf.gather(v["gene_bias"], g)
+
+    def _first_layer(self, c, g):
+        """``concat(cell_emb, gene_emb) @ W0`` for a batch, without bias.
+
+        When the batch is larger than the number of cells + genes, the product is computed per
+        cell and per gene once (``cell_emb @ W0[:d]`` and ``gene_emb @ W0[d:]``) and gathered,
+        which is the same number but skips a (batch x 2d x units) matrix product.
+        """
+        tf = self._tf
+        v = self.vars
+        d = self.emb_dim
+        w0 = v["mlp_w0"]
+        n_c, n_g = v["mlp_cell"].shape[0], v["mlp_gene"].shape[0]
+        batch = c.shape[0]
+        if batch is not None and batch > n_c + n_g:
+            a = tf.matmul(v["mlp_cell"], w0[:d])
+            b = tf.matmul(v["mlp_gene"], w0[d:])
+            return tf.gather(a, c) + tf.gather(b, g)
+        h = tf.concat([tf.gather(v["mlp_cell"], c), tf.gather(v["mlp_gene"], g)], axis=1)
+        return tf.matmul(h, w0)
+
+    def _dropout(self, h, training, layer):
+        if not training or self.dropout <= 0:
+            return h
+        tf = self._tf
+        ctx = tf.distribute.get_replica_context()
+        rid = tf.cast(ctx.replica_id_in_sync_group, tf.int64) if ctx is not None else tf.constant(0, tf.int64)
+        seed = tf.stack([tf.cast(self.step, tf.int64) * 64 + layer * 8 + rid, tf.constant(self.seed, tf.int64)])
+        return tf.nn.experimental.stateless_dropout(h, rate=self.dropout, seed=seed)
+
+    def _batch_norm(self, h, i, training, momentum=0.99, eps=1e-3):
+        tf = self._tf
+        v = self.vars
+        if training:
+            mean, var = tf.nn.moments(h, axes=[0])
+            v[f"bn_mean{i}"].assign(momentum * v[f"bn_mean{i}"] + (1 - momentum) * mean)
+            v[f"bn_var{i}"].assign(momentum * v[f"bn_var{i}"] + (1 - momentum) * var)
+        else:
+            mean, var = v[f"bn_mean{i}"], v[f"bn_var{i}"]
+        return tf.nn.batch_normalization(h, mean, var, v[f"bn_beta{i}"], v[f"bn_gamma{i}"], eps)
+
+    # ------------------------------------------------------------------ likelihoods
+    def entry_loss(self, y, eta, offset, g):
+        """Per-entry loss (negative log-likelihood up to nothing: constants included)."""
+        tf = self._tf
+        if self.loss == "poisson":
+            log_mu = eta + offset
+            return tf.exp(log_mu) - y * log_mu + tf.math.lgamma(y + 1.0)
+        if self.loss == "nb":
+            log_mu = eta + offset
+            log_theta = tf.gather(self.vars["log_theta"], g)
+            theta = tf.exp(log_theta)
+            log_tm = tf.reduce_logsumexp(tf.stack([log_theta, log_mu]), axis=0)
+            ll = (tf.math.lgamma(y + theta) - tf.math.lgamma(theta) - tf.math.lgamma(y + 1.0)
+                  + theta * (log_theta - log_tm) + y * (log_mu - log_tm))
+            return -ll
+        if self.loss == "mse":
+            return tf.square(y - eta)
+        return tf.nn.sigmoid_cross_entropy_with_logits(labels=y, logits=eta)
+
+    def mean(self, eta, offset):
+        """The prediction on the data scale (see module docstring) from ``eta`` and log-offset."""
+        tf = self._tf
+        if self.loss in COUNT_LOSSES:
+            return tf.exp(eta + offset)
+        if self.loss == "mse":
+            return tf.nn.relu(eta)
+        return tf.sigmoid(eta)
+
+    # ------------------------------------------------------------------ optimiser
+    def apply_adam(self, grads):
+        """One Adam step on ``trainable`` with (already all-reduced) dense ``grads``."""
+        tf = self._tf
+        t = self.step + 1.0
+        self.step.assign(t)
+        a = self.lr * tf.sqrt(1.0 - self.beta2 ** t) / (1.0 - self.beta1 ** t)
+        for var, grad, m, v in zip(self.trainable, grads, self.adam_m, self.adam_v):
+            m.assign(self.beta1 * m + (1.0 - self.beta1) * grad)
+            v.assign(self.beta2 * v + (1.0 - self.beta2) * tf.square(grad))
+            var.assign_sub(a * m / (tf.sqrt(v) + self.eps))
+
+    # ------------------------------------------------------------------ state
+    def get_state(self) -> dict:
+        """Every variable as a numpy array, keyed by name (what a checkpoint stores)."""
+        return {n: np.asarray(v.numpy()) for n, v in zip(self.state_names, self.state)}
+
+    def set_state(self, arrays: dict, names=None) -> None:
+        """Assign variables from ``arrays`` (all of ``state_names``, or only ``names``)."""
+        for n, v in zip(self.state_names, self.state):
+            if names is None or n in names:
+                v.assign(np.asarray(arrays[n], dtype=np.float32).reshape(v.shape))
+
+
+def init_from_pretrained(neumf: NeuMF, gmf: NeuMF, mlp: NeuMF, alpha: float = 0.5) -> None:
+    """NCF pretraining: copy GMF and MLP towers into a NeuMF model, output layer weighted by alpha."""
+    gs, ms = gmf.get_state(), mlp.get_state()
+    state = {}
+    for n in neumf.names:
+        if n.startswith("gmf_"):
+            state[n] = gs[n]
+        elif n.startswith(("mlp_", "bn_")):
+            state[n] = ms[n]
+    state["out_w"] = np.concatenate([alpha * gs["out_w"], (1 - alpha) * ms["out_w"]], axis=0)
+    state["out_b"] = alpha * gs["out_b"] + (1 - alpha) * ms["out_b"]
+    state["gene_bias"] = alpha * gs["gene_bias"] + (1 - alpha) * ms["gene_bias"]
+    if "log_theta" in neumf.names:
+        state["log_theta"] = alpha * gs["log_theta"] + (1 - alpha) * ms["log_theta"]
+    neumf.set_state(state, names=set(state))
+
+
+def gene_bias_init(x, loss: str, size_factors: np.ndarray) -> np.ndarray:
+    """Starting per-gene bias: log mean rate (count losses), mean count (mse), 0 (bce)."""
+    import scipy.sparse as sp
+    n = x.shape[0]
+    if loss in COUNT_LOSSES:
+        scaled = sp.diags(1.0 / size_factors) @ sp.csr_matrix(x, dtype=np.float64)
+        rate = np.asarray(scaled.sum(axis=0)).ravel() / n
+        return np.log(np.maximum(rate, 1e-4))
+    if loss == "mse":
+        return np.asarray(x.sum(axis=0), dtype=np.float64).ravel() / n
+    return np.zeros(x.shape[1])
