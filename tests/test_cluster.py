@@ -37,7 +37,7 @@ def test_tiny_config_every_job_through_sbatch(slurm_run, tiny_run):
         assert s.opt("-p") == "cpu" and int(s.opt("--mem")) > 0 and int(s.opt("-t")) > 0, s.args
         assert s.opt("--gpus") is None, s.args
     pre = {s.wildcards: s for s in subs if s.rule == "preprocess"}
-    assert set(pre) == {"kang", "pancreas", "pbmc3k"} and all(s.opt("--mem") == "4000" for s in pre.values())
+    assert {"kang", "pancreas", "pbmc3k"} <= set(pre) and all(s.opt("--mem") == "4000" for s in pre.values())
     # each job ran inside SLURM: its log under .snakemake/slurm_logs/rule_<rule>/<wildcards>/<jobid>.log
     logs = sorted((wd / ".snakemake" / "slurm_logs").rglob("*.log"))
     assert sorted(p.stem for p in logs) == sorted(ids), logs

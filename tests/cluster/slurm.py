@@ -198,7 +198,8 @@ def file_digests(root: Path, sub: str = "results") -> dict[str, str]:
             for p in sorted(base.rglob("*")) if p.is_file()}
 
 
-_VOLATILE = re.compile(r"seconds|time|date|host|elapsed", re.IGNORECASE)
+_VOLATILE = re.compile(r"seconds|time|date|host|elapsed|per_s$|throughput", re.IGNORECASE)
+_STATE = re.compile(r"(\.ckpt|/checkpoints)(/|$)")     # training state, not results
 
 
 def _uns_equal(a, b) -> bool:
@@ -208,8 +209,9 @@ def _uns_equal(a, b) -> bool:
     if isinstance(a, dict) and isinstance(b, dict):
         keys = {k for k in a.keys() | b.keys() if not _VOLATILE.search(str(k))}
         return all(k in a and k in b and _uns_equal(a[k], b[k]) for k in keys)
+    x, y = np.asarray(a), np.asarray(b)
     try:
-        return bool(np.array_equal(np.asarray(a), np.asarray(b)))
+        return bool(np.array_equal(x, y, equal_nan=x.dtype.kind in "fc" and y.dtype.kind in "fc"))
     except Exception:  # noqa: BLE001 - objects numpy cannot compare
         return str(a) == str(b)
 
@@ -238,11 +240,12 @@ def different_results(a, b, sub: str = "results") -> list[str]:
 
     Byte equality for every file, except: PDFs are compared without their ``/CreationDate``, and
     ``.h5ad`` files by content (matrices, obs, var, obsm, varm, layers, uns without run-time entries
-    such as ``uns[...]['seconds']``), since some steps record how long they ran.
+    such as ``uns[...]['seconds']`` or samples/s), since some steps record how long they ran. Training
+    checkpoints (``*.ckpt/``, ``checkpoints/``) are state, not results, and are skipped.
     """
     a, b = Path(a), Path(b)
-    fa = {str(p.relative_to(a)) for p in (a / sub).rglob("*") if p.is_file()}
-    fb = {str(p.relative_to(b)) for p in (b / sub).rglob("*") if p.is_file()}
+    fa = {str(p.relative_to(a)) for p in (a / sub).rglob("*") if p.is_file() and not _STATE.search(str(p))}
+    fb = {str(p.relative_to(b)) for p in (b / sub).rglob("*") if p.is_file() and not _STATE.search(str(p))}
     bad = sorted(fa ^ fb)
     for rel in sorted(fa & fb):
         x, y = (a / rel).read_bytes(), (b / rel).read_bytes()
