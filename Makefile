@@ -17,7 +17,7 @@ env: $(STAMP)
 $(STAMP): requirements.lock pyproject.toml
 	@echo "== setting up $(VENV)"
 	test -x $(BIN)/python || python3 -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip==24.3.1 setuptools==75.6.0 wheel==0.45.1
+	$(BIN)/python -m pip install --quiet --upgrade pip==24.3.1 setuptools==80.9.0 wheel==0.45.1
 	$(BIN)/python -m pip install --quiet -r requirements.lock
 	$(BIN)/python -m pip install --quiet --no-deps --no-build-isolation -e .
 	rm -f $(VENV)/.scfactor-env-*

@@ -15,6 +15,10 @@ include: "workflow/rules/grn.smk"
 include: "workflow/rules/simulate_blocks.smk"
 include: "workflow/rules/layers.smk"
 include: "workflow/rules/densify.smk"
+include: "workflow/rules/nbmix.smk"
+include: "workflow/rules/integrate.smk"
+include: "workflow/rules/simulate_mtl.smk"
+include: "workflow/rules/mtl.smk"
 
 
 rule all:

@@ -19,6 +19,10 @@ validate(config, str(SCHEMAS / "config.schema.yaml"), set_default=True)
 RESULTS = config["results"]
 LOGS = config["logs"]
 
+# dataset paths may name the results folder as {results} (simulator outputs follow `results` overrides)
+for _entry in config["datasets"].values():
+    _entry["path"] = _entry["path"].replace("{results}", RESULTS)
+
 # Each .smk file registers its final outputs here; `rule all` asks for all of them.
 TARGETS = []
 

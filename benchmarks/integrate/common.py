@@ -1,0 +1,42 @@
+"""Helpers shared by the benchmark runners (numpy / scipy only: importable from both venvs)."""
+import os
+import resource
+
+import numpy as np
+import scipy.sparse as sp
+
+
+def load_scaled(path):
+    """The two scaled CSR matrices and gene names written by prep_kang.py."""
+    z = np.load(path, allow_pickle=False)
+    mats = [sp.csr_matrix((z[f"x{i}_data"], z[f"x{i}_indices"], z[f"x{i}_indptr"]),
+                          shape=tuple(z[f"x{i}_shape"])) for i in range(2)]
+    return mats, z["genes"]
+
+
+def rss_mb():
+    """Current resident set size (MB) from /proc."""
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def peak_rss_mb():
+    """Peak resident set size of this process so far (MB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def save_factors(path, w, v, h, seconds, rss_before, extra=None):
+    """W (k x genes), V_i, H_i (cells x k), timing and memory of one run."""
+    out = {"W": np.asarray(w), "seconds": seconds, "rss_before_mb": rss_before, "peak_rss_mb": peak_rss_mb()}
+    for i, (vi, hi) in enumerate(zip(v, h)):
+        out[f"V{i}"], out[f"H{i}"] = np.asarray(vi), np.asarray(hi)
+    out.update(extra or {})
+    np.savez(path, **out)
+
+
+def threads(n):
+    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS"):
+        os.environ[var] = str(n)

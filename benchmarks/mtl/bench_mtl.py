@@ -1,0 +1,168 @@
+#!/usr/bin/env python
+"""Benchmark: seed 001's per-gene Keras models vs the batched trace-norm model, on one simulated shard.
+
+In ONE run (same process, same threads): seconds per epoch and test R2 of (a) a faithful
+re-creation of the notebook's training (benchmarks/mtl/seed_keras.py) and (b) scfactor's batched
+model (workflow/scfactor/models/mtl.py), same shard, split, epochs, lambda, learning rate, batch.
+Then, in a child process, peak memory (max RSS) of the batched model training on a large shard
+(default 25 genes x 1600 TFs x 5000 cells). Writes benchmarks/results/mtl.tsv and mtl.md.
+
+    python benchmarks/mtl/bench_mtl.py                # the defaults used for the committed results
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parents[1]
+sys.path.insert(0, str(REPO / "workflow"))
+sys.path.insert(0, str(HERE))
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+
+def make_shard(tmp, genes, tfs, cells, seed=0):
+    from scfactor import mtl_layout as L
+    from scfactor.models import mtl_data
+    from scfactor.models.mtl_sim import simulate_layout
+    root = simulate_layout(Path(tmp) / f"sim_{genes}_{tfs}_{cells}", n_tissues=1, n_cells=cells, n_genes=genes,
+                           n_tfs=tfs, n_clusters=1, rank=3, support=20, noise=0.8, seed=seed)
+    d = L.load_tissue(root, "tissue1")
+    return mtl_data.build_shard(d, d.gene_ids, 0.1, seed, 0)
+
+
+def run_batched(shard, epochs, lam, lr, batch, seed=0):
+    from scfactor.models import mtl, mtl_data
+    t0 = time.time()
+    model, hist = mtl.train_shard(shard, epochs=epochs, batch_size=batch, lr=lr, lam=lam, l1=0.0,
+                                  seed_seq=mtl_data.shard_seed(seed, "tissue1", 0, 0), log_every=max(1, epochs))
+    wall = time.time() - t0
+    return mtl.test_r2(model, shard), [h["seconds"] for h in hist], wall
+
+
+def vm_hwm_mib() -> float:
+    """Peak resident memory of this process (VmHWM; unlike ru_maxrss it is not inherited over fork/exec)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def peak_memory_child(args):
+    """Child: build + train one epoch + test on the big shard; print peak RSS (MiB)."""
+    from scfactor.models import mtl
+    mtl.configure_tf(0, threads=args.threads)
+    with tempfile.TemporaryDirectory() as tmp:
+        shard = make_shard(tmp, args.mem_genes, args.mem_tfs, args.mem_cells)
+        base = vm_hwm_mib()
+        r2, secs, _ = run_batched(shard, 1, args.lam, args.lr, args.batch)
+    peak = vm_hwm_mib()
+    print(json.dumps({"peak_rss_mib": peak, "rss_after_data_mib": base, "epoch_s": secs[0],
+                      "mean_r2": float(np.mean(r2))}))
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--genes", type=int, default=25)
+    p.add_argument("--tfs", type=int, default=200)
+    p.add_argument("--cells", type=int, default=3000)
+    p.add_argument("--epochs", type=int, default=3, help="epochs for both implementations (seed's final run: 3)")
+    p.add_argument("--lam", type=float, default=0.01)
+    p.add_argument("--lr", type=float, default=0.01)
+    p.add_argument("--batch", type=int, default=256)
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--mem-genes", type=int, default=25)
+    p.add_argument("--mem-tfs", type=int, default=1600)
+    p.add_argument("--mem-cells", type=int, default=5000)
+    p.add_argument("--skip-seed", action="store_true", help="only the batched model (quick check)")
+    p.add_argument("--memory-child", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--memory-only", action="store_true",
+                   help="rerun only the memory measurement; keep the timing rows of an existing <out>.tsv")
+    p.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "mtl"))
+    args = p.parse_args(argv)
+    if args.memory_child:
+        return peak_memory_child(args)
+
+    from scfactor.models import mtl
+    mtl.configure_tf(0, threads=args.threads)
+    import tensorflow as tf
+    rows = []
+    if args.memory_only:
+        rows = pd.read_csv(f"{args.out}.tsv", sep="\t").to_dict("records")
+    with tempfile.TemporaryDirectory() as tmp:
+        if args.memory_only:
+            pass
+        else:
+            shard = make_shard(tmp, args.genes, args.tfs, args.cells)
+            print(f"shard: {shard.n_genes} genes x {shard.n_tfs} TFs x {shard.expr.shape[0]} cells, "
+                  f"{min(map(len, shard.train))}-{max(map(len, shard.train))} training cells per gene", flush=True)
+            r2_b, sec_b, wall_b = run_batched(shard, args.epochs, args.lam, args.lr, args.batch)
+            steady_b = float(np.median(sec_b[1:])) if len(sec_b) > 1 else sec_b[0]
+            rows.append(dict(implementation="batched (scfactor)", epochs=args.epochs, s_per_epoch=steady_b,
+                             first_epoch_s=sec_b[0], wall_s=wall_b, mean_test_r2=float(np.mean(r2_b)),
+                             median_test_r2=float(np.median(r2_b))))
+            print(rows[-1], flush=True)
+            if not args.skip_seed:
+                from seed_keras import test_seed, train_seed
+                t0 = time.time()
+                models, sec_s = train_seed(shard, args.epochs, batch_size=args.batch, lam=args.lam, lr=args.lr)
+                wall_s = time.time() - t0
+                r2_s = test_seed(models, shard)
+                rows.append(dict(implementation="seed per-gene Keras (re-created)", epochs=args.epochs,
+                                 s_per_epoch=float(np.median(sec_s)), first_epoch_s=sec_s[0], wall_s=wall_s,
+                                 mean_test_r2=float(np.mean(r2_s)), median_test_r2=float(np.median(r2_s))))
+                print(rows[-1], flush=True)
+    child = subprocess.run([sys.executable, __file__, "--memory-child", "--mem-genes", str(args.mem_genes),
+                            "--mem-tfs", str(args.mem_tfs), "--mem-cells", str(args.mem_cells),
+                            "--threads", str(args.threads), "--batch", str(args.batch)],
+                           capture_output=True, text=True, env=dict(os.environ))
+    if child.returncode != 0:
+        raise SystemExit(child.stderr[-3000:])
+    mem = json.loads(child.stdout.strip().splitlines()[-1])
+    df = pd.DataFrame(rows)
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    df.round(4).to_csv(f"{out}.tsv", sep="\t", index=False)
+    speed = (df["s_per_epoch"].iloc[1] / df["s_per_epoch"].iloc[0]) if len(df) == 2 else float("nan")
+    seed_feat_gb = args.mem_genes * args.mem_cells * args.mem_tfs * 5 * 8 / 1e9
+    md = [f"# MTL benchmark (seed 001): per-gene Keras models vs one batched model",
+          "",
+          "Command: `python benchmarks/mtl/bench_mtl.py` (timings, R2 and memory; "
+          "`--memory-only` re-measures the memory row alone).  ",
+          f"Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs visible, "
+          f"TF {tf.__version__}, {args.threads} thread(s), CPU only. Shared machine: absolute seconds are noisy, "
+          "the ratio is measured within one run.",
+          "",
+          f"Shard: {args.genes} genes x {args.tfs} TFs x {args.cells} cells (simulator (d), one planted cluster, "
+          f"rank 3), test ratio 0.1, {args.epochs} epochs, lambda {args.lam}, Adam lr {args.lr}, batch {args.batch}.",
+          "",
+          df.round(4).to_markdown(index=False),
+          "",
+          f"**Speed-up per epoch (steady state): {speed:.0f}x**; mean test R2 batched "
+          f"{df['mean_test_r2'].iloc[0]:.3f}" + (f" vs seed {df['mean_test_r2'].iloc[1]:.3f}." if len(df) == 2 else "."),
+          "",
+          f"Peak memory (VmHWM of a child process that imports TF, simulates, loads and trains one epoch of a "
+          f"{args.mem_genes} genes x {args.mem_tfs} TFs x {args.mem_cells} cells shard): "
+          f"**{mem['peak_rss_mib'] / 1024:.2f} GiB** ({mem['rss_after_data_mib'] / 1024:.2f} GiB after loading the data; "
+          f"one epoch {mem['epoch_s']:.1f} s). The seed's materialised per-gene features for that shard would take "
+          f"{seed_feat_gb:.1f} GB (float64, genes x cells x TFs x 5) before any model is built.",
+          ""]
+    Path(f"{out}.md").write_text("\n".join(md))
+    print("\n".join(md))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

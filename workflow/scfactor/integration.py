@@ -1,0 +1,378 @@
+"""The `integrate` step: load batches (raw counts or NeuMF layers), LIGER preprocessing, iNMF (batch
+or online), quantile normalisation, Leiden, UMAP and metrics, stored as one AnnData.
+
+Inputs
+* ``counts``: one preprocessed ``.h5ad`` (``layers['counts']``, ``obs['batch']``, ``var['liger_selected']``).
+* ``neumf``: one ``.h5ad`` per batch with ``layers['neumf']`` (dense, counts scale), ``obs['batch']``;
+  the genes used are those present in every file (in the first file's order).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+
+from . import io, metrics
+from .cli import LOG
+from .errors import InputError
+from .models import inmf
+from .quantile_norm import quantile_normalize
+
+
+@dataclasses.dataclass
+class Batches:
+    """Per-batch matrices (cells x genes, raw scale) with their cell table and gene names."""
+    mats: list
+    names: list
+    obs: pd.DataFrame          # all cells in batch order: index = cell names, columns batch (+ label)
+    genes: pd.Index
+    path: str
+
+
+def _labels(obs: pd.DataFrame):
+    return obs["label"] if "label" in obs else None
+
+
+def load_counts(path, batches: Sequence[str] | None = None, layer: str = "counts",
+                genes: str = "liger") -> Batches:
+    """Batches of a preprocessed ``.h5ad``: library size over all genes, then the chosen genes.
+
+    Returns library-size normalised (LIGER ``normalize``) CSR matrices restricted to the genes.
+    """
+    adata = io.read_h5ad(path)
+    if "batch" not in adata.obs:
+        raise InputError(path, "has no obs['batch'] column")
+    mat = io.get_matrix(adata, layer, path)
+    io.validate_counts(mat, path, what=layer, integer=False)
+    present = list(adata.obs["batch"].astype(str).unique())
+    if isinstance(adata.obs["batch"].dtype, pd.CategoricalDtype):
+        present = [str(c) for c in adata.obs["batch"].cat.categories if str(c) in set(present)]
+    names = list(batches) if batches else present
+    missing = [b for b in names if b not in present]
+    if missing:
+        raise InputError(path, f"batch {missing[0]!r} has no cells (batches: {', '.join(present)})")
+    if len(names) < 2:
+        raise InputError(path, f"integration needs at least 2 batches, got {len(names)} ({', '.join(names)})")
+    mask = np.ones(adata.n_vars, bool)
+    if genes == "liger":
+        if "liger_selected" not in adata.var:
+            raise InputError(path, "has no var['liger_selected'] gene flags; run the preprocess step first")
+        mask = adata.var["liger_selected"].to_numpy(bool)
+        if not mask.any():
+            raise InputError(path, "no gene is flagged in var['liger_selected']")
+    b = adata.obs["batch"].astype(str).to_numpy()
+    mats, obs = [], []
+    mat = sp.csr_matrix(mat)
+    for name in names:
+        sel = b == name
+        mats.append(inmf.library_normalize(mat[sel])[:, mask])
+        obs.append(adata.obs.loc[sel])
+    obs = pd.concat(obs)
+    return Batches(mats, names, _cell_table(obs), adata.var_names[mask], str(path))
+
+
+def load_neumf(paths: Sequence, layer: str = "neumf") -> Batches:
+    """One dense NeuMF ``.h5ad`` per batch; genes = those shared by all files (first file's order)."""
+    adatas = [io.read_h5ad(p) for p in paths]
+    if len(adatas) < 2:
+        raise InputError(paths[0] if paths else "neumf", f"integration needs at least 2 batches, got {len(adatas)}")
+    shared = adatas[0].var_names
+    for a in adatas[1:]:
+        shared = shared[shared.isin(a.var_names)]
+    if len(shared) == 0:
+        raise InputError(paths[1], f"shares no gene with {paths[0]}")
+    mats, names, obs = [], [], []
+    for p, a in zip(paths, adatas):
+        io.validate_names(a, p)
+        x = io.get_matrix(a, layer, p)
+        io.validate_counts(x, p, what=layer, integer=False)
+        if "batch" in a.obs:
+            vals = a.obs["batch"].astype(str).unique()
+            if len(vals) != 1:
+                raise InputError(p, f"holds {len(vals)} batches; expected one batch per file")
+            name = str(vals[0])
+        else:
+            name = Path(p).name.split(".")[0]
+        if name in names:
+            raise InputError(p, f"batch {name!r} given twice")
+        sub = a[:, shared]
+        x = io.get_matrix(sub, layer, p)
+        x = x.toarray() if sp.issparse(x) else np.asarray(x, dtype=np.float64)
+        mats.append(inmf.library_normalize(x))
+        names.append(name)
+        o = sub.obs.copy()
+        o["batch"] = name
+        obs.append(o)
+    return Batches(mats, names, _cell_table(pd.concat(obs)), pd.Index(shared), str(paths[0]))
+
+
+def _cell_table(obs: pd.DataFrame) -> pd.DataFrame:
+    out = pd.DataFrame(index=obs.index.astype(str))
+    out["batch"] = obs["batch"].astype(str).to_numpy()
+    if "label" in obs:
+        out["label"] = obs["label"].astype("object").to_numpy()
+    return out
+
+
+def scale_batches(b: Batches) -> list:
+    """LIGER ``scaleNotCenter`` per batch on already library-normalised matrices."""
+    out = []
+    for x in b.mats:
+        inv = 1.0 / inmf.rms_scale_factors(x)
+        out.append(sp.csr_matrix(x @ sp.diags(inv)) if sp.issparse(x) else np.asarray(x) * inv)
+    return out
+
+
+@dataclasses.dataclass
+class Settings:
+    """Options of one integration run (see workflow/schemas/integrate.schema.yaml)."""
+    k: int = 20
+    lam: float = 5.0
+    max_iters: int = 30
+    thresh: float = 1e-6
+    nrep: int = 1
+    seed: int = 1
+    solver: str = "hals"
+    hals_sweeps: int = 3
+    quantiles: int = 50
+    min_cells: int = 20
+    knn_k: int = 20
+    ref_batch: str | None = None
+    leiden_resolution: float = 0.5
+    n_neighbors: int = 20
+    agreement_dims: int = 20
+    agreement_k: int = 15
+    umap_min_dist: float = 0.3
+
+
+def integrate(b: Batches, s: Settings, device="cpu", dtype=None, source: str = "counts"):
+    """Run iNMF + quantile normalisation + Leiden + UMAP; return (AnnData, metrics table)."""
+    import torch
+
+    dtype = dtype or torch.float64
+    xs = scale_batches(b)
+    inmf.check_inputs(xs, b.names, s.k, b.path)
+    LOG.info("iNMF: %d batches (%s), %d cells, %d genes, k=%d, lambda=%g, solver=%s",
+             len(xs), ", ".join(f"{n}:{x.shape[0]}" for n, x in zip(b.names, xs)), b.obs.shape[0],
+             xs[0].shape[1], s.k, s.lam, s.solver)
+    res = inmf.fit_inmf(xs, k=s.k, lam=s.lam, max_iters=s.max_iters, thresh=s.thresh, nrep=s.nrep,
+                        seed=s.seed, solver=s.solver, hals_sweeps=s.hals_sweeps, device=device,
+                        dtype=dtype, log=LOG.info)
+    LOG.info("iNMF: best restart %d, objective %.6g after %d iterations (%.1f s)", res.rep,
+             res.objective, res.iterations, res.seconds)
+    return assemble(b, xs, res.W, res.V, res.H, s, source, res.trace,
+                    {"objective": res.objective, "iterations": res.iterations, "seconds": res.seconds,
+                     "best_rep": res.rep, "rep_objectives": list(map(float, res.rep_objectives))},
+                    device=device, dtype=dtype)
+
+
+def import_umap_without_tensorflow():
+    """Import umap-learn without its optional ParametricUMAP, which imports TensorFlow (tens of
+    seconds and ~1 GB for nothing here); a no-op when TensorFlow is already loaded."""
+    import sys
+    if "umap" in sys.modules or "tensorflow" in sys.modules:
+        return
+    sys.modules["tensorflow"] = None  # makes `import tensorflow` raise ImportError inside umap
+    try:
+        import warnings
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            import umap  # noqa: F401
+    finally:
+        del sys.modules["tensorflow"]
+
+
+def assemble(b: Batches, xs, w, v, h, s: Settings, source, trace, fit_info, device="cpu", dtype=None):
+    """Quantile-normalise, cluster, embed and score a fitted factorisation; build the AnnData."""
+    import anndata as ad
+    import scanpy as sc
+
+    import time
+    t0 = time.perf_counter()
+    if s.ref_batch and s.ref_batch not in b.names:
+        raise InputError(b.path, f"reference batch {s.ref_batch!r} is not among {', '.join(b.names)}")
+    ref = b.names.index(s.ref_batch) if s.ref_batch else None
+    h_norm, qclusters, ref = quantile_normalize(h, ref=ref, quantiles=s.quantiles, min_cells=s.min_cells,
+                                                knn_k=s.knn_k)
+    x = sp.vstack([sp.csr_matrix(m, dtype=np.float32) for m in xs]).tocsr() if sp.issparse(xs[0]) \
+        else np.vstack(xs).astype(np.float32)
+    adata = ad.AnnData(X=x, obs=b.obs.copy(), var=pd.DataFrame(index=b.genes.astype(str)))
+    adata.obs["batch"] = pd.Categorical(adata.obs["batch"], categories=b.names)
+    if "label" in adata.obs:
+        adata.obs["label"] = pd.Categorical(adata.obs["label"])
+    adata.obsm["X_inmf"] = np.vstack(h).astype(np.float32)
+    adata.obsm["X_inmf_norm"] = np.vstack(h_norm).astype(np.float32)
+    adata.obs["inmf_cluster"] = pd.Categorical(np.concatenate(qclusters).astype(str))
+    adata.varm["W"] = np.asarray(w).T.astype(np.float32)
+    for name, vi in zip(b.names, v):
+        adata.varm[f"V_{name}"] = np.asarray(vi).T.astype(np.float32)
+    LOG.info("quantile normalisation: reference %s, %.1f s", b.names[ref], time.perf_counter() - t0)
+    import_umap_without_tensorflow()  # scanpy's neighbors imports umap
+    sc.pp.neighbors(adata, n_neighbors=s.n_neighbors, use_rep="X_inmf_norm", random_state=s.seed,
+                    transformer="sklearn")
+    sc.tl.leiden(adata, resolution=s.leiden_resolution, random_state=s.seed, flavor="igraph",
+                 n_iterations=2, directed=False)
+    LOG.info("Leiden: %d clusters, %.1f s", adata.obs["leiden"].nunique(), time.perf_counter() - t0)
+    sc.tl.umap(adata, min_dist=s.umap_min_dist, random_state=s.seed)
+    LOG.info("UMAP done, %.1f s", time.perf_counter() - t0)
+    table = score(adata, b, xs, h, h_norm, s, device, dtype)
+    LOG.info("metrics done, %.1f s", time.perf_counter() - t0)
+    adata.uns["inmf"] = {
+        "source": source, "batches": list(b.names), "reference_batch": b.names[ref],
+        "objective_trace": np.asarray(trace, dtype=np.float64),
+        "params": {k: (v if v is not None else "") for k, v in dataclasses.asdict(s).items()},
+        **{k: v for k, v in fit_info.items()},
+        "metrics": {f"{r.metric}:{r.batch}": float(r.value) for r in table.itertuples()},
+    }
+    return adata, table
+
+
+def score(adata, b: Batches, xs, h, h_norm, s: Settings, device="cpu", dtype=None) -> pd.DataFrame:
+    """Metrics table: alignment (before/after quantile normalisation), agreement, ARI/NMI per batch."""
+    batch = adata.obs["batch"].astype(str).to_numpy()
+    rows = [("alignment_raw", "all", metrics.alignment_score(adata.obsm["X_inmf"], batch, seed=s.seed),
+             adata.n_obs),
+            ("alignment", "all", metrics.alignment_score(adata.obsm["X_inmf_norm"], batch, seed=s.seed),
+             adata.n_obs)]
+    dims = min(s.agreement_dims, min(x.shape[1] for x in xs) - 1, min(x.shape[0] for x in xs) - 1)
+    alone = [inmf.nmf(x, dims, max_iters=s.max_iters, seed=s.seed, solver=s.solver,
+                      hals_sweeps=s.hals_sweeps, device=device) for x in xs]
+    rows.append(("agreement", "all", metrics.agreement(alone, h_norm, k=s.agreement_k), adata.n_obs))
+    labels = adata.obs["label"].astype("object").to_numpy() if "label" in adata.obs else None
+    clusters = adata.obs["leiden"].astype(str).to_numpy()
+    for scope in ["all", *b.names]:
+        sel = np.ones(adata.n_obs, bool) if scope == "all" else batch == scope
+        if labels is None:
+            ari, nmi, n = float("nan"), float("nan"), 0
+        else:
+            ari, nmi, n = metrics.ari_nmi(labels[sel], clusters[sel])
+        rows += [("ari", scope, ari, n), ("nmi", scope, nmi, n), ("n_labelled", scope, float(n), int(sel.sum()))]
+    rows.append(("n_clusters", "all", float(adata.obs["leiden"].nunique()), adata.n_obs))
+    return pd.DataFrame(rows, columns=["metric", "batch", "value", "n_cells"])
+
+
+# --------------------------------------------------------------------------- online (backed) mode
+class BackedSource:
+    """Cells of a backed ``.h5ad`` read in row chunks, never the whole matrix.
+
+    Rows are library-size normalised over all genes, restricted to the selected genes and (after
+    `fit_scale`, one streaming pass) scaled by each batch's per-gene RMS, exactly as `load_counts`
+    + `scale_batches` do in memory.
+    """
+
+    def __init__(self, path, batches: Sequence[str] | None = None, layer: str = "counts",
+                 genes: str = "liger"):
+        import anndata as ad
+        import h5py
+        self.path = str(io.require_file(path))
+        try:
+            self.file = h5py.File(self.path, "r")
+            obs = ad.io.read_elem(self.file["obs"])
+            var = ad.io.read_elem(self.file["var"])
+        except Exception as exc:
+            raise InputError(path, f"cannot read h5ad: {str(exc).splitlines()[0]}") from None
+        key = "X" if layer in (None, "X") else f"layers/{layer}"
+        if key not in self.file:
+            raise InputError(path, f"has no layer {layer!r}")
+        node = self.file[key]
+        self.dense = isinstance(node, h5py.Dataset)
+        self.x = node if self.dense else ad.io.sparse_dataset(node)
+        if not self.dense and self.x.format != "csr":
+            raise InputError(path, f"layer {layer!r} is stored as {self.x.format}; online mode needs CSR rows")
+        if "batch" not in obs:
+            raise InputError(path, "has no obs['batch'] column")
+        b = obs["batch"].astype(str).to_numpy()
+        present = list(pd.unique(b))
+        self.names = list(batches) if batches else present
+        missing = [n for n in self.names if n not in present]
+        if missing:
+            raise InputError(path, f"batch {missing[0]!r} has no cells (batches: {', '.join(present)})")
+        if len(self.names) < 2:
+            raise InputError(path, f"integration needs at least 2 batches, got {len(self.names)}")
+        self.mask = np.ones(len(var), bool)
+        if genes == "liger" and "liger_selected" in var:
+            self.mask = var["liger_selected"].to_numpy(bool)
+        if not self.mask.any():
+            raise InputError(path, "no gene is flagged in var['liger_selected']")
+        self.genes = pd.Index(var.index.astype(str))[self.mask]
+        self.rows = [np.flatnonzero(b == n) for n in self.names]
+        cols = ["batch"] + (["label"] if "label" in obs else [])
+        self.obs = _cell_table(pd.concat([obs.iloc[r][cols] for r in self.rows]))
+        self.inv_rms = [np.ones(self.mask.sum()) for _ in self.names]
+
+    @property
+    def n_cells(self) -> list[int]:
+        return [len(r) for r in self.rows]
+
+    def read(self, bi: int, start: int, stop: int, scaled: bool = True):
+        """Cells ``start:stop`` of batch ``bi``: normalised, gene-selected (and scaled) CSR rows."""
+        rows = self.rows[bi][start:stop]
+        lo, hi = int(rows[0]), int(rows[-1]) + 1
+        block = self.x[lo:hi]
+        m = sp.csr_matrix(block, dtype=np.float64)[rows - lo]
+        if m.nnz:
+            vals = m.data
+            if not np.isfinite(vals).all():
+                raise InputError(self.path, f"batch {self.names[bi]!r} has NaN or infinite values")
+            if (vals < 0).any():
+                raise InputError(self.path, f"batch {self.names[bi]!r} has negative values")
+        m = inmf.library_normalize(m)[:, self.mask]
+        if scaled:
+            m = sp.csr_matrix(m @ sp.diags(self.inv_rms[bi]))
+        return m
+
+    def fit_scale(self, chunk: int) -> None:
+        """One streaming pass: per batch and gene, the RMS of the normalised values."""
+        for bi, n in enumerate(self.n_cells):
+            sq = np.zeros(self.mask.sum())
+            for s0 in range(0, n, chunk):
+                m = self.read(bi, s0, min(s0 + chunk, n), scaled=False)
+                sq += np.asarray(m.multiply(m).sum(axis=0)).ravel()
+            rms = np.sqrt(sq / max(n - 1, 1))
+            self.inv_rms[bi] = 1.0 / np.where(rms > 0, rms, 1.0)
+
+    def stream(self, chunk: int, seed: int):
+        """Yield ``(batch, cell indices within the batch, scaled CSR)`` in a seeded chunk order."""
+        for bi, s0, s1 in inmf.minibatch_order(self.n_cells, chunk, seed):
+            yield bi, np.arange(s0, s1), self.read(bi, s0, s1)
+
+    def close(self):
+        self.file.close()
+
+
+def integrate_online(path, batches, s: Settings, layer: str = "counts", genes: str = "liger",
+                     epochs: int = 5, minibatch: int = 5000, device="cpu", dtype=None,
+                     source: str = "counts"):
+    """Online iNMF streaming a backed ``.h5ad``, then the same downstream steps as `integrate`."""
+    import torch
+
+    dtype = dtype or torch.float64
+    src = BackedSource(path, batches, layer, genes)
+    try:
+        n_genes = int(src.mask.sum())
+        if s.k >= n_genes:
+            raise InputError(path, f"k={s.k} factors is not smaller than the number of genes ({n_genes})")
+        if s.k >= min(src.n_cells):
+            raise InputError(path, f"k={s.k} factors is not smaller than the number of cells in the "
+                                   f"smallest batch ({min(src.n_cells)})")
+        src.fit_scale(minibatch)
+        LOG.info("online iNMF: %d batches (%s), %d genes, k=%d, lambda=%g, %d epochs of minibatches "
+                 "of %d cells", len(src.names), ", ".join(f"{n}:{c}" for n, c in zip(src.names, src.n_cells)),
+                 n_genes, s.k, s.lam, epochs, minibatch)
+        res = inmf.fit_online_inmf(lambda e: src.stream(minibatch, s.seed + 1 + e), src.n_cells, n_genes,
+                                   k=s.k, lam=s.lam, epochs=epochs, seed=s.seed, device=device, dtype=dtype,
+                                   h_stream=lambda: src.stream(minibatch, s.seed), log=LOG.info)
+        xs = [sp.vstack([src.read(bi, s0, min(s0 + minibatch, n)) for s0 in range(0, n, minibatch)]).tocsr()
+              for bi, n in enumerate(src.n_cells)]
+        b = Batches(xs, src.names, src.obs, src.genes, str(path))
+    finally:
+        src.close()
+    return assemble(b, xs, res.W, res.V, res.H, s, source, res.epoch_objectives + [res.objective],
+                    {"objective": res.objective, "iterations": epochs, "seconds": res.seconds,
+                     "best_rep": 0, "rep_objectives": [res.objective], "mode": "online"},
+                    device=device, dtype=dtype)

@@ -1,0 +1,192 @@
+"""Generic clustering and integration metrics (numpy / scikit-learn; no model-specific code).
+
+* Clustering against reference labels: accuracy with the seed's majority mapping and with an optimal
+  one-to-one (Hungarian) matching, NMI, ARI, log loss of responsibilities, label correlation.
+  Functions take 1-d label arrays (any hashable values) and, for soft metrics, an ``[n, k]`` matrix of
+  responsibilities whose columns are the predicted clusters ``0..k-1``. Unlabelled cells (NaN / None /
+  'unlabelled') are removed with `labelled_mask` by the caller, or ignored by `ari_nmi`.
+* `alignment_score`: LIGER's alignment (Butler et al. 2018; Welch et al. 2019): how mixed the batches
+  are among each cell's nearest neighbours, 0 = fully separated, 1 = perfectly mixed.
+* `agreement`: LIGER's agreement: mean fraction of each cell's kNN shared between a per-batch
+  embedding (the batch factorised alone) and the joint embedding (structure preserved).
+* `ari_nmi`: ARI / NMI on labelled cells only, with the number of cells scored.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from sklearn.neighbors import NearestNeighbors
+
+
+def knn(x: np.ndarray, k: int, include_self: bool = False) -> np.ndarray:
+    """Indices of each row's ``k`` nearest neighbours (Euclidean, exact), self excluded by default."""
+    x = np.asarray(x, dtype=np.float64)
+    extra = 0 if include_self else 1
+    kk = min(k + extra, x.shape[0])
+    nn = NearestNeighbors(n_neighbors=kk).fit(x).kneighbors(x, return_distance=False)
+    if include_self:
+        return nn
+    # drop each row's own index (usually the first column; robust to exact duplicates)
+    out = np.empty((x.shape[0], kk - 1), dtype=nn.dtype)
+    for start in range(0, x.shape[0], 65536):
+        block = nn[start:start + 65536]
+        own = block == np.arange(start, start + len(block))[:, None]
+        own[~own.any(1), -1] = True  # self not among neighbours: drop the farthest instead
+        out[start:start + len(block)] = block[~own].reshape(len(block), kk - 1)
+    return out
+
+
+def alignment_score(emb: np.ndarray, batch, k: int | None = None, seed: int = 1,
+                    per_cell: bool = False):
+    """LIGER alignment score of an embedding (cells x dims) with batch labels ``batch``.
+
+    Every batch is downsampled (seeded) to the size of the smallest one; with N batches and
+    ``k`` neighbours (default ``min(max(floor(0.01 n), 10), n - 1)`` over the ``n`` sampled cells),
+    a cell with ``s`` same-batch neighbours scores ``1 - (s - k/N) / (k - k/N)``; the mean is returned
+    (and the per-cell scores with the sampled indices when ``per_cell``).
+    """
+    batch = np.asarray(pd.Series(batch).astype(str))
+    names, counts = np.unique(batch, return_counts=True)
+    if len(names) < 2:
+        raise ValueError("alignment needs at least two batches")
+    rng = np.random.default_rng(seed)
+    m = counts.min()
+    idx = np.sort(np.concatenate([rng.choice(np.flatnonzero(batch == b), m, replace=False) for b in names]))
+    n = len(idx)
+    if k is None:
+        k = int(min(max(np.floor(0.01 * n), 10), n - 1))
+    k = int(min(k, n - 1))
+    nb = knn(np.asarray(emb)[idx], k)
+    b = batch[idx]
+    same = (b[nb] == b[:, None]).sum(1)
+    nbat = len(names)
+    scores = 1 - (same - k / nbat) / (k - k / nbat)
+    return (float(scores.mean()), scores, idx) if per_cell else float(scores.mean())
+
+
+def agreement(per_batch_embs: list[np.ndarray], joint_embs: list[np.ndarray], k: int = 15) -> float:
+    """LIGER agreement: mean over batches and cells of |kNN_alone ∩ kNN_joint| / k.
+
+    ``per_batch_embs[i]`` embeds batch i on its own (e.g. NMF of that batch alone); ``joint_embs[i]``
+    are the same cells in the integrated space. Neighbours are searched within the batch.
+    """
+    vals = []
+    for a, j in zip(per_batch_embs, joint_embs):
+        kk = min(k, a.shape[0] - 1)
+        na, nj = knn(a, kk), knn(j, kk)
+        shared = [len(np.intersect1d(r1, r2, assume_unique=True)) for r1, r2 in zip(na, nj)]
+        vals.append(np.asarray(shared) / kk)
+    return float(np.concatenate(vals).mean())
+
+
+def labelled_mask(labels) -> np.ndarray:
+    """Cells with a usable reference label (not NaN / None / empty / 'unlabelled')."""
+    s = pd.Series(labels, dtype="object")
+    return (s.notna() & ~s.astype(str).isin(["", "nan", "None", "unlabelled", "unlabeled"])).to_numpy()
+
+
+def ari_nmi(labels, clusters) -> tuple[float, float, int]:
+    """(ARI, NMI, number of labelled cells) of ``clusters`` against ``labels`` on labelled cells."""
+    keep = labelled_mask(labels)
+    n = int(keep.sum())
+    if n == 0:
+        return float("nan"), float("nan"), 0
+    y = pd.Series(labels, dtype="object")[keep].astype(str).to_numpy()
+    c = pd.Series(clusters, dtype="object")[keep].astype(str).to_numpy()
+    return ari(y, c), nmi(y, c), n
+
+
+def contingency(truth, pred) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Contingency table ``[n_pred, n_true]`` and the sorted unique predicted / true values."""
+    t_val, t_idx = np.unique(np.asarray(truth).astype(str), return_inverse=True)
+    p_val, p_idx = np.unique(np.asarray(pred).astype(str), return_inverse=True)
+    table = np.zeros((len(p_val), len(t_val)), dtype=np.int64)
+    np.add.at(table, (p_idx, t_idx), 1)
+    return table, p_val, t_val
+
+
+def majority_mapping(truth, pred) -> dict:
+    """Map each predicted cluster to its most frequent true label (the seed's mapping; many-to-one)."""
+    table, p_val, t_val = contingency(truth, pred)
+    return {p: t_val[j] for p, j in zip(p_val, table.argmax(axis=1))}
+
+
+def accuracy_majority(truth, pred) -> float:
+    """Fraction of cells whose cluster's majority label equals their label (seed 004's accuracy)."""
+    table, _, _ = contingency(truth, pred)
+    return float(table.max(axis=1).sum() / table.sum())
+
+
+def hungarian_mapping(truth, pred) -> dict:
+    """Optimal one-to-one map predicted cluster -> true label maximising agreement (unmatched: None)."""
+    from scipy.optimize import linear_sum_assignment
+    table, p_val, t_val = contingency(truth, pred)
+    rows, cols = linear_sum_assignment(-table)
+    mapping = {p: None for p in p_val}
+    mapping.update({p_val[r]: t_val[c] for r, c in zip(rows, cols)})
+    return mapping
+
+
+def accuracy_hungarian(truth, pred) -> float:
+    """Accuracy under the optimal one-to-one matching of clusters to labels (Hungarian algorithm)."""
+    from scipy.optimize import linear_sum_assignment
+    table, _, _ = contingency(truth, pred)
+    rows, cols = linear_sum_assignment(-table)
+    return float(table[rows, cols].sum() / table.sum())
+
+
+def nmi(truth, pred) -> float:
+    """Normalised mutual information (arithmetic normalisation, as scikit-learn)."""
+    from sklearn.metrics import normalized_mutual_info_score
+    return float(normalized_mutual_info_score(np.asarray(truth).astype(str), np.asarray(pred).astype(str)))
+
+
+def ari(truth, pred) -> float:
+    """Adjusted Rand index."""
+    from sklearn.metrics import adjusted_rand_score
+    return float(adjusted_rand_score(np.asarray(truth).astype(str), np.asarray(pred).astype(str)))
+
+
+def log_loss(truth, resp, eps: float = 1e-16) -> float:
+    """Mean per-cell negative log probability of the true label under soft assignments ``resp``.
+
+    Clusters are mapped to labels with the majority mapping of the hard assignments; the
+    probability of label ``l`` is the summed responsibility of the clusters mapped to ``l``
+    (equal to the seed's log loss when the mapping is one-to-one; the seed reports the sum).
+    """
+    resp = np.asarray(resp, dtype=float)
+    truth = np.asarray(truth).astype(str)
+    pred = resp.argmax(axis=1)
+    mapping = majority_mapping(truth, pred)
+    col_label = np.array([mapping.get(str(c)) for c in range(resp.shape[1])], dtype=object)
+    p_true = np.zeros(len(truth))
+    for c in range(resp.shape[1]):
+        hit = col_label[c] == truth
+        p_true[hit] += resp[hit, c]
+    return float(-np.mean(np.log(np.clip(p_true, eps, None)))) + 0.0
+
+
+def label_correlation(truth, resp) -> tuple[np.ndarray, np.ndarray]:
+    """Pearson correlation ``[n_labels, k]`` of one-hot labels with responsibilities, and label names."""
+    t_val, t_idx = np.unique(np.asarray(truth).astype(str), return_inverse=True)
+    onehot = np.eye(len(t_val))[t_idx]
+    resp = np.asarray(resp, dtype=float)
+    a = onehot - onehot.mean(0)
+    b = resp - resp.mean(0)
+    denom = np.sqrt((a * a).sum(0))[:, None] * np.sqrt((b * b).sum(0))[None, :]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        r = (a.T @ b) / denom
+    return np.nan_to_num(r), t_val
+
+
+def clustering_scores(truth, pred, resp=None) -> dict:
+    """All label-agreement scores in one dict (accuracy_majority, accuracy_hungarian, nmi, ari[, log_loss])."""
+    out = {"n_scored": int(len(truth)), "n_labels": int(len(np.unique(np.asarray(truth).astype(str)))),
+           "n_clusters": int(len(np.unique(np.asarray(pred).astype(str)))),
+           "accuracy_majority": accuracy_majority(truth, pred),
+           "accuracy_hungarian": accuracy_hungarian(truth, pred),
+           "nmi": nmi(truth, pred), "ari": ari(truth, pred)}
+    if resp is not None:
+        out["log_loss"] = log_loss(truth, resp)
+    return out

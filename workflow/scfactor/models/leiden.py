@@ -1,0 +1,100 @@
+"""The standard scanpy clustering pipeline (normalise, log1p, PCA, k-NN graph, Leiden, UMAP).
+
+Used as the baseline of the NB mixture (seed 004) and to initialise it from Leiden labels.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+
+import numpy as np
+import scipy.sparse as sp
+
+
+def _import_umap_without_tensorflow() -> None:
+    """Import umap-learn with TensorFlow hidden for the duration of the import.
+
+    umap-learn imports TensorFlow (for ParametricUMAP) when it is installed: that costs tens of seconds
+    and TensorFlow's thread pools then slow every later PyTorch call in the same process. Nothing here
+    needs it; TensorFlow stays importable afterwards for other code.
+    """
+    if "umap" in sys.modules:
+        return
+    hide = "tensorflow" not in sys.modules
+    if hide:
+        sys.modules["tensorflow"] = None
+    try:
+        import umap  # noqa: F401
+    finally:
+        if hide:
+            del sys.modules["tensorflow"]
+
+
+@contextlib.contextmanager
+def _keep_torch_threads():
+    """Restore PyTorch's thread count afterwards: numba / TensorFlow (pulled in by the k-NN graph and UMAP)
+    reset the OpenMP thread count, and later PyTorch calls in the same process then slow down a lot."""
+    torch = sys.modules.get("torch")
+    n = torch.get_num_threads() if torch is not None else None
+    try:
+        yield
+    finally:
+        if torch is not None:
+            torch.set_num_threads(n)
+
+
+def _scores_adata(scores):
+    import anndata as ad
+    return ad.AnnData(X=np.asarray(scores, dtype=np.float32))
+
+
+def leiden_on_scores(scores, n_neighbors: int = 15, resolution: float = 1.0, seed: int = 0) -> np.ndarray:
+    """Leiden labels (int array) of the symmetrised exact k-NN graph of ``scores`` (e.g. PCA coordinates).
+
+    A light version of the scanpy pipeline (sklearn k-NN + igraph Leiden, modularity with ``resolution``)
+    used to initialise the NB mixture; it avoids numba/UMAP start-up costs. The baseline rule uses scanpy.
+    """
+    import random
+
+    import igraph as ig
+    from sklearn.neighbors import kneighbors_graph
+    scores = np.asarray(scores, dtype=np.float64)
+    n = scores.shape[0]
+    adj = kneighbors_graph(scores, n_neighbors=max(1, min(n_neighbors, n - 1)), mode="connectivity")
+    adj = sp.triu(adj.maximum(adj.T), k=1).tocoo()
+    graph = ig.Graph(n=n, edges=np.column_stack([adj.row, adj.col]).tolist())
+    ig.set_random_number_generator(random.Random(seed))
+    try:
+        part = graph.community_leiden(objective_function="modularity", resolution=resolution, n_iterations=2)
+    finally:
+        ig.set_random_number_generator(random)
+    return np.asarray(part.membership, dtype=np.int64)
+
+
+def scanpy_pipeline(counts, n_pcs: int = 50, n_neighbors: int = 15, resolution: float = 1.0, seed: int = 0,
+                    target_sum: float = 1e4, umap: bool = True) -> dict:
+    """Run normalise_total -> log1p -> PCA -> neighbors -> Leiden (-> UMAP) on raw ``counts``.
+
+    Returns ``{'leiden': labels, 'X_pca': [n, n_pcs], 'X_umap': [n, 2] or None}``.
+    """
+    import anndata as ad
+    _import_umap_without_tensorflow()
+    import scanpy as sc
+    with _keep_torch_threads():
+        return _pipeline(ad.AnnData(X=sp.csr_matrix(counts, dtype=np.float32)), sc, n_pcs, n_neighbors,
+                         resolution, seed, target_sum, umap)
+
+
+def _pipeline(a, sc, n_pcs, n_neighbors, resolution, seed, target_sum, umap):
+    sc.pp.normalize_total(a, target_sum=target_sum)
+    sc.pp.log1p(a)
+    n_comp = max(1, min(n_pcs, a.n_obs - 1, a.n_vars - 1))
+    sc.pp.pca(a, n_comps=n_comp, random_state=seed)
+    sc.pp.neighbors(a, n_neighbors=min(n_neighbors, a.n_obs - 1), use_rep="X_pca", random_state=seed)
+    sc.tl.leiden(a, resolution=resolution, random_state=seed, flavor="igraph", n_iterations=2, directed=False)
+    out = {"leiden": a.obs["leiden"].astype(int).to_numpy(), "X_pca": a.obsm["X_pca"], "X_umap": None}
+    if umap:
+        sc.tl.umap(a, random_state=seed)
+        out["X_umap"] = a.obsm["X_umap"]
+    return out

@@ -1,0 +1,633 @@
+r"""Negative-binomial (Poisson-Gamma) mixture clustering of count data (seed 004).
+
+Model: :math:`x_{ij} \sim \mathrm{Poisson}(s_i \lambda_{ij})`, :math:`\lambda_{ij} \sim \sum_k \pi_k
+\mathrm{Gamma}(r_{kj}, r_{kj} / \mu_{kj})` with :math:`s_i = \sum_j x_{ij}`, so that given the
+component :math:`x_{ij} \sim \mathrm{NB}(\text{mean } s_i \mu_{kj}, \text{inverse dispersion } r_{kj})`.
+
+Two fitting algorithms:
+
+* `fit_em`: batch EM. E step analytic (softmax over k of :math:`\log\pi_k + \sum_j \log
+  \mathrm{NB}`); M step :math:`\pi_k` = mean responsibility and, for every (component, gene) at
+  once, safeguarded Newton steps on the weighted NB log-likelihood in (log mu, log r), warm started
+  between rounds. Each Newton step is accepted only where it does not lower that (k, gene)'s
+  objective, so the log-likelihood never decreases. Sparse input stays sparse: the count-dependent
+  terms are evaluated on the nonzeros only; the zero-count part is a dense function of
+  :math:`(s_i, \mu_{kj}, r_{kj})` evaluated in chunks of cells.
+* `fit_amortized`: an encoder ``log1p -> Linear(p,128) -> ReLU -> Linear(128,k) -> softmax`` trained
+  with the component parameters on the ELBO over minibatches read from the sparse matrix,
+  optionally initialised from `fit_em` on a subsample; `AmortizedNBMix.assign` labels new cells
+  without refitting.
+
+Parameters are stored as ``log_mean [k, p]`` (log mu) and ``log_inv_disp [k, p]`` (log r), as in
+the reference implementation (aksarkar/mpebpm ``gam_mix``).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+
+from ..cli import LOG
+from ..errors import InputError, ScfactorError
+
+LOG_MEAN_BOUNDS = (-40.0, 5.0)
+LOG_INV_DISP_BOUNDS = (-12.0, 16.0)
+INITS = ("random", "kmeans", "leiden", "nmf")
+
+
+# --------------------------------------------------------------------------- data
+class CountData:
+    """Counts on a torch device in CSR form (nonzeros only), with size factors ``s_i = sum_j x_ij``.
+
+    ``chunk_cells`` rows are processed at a time by the dense (zero-count) terms so that memory
+    stays at ``chunk_cells * k * p`` elements.
+    """
+
+    def __init__(self, x, device="cpu", dtype=torch.float64, chunk_elems: int = 4_000_000, path="X"):
+        x = sp.csr_matrix(x)
+        x.sum_duplicates()
+        validate_counts_matrix(x, path)
+        self.n, self.p = x.shape
+        self.device = torch.device(device)
+        self.dtype = dtype
+        self.csr = x
+        s = np.asarray(x.sum(axis=1), dtype=np.float64).ravel()
+        self.s = torch.as_tensor(s, dtype=dtype, device=self.device)
+        self.log_s = torch.log(self.s)
+        self.indptr = x.indptr.astype(np.int64)
+        rows = np.repeat(np.arange(self.n, dtype=np.int64), np.diff(self.indptr))
+        self.rows = torch.as_tensor(rows, device=self.device)
+        self.cols = torch.as_tensor(x.indices.astype(np.int64), device=self.device)
+        self.vals = torch.as_tensor(x.data.astype(np.float64), dtype=dtype, device=self.device)
+        # sum_j lgamma(x_ij + 1): constant in the parameters, kept so that log-likelihoods are exact
+        lg = torch.lgamma(self.vals + 1)
+        self.lgamma_x1 = torch.zeros(self.n, dtype=dtype, device=self.device).index_add_(0, self.rows, lg)
+        self.chunk_elems = int(chunk_elems)
+
+    def chunks(self, k: int):
+        """Yield ``(a, b, nz_slice)`` row ranges of at most ``chunk_elems / (k p)`` cells."""
+        step = max(1, self.chunk_elems // max(1, k * self.p))
+        for a in range(0, self.n, step):
+            b = min(self.n, a + step)
+            yield a, b, slice(int(self.indptr[a]), int(self.indptr[b]))
+
+
+def validate_counts_matrix(x, path="X", k: int | None = None) -> None:
+    """Raise `InputError` for counts the mixture cannot fit: empty, negative, non-integer, NaN,
+    a cell with zero total count, or ``k`` larger than the number of cells."""
+    from ..io import validate_counts
+    x = sp.csr_matrix(x)
+    validate_counts(x, path, what="counts", integer=True)
+    n = x.shape[0]
+    tot = np.asarray(x.sum(axis=1)).ravel()
+    zero = np.flatnonzero(tot <= 0)
+    if len(zero):
+        raise InputError(path, f"{len(zero)} cell(s) have zero total count (first: row {zero[0]}); "
+                               "size factors must be > 0, filter such cells first")
+    if k is not None and k > n:
+        raise InputError(path, f"k={k} components but only {n} cells")
+
+
+# --------------------------------------------------------------------------- log-likelihood
+def _nz_parts(data: CountData, nz: slice, a0: int, log_mean, log_inv_disp):
+    """Per-nonzero quantities ``(rows_local, cols, x, m, r, u)`` with shape ``[nnz, k]``."""
+    rows = data.rows[nz] - a0
+    cols = data.cols[nz]
+    x = data.vals[nz].unsqueeze(1)
+    lm = log_mean[:, cols].T
+    lr = log_inv_disp[:, cols].T
+    m = torch.exp(data.log_s[data.rows[nz]].unsqueeze(1) + lm)
+    r = torch.exp(lr)
+    return rows, cols, x, m, r, lm, lr
+
+
+def component_loglik(data: CountData, log_mean, log_inv_disp) -> torch.Tensor:
+    """``[n, k]`` matrix of ``sum_j log NB(x_ij; s_i mu_kj, r_kj)`` (exact, including ``-lgamma(x+1)``)."""
+    k = log_mean.shape[0]
+    mu = torch.exp(log_mean)
+    r = torch.exp(log_inv_disp)
+    mu_over_r = torch.exp(log_mean - log_inv_disp)
+    out = torch.empty(data.n, k, dtype=data.dtype, device=data.device)
+    for a, b, nz in data.chunks(k):
+        s = data.s[a:b].view(-1, 1, 1)
+        # zero-count part, dense over (cell, component, gene): -r log(1 + s mu / r)
+        dense = -(r.unsqueeze(0) * torch.log1p(s * mu_over_r.unsqueeze(0))).sum(2)
+        rows, cols, x, m, rr, lm, lr = _nz_parts(data, nz, a, log_mean, log_inv_disp)
+        log_u = torch.logaddexp(lr, torch.log(m))
+        # count-dependent part on nonzeros: x log(m / (r + m)) + lgamma(x + r) - lgamma(r)
+        term = x * (torch.log(m) - log_u) + torch.lgamma(x + rr) - torch.lgamma(rr)
+        dense.index_add_(0, rows, term)
+        out[a:b] = dense - data.lgamma_x1[a:b].unsqueeze(1)
+    del mu
+    return out
+
+
+def mixture_loglik(comp_ll: torch.Tensor, log_pi: torch.Tensor):
+    """Return (total log-likelihood, responsibilities) from component log-likelihoods and log pi."""
+    joint = comp_ll + log_pi.unsqueeze(0)
+    lse = torch.logsumexp(joint, dim=1, keepdim=True)
+    return float(lse.sum()), torch.exp(joint - lse)
+
+
+# --------------------------------------------------------------------------- M step
+class Pairs:
+    """The (cell, component) pairs with nonzero responsibility, and the nonzero counts of each pair.
+
+    The M step only needs cells with ``w_ik > 0``; after the first E step responsibilities are often
+    exactly 0/1 in float64, so this cuts the dense work from ``n k p`` to about ``n p`` without any
+    approximation. Pairs are processed in chunks of ``chunk_elems / p`` pairs.
+    """
+
+    def __init__(self, data: CountData, w: torch.Tensor, min_weight: float = 0.0):
+        ii, kk = torch.nonzero(w > min_weight, as_tuple=True)
+        self.ii, self.kk, self.w = ii, kk, w[ii, kk]
+        indptr = torch.as_tensor(data.indptr, device=data.device)
+        start = indptr[ii]
+        cnt = indptr[ii + 1] - start
+        cum = torch.cumsum(cnt, 0)
+        self.cum = np.concatenate([[0], cum.cpu().numpy()])
+        pair = torch.repeat_interleave(torch.arange(len(ii), device=data.device), cnt)
+        offs = torch.arange(int(self.cum[-1]), device=data.device) - (cum - cnt)[pair]
+        nz = start[pair] + offs
+        self.nz_pair, self.nz_col, self.nz_x = pair, data.cols[nz], data.vals[nz].to(data.dtype)
+        self.k, self.p, self.data = w.shape[1], data.p, data
+
+    def chunks(self):
+        """Yield ``(pair_slice, nonzero_slice)`` chunks."""
+        step = max(1, self.data.chunk_elems // max(1, self.p))
+        n = len(self.ii)
+        for a in range(0, n, step):
+            b = min(n, a + step)
+            yield slice(a, b), slice(int(self.cum[a]), int(self.cum[b]))
+
+    def nonzeros(self, nzs: slice, log_mean, log_inv_disp):
+        """``(flat (k, gene) index, weight, x, m, r, log r)`` of the nonzeros in ``nzs`` (all ``[nnz]``)."""
+        pe, col, x = self.nz_pair[nzs], self.nz_col[nzs], self.nz_x[nzs]
+        kk = self.kk[pe]
+        lr = log_inv_disp[kk, col]
+        m = torch.exp(self.data.log_s[self.ii[pe]] + log_mean[kk, col])
+        return kk * self.p + col, self.w[pe], x, m, torch.exp(lr), lr
+
+
+def _weighted_objective(pairs: Pairs, log_mean, log_inv_disp, genes: torch.Tensor | None = None) -> torch.Tensor:
+    """``[k, p]`` weighted NB log-likelihood ``Q_kj = sum_i w_ik log NB(x_ij; s_i mu_kj, r_kj)`` (no lgamma(x+1)).
+
+    With ``genes`` (an index tensor) only those columns are computed (``[k, len(genes)]``), which makes
+    the line-search re-evaluations of a few pending (k, gene) entries cheap.
+    """
+    data = pairs.data
+    if genes is not None:
+        log_mean, log_inv_disp = log_mean[:, genes], log_inv_disp[:, genes]
+        pos = torch.full((data.p,), -1, dtype=torch.int64, device=data.device)
+        pos[genes] = torch.arange(len(genes), device=data.device)
+    k, p = log_mean.shape
+    r = torch.exp(log_inv_disp)
+    mu_over_r = torch.exp(log_mean - log_inv_disp)
+    acc = torch.zeros(k, p, dtype=data.dtype, device=data.device)
+    for ps, nzs in pairs.chunks():
+        kk = pairs.kk[ps]
+        s = data.s[pairs.ii[ps]].unsqueeze(1)
+        acc.index_add_(0, kk, pairs.w[ps].unsqueeze(1) * torch.log1p(s * mu_over_r[kk]))
+    q = (-r * acc).contiguous()
+    flat = q.view(-1)
+    for ps, nzs in pairs.chunks():
+        pe, col, x = pairs.nz_pair[nzs], pairs.nz_col[nzs], pairs.nz_x[nzs]
+        if genes is not None:
+            col = pos[col]
+            keep = col >= 0
+            pe, col, x = pe[keep], col[keep], x[keep]
+        kk = pairs.kk[pe]
+        lr = log_inv_disp[kk, col]
+        lm_s = data.log_s[pairs.ii[pe]] + log_mean[kk, col]          # log m
+        rr = torch.exp(lr)
+        log_u = torch.logaddexp(lr, lm_s)
+        flat.index_add_(0, kk * p + col,
+                        pairs.w[pe] * (x * (lm_s - log_u) + torch.lgamma(x + rr) - torch.lgamma(rr)))
+    return q
+
+
+def _grad_hess(pairs: Pairs, log_mean, log_inv_disp):
+    """Gradient and Hessian of ``Q_kj`` in ``(a, b) = (log mu_kj, log r_kj)``, each ``[k, p]``."""
+    data = pairs.data
+    k, p = log_mean.shape
+    r = torch.exp(log_inv_disp)
+    mu = torch.exp(log_mean)
+    z = lambda: torch.zeros(k, p, dtype=data.dtype, device=data.device)  # noqa: E731
+    s_mu, s_b, s_ru, s_mm = z(), z(), z(), z()
+    for ps, nzs in pairs.chunks():
+        kk = pairs.kk[ps]
+        wc = pairs.w[ps].unsqueeze(1)
+        m = data.s[pairs.ii[ps]].unsqueeze(1) * mu[kk]              # [c, p]
+        u = r[kk] + m
+        mu_ = m / u                                                  # m / (r + m)
+        ru = 1 - mu_                                                 # r / (r + m)
+        s_mu.index_add_(0, kk, wc * mu_)
+        s_b.index_add_(0, kk, wc * (torch.log(ru) + mu_))
+        s_ru.index_add_(0, kk, wc * (ru * mu_))
+        s_mm.index_add_(0, kk, wc * (mu_ * mu_))
+        del m, u, mu_, ru
+    # zero-count (x = 0) terms; the nonzeros below add f(x) - f(0)
+    ga, gb, haa, hab, extra = (t.contiguous() for t in (-r * s_mu, r * s_b, -r * s_ru, -r * s_mm, r * s_mm))
+    fga, fgb, fhaa, fhab, fex = (t.view(-1) for t in (ga, gb, haa, hab, extra))
+    for ps, nzs in pairs.chunks():
+        idx, wn, x, m, rr, lr = pairs.nonzeros(nzs, log_mean, log_inv_disp)
+        u = rr + m
+        fga.index_add_(0, idx, wn * rr * x / u)
+        fgb.index_add_(0, idx, wn * rr * (-x / u + torch.digamma(x + rr) - torch.digamma(rr)))
+        rmx = wn * rr * m * x / (u * u)
+        fhaa.index_add_(0, idx, -rmx)
+        fhab.index_add_(0, idx, rmx)
+        fex.index_add_(0, idx, wn * rr * rr * (x / (u * u) + torch.polygamma(1, x + rr) - torch.polygamma(1, rr)))
+    hbb = gb + extra
+    return ga, gb, haa, hab, hbb
+
+
+def m_step(data: CountData, w, log_mean, log_inv_disp, steps: int = 3, max_halvings: int = 4,
+           max_step: float = 2.0, tol: float = 1e-6, gain_tol: float = 1e-9, min_weight: float = 1e-10):
+    """Safeguarded Newton ascent on every ``Q_kj`` at once; returns new ``(log_mean, log_inv_disp)``.
+
+    Safeguards: the 2x2 Hessian is shifted to be negative definite, steps are capped at
+    ``max_step`` in each coordinate, parameters are kept inside bounds, and a step is halved up
+    to ``max_halvings`` times until ``Q_kj`` does not decrease (else that (k, j) keeps its value).
+    Stops early when no parameter moves by more than ``tol`` or gains more than ``gain_tol``.
+    Responsibilities below ``min_weight`` are treated as 0 (their cells are skipped for that component).
+    """
+    pairs = Pairs(data, w, min_weight)
+    a = log_mean.clone(memory_format=torch.contiguous_format)
+    b = log_inv_disp.clone(memory_format=torch.contiguous_format)
+    q = _weighted_objective(pairs, a, b)
+    for _ in range(steps):
+        ga, gb, haa, hab, hbb = _grad_hess(pairs, a, b)
+        scale = haa.abs() + hbb.abs() + 1e-12
+        lam_max = 0.5 * (haa + hbb) + torch.sqrt(0.25 * (haa - hbb) ** 2 + hab ** 2)
+        shift = torch.clamp(lam_max + 1e-6 * scale, min=0)
+        haa_s, hbb_s = haa - shift, hbb - shift
+        det = haa_s * hbb_s - hab * hab
+        # delta = -H^{-1} g for the negative definite (shifted) Hessian
+        da = -(hbb_s * ga - hab * gb) / det
+        db = -(-hab * ga + haa_s * gb) / det
+        big = torch.clamp(torch.maximum(da.abs(), db.abs()) / max_step, min=1.0)
+        da, db = da / big, db / big
+        # entries already at their optimum (or pinned at a bound) need no trial: the step is negligible
+        # or the predicted gain g.delta / 2 is below gain_tol (log-likelihood units)
+        ta = torch.clamp(a + da, *LOG_MEAN_BOUNDS) - a
+        tb = torch.clamp(b + db, *LOG_INV_DISP_BOUNDS) - b
+        done = (torch.maximum(ta.abs(), tb.abs()) <= tol) | (0.5 * (ga * ta + gb * tb) <= gain_tol)
+        if bool(done.all()):
+            break
+        t = 1.0
+        a_new, b_new = a.clone(), b.clone()
+        for _h in range(max_halvings + 1):
+            genes = torch.nonzero((~done).any(0), as_tuple=True)[0]
+            sub = (slice(None), genes)
+            ca = torch.where(done[sub], a[sub], torch.clamp(a[sub] + t * da[sub], *LOG_MEAN_BOUNDS))
+            cb = torch.where(done[sub], b[sub], torch.clamp(b[sub] + t * db[sub], *LOG_INV_DISP_BOUNDS))
+            fa, fb = a.clone(), b.clone()
+            fa[sub], fb[sub] = ca, cb
+            qc = _weighted_objective(pairs, fa, fb, genes=genes)
+            ok = (qc >= q[sub]) & ~done[sub] & torch.isfinite(qc)
+            a_new[sub] = torch.where(ok, ca, a_new[sub])
+            b_new[sub] = torch.where(ok, cb, b_new[sub])
+            q[sub] = torch.where(ok, qc, q[sub])
+            d = done[sub]
+            d |= ok
+            done[sub] = d
+            if bool(done.all()):
+                break
+            t *= 0.5
+        a, b = a_new, b_new
+    return a, b
+
+
+def moment_init(data: CountData, w):
+    """Weighted moment estimates ``(log_mean, log_inv_disp)`` for responsibilities ``w [n, k]``."""
+    wt = w.T                                                         # [k, n]
+    x = torch.sparse_coo_tensor(torch.stack([data.rows, data.cols]), data.vals, (data.n, data.p),
+                                is_coalesced=True, check_invariants=False)
+    wx = torch.sparse.mm(x.t(), w).T                                 # [k, p] sum_i w x
+    idx = x.indices()
+    xs = torch.sparse_coo_tensor(idx, x.values() * data.s[idx[0]], x.shape, is_coalesced=True,
+                                 check_invariants=False)
+    wsx = torch.sparse.mm(xs.t(), w).T                               # sum_i w s x
+    xx = torch.sparse_coo_tensor(idx, x.values() ** 2, x.shape, is_coalesced=True,
+                                 check_invariants=False)
+    wxx = torch.sparse.mm(xx.t(), w).T                               # sum_i w x^2
+    ws = (wt @ data.s).unsqueeze(1)                                  # [k, 1]
+    ws2 = (wt @ data.s ** 2).unsqueeze(1)
+    mu = (wx / ws.clamp_min(1e-12)).clamp_min(math.exp(LOG_MEAN_BOUNDS[0]))
+    # E[(x - s mu)^2 - s mu] = phi sum w s^2 mu^2
+    excess = wxx - 2 * mu * wsx + mu ** 2 * ws2 - mu * ws
+    phi = (excess / (mu ** 2 * ws2).clamp_min(1e-30)).clamp(math.exp(-4), math.exp(4))
+    log_mean = torch.log(mu).clamp(*LOG_MEAN_BOUNDS)
+    return log_mean.contiguous(), (-torch.log(phi)).contiguous()
+
+
+# --------------------------------------------------------------------------- initialisation
+def log1p_pca(x, n_pcs: int, seed: int, target_sum: float = 1e4):
+    """PCA scores of log1p(counts / s * target_sum) (sparse-friendly truncated SVD of the centred data)."""
+    from sklearn.decomposition import PCA
+    x = sp.csr_matrix(x, dtype=np.float64)
+    s = np.asarray(x.sum(axis=1)).ravel()
+    y = sp.diags(target_sum / s) @ x
+    y.data = np.log1p(y.data)
+    n_comp = max(1, min(n_pcs, x.shape[0] - 1, x.shape[1] - 1))
+    return PCA(n_components=n_comp, random_state=seed, svd_solver="arpack" if n_comp < min(x.shape) - 1
+               else "full").fit_transform(y.toarray() if n_comp >= min(x.shape) - 1 else y)
+
+
+def labels_to_k(labels, scores, k: int, seed: int) -> np.ndarray:
+    """Turn cluster labels into exactly ``k`` groups: merge surplus clusters by weighted k-means on
+    their centroids in ``scores``, or split the largest clusters with k-means when there are too few."""
+    from sklearn.cluster import KMeans
+    labels = np.unique(np.asarray(labels).astype(str), return_inverse=True)[1]
+    m = labels.max() + 1
+    if m > k:
+        cent = np.stack([scores[labels == c].mean(0) for c in range(m)])
+        size = np.bincount(labels, minlength=m)
+        grp = KMeans(n_clusters=k, n_init=10, random_state=seed).fit(cent, sample_weight=size).labels_
+        return grp[labels]
+    labels = labels.copy()
+    while labels.max() + 1 < k:
+        big = np.bincount(labels).argmax()
+        idx = np.flatnonzero(labels == big)
+        if len(idx) < 2:
+            break
+        sub = KMeans(n_clusters=2, n_init=10, random_state=seed).fit(scores[idx]).labels_
+        labels[idx[sub == 1]] = labels.max() + 1
+    return labels
+
+
+def initial_responsibilities(x, k: int, init: str, seed: int, n_pcs: int = 30, leiden_resolution: float = 1.0,
+                             n_neighbors: int = 15) -> np.ndarray:
+    """``[n, k]`` starting responsibilities: ``random`` (uniform draws, normalised), ``kmeans`` on
+    log1p PCA, ``leiden`` labels (merged/split to k), or ``nmf`` (Poisson NMF topic weights, as the seed)."""
+    n = x.shape[0]
+    rng = np.random.default_rng(seed)
+    if init == "random":
+        z = rng.uniform(size=(n, k))
+        return z / z.sum(1, keepdims=True)
+    if init == "nmf":
+        from sklearn.decomposition import NMF
+        model = NMF(n_components=k, beta_loss="kullback-leibler", solver="mu", init="nndsvda" if seed == 0
+                    else "random", random_state=seed, max_iter=300, tol=1e-4)
+        xs = sp.csr_matrix(x, dtype=np.float64)
+        load = model.fit_transform(xs)
+        weights = load * model.components_.sum(axis=1)[None, :] + 1e-12
+        return weights / weights.sum(1, keepdims=True)
+    scores = log1p_pca(x, n_pcs, seed)
+    if init == "kmeans":
+        from sklearn.cluster import KMeans
+        lab = KMeans(n_clusters=k, n_init=10, random_state=seed).fit(scores).labels_
+    elif init == "leiden":
+        from .leiden import leiden_on_scores
+        lab = labels_to_k(leiden_on_scores(scores, n_neighbors, leiden_resolution, seed), scores, k, seed)
+    else:
+        raise ScfactorError(f"unknown init {init!r}; choose one of {', '.join(INITS)}")
+    z = np.zeros((n, k))
+    z[np.arange(n), lab] = 1.0
+    return z
+
+
+# --------------------------------------------------------------------------- batch EM
+@dataclass
+class NBMixFit:
+    """Result of a fit: parameters, responsibilities and the log-likelihood trace."""
+    log_mean: np.ndarray
+    log_inv_disp: np.ndarray
+    pi: np.ndarray
+    resp: np.ndarray
+    trace: list = field(default_factory=list)
+    loglik: float = float("nan")
+    n_iter: int = 0
+    converged: bool = False
+    init: str = ""
+    rep: int = 0
+    seconds: float = 0.0
+    restarts: list = field(default_factory=list)
+
+    @property
+    def labels(self) -> np.ndarray:
+        """Hard assignments (argmax responsibility)."""
+        return self.resp.argmax(axis=1)
+
+
+def _em_once(data: CountData, z0: np.ndarray, max_iters: int, tol: float, newton_steps: int,
+             first_newton_steps: int, log_every: int, tag: str):
+    dev, dt = data.device, data.dtype
+    w = torch.as_tensor(z0, dtype=dt, device=dev)
+    log_mean, log_inv_disp = moment_init(data, w)
+    pi = w.mean(0)
+    trace = []
+    converged = False
+    t0 = time.time()
+    for it in range(max_iters):
+        log_mean, log_inv_disp = m_step(data, w, log_mean, log_inv_disp,
+                                        steps=first_newton_steps if it == 0 else newton_steps)
+        pi = w.mean(0).clamp_min(1e-300)
+        pi = pi / pi.sum()
+        ll, w = mixture_loglik(component_loglik(data, log_mean, log_inv_disp), torch.log(pi))
+        trace.append(ll)
+        if log_every and (it % log_every == 0 or it < 3):
+            el = time.time() - t0
+            LOG.info("%s EM round %d: log-likelihood %.6g (%.2f s, %.2f rounds/s)", tag, it + 1, ll, el,
+                     (it + 1) / max(el, 1e-9))
+        if it > 0 and abs(trace[-1] - trace[-2]) <= tol * abs(trace[-2]):
+            converged = True
+            break
+    pi = w.mean(0)
+    return (log_mean.cpu().numpy(), log_inv_disp.cpu().numpy(), pi.cpu().numpy(), w.cpu().numpy(),
+            trace, converged)
+
+
+def fit_em(x, k: int, init: str = "kmeans", nrep: int = 1, seed: int = 0, max_iters: int = 100,
+           tol: float = 1e-6, newton_steps: int = 3, first_newton_steps: int = 10, device="cpu",
+           dtype=torch.float64, init_resp: np.ndarray | None = None, n_pcs: int = 30,
+           leiden_resolution: float = 1.0, chunk_elems: int = 4_000_000, log_every: int = 10,
+           path="X") -> NBMixFit:
+    """Batch EM for the NB mixture with ``nrep`` restarts (seeds ``seed .. seed+nrep-1``); keeps the
+    restart with the highest log-likelihood. ``init_resp`` (``[n, k]``) overrides ``init``."""
+    validate_counts_matrix(x, path, k=k)
+    if k < 1:
+        raise ScfactorError(f"k must be >= 1 (got {k})")
+    data = CountData(x, device=device, dtype=dtype, chunk_elems=chunk_elems, path=path)
+    best, restarts = None, []
+    t_all = time.time()
+    for rep in range(nrep):
+        t0 = time.time()
+        if init_resp is not None:
+            z0 = np.asarray(init_resp, dtype=float)
+            if z0.shape != (data.n, k):
+                raise ScfactorError(f"init_resp has shape {z0.shape}, expected {(data.n, k)}")
+        else:
+            z0 = initial_responsibilities(x, k, init, seed + rep, n_pcs=n_pcs, leiden_resolution=leiden_resolution)
+        res = _em_once(data, z0, max_iters, tol, newton_steps, first_newton_steps, log_every,
+                       f"[{init} rep {rep + 1}/{nrep}]")
+        ll = res[4][-1]
+        restarts.append({"rep": rep, "seed": seed + rep, "loglik": ll, "n_iter": len(res[4]),
+                         "converged": res[5], "seconds": time.time() - t0})
+        LOG.info("restart %d/%d (seed %d): log-likelihood %.6g after %d rounds, %.2f s", rep + 1, nrep,
+                 seed + rep, ll, len(res[4]), time.time() - t0)
+        if best is None or ll > best[0]:
+            best = (ll, rep, res)
+    ll, rep, (lm, lr, pi, w, trace, conv) = best
+    return NBMixFit(log_mean=lm, log_inv_disp=lr, pi=pi, resp=w, trace=trace, loglik=ll, n_iter=len(trace),
+                    converged=conv, init=init if init_resp is None else "given", rep=rep,
+                    seconds=time.time() - t_all, restarts=restarts)
+
+
+def predict_proba(x, log_mean, log_inv_disp, pi, device="cpu", dtype=torch.float64, path="X"):
+    """E step for (new) cells under fixed parameters: ``(responsibilities [n, k], log-likelihood)``."""
+    data = CountData(x, device=device, dtype=dtype, path=path)
+    if data.p != np.shape(log_mean)[1]:
+        raise InputError(path, f"has {data.p} genes but the model has {np.shape(log_mean)[1]}")
+    t = lambda v: torch.as_tensor(np.asarray(v), dtype=dtype, device=data.device)  # noqa: E731
+    ll, w = mixture_loglik(component_loglik(data, t(log_mean), t(log_inv_disp)), torch.log(t(pi).clamp_min(1e-300)))
+    return w.cpu().numpy(), ll
+
+
+def fit_labels(x, labels, device="cpu", dtype=torch.float64, newton_steps: int = 50):
+    """NB and Poisson maximum-likelihood per (label, gene) given hard labels.
+
+    Returns ``(names, nb_ll [L, p], pois_ll [L, p], log_mean [L, p], log_inv_disp [L, p])`` where
+    the log-likelihoods are summed over the cells of each label (seed 004's Poisson-vs-NB figure).
+    """
+    names, idx = np.unique(np.asarray(labels).astype(str), return_inverse=True)
+    onehot = np.eye(len(names))[idx]
+    data = CountData(x, device=device, dtype=dtype)
+    w = torch.as_tensor(onehot, dtype=dtype, device=data.device)
+    lm, lr = moment_init(data, w)
+    lm, lr = m_step(data, w, lm, lr, steps=newton_steps)
+    nb = _weighted_objective(Pairs(data, w), lm, lr)
+    # Poisson MLE mu = sum x / sum s; log-lik sum_i x log(s mu) - s mu (lgamma(x+1) dropped in both)
+    xs = sp.csr_matrix(x, dtype=np.float64)
+    s = np.asarray(xs.sum(1)).ravel()
+    wx = np.asarray((sp.csr_matrix(onehot.T) @ xs).todense())
+    ws = onehot.T @ s
+    mu = wx / ws[:, None]
+    logmu = np.log(np.where(mu > 0, mu, 1.0))
+    coo = xs.tocoo()
+    pois = -ws[:, None] * mu
+    contrib = coo.data * (np.log(s[coo.row]) + logmu[idx[coo.row], coo.col])
+    np.add.at(pois, (idx[coo.row], coo.col), contrib)
+    # subtract lgamma(x+1) from both so both are exact log-likelihoods
+    from scipy.special import gammaln
+    lgx = np.zeros_like(pois)
+    np.add.at(lgx, (idx[coo.row], coo.col), gammaln(coo.data + 1))
+    return names, nb.cpu().numpy() - lgx, pois - lgx, lm.cpu().numpy(), lr.cpu().numpy()
+
+
+# --------------------------------------------------------------------------- amortised inference
+class AmortizedNBMix(torch.nn.Module):
+    """Encoder ``log1p -> Linear(p, hidden) -> ReLU -> Linear(hidden, k) -> softmax`` plus NB components."""
+
+    def __init__(self, p: int, k: int, hidden: int = 128, log_mean=None, log_inv_disp=None, pi=None):
+        super().__init__()
+        self.encoder = torch.nn.Sequential(torch.nn.Linear(p, hidden), torch.nn.ReLU(), torch.nn.Linear(hidden, k))
+        lm = torch.randn(k, p) - 8.0 if log_mean is None else torch.as_tensor(np.asarray(log_mean), dtype=torch.float32)
+        lr = torch.zeros(k, p) if log_inv_disp is None else torch.as_tensor(np.asarray(log_inv_disp), dtype=torch.float32)
+        lp = torch.zeros(k) if pi is None else torch.log(torch.as_tensor(np.asarray(pi), dtype=torch.float32).clamp_min(1e-8))
+        self.log_mean = torch.nn.Parameter(lm.float())
+        self.log_inv_disp = torch.nn.Parameter(lr.float())
+        self.logit_pi = torch.nn.Parameter(lp.float())
+
+    def forward(self, x):
+        """Posterior assignment probabilities ``q(z | x)`` for a dense count batch ``[b, p]``."""
+        return torch.softmax(self.encoder(torch.log1p(x)), dim=1)
+
+    def elbo(self, x, s):
+        """Per-cell ELBO ``sum_k q_k (log pi_k - log q_k + log NB(x; s mu_k, r_k))`` of a dense batch."""
+        logits = self.encoder(torch.log1p(x))
+        q = torch.softmax(logits, 1)
+        log_q = torch.log_softmax(logits, 1)
+        lm = self.log_mean.clamp(*LOG_MEAN_BOUNDS)
+        lr = self.log_inv_disp.clamp(*LOG_INV_DISP_BOUNDS)
+        r = torch.exp(lr).unsqueeze(0)
+        m = s.view(-1, 1, 1) * torch.exp(lm).unsqueeze(0)
+        xx = x.unsqueeze(1)
+        log_u = torch.logaddexp(lr.unsqueeze(0), torch.log(m))
+        ll = (xx * (torch.log(m) - log_u) + r * (lr.unsqueeze(0) - log_u) + torch.lgamma(xx + r)
+              - torch.lgamma(r) - torch.lgamma(xx + 1)).sum(2)
+        log_pi = torch.log_softmax(self.logit_pi, 0)
+        return (q * (log_pi.unsqueeze(0) - log_q + ll)).sum(1)
+
+    @torch.no_grad()
+    def assign(self, x, batch_size: int = 1024, device="cpu") -> np.ndarray:
+        """Responsibilities ``[n, k]`` of (new) cells from the encoder alone (no refitting)."""
+        x = sp.csr_matrix(x)
+        out = []
+        for a in range(0, x.shape[0], batch_size):
+            xb = torch.as_tensor(x[a:a + batch_size].toarray(), dtype=torch.float32, device=device)
+            out.append(self.forward(xb).cpu().numpy())
+        return np.vstack(out) if out else np.zeros((0, self.logit_pi.shape[0]))
+
+
+def fit_amortized(x, k: int, epochs: int = 20, batch_size: int = 64, lr: float = 1e-3, hidden: int = 128,
+                  seed: int = 0, init_subsample: int = 500, em_kwargs: dict | None = None, device="cpu",
+                  freeze_epochs: int | None = None, log_every: int = 1, path="X"):
+    """Train `AmortizedNBMix` on the ELBO with minibatches streamed from the sparse matrix.
+
+    When ``init_subsample > 0`` the components start from `fit_em` on a seeded subsample of that many
+    cells (``em_kwargs`` passed on) and stay frozen for the first ``freeze_epochs`` epochs (default: a
+    quarter of them, at least 1) while the encoder learns the posterior; otherwise everything trains from
+    the start. Returns ``(model, NBMixFit)`` with the encoder's responsibilities
+    for all cells and the per-epoch mean ELBO per cell as the trace.
+    """
+    validate_counts_matrix(x, path, k=k)
+    x = sp.csr_matrix(x, dtype=np.float32)
+    n, p = x.shape
+    dev = torch.device(device)
+    torch.manual_seed(seed)
+    rng = np.random.default_rng(seed)
+    init = dict(log_mean=None, log_inv_disp=None, pi=None)
+    t_all = time.time()
+    if init_subsample > 0:
+        sub = np.sort(rng.choice(n, size=min(n, init_subsample), replace=False))
+        em = fit_em(x[sub], k, seed=seed, device=dev, path=path, **(em_kwargs or {}))
+        init = dict(log_mean=em.log_mean, log_inv_disp=em.log_inv_disp, pi=em.pi)
+        LOG.info("amortised: components initialised from batch EM on %d cells (log-lik %.6g)", len(sub), em.loglik)
+    model = AmortizedNBMix(p, k, hidden=hidden, **init).to(dev)
+    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    s_all = np.asarray(x.sum(1), dtype=np.float32).ravel()
+    trace = []
+    t0 = time.time()
+    if freeze_epochs is None:
+        freeze_epochs = max(1, epochs // 4) if init_subsample > 0 else 0
+    components = (model.log_mean, model.log_inv_disp, model.logit_pi)
+    for ep in range(epochs):
+        for par in components:
+            par.requires_grad_(ep >= freeze_epochs)
+        order = rng.permutation(n)
+        tot = 0.0
+        for a in range(0, n, batch_size):
+            rows = np.sort(order[a:a + batch_size])
+            xb = torch.as_tensor(x[rows].toarray(), device=dev)
+            sb = torch.as_tensor(s_all[rows], device=dev)
+            opt.zero_grad()
+            elbo = model.elbo(xb, sb)
+            loss = -elbo.mean()
+            if not torch.isfinite(loss):
+                raise ScfactorError(f"amortised inference diverged at epoch {ep + 1} (non-finite ELBO); lower the learning rate")
+            loss.backward()
+            opt.step()
+            tot += float(elbo.detach().sum())
+        trace.append(tot / n)
+        if log_every and (ep % log_every == 0 or ep == epochs - 1):
+            el = time.time() - t0
+            LOG.info("amortised epoch %d/%d: ELBO per cell %.6g, %.0f cells/s, ETA %.0f s", ep + 1, epochs,
+                     trace[-1], n * (ep + 1) / max(el, 1e-9), el / (ep + 1) * (epochs - ep - 1))
+    model.eval()
+    resp = model.assign(x, device=dev)
+    with torch.no_grad():
+        pi = torch.softmax(model.logit_pi, 0).cpu().numpy()
+        lm = model.log_mean.clamp(*LOG_MEAN_BOUNDS).cpu().numpy().astype(np.float64)
+        lr_ = model.log_inv_disp.clamp(*LOG_INV_DISP_BOUNDS).cpu().numpy().astype(np.float64)
+    _, ll = predict_proba(x, lm, lr_, pi, device=dev, path=path)
+    fit = NBMixFit(log_mean=lm, log_inv_disp=lr_, pi=pi, resp=resp.astype(np.float64), trace=trace, loglik=ll,
+                   n_iter=epochs, converged=True, init="em-subsample" if init_subsample > 0 else "random",
+                   seconds=time.time() - t_all)
+    return model, fit

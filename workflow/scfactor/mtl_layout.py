@@ -1,0 +1,339 @@
+"""Readers and writers of seed 001's (MTLRank) file layout.
+
+A layout root holds::
+
+    rpkm.hdf5                   group per tissue: exp (cells x genes), barcode, ensembl
+    velo.hdf5                   group per tissue: velo (cells x genes, NaN = missing), barcode, ensembl
+    tf_activity/mean_tf/<tissue>.csv   TF rows (symbols), gene columns (symbols); empty = 0
+    tf_activity/sum_tf/<tissue>.csv    same; log2(x + 1)-scaled on reading, as in the seed
+    ensembl_to_symbol.csv       index column, then ``ensembl_id``, ``gene_symbol``
+    tf_list.csv                 index column, then ``Ensembl ID``
+
+The seed's own file names ``<tissue>_<suffix>.csv`` in the activity folders are accepted too.
+Every problem (a tissue missing from one file, duplicated barcodes, an all-NaN velocity matrix,
+negative expression, ...) raises `InputError` naming the file, before anything is written.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .errors import InputError
+from .io import atomic_output, read_table, require_file
+
+RPKM = "rpkm.hdf5"
+VELO = "velo.hdf5"
+MEAN_DIR = "tf_activity/mean_tf"
+SUM_DIR = "tf_activity/sum_tf"
+E2S = "ensembl_to_symbol.csv"
+TF_LIST = "tf_list.csv"
+
+
+def sanitize_tissue(name: str) -> str:
+    """Tissue name usable as a file name / wildcard (the seed strips spaces and parentheses)."""
+    out = re.sub(r"\s+", "_", str(name).strip())
+    out = re.sub(r"[^A-Za-z0-9_.+-]", "", out)
+    if not out:
+        raise ValueError(f"tissue name {name!r} has no usable characters")
+    return out
+
+
+def layout_files(root, tissues) -> list[str]:
+    """All files of a layout root that the per-tissue steps read (for rule inputs)."""
+    root = Path(root)
+    files = [root / RPKM, root / VELO, root / E2S, root / TF_LIST]
+    for t in tissues:
+        files += [root / MEAN_DIR / f"{t}.csv", root / SUM_DIR / f"{t}.csv"]
+    return [str(f) for f in files]
+
+
+# --------------------------------------------------------------------------- writing
+def _strings(values) -> np.ndarray:
+    return np.array([str(v).encode() for v in values], dtype="S")
+
+
+def write_hdf5_groups(path, key: str, groups: dict) -> None:
+    """Write ``{tissue: (matrix cells x genes, barcodes, ensembl)}`` as the seed's hdf5 (atomic)."""
+    import h5py
+    with atomic_output(path) as tmp:
+        with h5py.File(tmp, "w") as f:
+            for tissue, (mat, barcodes, ensembl) in groups.items():
+                g = f.create_group(tissue)
+                g.create_dataset(key, data=np.asarray(mat, dtype=np.float32), track_times=False,
+                                 compression="gzip", compression_opts=4, shuffle=True)
+                g.create_dataset("barcode", data=_strings(barcodes), track_times=False)
+                g.create_dataset("ensembl", data=_strings(ensembl), track_times=False)
+
+
+def write_activity(path, act: pd.DataFrame) -> None:
+    """Write a TF x gene activity table (TF rows, gene columns; zeros written as empty cells)."""
+    with atomic_output(path) as tmp:
+        act.replace(0.0, np.nan).to_csv(tmp, float_format="%.6g")
+
+
+def write_id_tables(root, ensembl_to_symbol: pd.DataFrame, tf_ensembl) -> None:
+    """Write ensembl_to_symbol.csv (ensembl_id, gene_symbol) and tf_list.csv (Ensembl ID)."""
+    root = Path(root)
+    with atomic_output(root / E2S) as tmp:
+        ensembl_to_symbol[["ensembl_id", "gene_symbol"]].reset_index(drop=True).to_csv(tmp)
+    with atomic_output(root / TF_LIST) as tmp:
+        pd.DataFrame({"Ensembl ID": list(tf_ensembl)}).to_csv(tmp)
+
+
+# --------------------------------------------------------------------------- reading
+def _decode(arr) -> np.ndarray:
+    return np.array([v.decode() if isinstance(v, bytes) else str(v) for v in arr], dtype=object)
+
+
+def hdf5_tissues(path) -> list[str]:
+    """Group names (tissues) of a seed hdf5 file."""
+    import h5py
+    p = require_file(path)
+    try:
+        with h5py.File(p, "r") as f:
+            return [k for k in f.keys() if isinstance(f[k], h5py.Group)]
+    except OSError as exc:
+        raise InputError(p, f"not a readable HDF5 file ({exc.__class__.__name__})") from None
+
+
+def _open_group(path, tissue, key):
+    import h5py
+    p = require_file(path)
+    try:
+        f = h5py.File(p, "r")
+    except OSError as exc:
+        raise InputError(p, f"not a readable HDF5 file ({exc.__class__.__name__})") from None
+    if tissue not in f:
+        tissues = ", ".join(k for k in f.keys()) or "none"
+        f.close()
+        raise InputError(p, f"has no tissue group {tissue!r} (tissues: {tissues})")
+    g = f[tissue]
+    for k in (key, "barcode", "ensembl"):
+        if k not in g:
+            f.close()
+            raise InputError(p, f"group {tissue!r} lacks dataset {k!r} (needs {key}, barcode, ensembl)")
+    shape = g[key].shape
+    nb, ng = g["barcode"].shape[0], g["ensembl"].shape[0]
+    if len(shape) != 2 or shape != (nb, ng):
+        f.close()
+        raise InputError(p, f"group {tissue!r}: {key} has shape {shape}, expected "
+                            f"({nb} barcodes, {ng} genes)")
+    return f, g
+
+
+def _unique(names, path, what):
+    s = pd.Index(names)
+    dup = s[s.duplicated()]
+    if len(dup):
+        raise InputError(path, f"{len(dup)} duplicated {what} (first: {dup[0]!r})")
+    return s
+
+
+def hdf5_genes(path, tissue: str, key: str) -> np.ndarray:
+    """The ``ensembl`` (gene) names of one tissue group."""
+    f, g = _open_group(path, tissue, key)
+    with f:
+        return _decode(g["ensembl"][()])
+
+
+def read_hdf5_matrix(path, tissue: str, key: str, genes=None, row_chunk: int = 4096):
+    """Read ``(matrix float32 cells x genes, barcodes, genes)`` of one tissue group.
+
+    ``genes``: read only these columns (in this order; all must exist), in row chunks so that
+    memory stays cells x len(genes).
+    """
+    f, g = _open_group(path, tissue, key)
+    with f:
+        barcodes = _unique(_decode(g["barcode"][()]), path, f"barcodes in group {tissue!r}")
+        ens = _unique(_decode(g["ensembl"][()]), path, f"genes in group {tissue!r}")
+        if genes is None:
+            cols = np.arange(len(ens))
+        else:
+            cols = ens.get_indexer(pd.Index(genes))
+            if (cols < 0).any():
+                miss = np.asarray(genes)[cols < 0]
+                raise InputError(path, f"group {tissue!r} has no gene {miss[0]!r} "
+                                       f"({len(miss)} of {len(cols)} requested genes absent)")
+        order = np.argsort(cols)
+        sorted_cols = cols[order]
+        out = np.empty((len(barcodes), len(cols)), dtype=np.float32)
+        ds = g[key]
+        for start in range(0, len(barcodes), row_chunk):
+            block = ds[start:start + row_chunk][:, sorted_cols] if len(cols) else \
+                np.empty((min(row_chunk, len(barcodes) - start), 0))
+            out[start:start + row_chunk][:, order] = block
+    return out, barcodes, ens[cols]
+
+
+def read_id_tables(root):
+    """``(ensembl -> symbol Series, TF Ensembl ids)`` from ensembl_to_symbol.csv and tf_list.csv."""
+    root = Path(root)
+    e2s = read_table(root / E2S, index_col=0, dtype=str)
+    if not {"ensembl_id", "gene_symbol"} <= set(e2s.columns):
+        raise InputError(root / E2S, "needs columns 'ensembl_id' and 'gene_symbol' "
+                                     f"(has {', '.join(e2s.columns)})")
+    e2s = e2s.dropna(subset=["ensembl_id", "gene_symbol"])
+    e2s = e2s.loc[~e2s["ensembl_id"].duplicated()]
+    if e2s.empty:
+        raise InputError(root / E2S, "has no ensembl_id -> gene_symbol rows")
+    tfl = read_table(root / TF_LIST, index_col=0, dtype=str)
+    if "Ensembl ID" not in tfl.columns:
+        raise InputError(root / TF_LIST, f"needs a column 'Ensembl ID' (has {', '.join(tfl.columns)})")
+    tfs = tfl["Ensembl ID"].dropna().unique()
+    if len(tfs) == 0:
+        raise InputError(root / TF_LIST, "lists no TF")
+    return pd.Series(e2s["gene_symbol"].values, index=e2s["ensembl_id"].values), tfs
+
+
+def activity_path(root, kind: str, tissue: str) -> Path:
+    """The mean_tf / sum_tf CSV of ``tissue`` (``<tissue>.csv`` or the seed's ``<tissue>_<x>.csv``)."""
+    folder = Path(root) / (MEAN_DIR if kind == "mean" else SUM_DIR)
+    exact = folder / f"{tissue}.csv"
+    if exact.exists():
+        return exact
+    if folder.is_dir():
+        cands = sorted(p for p in folder.glob("*.csv") if "_".join(p.stem.split("_")[:-1]) == tissue)
+        if len(cands) == 1:
+            return cands[0]
+        if len(cands) > 1:
+            raise InputError(folder, f"several activity files for tissue {tissue!r}: "
+                                     f"{', '.join(p.name for p in cands)}")
+    raise InputError(exact, f"tissue {tissue!r} has no {kind} TF activity file in {folder}")
+
+
+def read_activity(path, log2: bool) -> pd.DataFrame:
+    """A TF x gene activity CSV as genes x TFs (missing = 0; sum tables log2(x+1)-scaled)."""
+    df = read_table(path, index_col=0)
+    if df.shape[1] == 0 or df.shape[0] == 0:
+        raise InputError(path, "activity table is empty (needs TF rows and gene columns)")
+    bad = [c for c in df.columns if not pd.api.types.is_numeric_dtype(df[c])]
+    if bad:
+        raise InputError(path, f"non-numeric values in gene column {bad[0]!r}")
+    df.index = df.index.astype(str)
+    df.columns = df.columns.astype(str)
+    _unique(df.index, path, "TF rows")
+    _unique(df.columns, path, "gene columns")
+    v = df.to_numpy(dtype=np.float64)
+    if np.isinf(v).any():
+        raise InputError(path, "has infinite values")
+    v = np.nan_to_num(v, nan=0.0)
+    if log2:
+        if (v < 0).any():
+            raise InputError(path, f"has {int((v < 0).sum())} negative sum activities; log2(x+1) needs x >= 0")
+        v = np.log2(v + 1.0)
+    return pd.DataFrame(v.T, index=df.columns, columns=df.index)
+
+
+@dataclass
+class TissueData:
+    """One tissue of a layout, aligned: TF expression, velocity, activity (genes x TFs)."""
+
+    tissue: str
+    barcodes: np.ndarray
+    tf_ids: np.ndarray          # Ensembl ids of the TFs (expression columns)
+    expr: np.ndarray            # cells x TFs, log10(rpkm + 1), float32
+    gene_ids: np.ndarray        # Ensembl ids of the velocity genes
+    velo: np.ndarray            # cells x genes, float32, NaN = missing
+    act_mean: np.ndarray = field(repr=False, default=None)   # genes x TFs
+    act_sum: np.ndarray = field(repr=False, default=None)    # genes x TFs, log2(x+1)
+    in_activity: np.ndarray = field(repr=False, default=None)  # genes present in the activity tables
+    files: dict = field(default_factory=dict)
+
+    def require_activity(self, genes) -> None:
+        """Raise `InputError` if one of ``genes`` has no column in the activity tables."""
+        pos = pd.Index(self.gene_ids).get_indexer(pd.Index(genes))
+        missing = [g for g, p in zip(genes, pos) if p < 0 or not self.in_activity[p]]
+        if missing:
+            raise InputError(self.files["mean"], f"gene {missing[0]!r} is absent from the activity matrix "
+                                                 f"({len(missing)} of {len(genes)} genes of the shard)")
+
+
+def load_tissue(root, tissue: str, genes=None) -> TissueData:
+    """Read and align one tissue of a layout root (see module docstring).
+
+    TFs are the expression columns listed in tf_list.csv (expression order). ``genes``: the velocity
+    genes to keep (default all). Activity entries missing from the tables are 0, as in the seed; genes
+    missing from the tables are flagged in ``in_activity`` (training on them is an error).
+    """
+    root = Path(root)
+    files = {"rpkm": root / RPKM, "velo": root / VELO, "e2s": root / E2S, "tf_list": root / TF_LIST}
+    e2s, tf_list = read_id_tables(root)
+    # a tissue must be present in every file: check them all before the heavy reads
+    for key, kind in (("rpkm", "exp"), ("velo", "velo")):
+        f, _ = _open_group(files[key], tissue, kind)
+        f.close()
+    files["mean"] = activity_path(root, "mean", tissue)
+    files["sum"] = activity_path(root, "sum", tissue)
+
+    f, g = _open_group(files["rpkm"], tissue, "exp")
+    with f:
+        rp_genes = _unique(_decode(g["ensembl"][()]), files["rpkm"], f"genes in group {tissue!r}")
+    tf_ids = rp_genes[rp_genes.isin(tf_list)]
+    if len(tf_ids) == 0:
+        raise InputError(files["tf_list"], f"none of its {len(tf_list)} TFs is an expression column of "
+                                           f"tissue {tissue!r} in {files['rpkm']}")
+    expr, bc_r, _ = read_hdf5_matrix(files["rpkm"], tissue, "exp", genes=tf_ids)
+    if not np.isfinite(expr).all():
+        raise InputError(files["rpkm"], f"group {tissue!r}: exp has NaN or infinite values")
+    if (expr < 0).any():
+        raise InputError(files["rpkm"], f"group {tissue!r}: exp has negative values")
+    expr = np.log10(expr.astype(np.float64) + 1.0).astype(np.float32)
+
+    velo, bc_v, gene_ids = read_hdf5_matrix(files["velo"], tissue, "velo", genes=genes)
+    if np.isinf(velo).any():
+        raise InputError(files["velo"], f"group {tissue!r}: velo has infinite values")
+    if velo.size == 0 or np.isnan(velo).all():
+        raise InputError(files["velo"], f"group {tissue!r}: velocity is missing (NaN) in every cell")
+    if set(bc_r) != set(bc_v):
+        n = len(set(bc_r) ^ set(bc_v))
+        raise InputError(files["velo"], f"group {tissue!r}: barcodes differ from {files['rpkm']} "
+                                        f"({n} barcodes in only one of the files)")
+    velo = velo[pd.Index(bc_v).get_indexer(bc_r)]
+
+    mean = read_activity(files["mean"], log2=False)
+    summ = read_activity(files["sum"], log2=True)
+    if not (mean.index.equals(summ.index) and mean.columns.equals(summ.columns)):
+        mean, summ = mean.align(summ, join="outer", fill_value=0.0)
+    tf_sym = e2s.reindex(tf_ids).to_numpy()
+    gene_sym = e2s.reindex(gene_ids).to_numpy()
+    tf_pos = mean.columns.get_indexer(pd.Index(tf_sym.astype(str)))
+    tf_pos[pd.isna(tf_sym)] = -1
+    if (tf_pos < 0).all():
+        raise InputError(files["mean"], f"none of the {len(tf_ids)} expressed TFs is a row of the activity table "
+                                        f"(TF symbols via {files['e2s']})")
+    g_pos = mean.index.get_indexer(pd.Index(gene_sym.astype(str)))
+    g_pos[pd.isna(gene_sym)] = -1
+    in_act = g_pos >= 0
+    if not in_act.any():
+        raise InputError(files["mean"], f"none of the {len(gene_ids)} velocity genes is a column of the "
+                                        f"activity table (gene symbols via {files['e2s']})")
+
+    def aligned(df):
+        out = np.zeros((len(gene_ids), len(tf_ids)), dtype=np.float32)
+        v = df.to_numpy(dtype=np.float32)
+        rows, cols = np.where(in_act)[0], np.where(tf_pos >= 0)[0]
+        out[np.ix_(rows, cols)] = v[np.ix_(g_pos[rows], tf_pos[cols])]
+        return out
+
+    return TissueData(tissue=tissue, barcodes=np.asarray(bc_r), tf_ids=np.asarray(tf_ids),
+                      expr=expr, gene_ids=np.asarray(gene_ids), velo=velo,
+                      act_mean=aligned(mean), act_sum=aligned(summ), in_activity=in_act,
+                      files={k: str(v) for k, v in files.items()})
+
+
+def check_tissues(root, tissues) -> None:
+    """Raise `InputError` if one of ``tissues`` is missing from rpkm.hdf5, velo.hdf5 or the activity folders."""
+    root = Path(root)
+    have_r, have_v = set(hdf5_tissues(root / RPKM)), set(hdf5_tissues(root / VELO))
+    for t in tissues:
+        if t not in have_r:
+            raise InputError(root / RPKM, f"has no tissue group {t!r} (tissues: {', '.join(sorted(have_r))})")
+        if t not in have_v:
+            raise InputError(root / VELO, f"has no tissue group {t!r} (tissues: {', '.join(sorted(have_v))})")
+        activity_path(root, "mean", t)
+        activity_path(root, "sum", t)
