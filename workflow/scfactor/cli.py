@@ -12,6 +12,7 @@ import os
 import sys
 import time
 
+from .cluster import check_memory
 from .errors import ScfactorError
 
 LOG = logging.getLogger("scfactor")
@@ -53,9 +54,15 @@ def set_threads(n: int) -> None:
 
 
 def run(main, argv=None) -> int:
-    """Call ``main(argv)``; on `ScfactorError` print ``error: <message>`` and return 2."""
+    """Call ``main(argv)``; on `ScfactorError` print ``error: <message>`` and return 2.
+
+    Before ``main`` runs, the memory guard (`scfactor.cluster.check_memory`) compares the memory a
+    SLURM job was granted with ``SCFACTOR_MIN_MEM_MB`` and fails fast when it is too little, so that
+    Snakemake retries the job with the next attempt's (larger) ``mem_mb``.
+    """
     t0 = time.time()
     try:
+        check_memory(os.path.splitext(os.path.basename(sys.argv[0] or "scfactor"))[0])
         code = main(argv)
     except ScfactorError as exc:
         print(f"error: {exc}", file=sys.stderr)

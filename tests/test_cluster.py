@@ -1,0 +1,87 @@
+"""The workflow on a real SLURM scheduler (tests/cluster/local_slurm.sh): profiles/slurm end to end,
+single-shard reruns, and the memory retry.  Select with ``pytest -m slurm``; they run with plain ``pytest``."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from cluster.slurm import (FAST, different_results, file_digests, job_stats, profile,  # noqa: F401
+                           slurm_cluster, submissions, submitted_jobids, write_tiny_workdir)
+from conftest import snakemake
+
+pytestmark = [pytest.mark.slurm, pytest.mark.slow, pytest.mark.timeout(900)]
+
+
+@pytest.fixture(scope="module")
+def slurm_run(tmp_path_factory, slurm_cluster):
+    """The tiny config run with profiles/slurm; returns (workdir, snakemake log text)."""
+    wd = write_tiny_workdir(tmp_path_factory.mktemp("slurm"))
+    proc = snakemake(wd, "--profile", profile("slurm"), *FAST, env=slurm_cluster.env)
+    return wd, proc.stdout + proc.stderr
+
+
+def test_tiny_config_every_job_through_sbatch(slurm_run, tiny_run):
+    """tiny_run (tests/conftest.py): the same config run locally, the reference."""
+    wd, log = slurm_run
+    stats = job_stats(log)
+    remote = {rule: n for rule, n in stats.items() if rule != "all"}   # `all` has no action: local
+    subs = submissions(log)
+    assert remote and sum(remote.values()) == len(subs), (stats, [s.rule for s in subs])
+    assert {s.rule: sum(t.rule == s.rule for t in subs) for s in subs} == remote
+    ids = submitted_jobids(log)
+    assert len(ids) == len(subs) and len(set(ids)) == len(ids)
+    for s in subs:   # CPU partition, memory and walltime from the rule, no accelerator requested
+        assert s.opt("-p") == "cpu" and int(s.opt("--mem")) > 0 and int(s.opt("-t")) > 0, s.args
+        assert s.opt("--gpus") is None, s.args
+    pre = {s.wildcards: s for s in subs if s.rule == "preprocess"}
+    assert {"kang", "pancreas", "pbmc3k"} <= set(pre) and all(s.opt("--mem") == "4000" for s in pre.values())
+    # each job ran inside SLURM: its log under .snakemake/slurm_logs/rule_<rule>/<wildcards>/<jobid>.log
+    logs = sorted((wd / ".snakemake" / "slurm_logs").rglob("*.log"))
+    assert sorted(p.stem for p in logs) == sorted(ids), logs
+    for ds in pre:
+        (log_file,) = (wd / ".snakemake" / "slurm_logs" / "rule_preprocess" / ds).glob("*.log")
+        assert "rule preprocess" in log_file.read_text() or "preprocess" in log_file.read_text()
+    # identical results: every file under results/ byte for byte (PDF dates and recorded run times aside)
+    assert different_results(wd, tiny_run) == []
+
+
+def test_rerun_one_shard_and_forcerun(slurm_run, slurm_cluster):
+    """The documented single-shard commands: ask for one shard's output; --forcerun one good shard."""
+    wd, _ = slurm_run
+    before = file_digests(wd)
+    # 1. one shard's outputs are lost: asking for that file resubmits exactly that job
+    for f in (wd / "results" / "preprocess").glob("pancreas.*"):
+        f.unlink()
+    proc = snakemake(wd, "--profile", profile("slurm"), *FAST, "results/preprocess/pancreas.h5ad",
+                     env=slurm_cluster.env)
+    subs = submissions(proc.stdout + proc.stderr)
+    assert [(s.rule, s.wildcards) for s in subs] == [("preprocess", "pancreas")]
+    assert file_digests(wd) == before
+    # 2. recompute a good shard: <its output> --forcerun <its output> resubmits that job only
+    proc = snakemake(wd, "--profile", profile("slurm"), *FAST, "results/preprocess/kang.h5ad",
+                     "--forcerun", "results/preprocess/kang.h5ad", env=slurm_cluster.env)
+    subs = submissions(proc.stdout + proc.stderr)
+    assert [(s.rule, s.wildcards) for s in subs] == [("preprocess", "kang")]
+    assert file_digests(wd) == before
+
+
+def test_memory_retry_attempt2_asks_for_more(tmp_path, slurm_cluster):
+    """Attempt 1 gets too little memory for the step (memory guard), attempt 2 is submitted with more."""
+    wd = write_tiny_workdir(tmp_path)
+    proc = snakemake(wd, "--profile", profile("slurm"), *FAST, "results/preprocess/pbmc3k.qc.tsv",
+                     env={**slurm_cluster.env, "SCFACTOR_MIN_MEM_MB": "preprocess=6000"})
+    log = proc.stdout + proc.stderr
+    pre = [s for s in submissions(log) if s.rule == "preprocess"]
+    assert [s.opt("--mem") for s in pre] == ["4000", "8000"], [s.args for s in pre]
+    assert (wd / "results" / "preprocess" / "pbmc3k.qc.tsv").stat().st_size > 0
+    # attempt 1's SLURM log (kept) holds the guard's one-line reason
+    first = submitted_jobids(log)[[s.rule for s in submissions(log)].index("preprocess")]
+    (slurm_log,) = (wd / ".snakemake" / "slurm_logs").rglob(f"{first}.log")
+    reason = rf"error: preprocess: SLURM job {first} was granted 4000 MB but this step needs 6000 MB"
+    assert re.search(reason, log), log[-3000:]             # the failed attempt's log, shown by Snakemake
+    assert "Error in rule preprocess" in slurm_log.read_text()
+    # the successful attempt ran with 8000 MB and left a clean log
+    assert "error:" not in (wd / "logs" / "preprocess" / "pbmc3k.log").read_text()
