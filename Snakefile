@@ -23,5 +23,5 @@ include: "workflow/rules/mtl.smk"
 
 rule all:
     input:
-        all_targets(),
+        TARGETS,
     default_target: True

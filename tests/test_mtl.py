@@ -19,6 +19,7 @@ from conftest import REPO, SCRIPTS, assert_clean_failure, run_script
 
 sys.path.insert(0, str(REPO / "workflow"))
 
+from scfactor.device import configure_tf  # noqa: E402
 from scfactor import mtl_layout as L  # noqa: E402
 from scfactor.errors import InputError  # noqa: E402
 from scfactor.models import mtl_data  # noqa: E402
@@ -163,7 +164,7 @@ def test_mtl_beats_independent_tasks_on_planted_data(tmp_path):
                            rank=2, support=8, noise=0.7, seed=1)
     d = L.load_tissue(root, "tissue1")
     sh = mtl_data.build_shard(d, d.gene_ids, 0.2, 0, 0)
-    mtl.configure_tf(0)
+    configure_tf(0)
     r2 = {}
     for lam in (0.03, 0.0):
         m, _ = mtl.train_shard(sh, epochs=15, batch_size=64, lam=lam, l1=0.0,

@@ -62,8 +62,9 @@ def vm_hwm_mib() -> float:
 
 def peak_memory_child(args):
     """Child: build + train one epoch + test on the big shard; print peak RSS (MiB)."""
+    from scfactor.device import configure_tf
     from scfactor.models import mtl
-    mtl.configure_tf(0, threads=args.threads)
+    configure_tf(0, threads=args.threads)
     with tempfile.TemporaryDirectory() as tmp:
         shard = make_shard(tmp, args.mem_genes, args.mem_tfs, args.mem_cells)
         base = vm_hwm_mib()
@@ -95,8 +96,9 @@ def main(argv=None):
     if args.memory_child:
         return peak_memory_child(args)
 
+    from scfactor.device import configure_tf
     from scfactor.models import mtl
-    mtl.configure_tf(0, threads=args.threads)
+    configure_tf(0, threads=args.threads)
     import tensorflow as tf
     rows = []
     if args.memory_only:

@@ -11,7 +11,6 @@ from scfactor.smk.preprocess import preprocess_args  # noqa: E402
 
 REPO = Path(workflow.basedir)
 SCRIPTS = REPO / "workflow" / "scripts"
-ENVS = REPO / "envs"
 SCHEMAS = REPO / "workflow" / "schemas"
 
 validate(config, str(SCHEMAS / "config.schema.yaml"), set_default=True)
@@ -25,11 +24,6 @@ for _entry in config["datasets"].values():
 
 # Each .smk file registers its final outputs here; `rule all` asks for all of them.
 TARGETS = []
-
-
-def all_targets():
-    """Every final output registered by the included .smk files."""
-    return TARGETS
 
 
 def validate_section(key, schema_file):
@@ -54,11 +48,9 @@ def script(name):
     return str(SCRIPTS / name)
 
 
-def mem_mb(base, per_attempt=None):
-    """mem_mb resource that grows with the attempt: base * attempt (or base + per_attempt*(attempt-1))."""
-    if per_attempt is None:
-        return lambda wildcards, attempt: int(base * attempt)
-    return lambda wildcards, attempt: int(base + per_attempt * (attempt - 1))
+def mem_mb(base):
+    """mem_mb resource that grows with the attempt: base * attempt (a retry after OOM gets more)."""
+    return lambda wildcards, attempt: int(base * attempt)
 
 
 def runtime_min(base):

@@ -29,6 +29,26 @@ def torch_device(choice: str = "auto"):
     raise DeviceError(f"unknown device {choice!r}; choose one of {', '.join(TORCH_CHOICES)}")
 
 
+def configure_tf(seed: int, threads: int = 1):
+    """Prepare TensorFlow before its first op: thread pools, GPU memory growth, seeds, op determinism.
+
+    Returns the ``tensorflow`` module. Thread pools can only be set once per process; later calls (tests)
+    keep the existing pools.
+    """
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    import tensorflow as tf
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(max(1, int(threads)))
+        tf.config.threading.set_inter_op_parallelism_threads(max(1, int(threads)))
+        for gpu in tf.config.list_physical_devices("GPU"):
+            tf.config.experimental.set_memory_growth(gpu, True)
+    except RuntimeError:  # already initialised in this process
+        pass
+    tf.keras.utils.set_random_seed(int(seed))
+    tf.config.experimental.enable_op_determinism()
+    return tf
+
+
 def _tpu_resolver():
     """A connected TPUClusterResolver, or None when no TPU is reachable."""
     import tensorflow as tf

@@ -58,13 +58,10 @@ def load_counts(path, batches: Sequence[str] | None = None, layer: str = "counts
         raise InputError(path, f"batch {missing[0]!r} has no cells (batches: {', '.join(present)})")
     if len(names) < 2:
         raise InputError(path, f"integration needs at least 2 batches, got {len(names)} ({', '.join(names)})")
-    mask = np.ones(adata.n_vars, bool)
-    if genes == "liger":
-        if "liger_selected" not in adata.var:
-            raise InputError(path, "has no var['liger_selected'] gene flags; run the preprocess step first")
-        mask = adata.var["liger_selected"].to_numpy(bool)
-        if not mask.any():
-            raise InputError(path, "no gene is flagged in var['liger_selected']")
+    # library sizes use all genes; the gene set (all | liger | hvg | file, `io.select_genes`) is applied after
+    import anndata as ad
+    keep = io.select_genes(ad.AnnData(var=adata.var.copy()), genes, path).var_names
+    mask = adata.var_names.isin(keep)
     b = adata.obs["batch"].astype(str).to_numpy()
     mats, obs = [], []
     mat = sp.csr_matrix(mat)
@@ -171,22 +168,6 @@ def integrate(b: Batches, s: Settings, device="cpu", dtype=None, source: str = "
                     device=device, dtype=dtype)
 
 
-def import_umap_without_tensorflow():
-    """Import umap-learn without its optional ParametricUMAP, which imports TensorFlow (tens of
-    seconds and ~1 GB for nothing here); a no-op when TensorFlow is already loaded."""
-    import sys
-    if "umap" in sys.modules or "tensorflow" in sys.modules:
-        return
-    sys.modules["tensorflow"] = None  # makes `import tensorflow` raise ImportError inside umap
-    try:
-        import warnings
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            import umap  # noqa: F401
-    finally:
-        del sys.modules["tensorflow"]
-
-
 def assemble(b: Batches, xs, w, v, h, s: Settings, source, trace, fit_info, device="cpu", dtype=None):
     """Quantile-normalise, cluster, embed and score a fitted factorisation; build the AnnData."""
     import anndata as ad
@@ -212,6 +193,7 @@ def assemble(b: Batches, xs, w, v, h, s: Settings, source, trace, fit_info, devi
     for name, vi in zip(b.names, v):
         adata.varm[f"V_{name}"] = np.asarray(vi).T.astype(np.float32)
     LOG.info("quantile normalisation: reference %s, %.1f s", b.names[ref], time.perf_counter() - t0)
+    from .models.leiden import import_umap_without_tensorflow
     import_umap_without_tensorflow()  # scanpy's neighbors imports umap
     sc.pp.neighbors(adata, n_neighbors=s.n_neighbors, use_rep="X_inmf_norm", random_state=s.seed,
                     transformer="sklearn")

@@ -18,6 +18,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from scfactor.device import configure_tf  # noqa: E402
 from scfactor import cli, io  # noqa: E402
 from scfactor import mtl_layout as L  # noqa: E402
 from scfactor.device import TF_CHOICES  # noqa: E402
@@ -68,7 +69,7 @@ def main(argv=None):
     from scfactor.device import tf_strategy
     from scfactor.models import mtl
     seq = shard_seed(args.seed, args.tissue, args.cluster, args.rep)
-    mtl.configure_tf(int(seq.generate_state(1)[0]), threads=args.threads)
+    configure_tf(int(seq.generate_state(1)[0]), threads=args.threads)
     strategy = tf_strategy(args.accelerator)
     with strategy.scope():
         model, hist = mtl.train_shard(shard, epochs=args.epochs, batch_size=args.batch_size, lr=args.learning_rate,

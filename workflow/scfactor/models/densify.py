@@ -90,17 +90,9 @@ def _load(path, batch, genes, layer, integer):
 
 
 def configure_tf(accelerator: str, threads: int, seed: int):
-    """Limit TensorFlow threads, make ops deterministic, grow GPU memory, return the strategy."""
-    import os
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    import tensorflow as tf
-    from ..device import tf_strategy
-    tf.config.threading.set_intra_op_parallelism_threads(max(1, threads))
-    tf.config.threading.set_inter_op_parallelism_threads(max(2, threads))
-    for gpu in tf.config.list_physical_devices("GPU"):
-        tf.config.experimental.set_memory_growth(gpu, True)
-    tf.config.experimental.enable_op_determinism()
-    tf.random.set_seed(seed)
+    """Prepare TensorFlow (`scfactor.device.configure_tf`) and return the distribution strategy."""
+    from ..device import configure_tf as prepare_tf, tf_strategy
+    tf = prepare_tf(seed, threads)
     strategy = tf_strategy(accelerator)
     LOG.info("TensorFlow %s, strategy %s with %d replica(s)", tf.__version__,
              type(strategy).__name__, strategy.num_replicas_in_sync)

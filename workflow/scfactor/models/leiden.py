@@ -12,7 +12,7 @@ import numpy as np
 import scipy.sparse as sp
 
 
-def _import_umap_without_tensorflow() -> None:
+def import_umap_without_tensorflow() -> None:
     """Import umap-learn with TensorFlow hidden for the duration of the import.
 
     umap-learn imports TensorFlow (for ParametricUMAP) when it is installed: that costs tens of seconds
@@ -79,7 +79,7 @@ def scanpy_pipeline(counts, n_pcs: int = 50, n_neighbors: int = 15, resolution: 
     Returns ``{'leiden': labels, 'X_pca': [n, n_pcs], 'X_umap': [n, 2] or None}``.
     """
     import anndata as ad
-    _import_umap_without_tensorflow()
+    import_umap_without_tensorflow()
     import scanpy as sc
     with _keep_torch_threads():
         return _pipeline(ad.AnnData(X=sp.csr_matrix(counts, dtype=np.float32)), sc, n_pcs, n_neighbors,

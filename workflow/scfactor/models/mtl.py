@@ -19,7 +19,6 @@ Adam (Keras' update rule, implemented here so that its state checkpoints exactly
 from __future__ import annotations
 
 import json
-import os
 import time
 from pathlib import Path
 
@@ -30,20 +29,6 @@ from .mtl_data import ShardData, epoch_batches, r2_score
 
 HIDDEN = (64, 32, 16)
 UNFOLD_AXES = {"task": 0, "input": 1, "output": 2}
-
-
-def configure_tf(seed: int, threads: int = 1):
-    """Seed TF, turn on op determinism and fix thread pools (call before any TF op); returns tf."""
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    import tensorflow as tf
-    try:
-        tf.config.threading.set_intra_op_parallelism_threads(int(threads))
-        tf.config.threading.set_inter_op_parallelism_threads(int(threads))
-    except RuntimeError:  # already initialised in this process (tests): keep the existing pools
-        pass
-    tf.keras.utils.set_random_seed(int(seed))
-    tf.config.experimental.enable_op_determinism()
-    return tf
 
 
 def nuclear_norm(x):
@@ -154,12 +139,10 @@ def _restore(model, opt, state) -> None:
 
 
 def save_checkpoint(folder, model, opt, epoch: int, fingerprint: str) -> None:
-    """Write the full training state after ``epoch`` epochs (atomic rename)."""
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    tmp = folder / "state.tmp.npz"
-    np.savez(tmp, epoch=np.array(epoch), fingerprint=np.array(fingerprint), **_state(model, opt))
-    os.replace(tmp, folder / "state.npz")
+    """Write the full training state after ``epoch`` epochs (atomically, `scfactor.io.atomic_output`)."""
+    from ..io import atomic_output
+    with atomic_output(Path(folder) / "state.npz") as tmp:
+        np.savez(tmp, epoch=np.array(epoch), fingerprint=np.array(fingerprint), **_state(model, opt))
 
 
 def load_checkpoint(folder, fingerprint: str):

@@ -14,7 +14,6 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import os
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -82,13 +81,12 @@ def fingerprint(x, cfg: FitConfig, phase: str) -> str:
 
 
 def _save_checkpoint(path: Path, model: NeuMF, epoch: int, trace: list, fp: str) -> None:
-    """Write a phase checkpoint atomically (temporary file + rename)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp.npz")
+    """Write a phase checkpoint atomically (`scfactor.io.atomic_output`)."""
+    from ..io import atomic_output
     state = model.get_state()
     meta = json.dumps({"epoch": epoch, "trace": trace, "fingerprint": fp})
-    np.savez(tmp, __meta__=np.array(meta), **{f"v{i}": state[n] for i, n in enumerate(model.state_names)})
-    os.replace(tmp, path)
+    with atomic_output(path) as tmp:
+        np.savez(tmp, __meta__=np.array(meta), **{f"v{i}": state[n] for i, n in enumerate(model.state_names)})
 
 
 def _load_checkpoint(path: Path, model: NeuMF, fp: str):
