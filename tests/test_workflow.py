@@ -23,6 +23,35 @@ def test_dry_run_builds_whole_dag(tmp_path, cfg):
     assert "preprocess" in proc.stdout and "verify_resources" in proc.stdout
 
 
+def _subsample_keys(cfg, prefix=""):
+    """Dotted paths of every key of a config that shrinks the input (max_* subsample limits)."""
+    for key, value in cfg.items():
+        path = f"{prefix}{key}"
+        if isinstance(value, dict):
+            yield from _subsample_keys(value, path + ".")
+        elif key.startswith("max_") and key not in ("max_iter", "max_iters", "max_pct_mito", "max_thresh",
+                                                      "max_rows", "max_missing"):
+            yield path
+
+
+def _lookup(cfg, dotted):
+    for part in dotted.split("."):
+        if not isinstance(cfg, dict) or part not in cfg:
+            return None
+        cfg = cfg[part]
+    return cfg
+
+
+def test_paper_config_lifts_every_default_subsample():
+    """Snakemake loads config.yaml under paper.yaml: each subsample limit there must be reset to 0 (all data)."""
+    default = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+    paper = yaml.safe_load((REPO / "config" / "paper.yaml").read_text())
+    limits = list(_subsample_keys(default))
+    assert limits, "no subsample key found in config/config.yaml"
+    kept = [k for k in limits if _lookup(paper, k) != 0]
+    assert not kept, f"config/paper.yaml keeps the default config's subsample for {kept}"
+
+
 @pytest.mark.parametrize("patch, key", [
     ({"preprocess": {"n_hvg": -3}}, "n_hvg"),
     ({"preprocess": {"max_pct_mito": "lots"}}, "max_pct_mito"),
