@@ -63,6 +63,7 @@ def correlation_heatmap(r, label_names, label_title, dataset):
 def poisson_vs_nb(names, nb_ll, pois_ll, label_title, dataset):
     """Per gene log-likelihood under a Poisson (point-mass expression) vs NB (Gamma expression) model, per label."""
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
     n = len(names)
     ncol = min(4, n)
     nrow = int(np.ceil(n / ncol))
@@ -76,6 +77,7 @@ def poisson_vs_nb(names, nb_ll, pois_ll, label_title, dataset):
         ax.set_xlabel("Poisson log-lik", fontsize=8)
         ax.set_ylabel("NB log-lik", fontsize=8)
         ax.tick_params(labelsize=7)
+        ax.xaxis.set_major_locator(MaxNLocator(4))   # wide negative tick labels would overlap
     for ax in axes.ravel()[n:]:
         ax.axis("off")
     axes.ravel()[0].legend(frameon=False, fontsize=7, markerscale=3)
