@@ -10,7 +10,7 @@ export PATH := $(BIN):$(PATH)
 export PYTHONUNBUFFERED := 1
 export TF_CPP_MIN_LOG_LEVEL := 2
 
-.PHONY: env run test lint report dag docs clean
+.PHONY: env run paper test lint report dag docs clean
 
 env: $(STAMP)
 
@@ -27,6 +27,15 @@ $(STAMP): requirements.lock pyproject.toml
 run: env
 	snakemake --profile profiles/local --cores $(CORES)
 
+## the paper configuration (config/paper.yaml, hours on 2 cores), then its run time and headline numbers
+paper: env
+	set -o pipefail; snakemake --profile profiles/local --cores $(CORES) --configfile config/paper.yaml \
+		--keep-going 2>&1 | tee paper.run.log
+	python benchmarks/run_times.py --log paper.run.log --label "config/paper.yaml, --cores $(CORES)" \
+		--output benchmarks/results/run_paper.md
+	python benchmarks/headlines.py --results results --label "paper config (make paper)" \
+		--output benchmarks/results/headlines_paper.md
+
 ## the test suite (unit, workflow, real-SLURM cluster tests)
 test: env
 	@set +e; pytest -p no:cacheprovider; rc=$$?; \
@@ -42,4 +51,4 @@ docs: env
 	python workflow/scripts/config_docs.py --schemas workflow/schemas --output config/README.md
 
 clean:
-	rm -rf results logs .snakemake report.zip
+	rm -rf results logs .snakemake report.zip paper.run.log
