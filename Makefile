@@ -48,7 +48,7 @@ report: env
 	snakemake --profile profiles/local --report report.zip
 
 docs: env
-	python workflow/scripts/config_docs.py --schemas workflow/schemas --output config/README.md
+	python workflow/scripts/config_docs.py --output config/README.md
 
 clean:
 	rm -rf results logs .snakemake report.zip paper.run.log

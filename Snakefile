@@ -8,6 +8,16 @@ configfile: "config/config.yaml"
 
 
 include: "workflow/rules/common.smk"
+
+
+# every name that becomes part of a path (core.config.NAME: letters, digits, '.', '_', '-')
+wildcard_constraints:
+    dataset=NAME,
+    run=NAME,
+    sim=NAME,
+    batch=NAME,
+
+
 include: "workflow/rules/data.smk"
 include: "workflow/rules/preprocess.smk"
 include: "workflow/rules/figures.smk"

@@ -11,7 +11,6 @@ import pytest
 import yaml
 
 REPO = Path(__file__).resolve().parents[1]
-SCRIPTS = REPO / "workflow" / "scripts"
 RESOURCES = REPO / "resources"
 
 
@@ -60,12 +59,37 @@ def snakemake(workdir, *args, check=True, timeout=1800, env=None):
     return proc
 
 
-def run_script(name, *args, timeout=600):
-    """Run workflow/scripts/<name> with arguments; return the CompletedProcess (never raises)."""
-    e = dict(os.environ)
-    e.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    return subprocess.run([sys.executable, str(SCRIPTS / name), *map(str, args)],
-                          capture_output=True, text=True, timeout=timeout, env=e)
+class CliResult:
+    """What a step's CLI did in-process: exit code, captured stdout and stderr (like a CompletedProcess)."""
+
+    def __init__(self, returncode, stdout, stderr):
+        self.returncode, self.stdout, self.stderr = returncode, stdout, stderr
+
+
+def run_cli(step, *args) -> CliResult:
+    """Run a step function (e.g. `scfactor.preprocess.cli.preprocess`) in-process as its script would.
+
+    Goes through `scfactor.core.cli.run` (one-line errors, exit 2), so a bad input behaves exactly as on
+    the command line, without starting an interpreter per case.
+    """
+    import contextlib
+    import io as _io
+
+    from scfactor.core.cli import run
+    out, err = _io.StringIO(), _io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            code = run(step, [str(a) for a in args])
+        except SystemExit as exc:  # argparse: --help (0) or a bad option (2)
+            code = exc.code if isinstance(exc.code, int) else 1
+    return CliResult(code, out.getvalue(), err.getvalue())
+
+
+def step_command(step, *args) -> list[str]:
+    """argv that runs step function ``step`` in a fresh interpreter (for tests that kill or time a job)."""
+    code = (f"import sys; sys.path.insert(0, {str(REPO / 'workflow')!r}); from scfactor.core.cli import run; "
+            f"from {step.__module__} import {step.__name__}; sys.exit(run({step.__name__}))")
+    return [sys.executable, "-c", code, *map(str, args)]
 
 
 def error_lines(proc) -> list[str]:

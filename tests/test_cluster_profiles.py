@@ -10,9 +10,9 @@ import pytest
 import yaml
 
 from cluster.slurm import profile, write_tiny_workdir
-from conftest import REPO, SCRIPTS, snakemake
-from scfactor import cluster
-from scfactor.cluster import ResourceError, check_memory, granted_memory_mb, required_memory_mb
+from conftest import REPO, snakemake
+from scfactor.core import memory as cluster
+from scfactor.core.memory import ResourceError, check_memory, granted_memory_mb, required_memory_mb
 
 pytestmark = pytest.mark.timeout(600)
 
@@ -187,18 +187,17 @@ def test_check_memory():
     assert check_memory("preprocess", {"SCFACTOR_MIN_MEM_MB": "6000"}) == (None, 6000)   # not in a job
 
 
-def test_script_fails_fast_with_one_line(tmp_path):
-    """Every script goes through cli.run: too little memory -> exit 2, one error line, no output."""
+def test_script_fails_fast_with_one_line(tmp_path, monkeypatch):
+    """Every step goes through cli.run: too little memory -> exit 2, one error line, no output."""
+    from conftest import assert_clean_failure, run_cli
+    from scfactor.core.steps import verify_resources
     out = tmp_path / "ok"
-    env = {**os.environ, "SLURM_MEM_PER_NODE": "500", "SLURM_JOB_ID": "3",
-           "SCFACTOR_MIN_MEM_MB": "verify_resources=1000"}
-    proc = subprocess.run([sys.executable, str(SCRIPTS / "verify_resources.py"), "--sums",
-                           str(REPO / "resources" / "SHA256SUMS"), "--output", str(out)],
-                          capture_output=True, text=True, env=env, timeout=300)
-    from conftest import assert_clean_failure
+    for k, v in {"SLURM_MEM_PER_NODE": "500", "SLURM_JOB_ID": "3",
+                 "SCFACTOR_MIN_MEM_MB": "verify_resources=1000"}.items():
+        monkeypatch.setenv(k, v)
+    args = ("--sums", REPO / "resources" / "SHA256SUMS", "--output", out)
+    proc = run_cli(verify_resources, *args)
     assert_clean_failure(proc, mentions="granted 500 MB but this step needs 1000 MB", outputs=[out])
-    env["SLURM_MEM_PER_NODE"] = "1000"
-    proc = subprocess.run([sys.executable, str(SCRIPTS / "verify_resources.py"), "--sums",
-                           str(REPO / "resources" / "SHA256SUMS"), "--output", str(out)],
-                          capture_output=True, text=True, env=env, timeout=300)
+    monkeypatch.setenv("SLURM_MEM_PER_NODE", "1000")
+    proc = run_cli(verify_resources, *args)
     assert proc.returncode == 0 and out.exists(), proc.stderr

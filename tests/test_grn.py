@@ -12,7 +12,7 @@ import torch
 
 from conftest import assert_clean_failure, run_script, snakemake
 from scfactor import grn_inputs as gi
-from scfactor.errors import InputError
+from scfactor.core.errors import InputError
 from scfactor.models import grn as models
 
 torch.set_num_threads(1)   # the shared 2-core machine: more threads only spin against other processes

@@ -17,9 +17,9 @@ from conftest import REPO, assert_clean_failure, run_script, snakemake
 
 sys.path.insert(0, str(REPO / "workflow"))
 
-from scfactor import metrics  # noqa: E402
+from scfactor.core import metrics  # noqa: E402
 from scfactor.models import inmf  # noqa: E402
-from scfactor.nnls import hals_sweep, nnls_bpp  # noqa: E402
+from scfactor.core.nnls import hals_sweep, nnls_bpp  # noqa: E402
 from scfactor.quantile_norm import quantile_normalize, refine_clusters  # noqa: E402
 from scfactor.simulate_batches import SimSettings, write_simulation  # noqa: E402
 

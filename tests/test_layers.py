@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from conftest import SCRIPTS, assert_clean_failure, run_script, snakemake
-from scfactor import io
+from scfactor.core import io
 from scfactor.models import layered_nmf as lnmf
 from scfactor.simulate_blocks import generate_data, to_anndata, write_nnmf_h5
 
@@ -20,7 +20,7 @@ def run_inprocess(name, *args):
     import io as _io
     import types
 
-    from scfactor import cli
+    from scfactor.core import cli
     spec = importlib.util.spec_from_file_location(f"_script_{name[:-3]}", SCRIPTS / name)
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)

@@ -19,9 +19,9 @@ from conftest import REPO, SCRIPTS, assert_clean_failure, run_script
 
 sys.path.insert(0, str(REPO / "workflow"))
 
-from scfactor.device import configure_tf  # noqa: E402
+from scfactor.core.device import configure_tf  # noqa: E402
 from scfactor import mtl_layout as L  # noqa: E402
-from scfactor.errors import InputError  # noqa: E402
+from scfactor.core.errors import InputError  # noqa: E402
 from scfactor.models import mtl_data  # noqa: E402
 from scfactor.models.mtl_sim import simulate_layout  # noqa: E402
 

@@ -11,7 +11,7 @@ import scipy.stats as st
 import torch
 
 from conftest import assert_clean_failure, run_script, snakemake
-from scfactor import metrics
+from scfactor.core import metrics
 from scfactor.models import nbmix
 from scfactor.models.nbmix_simulate import simulate, simulate_anndata
 

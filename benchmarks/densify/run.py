@@ -35,7 +35,8 @@ import scipy.sparse as sp
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "workflow"))
 
-from scfactor import heldout, io  # noqa: E402
+from scfactor import heldout
+from scfactor.core import io  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 

@@ -74,7 +74,7 @@ def run_seed_style(cfg, epochs=1000, n_samples=1000, seed=42) -> pd.DataFrame:
     initial weights; held-out R2 on a second, independent draw of random pairs."""
     import torch
     from scfactor import grn_inputs as gi
-    from scfactor import io
+    from scfactor.core import io
     from scfactor.models import grn as models
     rows = []
     for name, t in cfg["grn"]["transitions"].items():

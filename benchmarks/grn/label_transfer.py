@@ -21,7 +21,7 @@ REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "workflow"))
 
 from scfactor.grn_inputs import transfer_labels  # noqa: E402
-from scfactor.io import read_h5ad  # noqa: E402
+from scfactor.core.io import read_h5ad  # noqa: E402
 
 MARKERS = ["CD14", "LYZ", "FCGR3A", "CD3E", "ISG15", "IFIT1"]
 

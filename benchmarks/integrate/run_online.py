@@ -16,7 +16,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from common import peak_rss_mb, rss_mb  # noqa: E402
-from scfactor import cli  # noqa: E402
+from scfactor.core import cli  # noqa: E402
 from scfactor.integration import BackedSource  # noqa: E402
 from scfactor.models import inmf  # noqa: E402
 

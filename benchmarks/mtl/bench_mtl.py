@@ -62,7 +62,7 @@ def vm_hwm_mib() -> float:
 
 def peak_memory_child(args):
     """Child: build + train one epoch + test on the big shard; print peak RSS (MiB)."""
-    from scfactor.device import configure_tf
+    from scfactor.core.device import configure_tf
     from scfactor.models import mtl
     configure_tf(0, threads=args.threads)
     with tempfile.TemporaryDirectory() as tmp:
@@ -96,7 +96,7 @@ def main(argv=None):
     if args.memory_child:
         return peak_memory_child(args)
 
-    from scfactor.device import configure_tf
+    from scfactor.core.device import configure_tf
     from scfactor.models import mtl
     configure_tf(0, threads=args.threads)
     import tensorflow as tf

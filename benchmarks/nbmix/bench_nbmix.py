@@ -116,7 +116,7 @@ def part_b(args, src, rows):
 
 
 def part_c(args, rows):
-    from scfactor.models.leiden import scanpy_pipeline
+    from scfactor.core.clustering import scanpy_pipeline
     from scfactor.models.nbmix_io import load_counts
     pre = OUT / "kang_full.h5ad"
     if not pre.exists():

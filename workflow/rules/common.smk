@@ -1,19 +1,30 @@
-# Shared helpers for all .smk files: config validation, paths, resources.
+# Shared helpers for all .smk files: config validation, names, paths, commands, logs, resources.
 import json
 import os
+import shlex
 import sys
 from pathlib import Path
 
+from snakemake.settings.types import DeploymentMethod
 from snakemake.utils import validate
 
 sys.path.insert(0, str(Path(workflow.basedir) / "workflow"))
-from scfactor.smk.preprocess import preprocess_args  # noqa: E402
+from scfactor.core.config import NAME, ConfigError, check_integers, check_names  # noqa: E402
 
 REPO = Path(workflow.basedir)
 SCRIPTS = REPO / "workflow" / "scripts"
 SCHEMAS = REPO / "workflow" / "schemas"
 
+# the interpreter of the environment running Snakemake, or the rule's conda env's own `python`
+PYTHON = (
+    "python"
+    if DeploymentMethod.CONDA in workflow.deployment_settings.deployment_method
+    else sys.executable
+)
+
 validate(config, str(SCHEMAS / "config.schema.yaml"), set_default=True)
+check_integers(config, "config", "")
+check_names("datasets", config["datasets"])
 
 RESULTS = config["results"]
 LOGS = config["logs"]
@@ -31,6 +42,7 @@ def validate_section(key, schema_file):
 
     `key` is a dotted path such as "nbmix" or "simulate.nbmix"; a missing section becomes {} and
     gets the schema's defaults. Errors name the section, then Snakemake names the offending key.
+    Integer keys written as floats (`k: 4.0`) are rejected too.
     """
     node = config
     parts = key.split(".")
@@ -41,11 +53,23 @@ def validate_section(key, schema_file):
         validate(node[parts[-1]], str(SCHEMAS / schema_file), set_default=True)
     except Exception as exc:
         raise ValueError(f"invalid config section '{key}': {exc}") from None
+    check_integers(node[parts[-1]], schema_file.removesuffix(".schema.yaml"), key)
+    return node[parts[-1]]
 
 
-def script(name):
-    """Absolute path of workflow/scripts/<name> (works with --directory)."""
-    return str(SCRIPTS / name)
+def command(name):
+    """The shell words that run workflow/scripts/<name> with this run's interpreter (quoted)."""
+    return f"{shlex.quote(PYTHON)} {shlex.quote(str(SCRIPTS / name))}"
+
+
+def log_path(name, *wildcards):
+    """The one log path pattern: <logs>/<name>/<wildcard>/.../<last wildcard>.log, or <logs>/<name>.log.
+
+    `name` is the rule's name; `wildcards` the names of its wildcards, in path order.
+    """
+    if not wildcards:
+        return f"{LOGS}/{name}.log"
+    return os.path.join(LOGS, name, *(f"{{{w}}}" for w in wildcards[:-1]), f"{{{wildcards[-1]}}}.log")
 
 
 def mem_mb(base):
@@ -80,3 +104,8 @@ def resource_inputs(path):
     if p == res or p.startswith(res + os.sep):
         return [str(path), RESOURCES_OK]
     return [str(path)]
+
+
+def script(name):
+    """TRANSITIONAL (removed once every rule uses `command`): absolute path of workflow/scripts/<name>."""
+    return str(SCRIPTS / name)

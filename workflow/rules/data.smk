@@ -8,9 +8,9 @@ rule verify_resources:
     output:
         RESOURCES_OK,
     params:
-        script=script("verify_resources.py"),
+        cmd=command("verify_resources.py"),
     log:
-        f"{LOGS}/verify_resources.log",
+        log_path("verify_resources"),
     threads: 1
     resources:
         mem_mb=mem_mb(500),
@@ -18,4 +18,4 @@ rule verify_resources:
     conda:
         "../../envs/scanpy.yaml"
     shell:
-        "python {params.script} --sums {input.sums} --output {output} 2> {log}"
+        "{params.cmd} --sums {input.sums:q} --output {output:q} 2> {log:q}"

@@ -17,10 +17,10 @@ rule report_config:
             category="Configuration",
         ),
     params:
-        script=script("report_tables.py"),
+        cmd=command("report_config.py"),
         config=lambda wc: json.dumps(config),
     log:
-        f"{LOGS}/report/config.log",
+        log_path("report_config"),
     threads: 1
     resources:
         mem_mb=mem_mb(500),
@@ -28,7 +28,7 @@ rule report_config:
     conda:
         "../../envs/scanpy.yaml"
     shell:
-        "python {params.script} config --config-json {params.config:q} --output {output} 2> {log}"
+        "{params.cmd} --config-json {params.config:q} --output {output:q} 2> {log:q}"
 
 
 rule report_benchmark:
@@ -43,9 +43,9 @@ rule report_benchmark:
             labels={"benchmark": "{name}"},
         ),
     params:
-        script=script("report_tables.py"),
+        cmd=command("report_table.py"),
     log:
-        f"{LOGS}/report/benchmark_{{name}}.log",
+        log_path("report_benchmark", "name"),
     threads: 1
     resources:
         mem_mb=mem_mb(500),
@@ -53,7 +53,7 @@ rule report_benchmark:
     conda:
         "../../envs/scanpy.yaml"
     shell:
-        "python {params.script} table --input {input} --output {output} 2> {log}"
+        "{params.cmd} --input {input:q} --output {output:q} 2> {log:q}"
 
 
 TARGETS.append(f"{RESULTS}/report/config.tsv")

@@ -1,4 +1,5 @@
-# Preprocessing: read counts, split batches, QC, normalise, flag LIGER / HVG genes.
+# Preprocessing (scfactor.preprocess): read counts, split batches, QC, normalise, flag LIGER / HVG genes.
+from scfactor.preprocess.smk import preprocess_command  # noqa: E402
 
 
 rule preprocess:
@@ -14,12 +15,13 @@ rule preprocess:
             category="QC",
             labels={"dataset": "{dataset}"},
         ),
+        pdf=f"{RESULTS}/figures/qc/{{dataset}}.pdf",
     params:
+        cmd=command("preprocess.py"),
         path=lambda wc: dataset(wc.dataset)["path"],
-        opts=lambda wc: preprocess_args(config, wc.dataset),
-        script=script("preprocess.py"),
+        opts=lambda wc: preprocess_command(config, wc.dataset),
     log:
-        f"{LOGS}/preprocess/{{dataset}}.log",
+        log_path("preprocess", "dataset"),
     threads: 1
     resources:
         mem_mb=mem_mb(4000),
@@ -28,8 +30,8 @@ rule preprocess:
     conda:
         "../../envs/scanpy.yaml"
     shell:
-        "python {params.script} --input {params.path} {params.opts} "
-        "--output {output.h5ad} --qc-table {output.qc} --qc-figure {output.fig} 2> {log}"
+        "{params.cmd} --input {params.path:q} --dataset {wildcards.dataset:q} {params.opts} --threads {threads} "
+        "--output {output.h5ad:q} --qc-table {output.qc:q} --qc-figure {output.fig:q} 2> {log:q}"
 
 
 TARGETS.extend(f"{RESULTS}/figures/qc/{name}.png" for name in config["datasets"])

@@ -17,8 +17,8 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from .errors import InputError
-from .io import read_table, require_columns
+from .core.errors import InputError
+from .core.io import read_table, require_columns
 
 PRIOR_FORMATS = ("auto", "dorothea", "trrust")
 PAIRINGS = ("random", "ot")

@@ -17,9 +17,10 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from . import io, metrics
-from .cli import LOG
-from .errors import InputError
+from .core import io, metrics
+from .preprocess import contract
+from .core.log import LOG
+from .core.errors import InputError
 from .models import inmf
 from .quantile_norm import quantile_normalize
 
@@ -60,7 +61,7 @@ def load_counts(path, batches: Sequence[str] | None = None, layer: str = "counts
         raise InputError(path, f"integration needs at least 2 batches, got {len(names)} ({', '.join(names)})")
     # library sizes use all genes; the gene set (all | liger | hvg | file, `io.select_genes`) is applied after
     import anndata as ad
-    keep = io.select_genes(ad.AnnData(var=adata.var.copy()), genes, path).var_names
+    keep = contract.select_genes(ad.AnnData(var=adata.var.copy()), genes, path).var_names
     mask = adata.var_names.isin(keep)
     b = adata.obs["batch"].astype(str).to_numpy()
     mats, obs = [], []
@@ -193,7 +194,7 @@ def assemble(b: Batches, xs, w, v, h, s: Settings, source, trace, fit_info, devi
     for name, vi in zip(b.names, v):
         adata.varm[f"V_{name}"] = np.asarray(vi).T.astype(np.float32)
     LOG.info("quantile normalisation: reference %s, %.1f s", b.names[ref], time.perf_counter() - t0)
-    from .models.leiden import import_umap_without_tensorflow
+    from .core.clustering import import_umap_without_tensorflow
     import_umap_without_tensorflow()  # scanpy's neighbors imports umap
     sc.pp.neighbors(adata, n_neighbors=s.n_neighbors, use_rep="X_inmf_norm", random_state=s.seed,
                     transformer="sklearn")

@@ -17,8 +17,8 @@ def load_fit(path, kind: str, level: int):
 
     Raises `InputError` naming the file when the layer is absent.
     """
-    from .errors import InputError
-    from .io import read_h5ad
+    from .core.errors import InputError
+    from .core.io import read_h5ad
     adata = read_h5ad(path)
     key = f"{kind}_l{level}"
     store = adata.uns if kind == "theta" else adata.varm
@@ -32,7 +32,7 @@ def load_fit(path, kind: str, level: int):
 def save_grid(grid, paths, dpi: int = 150) -> None:
     """Save a seaborn ClusterGrid to each path (format from the suffix) atomically, then close it."""
     import matplotlib.pyplot as plt
-    from .io import atomic_output
+    from .core.io import atomic_output
     for path in paths:
         with atomic_output(path) as tmp:
             grid.figure.savefig(tmp, dpi=dpi, bbox_inches="tight", format=Path(path).suffix.lstrip("."))

@@ -23,8 +23,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .errors import InputError
-from .io import atomic_output, read_table, require_file
+from .core.errors import InputError
+from .core.io import atomic_output, read_table, require_file
 
 RPKM = "rpkm.hdf5"
 VELO = "velo.hdf5"

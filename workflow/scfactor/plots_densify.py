@@ -6,7 +6,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from . import heldout
-from .errors import InputError
+from .core.errors import InputError
 
 
 def heldout_arrays(adata, path):

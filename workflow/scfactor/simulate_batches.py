@@ -104,7 +104,7 @@ def write_simulation(s: SimSettings, path) -> dict:
     import h5py
     from anndata.io import sparse_dataset, write_elem
 
-    from .io import atomic_output
+    from .core.io import atomic_output
 
     names = s.names()
     w, v, spec, props = truth(s)

@@ -15,8 +15,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from scfactor import cli, io  # noqa: E402
-from scfactor.device import TF_CHOICES  # noqa: E402
+from scfactor.core import cli, io  # noqa: E402
+from scfactor.core.device import TF_CHOICES  # noqa: E402
 from scfactor.models.densify import DensifyOptions, configure_tf, densify, validate_input  # noqa: E402
 from scfactor.models.neumf import ARCHS, LOSSES  # noqa: E402
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from scfactor import cli, io  # noqa: E402
+from scfactor.core import cli, io  # noqa: E402
 from scfactor.plots_densify import heldout_figure  # noqa: E402
 
 
@@ -28,7 +28,7 @@ def main(argv=None):
     adata = io.read_h5ad(args.input)
     fig = heldout_figure(adata, args.input, args.title or Path(args.input).stem)
     if args.output_pdf:
-        from scfactor.io import atomic_output
+        from scfactor.core.io import atomic_output
         with atomic_output(args.output_pdf) as tmp:
             fig.savefig(tmp, format="pdf", bbox_inches="tight")
     io.save_figure(fig, args.output)

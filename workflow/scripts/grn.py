@@ -19,10 +19,11 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import scipy.sparse as sp  # noqa: E402
 
-from scfactor import cli, io  # noqa: E402
+from scfactor.core import cli, io  # noqa: E402
+from scfactor.preprocess import contract  # noqa: E402
 from scfactor import grn_inputs as gi  # noqa: E402
-from scfactor.device import TORCH_CHOICES, torch_device  # noqa: E402
-from scfactor.errors import InputError, ScfactorError  # noqa: E402
+from scfactor.core.device import TORCH_CHOICES, torch_device  # noqa: E402
+from scfactor.core.errors import InputError, ScfactorError  # noqa: E402
 
 
 def build_parser():
@@ -123,7 +124,7 @@ def target_pool(adata, genes, path):
     """Names of the genes allowed as targets."""
     if genes == "all":
         return None
-    return io.select_genes(adata, genes, path).var_names
+    return contract.select_genes(adata, genes, path).var_names
 
 
 def dense(x):

@@ -13,8 +13,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np  # noqa: E402
 
-from scfactor import cli, grn_plots, io  # noqa: E402
-from scfactor.errors import InputError  # noqa: E402
+from scfactor.core import cli, io
+from scfactor import grn_plots  # noqa: E402
+from scfactor.core.errors import InputError  # noqa: E402
 
 REQUIRED = ("weight", "mask", "prior_sign", "tfs", "targets", "y_test", "pred_linear", "r2_linear", "transition")
 

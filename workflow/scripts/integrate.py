@@ -16,8 +16,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from scfactor import cli, device, io  # noqa: E402
-from scfactor.errors import ScfactorError  # noqa: E402
+from scfactor.core import cli, device, io  # noqa: E402
+from scfactor.core.errors import ScfactorError  # noqa: E402
 
 
 def build_parser():

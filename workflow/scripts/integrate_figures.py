@@ -11,8 +11,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from scfactor import cli, io  # noqa: E402
-from scfactor.errors import InputError, ScfactorError  # noqa: E402
+from scfactor.core import cli, io  # noqa: E402
+from scfactor.core.errors import InputError, ScfactorError  # noqa: E402
 
 
 def build_parser():

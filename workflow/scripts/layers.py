@@ -19,9 +19,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from scfactor import cli, io  # noqa: E402
-from scfactor.device import TORCH_CHOICES, torch_device  # noqa: E402
-from scfactor.errors import InputError, ScfactorError  # noqa: E402
+from scfactor.core import cli, io  # noqa: E402
+from scfactor.preprocess import contract  # noqa: E402
+from scfactor.core.device import TORCH_CHOICES, torch_device  # noqa: E402
+from scfactor.core.errors import InputError, ScfactorError  # noqa: E402
 
 
 def build_parser():
@@ -60,7 +61,7 @@ def main(argv=None):
     if args.epochs < 1 or args.lr <= 0 or args.inner_iters < 1:
         raise ScfactorError("--epochs and --inner-iters must be >= 1 and --lr > 0")
 
-    adata = io.load_preprocessed(args.input, genes=args.genes, layer=args.layer, integer=False)
+    adata = contract.load_preprocessed(args.input, genes=args.genes, layer=args.layer, integer=False)
     try:
         layers = validate_layers(args.layers, adata.n_obs, adata.n_vars)
     except ValueError as exc:

@@ -8,8 +8,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from scfactor import cli  # noqa: E402
-from scfactor.errors import InputError  # noqa: E402
+from scfactor.core import cli  # noqa: E402
+from scfactor.core.errors import InputError  # noqa: E402
 from scfactor.layers_plots import gene_loading_clustermap, load_fit, save_grid  # noqa: E402
 
 

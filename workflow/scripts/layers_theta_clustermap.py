@@ -8,7 +8,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from scfactor import cli  # noqa: E402
+from scfactor.core import cli  # noqa: E402
 from scfactor.layers_plots import load_fit, save_grid, theta_clustermap  # noqa: E402
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from scfactor import cli, io  # noqa: E402
+from scfactor.core import cli, io  # noqa: E402
 from scfactor.models.mtl_report import cluster_figure, comparison_figure  # noqa: E402
 
 
@@ -30,7 +30,7 @@ def main(argv=None):
     r2 = io.read_table(args.r2, sep="\t", dtype={"gene": str, "tissue": str})
     io.require_columns(r2, ["tissue", "gene", "cluster", "rep", "model", "r2", "lasso_r2"], args.r2, "R2 table")
     if r2.empty:
-        from scfactor.errors import InputError
+        from scfactor.core.errors import InputError
         raise InputError(args.r2, "R2 table is empty")
     for paths, make in ((args.comparison, comparison_figure), (args.clusters, cluster_figure)):
         for path in paths:

@@ -10,7 +10,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import pandas as pd  # noqa: E402
 
-from scfactor import cli, io  # noqa: E402
+from scfactor.core import cli, io  # noqa: E402
 from scfactor import mtl_layout as L  # noqa: E402
 from scfactor.models.mtl_baseline import select_genes  # noqa: E402
 

@@ -18,11 +18,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from scfactor.device import configure_tf  # noqa: E402
-from scfactor import cli, io  # noqa: E402
+from scfactor.core.device import configure_tf  # noqa: E402
+from scfactor.core import cli, io  # noqa: E402
 from scfactor import mtl_layout as L  # noqa: E402
-from scfactor.device import TF_CHOICES  # noqa: E402
-from scfactor.errors import InputError  # noqa: E402
+from scfactor.core.device import TF_CHOICES  # noqa: E402
+from scfactor.core.errors import InputError  # noqa: E402
 from scfactor.models.mtl_data import build_shard, shard_seed  # noqa: E402
 
 
@@ -66,7 +66,7 @@ def main(argv=None):
                  args.tissue, args.cluster, args.rep, args.model, args.lam, shard.n_genes, shard.n_tfs,
                  min(map(len, shard.train)), max(map(len, shard.train)))
 
-    from scfactor.device import tf_strategy
+    from scfactor.core.device import tf_strategy
     from scfactor.models import mtl
     seq = shard_seed(args.seed, args.tissue, args.cluster, args.rep)
     configure_tf(int(seq.generate_state(1)[0]), threads=args.threads)

@@ -17,9 +17,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from scfactor import cli, io  # noqa: E402
+from scfactor.core import cli, io  # noqa: E402
 from scfactor import mtl_layout as L  # noqa: E402
-from scfactor.errors import InputError  # noqa: E402
+from scfactor.core.errors import InputError  # noqa: E402
 from scfactor.models.mtl_velocity import _dense, steady_state_velocity  # noqa: E402
 
 

@@ -10,8 +10,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np  # noqa: E402
 
-from scfactor import cli, io, metrics  # noqa: E402
-from scfactor.errors import InputError  # noqa: E402
+from scfactor.core import cli, io, metrics  # noqa: E402
+from scfactor.core.errors import InputError  # noqa: E402
 from scfactor.models import nbmix_io, nbmix_plots  # noqa: E402
 
 

@@ -16,9 +16,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from scfactor import cli, io  # noqa: E402
-from scfactor.device import TORCH_CHOICES, torch_device  # noqa: E402
-from scfactor.errors import InputError, ScfactorError  # noqa: E402
+from scfactor.core import cli, io  # noqa: E402
+from scfactor.core.device import TORCH_CHOICES, torch_device  # noqa: E402
+from scfactor.core.errors import InputError, ScfactorError  # noqa: E402
 from scfactor.models import nbmix_io  # noqa: E402
 
 

@@ -15,10 +15,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import pandas as pd  # noqa: E402
 
-from scfactor import cli, io  # noqa: E402
-from scfactor.errors import ScfactorError  # noqa: E402
+from scfactor.core import cli, io  # noqa: E402
+from scfactor.core.errors import ScfactorError  # noqa: E402
 from scfactor.models import nbmix_io  # noqa: E402
-from scfactor.models.leiden import scanpy_pipeline  # noqa: E402
+from scfactor.core.clustering import scanpy_pipeline  # noqa: E402
 
 
 def build_parser():

@@ -10,7 +10,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import pandas as pd  # noqa: E402
 
-from scfactor import cli, io  # noqa: E402
+from scfactor.core import cli, io  # noqa: E402
 from scfactor.models import nbmix_plots  # noqa: E402
 
 REQUIRED = ["dataset", "method", "label_kind", "k", "n_cells", "accuracy_majority", "accuracy_hungarian",

@@ -13,8 +13,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from scfactor import cli  # noqa: E402
-from scfactor.errors import ScfactorError  # noqa: E402
+from scfactor.core import cli  # noqa: E402
+from scfactor.core.errors import ScfactorError  # noqa: E402
 from scfactor.simulate_batches import SimSettings, write_simulation  # noqa: E402
 
 

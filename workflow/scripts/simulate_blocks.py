@@ -15,8 +15,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from scfactor import cli, io  # noqa: E402
-from scfactor.errors import ScfactorError  # noqa: E402
+from scfactor.core import cli, io  # noqa: E402
+from scfactor.core.errors import ScfactorError  # noqa: E402
 from scfactor.simulate_blocks import MODES, generate_data, to_anndata, write_nnmf_h5  # noqa: E402
 
 

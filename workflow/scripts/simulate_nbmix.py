@@ -8,8 +8,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from scfactor import cli, io  # noqa: E402
-from scfactor.errors import ScfactorError  # noqa: E402
+from scfactor.core import cli, io  # noqa: E402
+from scfactor.core.errors import ScfactorError  # noqa: E402
 from scfactor.models.nbmix_simulate import simulate_anndata  # noqa: E402
 
 

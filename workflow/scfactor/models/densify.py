@@ -15,8 +15,9 @@ import pandas as pd
 import scipy.sparse as sp
 
 from .. import heldout
-from ..cli import LOG
-from ..errors import InputError, ScfactorError
+from ..preprocess import contract
+from ..core.log import LOG
+from ..core.errors import InputError, ScfactorError
 from .neumf import ARCHS, COUNT_LOSSES, LOSSES
 from .neumf_train import FitConfig
 
@@ -86,12 +87,12 @@ def validate_input(path, batch, genes, layer, loss):
 
 def _load(path, batch, genes, layer, integer):
     from .. import io
-    return io.load_preprocessed(path, batch=batch, genes=genes, layer=layer, integer=integer)
+    return contract.load_preprocessed(path, batch=batch, genes=genes, layer=layer, integer=integer)
 
 
 def configure_tf(accelerator: str, threads: int, seed: int):
     """Prepare TensorFlow (`scfactor.device.configure_tf`) and return the distribution strategy."""
-    from ..device import configure_tf as prepare_tf, tf_strategy
+    from ..core.device import configure_tf as prepare_tf, tf_strategy
     tf = prepare_tf(seed, threads)
     strategy = tf_strategy(accelerator)
     LOG.info("TensorFlow %s, strategy %s with %d replica(s)", tf.__version__,

@@ -29,7 +29,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..cli import LOG
+from ..core.log import LOG
 
 
 class MaskedLinear(nn.Module):

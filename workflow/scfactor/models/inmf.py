@@ -24,8 +24,8 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
-from ..errors import InputError, ScfactorError
-from ..nnls import hals_sweep, nnls_bpp
+from ..core.errors import InputError, ScfactorError
+from ..core.nnls import hals_sweep, nnls_bpp
 
 SOLVERS = ("anls", "hals")
 

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..cli import LOG
+from ..core.log import LOG
 from .mtl_data import ShardData, epoch_batches, r2_score
 
 HIDDEN = (64, 32, 16)
@@ -140,7 +140,7 @@ def _restore(model, opt, state) -> None:
 
 def save_checkpoint(folder, model, opt, epoch: int, fingerprint: str) -> None:
     """Write the full training state after ``epoch`` epochs (atomically, `scfactor.io.atomic_output`)."""
-    from ..io import atomic_output
+    from ..core.io import atomic_output
     with atomic_output(Path(folder) / "state.npz") as tmp:
         np.savez(tmp, epoch=np.array(epoch), fingerprint=np.array(fingerprint), **_state(model, opt))
 
@@ -278,7 +278,7 @@ def save_weights(path, model, genes, attrs: dict) -> None:
     """
     import io as _io
     import zipfile
-    from ..io import atomic_output
+    from ..core.io import atomic_output
     arrays = {"genes": np.array([str(g) for g in genes]),
               "attrs": np.array(json.dumps(attrs, sort_keys=True))}
     arrays.update({k: model.vars[k].numpy() for k in model.names})

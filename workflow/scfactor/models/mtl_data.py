@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..errors import InputError
+from ..core.errors import InputError
 
 
 def shard_seed(seed: int, tissue: str, cluster: int, rep: int) -> np.random.SeedSequence:

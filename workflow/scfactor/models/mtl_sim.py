@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 
 from .. import mtl_layout as L
-from ..io import atomic_output, write_table
+from ..core.io import atomic_output, write_table
 
 
 def simulate_tissue(rng, n_cells, n_genes, n_tfs, n_clusters, rank, support, noise, max_missing,

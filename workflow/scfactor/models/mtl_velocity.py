@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from ..errors import InputError
+from ..core.errors import InputError
 
 CONFIDENCE_WEIGHT = {"A": 1.0, "B": 0.75, "C": 0.5, "D": 0.25, "E": 0.125}
 

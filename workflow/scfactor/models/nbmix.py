@@ -32,8 +32,8 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
-from ..cli import LOG
-from ..errors import InputError, ScfactorError
+from ..core.log import LOG
+from ..core.errors import InputError, ScfactorError
 
 LOG_MEAN_BOUNDS = (-40.0, 5.0)
 LOG_INV_DISP_BOUNDS = (-12.0, 16.0)
@@ -80,7 +80,7 @@ class CountData:
 def validate_counts_matrix(x, path="X", k: int | None = None) -> None:
     """Raise `InputError` for counts the mixture cannot fit: empty, negative, non-integer, NaN,
     a cell with zero total count, or ``k`` larger than the number of cells."""
-    from ..io import validate_counts
+    from ..core.io import validate_counts
     x = sp.csr_matrix(x)
     validate_counts(x, path, what="counts", integer=True)
     n = x.shape[0]
@@ -384,7 +384,7 @@ def initial_responsibilities(x, k: int, init: str, seed: int, n_pcs: int = 30, l
         from sklearn.cluster import KMeans
         lab = KMeans(n_clusters=k, n_init=10, random_state=seed).fit(scores).labels_
     elif init == "leiden":
-        from .leiden import leiden_on_scores
+        from ..core.clustering import leiden_on_scores
         lab = labels_to_k(leiden_on_scores(scores, n_neighbors, leiden_resolution, seed), scores, k, seed)
     else:
         raise ScfactorError(f"unknown init {init!r}; choose one of {', '.join(INITS)}")

@@ -6,9 +6,10 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from .. import io, metrics
-from ..cli import LOG
-from ..errors import InputError
+from ..core import io, metrics
+from ..preprocess import contract
+from ..core.log import LOG
+from ..core.errors import InputError
 
 LABEL_KINDS = ("truth", "reference", "none")
 LABEL_KIND_TEXT = {"truth": "ground truth", "reference": "reference clustering (not ground truth)",
@@ -19,7 +20,7 @@ def load_counts(path, batch=None, genes="all", layer="counts", drop_empty_cells=
     """Open a preprocessed or simulated ``.h5ad`` (`scfactor.io.load_preprocessed`); ``X`` becomes the raw
     counts (CSR). Cells with zero total count (after gene selection) are an error unless ``drop_empty_cells``.
     """
-    adata = io.load_preprocessed(path, batch=batch, genes=genes, layer=layer, integer=True)
+    adata = contract.load_preprocessed(path, batch=batch, genes=genes, layer=layer, integer=True)
     adata.X = sp.csr_matrix(adata.X)
     tot = np.asarray(adata.X.sum(axis=1)).ravel()
     empty = tot <= 0

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import scipy.sparse as sp
 
-from ..cli import LOG
+from ..core.log import LOG
 from .neumf import COUNT_LOSSES, NeuMF, gene_bias_init, init_from_pretrained
 from .pairs import PairStream
 
@@ -82,7 +82,7 @@ def fingerprint(x, cfg: FitConfig, phase: str) -> str:
 
 def _save_checkpoint(path: Path, model: NeuMF, epoch: int, trace: list, fp: str) -> None:
     """Write a phase checkpoint atomically (`scfactor.io.atomic_output`)."""
-    from ..io import atomic_output
+    from ..core.io import atomic_output
     state = model.get_state()
     meta = json.dumps({"epoch": epoch, "trace": trace, "fingerprint": fp})
     with atomic_output(path) as tmp:
@@ -179,7 +179,7 @@ def train_phase(model: NeuMF, x, offset, cfg: FitConfig, strategy, epochs: int, 
         n_samples_total += n_samples
         loss = total / max(n_batches, 1)
         if not math.isfinite(loss):
-            from ..errors import ScfactorError
+            from ..core.errors import ScfactorError
             raise ScfactorError(f"{phase}: training diverged at epoch {epoch + 1} (loss {loss}); "
                                 "lower the learning rate")
         trace.append({"epoch": epoch + 1, "loss": loss, "seconds": dt, "samples_per_s": n_samples / dt})

@@ -7,8 +7,8 @@ granted" into one line at start-up and a non-zero exit, so Snakemake's `retries`
 the next attempt's `mem_mb` (every rule's `mem_mb` grows with `attempt`).
 
 The requirement comes from ``SCFACTOR_MIN_MEM_MB``: either one number of MB for every step, or
-comma-separated ``<step>=<MB>`` pairs where ``<step>`` is the script name without ``.py``
-(``preprocess=6000,train_shard=2000``). SLURM passes the submitting environment to the job
+comma-separated ``<step>=<MB>`` pairs where ``<step>`` is the step function's name, which is the
+script's name without ``.py`` (``preprocess=6000,mtl_train_shard=2000``). SLURM passes the submitting environment to the job
 (the Snakemake SLURM plugin submits with ``sbatch --export=ALL``), so exporting the variable before
 ``snakemake --profile profiles/slurm`` reaches every job.
 """

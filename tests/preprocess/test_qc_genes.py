@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from scfactor import genes, qc
+from scfactor.preprocess import genes, qc
 
 
 def test_cell_metrics_and_filter():

@@ -12,8 +12,9 @@ import pytest
 import scipy.io
 import scipy.sparse as sp
 
-from scfactor import io
-from scfactor.errors import InputError
+from scfactor.core import io
+from scfactor.preprocess import contract
+from scfactor.core.errors import InputError
 
 
 def counts_matrix(n=6, p=5, seed=0):
@@ -142,10 +143,10 @@ def test_load_preprocessed_subsets(tmp_path):
                                      "highly_variable": [False, True, True, True]}, index=names(4, "g")))
     a.layers["counts"] = x
     a.write_h5ad(tmp_path / "p.h5ad")
-    b = io.load_preprocessed(tmp_path / "p.h5ad", batch="b", genes="liger")
+    b = contract.load_preprocessed(tmp_path / "p.h5ad", batch="b", genes="liger")
     assert b.shape == (3, 2) and list(b.var_names) == ["g0", "g2"]
     with pytest.raises(InputError, match="batch 'z' has no cells"):
-        io.load_preprocessed(tmp_path / "p.h5ad", batch="z")
+        contract.load_preprocessed(tmp_path / "p.h5ad", batch="z")
     (tmp_path / "genes.txt").write_text("foo\nbar\n")
     with pytest.raises(InputError, match="none of its 2 gene names"):
-        io.load_preprocessed(tmp_path / "p.h5ad", genes=str(tmp_path / "genes.txt"))
+        contract.load_preprocessed(tmp_path / "p.h5ad", genes=str(tmp_path / "genes.txt"))

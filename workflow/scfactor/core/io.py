@@ -51,6 +51,25 @@ def atomic_output(path, suffix: str | None = None) -> Iterator[Path]:
         raise
 
 
+@contextlib.contextmanager
+def all_or_nothing(*paths) -> Iterator[None]:
+    """Group the writes of a step with several outputs: if the block fails, none of ``paths`` is left.
+
+    Each file is still written atomically (`atomic_output`); this removes the ones already renamed
+    into place when a later write fails, so a step leaves all of its outputs or none.
+    """
+    try:
+        yield
+    except BaseException:
+        for p in map(Path, paths):
+            if p.is_dir() and not p.is_symlink():
+                import shutil
+                shutil.rmtree(p, ignore_errors=True)
+            elif p.exists() or p.is_symlink():
+                p.unlink()
+        raise
+
+
 def write_h5ad(adata, path) -> None:
     """Write ``adata`` to ``path`` atomically (gzip-compressed sparse/dense arrays)."""
     with atomic_output(path) as tmp:
@@ -62,14 +81,6 @@ def write_table(df: pd.DataFrame, path, index: bool = False) -> None:
     sep = "," if str(path).endswith(".csv") else "\t"
     with atomic_output(path) as tmp:
         df.to_csv(tmp, sep=sep, index=index)
-
-
-def save_figure(fig, path, dpi: int = 150) -> None:
-    """Save a matplotlib figure atomically (format from the suffix) and close it."""
-    import matplotlib.pyplot as plt
-    with atomic_output(path) as tmp:
-        fig.savefig(tmp, dpi=dpi, bbox_inches="tight", format=Path(path).suffix.lstrip("."))
-    plt.close(fig)
 
 
 # --------------------------------------------------------------------------- inputs
@@ -256,49 +267,3 @@ def get_matrix(adata, layer: str | None, path):
     if layer not in adata.layers:
         raise InputError(path, f"has no layer {layer!r} (layers: {', '.join(adata.layers) or 'none'})")
     return adata.layers[layer]
-
-
-def load_preprocessed(path, batch: str | Sequence[str] | None = None, genes: str = "all",
-                      layer: str | None = "counts", integer: bool = True):
-    """Open a preprocessed ``.h5ad`` (see DESIGN: data contracts) and subset it.
-
-    ``batch``: keep cells whose ``obs['batch']`` is this value (or in this list); ``genes``:
-    ``all``, ``liger`` (``var['liger_selected']``), ``hvg`` (``var['highly_variable']``), or
-    a path to a text file with one gene name per line. The chosen ``layer`` becomes ``X`` and
-    is validated as counts when ``integer``. Raises `InputError` for an empty batch, a missing
-    flag column or a gene list with no overlap.
-    """
-    adata = read_h5ad(path)
-    if batch is not None:
-        wanted = [batch] if isinstance(batch, str) else list(batch)
-        if "batch" not in adata.obs:
-            raise InputError(path, "has no obs['batch'] column")
-        known = set(adata.obs["batch"].astype(str))
-        missing = [b for b in wanted if b not in known]
-        if missing:
-            raise InputError(path, f"batch {missing[0]!r} has no cells (batches: {', '.join(sorted(known))})")
-        adata = adata[adata.obs["batch"].astype(str).isin(wanted)].copy()
-    adata = select_genes(adata, genes, path)
-    x = get_matrix(adata, layer, path)
-    validate_counts(x, path, what=layer or "X", integer=integer)
-    adata.X = x.copy() if sp.issparse(x) else np.asarray(x)
-    return adata
-
-
-def select_genes(adata, genes: str, path):
-    """Subset ``adata`` to a gene set: ``all``, ``liger``, ``hvg`` or a file of names."""
-    if genes in (None, "all"):
-        return adata
-    if genes in ("liger", "hvg"):
-        col = "liger_selected" if genes == "liger" else "highly_variable"
-        if col not in adata.var:
-            raise InputError(path, f"has no var[{col!r}] gene flags; run the preprocess step first")
-        keep = adata.var[col].to_numpy(bool)
-        if not keep.any():
-            raise InputError(path, f"no gene is flagged in var[{col!r}]")
-        return adata[:, keep].copy()
-    names = read_lines(genes)
-    present = adata.var_names.intersection(names)
-    if len(present) == 0:
-        raise InputError(genes, f"none of its {len(names)} gene names occurs in {path}")
-    return adata[:, present].copy()

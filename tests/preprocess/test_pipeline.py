@@ -8,7 +8,8 @@ import pandas as pd
 import pytest
 import scipy.sparse as sp
 
-from conftest import assert_clean_failure, run_script
+from conftest import assert_clean_failure, run_cli
+from scfactor.preprocess.cli import preprocess
 
 
 def write_counts(path, x, batches=None, obs_names=None, var_names=None, dtype=None):
@@ -29,7 +30,7 @@ def outputs(tmp_path):
 
 def run_pp(tmp_path, inp, *extra):
     out = outputs(tmp_path)
-    return run_script("preprocess.py", "--input", inp, "--output", out[0], "--qc-table", out[1],
+    return run_cli(preprocess, "--input", inp, "--output", out[0], "--qc-table", out[1],
                       "--qc-figure", out[2], "--n-hvg", 5, *extra), out
 
 

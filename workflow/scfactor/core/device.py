@@ -87,3 +87,11 @@ def tf_strategy(choice: str = "auto"):
     if gpus and choice in ("gpu", "auto"):
         return tf.distribute.MirroredStrategy()
     return tf.distribute.OneDeviceStrategy("/cpu:0")
+
+
+def configure_torch(seed: int, threads: int = 1):
+    """Prepare PyTorch: intra-op threads (the rule's threads) and the global seed; returns ``torch``."""
+    import torch
+    torch.set_num_threads(max(1, int(threads)))
+    torch.manual_seed(int(seed))
+    return torch
