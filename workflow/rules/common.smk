@@ -107,5 +107,5 @@ def resource_inputs(path):
 
 
 def script(name):
-    """TRANSITIONAL (removed once every rule uses `command`): absolute path of workflow/scripts/<name>."""
+    """TRANSITIONAL, removed once all use `command`: absolute path of workflow/scripts/<name>."""
     return str(SCRIPTS / name)
