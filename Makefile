@@ -3,6 +3,8 @@ SHELL := /bin/bash
 VENV ?= $(HOME)/.cache/scfactor/venv
 BIN := $(VENV)/bin
 CORES ?= 2
+# the interpreter the environment is built from: Python 3.11 with its venv module (pyproject: >=3.11,<3.12)
+PYTHON ?= python3
 # the environment is (re)built when the pins or the checkout location change
 ENV_HASH := $(shell cat requirements.lock pyproject.toml | sha256sum | cut -c1-12)-$(shell echo $(CURDIR) | sha256sum | cut -c1-8)
 STAMP := $(VENV)/.scfactor-env-$(ENV_HASH)
@@ -16,7 +18,9 @@ env: $(STAMP)
 
 $(STAMP): requirements.lock pyproject.toml
 	@echo "== setting up $(VENV)"
-	test -x $(BIN)/python || python3 -m venv $(VENV)
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))' || { echo "error: $(PYTHON) is not Python 3.11 (install python3.11 and python3.11-venv, then make PYTHON=python3.11)" >&2; exit 1; }
+	@$(PYTHON) -c 'import venv, ensurepip' 2>/dev/null || { echo "error: $(PYTHON) lacks the venv module (apt-get install python3.11-venv)" >&2; exit 1; }
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip==24.3.1 setuptools==80.9.0 wheel==0.45.1
 	$(BIN)/python -m pip install --quiet -r requirements.lock
 	$(BIN)/python -m pip install --quiet --no-deps --no-build-isolation -e .
