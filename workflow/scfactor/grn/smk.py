@@ -1,8 +1,14 @@
-"""Options of ``grn.py`` for one configured transition (config section ``grn``)."""
+"""What the GRN rules need from the config: the runs (``grn.transitions``), their input paths and the
+command lines of ``grn.py`` and ``grn_figures.py``."""
 
 from __future__ import annotations
 
-import shlex
+from .cli import FIGURES, GRN
+
+
+def grn_runs(config: dict) -> list:
+    """Names of the configured transitions (the ``{run}`` wildcard), in config order."""
+    return list(config["grn"]["transitions"])
 
 
 def grn_transition(config: dict, name: str) -> dict:
@@ -17,11 +23,16 @@ def grn_transition(config: dict, name: str) -> dict:
     return t
 
 
+def grn_prior(config: dict, name: str) -> str:
+    """The prior network of transition ``name``: its own ``prior``, else ``grn.prior``."""
+    return grn_transition(config, name).get("prior") or config["grn"]["prior"]
+
+
 def grn_prior_path(config: dict, name: str) -> str:
     """The prior file of transition ``name``: ``grn.priors[<prior>_<species>]``."""
     t = grn_transition(config, name)
     g = config["grn"]
-    prior = t.get("prior") or g["prior"]
+    prior = grn_prior(config, name)
     species = config["datasets"][t["dataset"]].get("species", "human")
     key = f"{prior}_{species}"
     if key not in g["priors"]:
@@ -30,28 +41,12 @@ def grn_prior_path(config: dict, name: str) -> str:
     return g["priors"][key]
 
 
-def grn_args(config: dict, name: str) -> str:
-    """Command-line options of grn.py for transition ``name`` (inputs and outputs excluded)."""
+def grn_command(config: dict, name: str) -> str:
+    """Options of grn.py for transition ``name`` (its entry + the global settings), shell-quoted."""
     t = grn_transition(config, name)
-    g = config["grn"]
-    opts = ["--name", name, "--prior-format", t.get("prior") or g["prior"],
-            "--confidence", *g["confidence"], "--label-key", t.get("label_key", "label"),
-            "--fill-unlabelled", t.get("fill_unlabelled", "none"),
-            "--knn-k", g["knn"]["k"], "--knn-min-agreement", g["knn"]["min_agreement"],
-            "--genes", g["genes"], "--min-frac", g["min_frac"], "--pairing", g["pairing"],
-            "--n-pairs", g["n_pairs"], "--n-pcs", g["n_pcs"], "--test-fraction", g["test_fraction"],
-            "--l1", g["l1"], "--l2", g["l2"], "--max-iter", g["max_iter"], "--tol", g["tol"],
-            "--mlp-hidden", g["mlp"]["hidden"], "--mlp-epochs", g["mlp"]["epochs"],
-            "--mlp-lr", g["mlp"]["lr"], "--mlp-l2", g["mlp"]["l2"], "--top-edges", g["top_edges"],
-            "--cv-folds", g["cv_folds"], "--seed", g["seed"], "--device", g["device"]]
-    if g["l1_grid"]:
-        opts += ["--l1-grid", *g["l1_grid"]]
-    for side, flag in (("source", "source"), ("target", "target")):
-        state = t[side]
-        if state.get("labels"):
-            opts += [f"--{flag}-labels", *state["labels"]]
-        if state.get("batches"):
-            opts += [f"--{flag}-batches", *state["batches"]]
-    if t.get("expected_tfs"):
-        opts += ["--expected-tfs", *t["expected_tfs"]]
-    return shlex.join(str(o) for o in opts)
+    return GRN.command({**config["grn"], "prior": grn_prior(config, name)}, t)
+
+
+def grn_figures_command(config: dict) -> str:
+    """Options of grn_figures.py, shell-quoted."""
+    return FIGURES.command(config["grn"])
