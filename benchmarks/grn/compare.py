@@ -1,11 +1,11 @@
 #!/usr/bin/env python
-"""GRN benchmark: random vs optimal-transport pairing, masked linear vs masked MLP, FISTA vs seed-style Adam.
+"""GRN benchmark: random vs optimal-transport pairing, masked linear vs masked MLP, FISTA vs the notebook's Adam.
 
-Part 1 runs workflow/scripts/grn.py (in-process) for every transition of a config with
+Part 1 runs the grn step (`scfactor.grn.cli.grn`, in-process) for every transition of a config with
 ``--pairing random`` and ``--pairing ot`` on the preprocessed data (run the workflow's preprocess
 step first) and collects the held-out R2 / sign-agreement metrics.
 Part 2 fits the same masked lasso objective on a simulated planted network with FISTA (ours) and with
-the seed notebook's optimiser (Adam on MSE + lambda * L1 norm, 1000 epochs) and reports time,
+the cell-state GRN notebook's optimiser (Adam on MSE + lambda * L1 norm, 1000 epochs) and reports time,
 objective, exact zeros and sign recovery.
 
     python benchmarks/grn/compare.py --config config/config.yaml
@@ -14,7 +14,7 @@ objective, exact zeros and sign recovery.
 from __future__ import annotations
 
 import argparse
-import importlib.util
+import shlex
 import sys
 import time
 from pathlib import Path
@@ -26,7 +26,7 @@ import yaml
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "workflow"))
 
-from scfactor.smk.grn import grn_args, grn_prior_path  # noqa: E402
+from scfactor.grn.smk import grn_command, grn_prior_path  # noqa: E402
 
 
 def load_config(path):
@@ -39,22 +39,21 @@ def load_config(path):
 
 
 def run_pairings(cfg, out: Path) -> pd.DataFrame:
-    spec = importlib.util.spec_from_file_location("grn_script", REPO / "workflow/scripts/grn.py")
-    grn = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(grn)
-    import shlex
+    from scfactor.core.cli import run
+    from scfactor.grn.cli import grn
     rows = []
     for name, t in cfg["grn"]["transitions"].items():
         h5 = REPO / cfg["results"] / "preprocess" / f"{t['dataset']}.h5ad"
         for pairing in ("random", "ot"):
             d = out / f"{name}.{pairing}"
             d.mkdir(parents=True, exist_ok=True)
-            argv = shlex.split(grn_args(cfg, name)) + [
-                "--input", str(h5), "--prior", str(REPO / grn_prior_path(cfg, name)), "--pairing", pairing,
+            argv = shlex.split(grn_command(cfg, name)) + [
+                "--input", str(h5), "--prior-file", str(REPO / grn_prior_path(cfg, name)), "--name", name,
+                "--pairing", pairing,
                 "--edges", str(d / "edges.tsv"), "--weights", str(d / "w.npz"), "--r2", str(d / "r2.tsv"),
                 "--metrics", str(d / "metrics.tsv")]
             t0 = time.time()
-            assert grn.cli.run(grn.main, argv) == 0, (name, pairing)
+            assert run(grn, argv) == 0, (name, pairing)
             m = pd.read_csv(d / "metrics.tsv", sep="\t")
             v = {f"{r.model}:{r.metric}": r.value for r in m.itertuples()}
             rows.append({"transition": name, "pairing": pairing, "pairs": v["data:n_pairs_train"] + v["data:n_pairs_test"],
@@ -73,9 +72,10 @@ def run_seed_style(cfg, epochs=1000, n_samples=1000, seed=42) -> pd.DataFrame:
     raw log expression, no bias, Adam(lr=0.01) on MSELoss + 0.001 * L1 norm ("ridge_lambda") from torch.rand
     initial weights; held-out R2 on a second, independent draw of random pairs."""
     import torch
-    from scfactor import grn_inputs as gi
     from scfactor.core import io
-    from scfactor.models import grn as models
+    from scfactor.grn import inputs as gi
+    from scfactor.grn import model as models
+    from scfactor.preprocess import contract
     rows = []
     for name, t in cfg["grn"]["transitions"].items():
         h5 = REPO / cfg["results"] / "preprocess" / f"{t['dataset']}.h5ad"
@@ -84,14 +84,14 @@ def run_seed_style(cfg, epochs=1000, n_samples=1000, seed=42) -> pd.DataFrame:
         labels = a.obs["label"].astype(object)
         if t.get("fill_unlabelled") == "knn":
             labels = gi.transfer_labels(a, k=cfg["grn"]["knn"]["k"], n_pcs=cfg["grn"]["n_pcs"],
-                                        min_agreement=cfg["grn"]["knn"]["min_agreement"])
+                                        min_agreement=cfg["grn"]["knn"]["min_agreement"], seed=cfg["grn"]["seed"])
         sa = gi.StateSpec("A", tuple(t["source"]["labels"]), tuple(t["source"]["batches"]))
         sb = gi.StateSpec("B", tuple(t["target"]["labels"]), tuple(t["target"]["batches"]))
         in_a, in_b = gi.select_state(a.obs, sa, h5, labels), gi.select_state(a.obs, sb, h5, labels)
         prior = gi.read_prior(REPO / grn_prior_path(cfg, name))
-        pool = None if cfg["grn"]["genes"] == "all" else io.select_genes(a, cfg["grn"]["genes"], h5).var_names
-        genes = gi.regression_genes(prior, a.var_names, a.X[in_a], a.X[in_b], "prior", h5, pool,
-                                    cfg["grn"]["min_frac"])
+        pool = None if cfg["grn"]["genes"] == "all" else contract.select_genes(a, cfg["grn"]["genes"], h5).var_names
+        genes = gi.regression_genes(prior, a.var_names, a.X[in_a], a.X[in_b], "prior", h5, target_pool=pool,
+                                    min_frac=cfg["grn"]["min_frac"])
         var = pd.Index(a.var_names)
         xa = a.X[np.flatnonzero(in_a)][:, var.get_indexer(genes.tfs)].toarray().astype(np.float64)
         yb = a.X[np.flatnonzero(in_b)][:, var.get_indexer(genes.targets)].toarray().astype(np.float64)
@@ -113,7 +113,7 @@ def run_seed_style(cfg, epochs=1000, n_samples=1000, seed=42) -> pd.DataFrame:
         r2 = models.r2_per_target(yb[jb], models.predict(lin, xa[ja]))
         w = lin.weight().detach().numpy()
         agree = models.sign_agreement(w, genes.prior_sign, genes.mask)
-        rows.append({"transition": name, "recipe": "seed 003 notebook (random pairs with replacement, no bias, "
+        rows.append({"transition": name, "recipe": "cell-state GRN notebook (random pairs with replacement, no bias, "
                      "Adam + 0.001 L1)", "r2_median": float(np.nanmedian(r2)),
                      "frac_r2_pos": float(np.nanmean(r2 > 0)), "sign_agreement": agree["agreement"],
                      "sign_chance": agree["chance"]})
@@ -122,7 +122,7 @@ def run_seed_style(cfg, epochs=1000, n_samples=1000, seed=42) -> pd.DataFrame:
 
 def run_optimisers(seed=0, n=1000, p=100, t=1000, l1=0.02) -> pd.DataFrame:
     import torch
-    from scfactor.models import grn as models
+    from scfactor.grn import model as models
     rng = np.random.default_rng(seed)
     x = rng.normal(size=(n, p))
     mask = rng.random((p, t)) < 0.03
@@ -139,11 +139,11 @@ def run_optimisers(seed=0, n=1000, p=100, t=1000, l1=0.02) -> pd.DataFrame:
     rows.append({"optimiser": "FISTA (ours, bias, exact prox)", "seconds": round(sec, 3), "iterations": fit.iterations,
                  "objective": fit.objective, "exact_zeros_in_mask": int((wf[mask] == 0).sum()),
                  "sign_recovery_true_edges": float(np.mean(np.sign(wf[true]) == np.sign(w[true])))})
-    # the seed's optimiser: Adam(lr=0.01) on MSE + lambda * ||values||_1 for 1000 epochs (bias added here)
+    # the notebook's optimiser: Adam(lr=0.01) on MSE + lambda * ||values||_1 for 1000 epochs (bias added here)
     torch.manual_seed(seed)
     lin = models.MaskedLinear(mask, dtype=torch.float64)
     with torch.no_grad():
-        lin.values.uniform_(0, 1)                       # the seed initialises with torch.rand
+        lin.values.uniform_(0, 1)                       # the notebook initialises with torch.rand
     xt, yt = torch.as_tensor(xs), torch.as_tensor(y)
     opt = torch.optim.Adam(lin.parameters(), lr=0.01)
     t0 = time.time()
@@ -155,7 +155,7 @@ def run_optimisers(seed=0, n=1000, p=100, t=1000, l1=0.02) -> pd.DataFrame:
     sec = time.time() - t0
     wa = lin.weight().detach().numpy()
     obj = float(0.5 * ((xs @ wa + lin.bias.detach().numpy() - y) ** 2).sum() / n + l1 * np.abs(wa).sum())
-    rows.append({"optimiser": "Adam 1000 epochs (seed 003 style)", "seconds": round(sec, 3), "iterations": 1000,
+    rows.append({"optimiser": "Adam 1000 epochs (the notebook's optimiser)", "seconds": round(sec, 3), "iterations": 1000,
                  "objective": obj, "exact_zeros_in_mask": int((wa[mask] == 0).sum()),
                  "sign_recovery_true_edges": float(np.mean(np.sign(wa[true]) == np.sign(w[true])))})
     df = pd.DataFrame(rows)
@@ -186,7 +186,7 @@ def main(argv=None):
         f.write(f"# GRN benchmark\n\nCommand: `python benchmarks/grn/compare.py --config {shown}` "
                 f"(threads={args.threads}).\n\n## Pairing and models (held-out R2 per target, sign agreement)\n\n")
         f.write(pairs.to_markdown(index=False, floatfmt=".4g") + "\n\n## Optimiser: same masked lasso objective\n\n")
-        f.write(opt.to_markdown(index=False, floatfmt=".6g") + "\n\n## The seed notebook's recipe on the same "
+        f.write(opt.to_markdown(index=False, floatfmt=".6g") + "\n\n## The cell-state GRN notebook's recipe on the same "
                 "states, genes and prior (held-out R2 on independent random pairs)\n\n")
         f.write(seedstyle.to_markdown(index=False, floatfmt=".4g") + "\n")
     print(pairs.to_string(), "\n", opt.to_string(), "\n", seedstyle.to_string())

@@ -20,7 +20,7 @@ import pandas as pd
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "workflow"))
 
-from scfactor.grn_inputs import transfer_labels  # noqa: E402
+from scfactor.grn.inputs import transfer_labels  # noqa: E402
 from scfactor.core.io import read_h5ad  # noqa: E402
 
 MARKERS = ["CD14", "LYZ", "FCGR3A", "CD3E", "ISG15", "IFIT1"]
@@ -31,7 +31,7 @@ def main(argv=None):
     rows = []
     for f in files:
         a = read_h5ad(f)
-        lab = transfer_labels(a, k=15, n_pcs=30, min_agreement=0.6)
+        lab = transfer_labels(a, k=15, n_pcs=30, min_agreement=0.6, seed=0)
         orig = a.obs["label"].astype(object)
         stim = (a.obs["batch"] == "stim").to_numpy()
         mono = (lab == "CD14+ Monocytes").to_numpy()

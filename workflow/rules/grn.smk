@@ -1,33 +1,37 @@
-# Prior-masked gene regulatory networks between cell states (seed 003): one job per transition A -> B.
-from scfactor.smk.grn import grn_args, grn_prior_path, grn_transition
+# Prior-masked gene regulatory networks between cell states (the cell-state GRN notebook; scfactor.grn):
+# one run per transition A -> B of grn.transitions ({run}), its figures, and one summary table.
+from scfactor.grn.smk import (  # noqa: E402
+    grn_command,
+    grn_figures_command,
+    grn_prior_path,
+    grn_runs,
+    grn_transition,
+)
 
 
 validate_section("grn", "grn.schema.yaml")
+GRN_RUNS = check_names("grn.transitions", grn_runs(config))
 
 GRN = f"{RESULTS}/grn"
 GRN_FIG = f"{RESULTS}/figures/grn"
 
 
-wildcard_constraints:
-    transition="[A-Za-z0-9_.-]+",
-
-
 rule grn:
     """Pair cells of A and B, fit the masked linear model and the masked MLP, write edges and metrics."""
     input:
-        h5ad=lambda wc: preprocessed(grn_transition(config, wc.transition)["dataset"]),
-        prior=lambda wc: resource_inputs(grn_prior_path(config, wc.transition)),
+        h5ad=lambda wc: preprocessed(grn_transition(config, wc.run)["dataset"]),
+        prior=lambda wc: resource_inputs(grn_prior_path(config, wc.run)),
     output:
-        edges=f"{GRN}/{{transition}}/edges.tsv",
-        weights=f"{GRN}/{{transition}}/weights.npz",
-        r2=f"{GRN}/{{transition}}/r2.tsv",
-        metrics=f"{GRN}/{{transition}}/metrics.tsv",
+        edges=f"{GRN}/{{run}}/edges.tsv",
+        weights=f"{GRN}/{{run}}/weights.npz",
+        r2=f"{GRN}/{{run}}/r2.tsv",
+        metrics=f"{GRN}/{{run}}/metrics.tsv",
     params:
-        prior=lambda wc: grn_prior_path(config, wc.transition),
-        opts=lambda wc: grn_args(config, wc.transition),
-        script=script("grn.py"),
+        cmd=command("grn.py"),
+        prior=lambda wc: grn_prior_path(config, wc.run),
+        opts=lambda wc: grn_command(config, wc.run),
     log:
-        f"{LOGS}/grn/{{transition}}.log",
+        log_path("grn", "run"),
     threads: config["grn"]["threads"]
     resources:
         mem_mb=mem_mb(3000),
@@ -37,43 +41,45 @@ rule grn:
     conda:
         "../../envs/torch.yaml"
     shell:
-        "python {params.script} --input {input.h5ad} --prior {params.prior} {params.opts} "
-        "--threads {threads} --edges {output.edges} --weights {output.weights} "
-        "--r2 {output.r2} --metrics {output.metrics} 2> {log}"
+        "{params.cmd} --input {input.h5ad:q} --prior-file {params.prior:q} --name {wildcards.run:q} {params.opts} "
+        "--threads {threads} --edges {output.edges:q} --weights {output.weights:q} "
+        "--r2 {output.r2:q} --metrics {output.metrics:q} 2> {log:q}"
 
 
 rule grn_figures:
     """Heatmap of the strongest signed edges, residuals vs predicted, sign agreement with the prior."""
     input:
-        weights=f"{GRN}/{{transition}}/weights.npz",
+        weights=f"{GRN}/{{run}}/weights.npz",
     output:
         heatmap=report(
-            f"{GRN_FIG}/{{transition}}_edges.png",
+            f"{GRN_FIG}/{{run}}_edges.png",
             caption="../report/grn_edges.rst",
             category="GRN",
-            subcategory="{transition}",
-            labels={"transition": "{transition}", "figure": "strongest edges"},
+            subcategory="{run}",
+            labels={"transition": "{run}", "figure": "strongest edges"},
         ),
+        heatmap_pdf=f"{GRN_FIG}/{{run}}_edges.pdf",
         residuals=report(
-            f"{GRN_FIG}/{{transition}}_residuals.png",
+            f"{GRN_FIG}/{{run}}_residuals.png",
             caption="../report/grn_residuals.rst",
             category="GRN",
-            subcategory="{transition}",
-            labels={"transition": "{transition}", "figure": "residuals"},
+            subcategory="{run}",
+            labels={"transition": "{run}", "figure": "residuals"},
         ),
+        residuals_pdf=f"{GRN_FIG}/{{run}}_residuals.pdf",
         signs=report(
-            f"{GRN_FIG}/{{transition}}_signs.png",
+            f"{GRN_FIG}/{{run}}_signs.png",
             caption="../report/grn_signs.rst",
             category="GRN",
-            subcategory="{transition}",
-            labels={"transition": "{transition}", "figure": "sign agreement"},
+            subcategory="{run}",
+            labels={"transition": "{run}", "figure": "sign agreement"},
         ),
-        pdfs=multiext(f"{GRN_FIG}/{{transition}}", "_edges.pdf", "_residuals.pdf", "_signs.pdf"),
+        signs_pdf=f"{GRN_FIG}/{{run}}_signs.pdf",
     params:
-        k=config["grn"]["heatmap_edges"],
-        script=script("grn_figures.py"),
+        cmd=command("grn_figures.py"),
+        opts=lambda wc: grn_figures_command(config),
     log:
-        f"{LOGS}/grn/{{transition}}.figures.log",
+        log_path("grn_figures", "run"),
     threads: 1
     resources:
         mem_mb=mem_mb(1000),
@@ -81,20 +87,20 @@ rule grn_figures:
     conda:
         "../../envs/torch.yaml"
     shell:
-        "python {params.script} --weights {input.weights} --heatmap-edges {params.k} "
-        "--heatmap {output.heatmap} --residuals {output.residuals} --signs {output.signs} 2> {log}"
+        "{params.cmd} --weights {input.weights:q} {params.opts} --threads {threads} "
+        "--heatmap {output.heatmap:q} --residuals {output.residuals:q} --signs {output.signs:q} 2> {log:q}"
 
 
 rule grn_summary:
     """One wide table of the metrics of every configured transition."""
     input:
-        expand(f"{GRN}/{{transition}}/metrics.tsv", transition=config["grn"]["transitions"]),
+        metrics=expand(f"{GRN}/{{run}}/metrics.tsv", run=GRN_RUNS),
     output:
-        report(f"{GRN}/summary.tsv", caption="../report/grn_summary.rst", category="GRN"),
+        summary=report(f"{GRN}/summary.tsv", caption="../report/grn_summary.rst", category="GRN"),
     params:
-        script=script("grn_summary.py"),
+        cmd=command("grn_summary.py"),
     log:
-        f"{LOGS}/grn/summary.log",
+        log_path("grn_summary"),
     threads: 1
     resources:
         mem_mb=mem_mb(500),
@@ -102,11 +108,10 @@ rule grn_summary:
     conda:
         "../../envs/torch.yaml"
     shell:
-        "python {params.script} --metrics {input} --output {output} 2> {log}"
+        "{params.cmd} --metrics {input.metrics:q} --threads {threads} --output {output.summary:q} 2> {log:q}"
 
 
 TARGETS.extend(
-    expand(f"{GRN_FIG}/{{transition}}_{{fig}}.png", transition=config["grn"]["transitions"],
-           fig=["edges", "residuals", "signs"])
-    + ([f"{GRN}/summary.tsv"] if config["grn"]["transitions"] else [])
+    expand(f"{GRN_FIG}/{{run}}_{{fig}}.png", run=GRN_RUNS, fig=["edges", "residuals", "signs"])
+    + ([f"{GRN}/summary.tsv"] if GRN_RUNS else [])
 )

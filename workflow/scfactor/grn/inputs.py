@@ -1,4 +1,4 @@
-"""Inputs of the GRN analysis (seed 003): prior TF -> target networks, cell states, cell pairing.
+"""Inputs of the GRN analysis (the cell-state GRN notebook): prior TF -> target networks, cell states, cell pairing.
 
 * `read_prior` reads DoRothEA (``tf,confidence,target,mor``) or TRRUST (``TF, Target, Regulation,
   Reference``) into one signed edge list (``tf, target, sign`` with sign in {-1, 0, +1}).
@@ -17,18 +17,19 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from .core.errors import InputError
-from .core.io import read_table, require_columns
+from ..core.errors import InputError
+from ..core.io import read_table, require_columns
 
 PRIOR_FORMATS = ("auto", "dorothea", "trrust")
 PAIRINGS = ("random", "ot")
 
 
 # --------------------------------------------------------------------------- priors
-def read_prior(path, fmt: str = "auto", confidence=("A", "B", "C")) -> pd.DataFrame:
+def read_prior(path, fmt: str = "auto", confidence=None) -> pd.DataFrame:
     """Signed prior edges ``tf, target, sign`` (one row per pair, sorted).
 
-    DoRothEA: rows with ``confidence`` in ``confidence``; sign = sign of ``mor``. TRRUST:
+    ``fmt``: ``dorothea``, ``trrust`` or ``auto`` (told from the columns). DoRothEA: rows with a
+    confidence level in ``confidence`` (None: every level); sign = sign of ``mor``. TRRUST:
     ``Activation`` = +1, ``Repression`` = -1, ``Unknown`` = 0. A pair listed with both signs gets
     sign 0 (unknown). Raises `InputError` for a missing column, an unknown format or no edge left.
     """
@@ -43,7 +44,8 @@ def read_prior(path, fmt: str = "auto", confidence=("A", "B", "C")) -> pd.DataFr
                                    "target,mor or TRRUST columns TF,Target,Regulation")
     if fmt == "dorothea":
         require_columns(df, ["tf", "confidence", "target", "mor"], path, "DoRothEA prior")
-        df = df[df["confidence"].astype(str).isin(list(confidence))]
+        if confidence is not None:
+            df = df[df["confidence"].astype(str).isin(list(confidence))]
         mor = pd.to_numeric(df["mor"], errors="coerce")
         if mor.isna().any():
             raise InputError(path, f"{int(mor.isna().sum())} non-numeric 'mor' values")
@@ -61,7 +63,8 @@ def read_prior(path, fmt: str = "auto", confidence=("A", "B", "C")) -> pd.DataFr
         raise InputError(path, f"unknown prior format {fmt!r}; choose one of {', '.join(PRIOR_FORMATS)}")
     edges = edges[edges["tf"] != edges["target"]]
     if edges.empty:
-        raise InputError(path, f"no prior edge left (confidence levels {', '.join(confidence)})")
+        levels = ", ".join(confidence) if confidence is not None else "all"
+        raise InputError(path, f"no prior edge left (confidence levels {levels})")
     agg = edges.groupby(["tf", "target"], sort=True)["sign"].agg(["min", "max"])
     sign = np.where(agg["min"] == agg["max"], agg["max"], 0).astype(int)
     return pd.DataFrame({"tf": agg.index.get_level_values(0), "target": agg.index.get_level_values(1),
@@ -77,6 +80,7 @@ class StateSpec:
     batches: tuple = ()
 
     def describe(self) -> str:
+        """The state in words, for messages."""
         parts = []
         if self.labels:
             parts.append("label in [" + ", ".join(self.labels) + "]")
@@ -85,8 +89,7 @@ class StateSpec:
         return f"cell state {self.name!r} ({' and '.join(parts) or 'all cells'})"
 
 
-def transfer_labels(adata, k: int = 15, n_pcs: int = 30, min_agreement: float = 0.6,
-                    seed: int = 0) -> pd.Series:
+def transfer_labels(adata, *, k: int, n_pcs: int, min_agreement: float, seed: int) -> pd.Series:
     """``obs['label']`` with unlabelled cells filled by a kNN vote of labelled cells in PCA space.
 
     PCA of the z-scored log expression of the highly variable genes (all genes when
@@ -115,7 +118,7 @@ def transfer_labels(adata, k: int = 15, n_pcs: int = 30, min_agreement: float = 
     return filled
 
 
-def state_pca(adata, n_pcs: int, seed: int = 0) -> np.ndarray:
+def state_pca(adata, n_pcs: int, seed: int) -> np.ndarray:
     """PCA coordinates of the cells of ``adata`` (z-scored log expression of HVGs).
 
     Exact and deterministic: eigenvectors of the gene covariance (`scipy.linalg.eigh`), each signed so
@@ -165,8 +168,8 @@ class RegressionGenes:
     prior_sign: np.ndarray    # int8, same shape, 0 outside the mask or for unsigned edges
 
 
-def regression_genes(prior: pd.DataFrame, var_names, x_source, x_target, prior_path, data_path,
-                     target_pool=None, min_frac: float = 0.05) -> RegressionGenes:
+def regression_genes(prior: pd.DataFrame, var_names, x_source, x_target, prior_path, data_path, *,
+                     target_pool, min_frac: float) -> RegressionGenes:
     """TFs expressed in >= ``min_frac`` of source cells, their prior targets expressed in >= ``min_frac``
     of target cells (restricted to ``target_pool`` when given), and the prior mask between them.
 
@@ -226,7 +229,7 @@ def pair_cells(z_a: np.ndarray, z_b: np.ndarray, method: str, n_pairs: int, seed
 
     Both sides are first subsampled (seeded, without replacement) to the same size
     ``n = min(len(A), len(B), n_pairs)`` (``n_pairs`` 0 = no cap). ``random``: the two subsamples are
-    paired in random order (as the seed notebook, but without replacement). ``ot``: the exact
+    paired in random order (as the notebook, but without replacement). ``ot``: the exact
     optimal-transport (assignment) pairing minimising the summed squared Euclidean distance between
     PCA coordinates (`scipy.optimize.linear_sum_assignment`); with uniform weights on balanced
     samples the optimal plan is a permutation, so this is exact discrete OT.

@@ -1,15 +1,19 @@
-"""Figures of the GRN analysis (seed 003): strongest signed edges, residuals, sign agreement."""
+"""Figures of the GRN analysis (the cell-state GRN notebook): strongest signed edges, residuals, sign agreement.
+
+Each function takes the arrays of a ``weights.npz`` (`scfactor.grn.pipeline.load_weights`) and returns a
+matplotlib figure; the CLI saves it with `scfactor.core.plotting.save_figure`.
+"""
 
 from __future__ import annotations
 
 import numpy as np
 
+from ..core import plotting  # noqa: F401  (sets the backend)
+
 MODEL_NAMES = {"linear": "masked linear (L1 + L2)", "mlp": "masked MLP", "mean_baseline": "mean baseline"}
 
 
 def _plt():
-    import matplotlib
-    matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     return plt
 
@@ -21,7 +25,7 @@ def top_edges(weight: np.ndarray, mask: np.ndarray, k: int):
     return r[order], c[order]
 
 
-def edge_heatmap(d: dict, k: int = 40):
+def edge_heatmap(d: dict, k: int):
     """Heatmap of the ``k`` strongest signed edges: TFs x targets, prior sign written in each edge."""
     plt = _plt()
     from matplotlib.colors import TwoSlopeNorm

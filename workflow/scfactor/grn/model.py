@@ -1,4 +1,4 @@
-"""Prior-masked gene regulatory network models (seed 003), in PyTorch.
+"""Prior-masked gene regulatory network models (the cell-state GRN notebook), in PyTorch.
 
 Both models predict the log expression of targets in cell state B from the (standardised) TF
 expression of the paired cell in state A. Only prior edges (TF -> target) carry a parameter: the
@@ -10,7 +10,7 @@ weights outside the prior are structurally zero, not merely small.
 
       1/(2n) ||y_j - X w_j - b_j||^2  +  l1 ||w_j||_1  +  l2/2 ||w_j||^2
 
-  (the seed's "ridge" term was an L1 norm: here ``l1`` is the lasso penalty and ``l2`` the ridge
+  (the notebook's "ridge" term was an L1 norm: here ``l1`` is the lasso penalty and ``l2`` the ridge
   penalty; with ``l2 = 0`` it is the lasso, with ``l1 = 0`` ridge). ``b`` is not penalised. This is
   the objective of `sklearn.linear_model.ElasticNet` with ``alpha = l1 + l2`` and
   ``l1_ratio = l1 / (l1 + l2)``, which the tests use as a reference.
@@ -29,7 +29,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..core.log import LOG
+from ..core.log import LOG, Progress
 
 
 class MaskedLinear(nn.Module):
@@ -71,9 +71,8 @@ def standardise(x: np.ndarray, mean=None, sd=None):
     return (x - mean) / sd, mean, sd
 
 
-def fit_masked_linear(x: np.ndarray, y: np.ndarray, mask: np.ndarray, l1=0.01, l2: float = 0.0,
-                      max_iter: int = 2000, tol: float = 1e-6, device="cpu",
-                      dtype=torch.float64) -> tuple[MaskedLinear, FitResult]:
+def fit_masked_linear(x: np.ndarray, y: np.ndarray, mask: np.ndarray, *, l1, l2: float, max_iter: int,
+                      tol: float, device="cpu", dtype=torch.float64) -> tuple[MaskedLinear, FitResult]:
     """Fit `MaskedLinear` by FISTA on the elastic-net objective (module docstring), all targets at once.
 
     ``l1`` is a scalar or one lasso penalty per target (as chosen by `cv_l1`).
@@ -137,7 +136,7 @@ def fit_masked_linear(x: np.ndarray, y: np.ndarray, mask: np.ndarray, l1=0.01, l
     return model, FitResult(it, obj, time.time() - t0, converged, trace)
 
 
-def cv_l1(x: np.ndarray, y: np.ndarray, mask: np.ndarray, grid, l2: float = 0.0, folds: int = 3, seed: int = 0,
+def cv_l1(x: np.ndarray, y: np.ndarray, mask: np.ndarray, grid, *, l2: float, folds: int, seed: int,
           **fit_kw) -> tuple[np.ndarray, np.ndarray]:
     """Per-target lasso penalty chosen from ``grid`` by ``folds``-fold cross-validation (vectorised).
 
@@ -161,7 +160,7 @@ def cv_l1(x: np.ndarray, y: np.ndarray, mask: np.ndarray, grid, l2: float = 0.0,
 class MaskedMLP(nn.Module):
     """One small MLP per target, reading only that target's prior TFs (vectorised over targets)."""
 
-    def __init__(self, mask: np.ndarray, hidden: int = 8, seed: int = 0, dtype=torch.float32):
+    def __init__(self, mask: np.ndarray, hidden: int, seed: int, dtype=torch.float32):
         super().__init__()
         rows, cols = np.nonzero(np.asarray(mask, dtype=bool))
         self.shape = tuple(mask.shape)
@@ -191,9 +190,8 @@ class MaskedMLP(nn.Module):
         return (torch.relu(pre + self.c) * self.v).sum(-1) + self.b
 
 
-def fit_masked_mlp(x: np.ndarray, y: np.ndarray, mask: np.ndarray, hidden: int = 8, epochs: int = 300,
-                   lr: float = 0.01, l2: float = 1e-3, seed: int = 0, device="cpu",
-                   log_every: int = 50) -> tuple[MaskedMLP, FitResult]:
+def fit_masked_mlp(x: np.ndarray, y: np.ndarray, mask: np.ndarray, *, hidden: int, epochs: int, lr: float,
+                   l2: float, seed: int, device="cpu", log_every: int = 50) -> tuple[MaskedMLP, FitResult]:
     """Train `MaskedMLP` full-batch with Adam on mean squared error + ``l2`` * sum of squared weights."""
     t0 = time.time()
     torch.manual_seed(seed)
@@ -206,6 +204,7 @@ def fit_masked_mlp(x: np.ndarray, y: np.ndarray, mask: np.ndarray, hidden: int =
     opt = torch.optim.Adam(model.parameters(), lr=lr)
     trace = []
     loss_v = float("nan")
+    progress = Progress("mlp epoch", epochs)
     for ep in range(1, epochs + 1):
         opt.zero_grad()
         mse = ((model(xt) - yt) ** 2).mean()
@@ -215,9 +214,7 @@ def fit_masked_mlp(x: np.ndarray, y: np.ndarray, mask: np.ndarray, hidden: int =
         loss_v = float(loss.detach())
         if ep % log_every == 0 or ep == epochs:
             trace.append((ep, loss_v))
-            el = time.time() - t0
-            LOG.info("mlp epoch %d/%d loss %.5f (%.1f epochs/s, ETA %.0f s)", ep, epochs, loss_v,
-                     ep / max(el, 1e-9), el / ep * (epochs - ep))
+            progress.log(ep, loss=loss_v)
     return model, FitResult(epochs, loss_v, time.time() - t0, True, trace)
 
 
