@@ -29,11 +29,11 @@ $(STAMP): requirements.lock pyproject.toml
 
 ## the default analysis on bundled data (config/config.yaml)
 run: env
-	snakemake --profile profiles/local --cores $(CORES)
+	snakemake --profile profiles/local --cores $(CORES) --configfile config/config.yaml
 
 ## the paper configuration (config/paper.yaml, hours on 2 cores), then its run time and headline numbers
 paper: env
-	set -o pipefail; snakemake --profile profiles/local --cores $(CORES) --configfile config/paper.yaml \
+	set -o pipefail; snakemake --profile profiles/local --cores $(CORES) --configfile config/config.yaml config/paper.yaml \
 		--keep-going 2>&1 | tee paper.run.log
 	python benchmarks/run_times.py --log paper.run.log --label "config/paper.yaml, --cores $(CORES)" \
 		--output benchmarks/results/run_paper.md
@@ -46,10 +46,10 @@ test: env
 	if [ $$rc -eq 5 ]; then echo "error: pytest collected no tests" >&2; fi; exit $$rc
 
 lint: env
-	snakemake --lint
+	snakemake --lint --configfile config/config.yaml
 
 report: env
-	snakemake --profile profiles/local --report report.zip
+	snakemake --profile profiles/local --configfile config/config.yaml --report report.zip
 
 docs: env
 	python workflow/scripts/config_docs.py --output config/README.md

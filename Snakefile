@@ -4,7 +4,13 @@ from snakemake.utils import min_version
 min_version("9.14.1")
 
 
-configfile: "config/config.yaml"
+# No `configfile:` here: the config a run is given is the whole config (a user's own config never runs
+# the bundled demo). `make run` / the profiles pass config/config.yaml; `--configfile my.yaml` replaces it.
+if not config:
+    raise ValueError(
+        "no config given: run `snakemake --configfile config/config.yaml` (the bundled demo, also what "
+        "`make run` does) or `snakemake --configfile my.yaml` for your own data (docs/own-data.md)"
+    )
 
 
 include: "workflow/rules/common.smk"
