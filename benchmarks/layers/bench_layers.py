@@ -1,9 +1,9 @@
 #!/usr/bin/env python
-"""Benchmark the multilayer NMF on seed 002's simulation (1000 x 2000, K=10): time and recovery.
+"""Benchmark the multilayer NMF on the multilayer NMF notebook's simulation (1000 x 2000, K=10): time and recovery.
 
 Fits scfactor's model (poisson and nnls beta solvers) and, when its venv exists, the reference
 neuralNMF for a bounded number of epochs (``--ref-epochs``), whose time is extrapolated linearly to the
-seed's 300 epochs (each reference epoch does the same work). Everything runs in this one command so
+notebook's 300 epochs (each reference epoch does the same work). Everything runs in this one command so
 that the ratios come from one run on one machine state. Writes ``benchmarks/results/layers.tsv`` and
 ``layers.md``.
 
@@ -29,8 +29,9 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import torch  # noqa: E402
 
-from scfactor.models.layered_nmf import LayeredNMFResult, fit_layered_nmf, recovery_metrics  # noqa: E402
-from scfactor.simulate_blocks import generate_data  # noqa: E402
+from scfactor.layers.cli import FIT, SIMULATE  # noqa: E402
+from scfactor.layers.model import LayeredNMFResult, fit_layered_nmf, recovery_metrics  # noqa: E402
+from scfactor.layers.simulate import simulate  # noqa: E402
 
 REF_VENV = Path("/root/.cache/scfactor/bench-layers/bin/python")
 REF_SRC = Path("/root/.cache/scfactor/bench-layers-src")
@@ -52,14 +53,14 @@ def row(method, solver, epochs, wall, cpu, x, res, sim, note=""):
 
 def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--epochs", type=int, default=150, help="our epochs (default = config default)")
+    p.add_argument("--epochs", type=int, default=FIT.defaults().epochs, help="our epochs (default: the schema's)")
     p.add_argument("--ref-epochs", type=int, default=3, help="reference epochs actually run")
     p.add_argument("--ref-modes", nargs="*", default=["lsq"], help="reference beta solvers to time")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "layers"))
     args = p.parse_args()
     torch.set_num_threads(args.threads)
-    sim = generate_data(1000, 10, 2000, mode="block", seed=42)
+    sim = simulate(SIMULATE.defaults(n_cells=1000, n_factors=10, n_genes=2000, mode="block", seed=42))
     x = sim.x.astype(np.float64)
     rows = []
     load_before = os.getloadavg()
@@ -97,7 +98,7 @@ def main():
     df.to_csv(out.with_suffix(".tsv"), sep="\t", index=False)
     ours = df[(df.method == "scfactor") & (df.solver == "poisson")].iloc[0]
     lines = [
-        "# Multilayer NMF benchmark (seed 002, 1000 x 2000, K=10, layers [20, 10])", "",
+        "# Multilayer NMF benchmark (the multilayer NMF notebook, 1000 x 2000, K=10, layers [20, 10])", "",
         f"Command: `python benchmarks/layers/bench_layers.py --epochs {args.epochs} --ref-epochs {args.ref_epochs}"
         f" --ref-modes {' '.join(args.ref_modes)} --threads {args.threads}`", "",
         f"Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch "
@@ -115,7 +116,7 @@ def main():
         seen = (" The repository's own log (results/sim_model.log, lsq, its machine) shows 300 epochs in "
                 "~25 min, i.e. ~5 s/epoch." if r.solver == "lsq" else "")
         lines.append(f"- reference ({r.solver}) ran {r.epochs} epochs: {r.s_per_epoch_cpu:.2f} CPU s/epoch -> "
-                     f"~{r.cpu_s_at_300_epochs / 60:.0f} CPU min for the seed's 300 epochs (linear extrapolation)."
+                     f"~{r.cpu_s_at_300_epochs / 60:.0f} CPU min for the notebook's 300 epochs (linear extrapolation)."
                      f"{seen} Per epoch that is {r.s_per_epoch_cpu / ours.s_per_epoch_cpu:.0f}x our poisson epoch; "
                      f"whole fits (its 300 epochs vs our {ours.epochs}): {r.cpu_s_at_300_epochs / ours.cpu_s:.0f}x "
                      f"more CPU. Its recovery columns are after only {r.epochs} epochs (not converged; with lr=1 "

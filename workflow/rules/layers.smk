@@ -1,9 +1,16 @@
-# Multilayer NMF (seed 002): X ~ theta1 theta2 beta per dataset, plus its figures.
-from scfactor.smk.layers import check_layers_datasets, layers_args, layers_levels, loading_figure_args
+# Multilayer NMF (scfactor.layers, the multilayer NMF notebook): X ~ theta1 theta2 beta per dataset, plus its figures.
+from scfactor.layers.smk import (  # noqa: E402
+    check_layers_datasets,
+    layers_command,
+    layers_levels,
+    loading_figure_command,
+    theta_figure_command,
+)
 
 
 validate_section("layers", "layers.schema.yaml")
-check_layers_datasets(config)
+check_names("layers.datasets", config["layers"]["datasets"])
+LAYERS_DATASETS = check_layers_datasets(config)
 
 LAYERS_OUT = f"{RESULTS}/layers"
 LAYERS_FIG = f"{RESULTS}/figures/layers"
@@ -11,8 +18,6 @@ LAYERS_FIG = f"{RESULTS}/figures/layers"
 
 rule layers:
     """Fit the multilayer NMF to one preprocessed dataset; score it against the truth of a simulation."""
-    wildcard_constraints:
-        dataset=r"[A-Za-z0-9_-]+",
     input:
         lambda wc: preprocessed(wc.dataset),
     output:
@@ -20,10 +25,10 @@ rule layers:
         loss=f"{LAYERS_OUT}/{{dataset}}.loss.tsv",
         metrics=f"{LAYERS_OUT}/{{dataset}}.metrics.tsv",
     params:
-        opts=layers_args(config),
-        script=script("layers.py"),
+        cmd=command("layers.py"),
+        opts=lambda wc: layers_command(config),
     log:
-        f"{LOGS}/layers/{{dataset}}.log",
+        log_path("layers", "dataset"),
     threads: config["layers"]["threads"]
     resources:
         mem_mb=mem_mb(4000),
@@ -33,14 +38,13 @@ rule layers:
     conda:
         "../../envs/torch.yaml"
     shell:
-        "python {params.script} --input {input} {params.opts} --threads {threads} "
-        "--output {output.h5ad} --loss-table {output.loss} --metrics {output.metrics} 2> {log}"
+        "{params.cmd} --input {input:q} {params.opts} --threads {threads} --output {output.h5ad:q} "
+        "--loss-table {output.loss:q} --metrics {output.metrics:q} 2> {log:q}"
 
 
 rule layers_theta_figure:
-    """Clustermap of theta per layer (seed 002: sns.clustermap(adata.uns['theta_l<l>']))."""
+    """Clustermap of theta per layer (the multilayer NMF notebook: sns.clustermap(adata.uns['theta_l<l>']))."""
     wildcard_constraints:
-        dataset=r"[A-Za-z0-9_-]+",
         level=r"\d+",
     input:
         f"{LAYERS_OUT}/{{dataset}}.h5ad",
@@ -54,11 +58,10 @@ rule layers_theta_figure:
         ),
         pdf=f"{LAYERS_FIG}/{{dataset}}_theta_l{{level}}.pdf",
     params:
-        max_rows=config["layers"]["max_rows"],
-        seed=config["layers"]["seed"],
-        script=script("layers_theta_clustermap.py"),
+        cmd=command("layers_theta_clustermap.py"),
+        opts=lambda wc: theta_figure_command(config),
     log:
-        f"{LOGS}/layers/{{dataset}}_theta_l{{level}}.log",
+        log_path("layers_theta_figure", "dataset", "level"),
     threads: 1
     resources:
         mem_mb=mem_mb(2000),
@@ -66,14 +69,13 @@ rule layers_theta_figure:
     conda:
         "../../envs/scanpy.yaml"
     shell:
-        "python {params.script} --input {input} --level {wildcards.level} --max-rows {params.max_rows} "
-        "--seed {params.seed} --output {output.png} {output.pdf} 2> {log}"
+        "{params.cmd} --input {input:q} --level {wildcards.level:q} {params.opts} --threads {threads} "
+        "--figure {output.png:q} 2> {log:q}"
 
 
 rule layers_loading_figure:
-    """Top gene loadings per factor (seed 002: plot_gene_loading(col='beta_l<l>', top_n=10))."""
+    """Top gene loadings per factor (the multilayer NMF notebook: plot_gene_loading(col='beta_l<l>', top_n=10))."""
     wildcard_constraints:
-        dataset=r"[A-Za-z0-9_-]+",
         level=r"\d+",
     input:
         f"{LAYERS_OUT}/{{dataset}}.h5ad",
@@ -87,10 +89,10 @@ rule layers_loading_figure:
         ),
         pdf=f"{LAYERS_FIG}/{{dataset}}_beta_l{{level}}.pdf",
     params:
-        opts=loading_figure_args(config),
-        script=script("layers_gene_loading.py"),
+        cmd=command("layers_gene_loading.py"),
+        opts=lambda wc: loading_figure_command(config),
     log:
-        f"{LOGS}/layers/{{dataset}}_beta_l{{level}}.log",
+        log_path("layers_loading_figure", "dataset", "level"),
     threads: 1
     resources:
         mem_mb=mem_mb(2000),
@@ -98,15 +100,15 @@ rule layers_loading_figure:
     conda:
         "../../envs/scanpy.yaml"
     shell:
-        "python {params.script} --input {input} --level {wildcards.level} {params.opts} "
-        "--output {output.png} {output.pdf} 2> {log}"
+        "{params.cmd} --input {input:q} --level {wildcards.level:q} {params.opts} --threads {threads} "
+        "--figure {output.png:q} 2> {log:q}"
 
 
 TARGETS.extend(
-    [f"{LAYERS_OUT}/{d}.metrics.tsv" for d in config["layers"]["datasets"]]
+    [f"{LAYERS_OUT}/{d}.metrics.tsv" for d in LAYERS_DATASETS]
     + [
         f"{LAYERS_FIG}/{d}_{kind}_l{lv}.png"
-        for d in config["layers"]["datasets"]
+        for d in LAYERS_DATASETS
         for kind in ("theta", "beta")
         for lv in layers_levels(config)
     ]

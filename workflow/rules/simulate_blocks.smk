@@ -1,5 +1,5 @@
-# Seed 002's Poisson-Gamma block simulation (generate_data(N, K, M, mode='block')).
-from scfactor.smk.layers import simulate_blocks_args
+# The multilayer NMF notebook's Poisson-Gamma block simulation (scfactor.layers.simulate).
+from scfactor.layers.smk import simulate_blocks_command  # noqa: E402
 
 
 validate_section("simulate.blocks", "simulate_blocks.schema.yaml")
@@ -11,10 +11,10 @@ rule simulate_blocks:
         h5ad=f"{RESULTS}/simulate/blocks.h5ad",
         nnmf_h5=f"{RESULTS}/simulate/blocks.h5",
     params:
-        opts=simulate_blocks_args(config),
-        script=script("simulate_blocks.py"),
+        cmd=command("simulate_blocks.py"),
+        opts=lambda wc: simulate_blocks_command(config),
     log:
-        f"{LOGS}/simulate/blocks.log",
+        log_path("simulate_blocks"),
     threads: 1
     resources:
         mem_mb=mem_mb(2000),
@@ -22,4 +22,5 @@ rule simulate_blocks:
     conda:
         "../../envs/scanpy.yaml"
     shell:
-        "python {params.script} {params.opts} --output {output.h5ad} --nnmf-h5 {output.nnmf_h5} 2> {log}"
+        "{params.cmd} {params.opts} --threads {threads} --output {output.h5ad:q} "
+        "--nnmf-h5 {output.nnmf_h5:q} 2> {log:q}"

@@ -1,4 +1,4 @@
-"""Seed 002's Poisson-Gamma block simulation (``generate_data(N, K, M, mode='block')``).
+"""The multilayer NMF notebook's Poisson-Gamma block simulation (``generate_data(N, K, M, mode='block')``).
 
 Counts ``X ~ Poisson(theta @ beta.T)`` with ``theta`` (cells x K) and ``beta`` (genes x K) drawn
 from Gamma distributions. In ``block`` mode cell block ``k`` (cells ``k*N/K .. (k+1)*N/K``) has a
@@ -52,10 +52,13 @@ def _gamma(rng, shape, rate, size):
     return rng.gamma(shape, 1.0 / rate, size=size)
 
 
-def generate_data(n_cells: int, n_factors: int, n_genes: int, mode: str = "block", seed: int = 0,
-                  alpha: float = 1.0, eps: float = 2.0, beta_shape: float = 2.0, beta_eps: float = 4.0,
-                  noise_prop: float = 0.0) -> BlockSimulation:
-    """Simulate ``X ~ Poisson(theta beta^T)`` (see the module docstring); deterministic in ``seed``."""
+def generate_data(n_cells: int, n_factors: int, n_genes: int, *, mode: str, seed: int, alpha: float, eps: float,
+                  beta_shape: float, beta_eps: float, noise_prop: float) -> BlockSimulation:
+    """Simulate ``X ~ Poisson(theta beta^T)`` (see the module docstring); deterministic in ``seed``.
+
+    The settings are those of schema ``simulate_blocks`` (no defaults here; `simulate` takes the options
+    object).
+    """
     if mode not in MODES:
         raise ValueError(f"unknown mode {mode!r}; choose one of {', '.join(MODES)}")
     if min(n_cells, n_genes) < n_factors or n_factors < 1:
@@ -86,10 +89,17 @@ def generate_data(n_cells: int, n_factors: int, n_genes: int, mode: str = "block
     return BlockSimulation(x=x, theta=theta, beta=beta, cell_block=cell_block, gene_block=gene_block)
 
 
+def simulate(opts) -> BlockSimulation:
+    """`generate_data` with the settings of an options object (``scfactor.layers.cli.SIMULATE``)."""
+    return generate_data(opts.n_cells, opts.n_factors, opts.n_genes, mode=opts.mode, seed=opts.seed,
+                         alpha=opts.alpha, eps=opts.eps, beta_shape=opts.beta_shape, beta_eps=opts.beta_eps,
+                         noise_prop=opts.noise_prop)
+
+
 def to_anndata(sim: BlockSimulation, params: dict | None = None):
     """AnnData with CSR int32 counts, ``obs['block']``/``var['block']`` labels and the truth.
 
-    Cell names are ``"0".."N-1"`` and gene names ``"c0".."c<M-1>"`` (the seed's ``write_h5`` names);
+    Cell names are ``"0".."N-1"`` and gene names ``"c0".."c<M-1>"`` (the notebook's ``write_h5`` names);
     truth in ``obsm['theta_true']`` and ``varm['beta_true']`` (survives preprocessing's subsetting).
     """
     import anndata as ad
@@ -113,7 +123,7 @@ def write_nnmf_h5(path, row_names, col_names, x) -> None:
     """Write a cells x genes matrix in neuralNMF's ``write_h5`` layout (group ``matrix``).
 
     Datasets ``barcodes`` (row names), ``indptr``/``indices``/``data`` (CSR by row), ``shape`` and
-    ``features/id`` (column names); the layout `scfactor.io` reads as format ``nnmf_h5``.
+    ``features/id`` (column names); the layout `scfactor.core.io` reads as format ``nnmf_h5``.
     """
     import h5py
     import scipy.sparse as sp

@@ -1,4 +1,4 @@
-"""Multilayer ("neural") NMF of seed 002 in PyTorch.
+"""Multilayer ("neural") NMF of the multilayer NMF notebook, in PyTorch.
 
 ``X`` (cells x genes) is factorised in layers: ``X ~ theta1 S1``, ``S1 ~ theta2 S2``, ... with
 ``theta1`` (cells x k1), ``theta2`` (k1 x k2) and ``S_l`` (k_l x genes); ``beta_l = S_l^T`` (genes
@@ -6,10 +6,11 @@ x k_l). The thetas are network parameters learned by autograd (Adam, projected o
 step); each ``S_l`` is *not* a parameter but the solution of a non-negative regression of the layer
 input on ``theta_l``:
 
-- ``nnls``: ``S_l = argmin_{S >= 0} ||Y_l - theta_l S||_F^2`` (HALS coordinate descent, warm-started
-  from the previous epoch), then re-solved exactly on its support with a batched ``k x k`` solve so
-  that autograd differentiates through the NNLS solution (the Neural NMF gradient of Gao et al.,
-  which the reference computes column by column with pseudo-inverses). Loss: mean squared error.
+- ``nnls``: ``S_l = argmin_{S >= 0} ||Y_l - theta_l S||_F^2`` (HALS coordinate descent,
+  `scfactor.core.nnls.hals_sweep`, warm-started from the previous epoch), then re-solved exactly on
+  its support with a batched ``k x k`` solve so that autograd differentiates through the NNLS
+  solution (the Neural NMF gradient of Gao et al., which the reference computes column by column
+  with pseudo-inverses). Loss: mean squared error.
 - ``poisson``: ``S_l`` by Poisson / KL multiplicative updates (Lee & Seung; the ML version of the
   PMF update the reference borrowed from ASAP), warm-started, with the last update unrolled in
   autograd. Loss: mean Poisson deviance (the negative log-likelihood up to a constant).
@@ -26,6 +27,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import torch
+
+from ..core.log import Progress
+from ..core.nnls import hals_sweep
 
 SOLVERS = ("nnls", "poisson")
 _EPS = 1e-10
@@ -51,15 +55,6 @@ class LayeredNMFResult:
         for t in self.thetas[1:level]:
             out = out @ t
         return out
-
-
-def _hals_nnls(gram, rhs, s, sweeps):
-    """HALS sweeps for ``min_{S>=0} 0.5 tr(S^T G S) - tr(B^T S)`` (all columns at once)."""
-    diag = gram.diagonal().clamp_min(_EPS)
-    for _ in range(sweeps):
-        for j in range(gram.shape[0]):
-            s[j] = (s[j] + (rhs[j] - gram[j] @ s) / diag[j]).clamp_min_(0.0)
-    return s
 
 
 def _solve_on_support(gram, rhs, support):
@@ -115,13 +110,15 @@ def validate_layers(layers, n_rows: int, n_cols: int) -> list:
     return layers
 
 
-def fit_layered_nmf(x, layers=(20, 10), solver: str = "poisson", epochs: int = 300, lr: float = 0.05,
-                    seed: int = 0, device="cpu", inner_iters: int = 2, log=None, log_every: int = 50,
-                    dtype=None) -> LayeredNMFResult:
+def fit_layered_nmf(x, *, layers, solver: str, epochs: int, lr: float, seed: int, inner_iters: int,
+                    device="cpu", log_every: int | None = None, dtype=None) -> LayeredNMFResult:
     """Fit the multilayer NMF to a dense or sparse non-negative matrix ``x`` (rows x genes).
 
-    ``inner_iters``: HALS sweeps (nnls) or multiplicative updates (poisson, the last one inside
-    autograd) of each ``S_l`` per epoch, warm-started from the previous epoch. Returns thetas, betas (genes x k), the loss trace.
+    The settings are those of schema ``layers`` (no defaults here: callers pass the options object's
+    values, see `scfactor.layers.pipeline.fit`). ``inner_iters``: HALS sweeps (nnls) or multiplicative
+    updates (poisson, the last one inside autograd) of each ``S_l`` per epoch, warm-started from the
+    previous epoch. ``device``: a resolved torch device; ``log_every``: log progress (epoch, loss, rate,
+    ETA) every that many epochs, and at the first and last. Returns thetas, betas (genes x k), the loss trace.
     """
     import scipy.sparse as sp
 
@@ -147,6 +144,7 @@ def fit_layered_nmf(x, layers=(20, 10), solver: str = "poisson", epochs: int = 3
     opt = torch.optim.Adam(thetas, lr=lr)
     xlogx = float(torch.mean(torch.special.xlogy(X, X) - X)) if solver == "poisson" else 0.0
     trace = np.empty(epochs)
+    progress = Progress("layers", epochs) if log_every else None
     t0 = time.perf_counter()
     c0 = time.process_time()
     for epoch in range(epochs):
@@ -156,7 +154,7 @@ def fit_layered_nmf(x, layers=(20, 10), solver: str = "poisson", epochs: int = 3
             if solver == "nnls":
                 gram, rhs = a.T @ a, a.T @ y
                 with torch.no_grad():
-                    s0 = _hals_nnls(gram.detach(), rhs.detach(), s_prev[li].clone(), inner_iters)
+                    s0 = hals_sweep(gram.detach(), rhs.detach(), s_prev[li].clone(), inner_iters)
                 s = _solve_on_support(gram, rhs, s0 > 0)
                 s_prev[li] = s.detach()
             else:
@@ -179,11 +177,8 @@ def fit_layered_nmf(x, layers=(20, 10), solver: str = "poisson", epochs: int = 3
         trace[epoch] = float(loss.detach())
         if not math.isfinite(trace[epoch]):
             raise FloatingPointError(f"loss became {trace[epoch]} at epoch {epoch + 1}; lower the learning rate")
-        if log is not None and ((epoch + 1) % log_every == 0 or epoch == 0 or epoch + 1 == epochs):
-            el = time.perf_counter() - t0
-            rate = (epoch + 1) / el
-            log.info("epoch %d/%d loss %.6g (%.1f epochs/s, ETA %.1f s)", epoch + 1, epochs, trace[epoch],
-                     rate, (epochs - epoch - 1) / rate)
+        if progress is not None and ((epoch + 1) % log_every == 0 or epoch == 0 or epoch + 1 == epochs):
+            progress.log(epoch + 1, loss=float(trace[epoch]))
     # final factors: S_l re-solved for the final thetas (the thetas are stored once, at the end)
     with torch.no_grad():
         y = X
@@ -191,7 +186,7 @@ def fit_layered_nmf(x, layers=(20, 10), solver: str = "poisson", epochs: int = 3
         for li, a in enumerate(thetas):
             if solver == "nnls":
                 gram = a.T @ a
-                s0 = _hals_nnls(gram, a.T @ y, s_prev[li].clone(), inner_iters)
+                s0 = hals_sweep(gram, a.T @ y, s_prev[li].clone(), inner_iters)
                 s = _solve_on_support(gram, a.T @ y, s0 > 0)
             else:
                 s = _mu_poisson(y, a, s_prev[li], inner_iters)
@@ -200,7 +195,8 @@ def fit_layered_nmf(x, layers=(20, 10), solver: str = "poisson", epochs: int = 3
     seconds = time.perf_counter() - t0
     cpu_seconds = time.process_time() - c0
     return LayeredNMFResult(thetas=[t.detach().cpu().numpy().astype(np.float64) for t in thetas],
-                            betas=betas, loss=trace, layers=layers, solver=solver, seconds=seconds, cpu_seconds=cpu_seconds,
+                            betas=betas, loss=trace, layers=layers, solver=solver, seconds=seconds,
+                            cpu_seconds=cpu_seconds,
                             params={"epochs": epochs, "lr": lr, "seed": seed, "inner_iters": inner_iters})
 
 

@@ -1,42 +1,19 @@
-"""Figures of the multilayer NMF (seed 002): theta clustermaps and top gene loadings per factor."""
+"""Figures of the multilayer NMF (the multilayer NMF notebook): theta clustermaps and top gene loadings.
+
+Each function returns a seaborn ClusterGrid; the CLI saves it with `scfactor.core.plotting.save_figure`.
+"""
 
 from __future__ import annotations
 
 import warnings
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from ..core import plotting  # noqa: F401  (sets the matplotlib backend once)
+
 # seaborn suggests fastcluster for > 1000 rows; scipy is fast enough at our sizes
 warnings.filterwarnings("ignore", message="Clustering large matrix with scipy")
-
-
-def load_fit(path, kind: str, level: int):
-    """Open a layers ``.h5ad`` and return ``(adata, matrix)`` for ``theta`` (uns) or ``beta`` (varm).
-
-    Raises `InputError` naming the file when the layer is absent.
-    """
-    from .core.errors import InputError
-    from .core.io import read_h5ad
-    adata = read_h5ad(path)
-    key = f"{kind}_l{level}"
-    store = adata.uns if kind == "theta" else adata.varm
-    if key not in store:
-        have = sorted(k for k in store.keys() if k.startswith(kind))
-        where = "uns" if kind == "theta" else "varm"
-        raise InputError(path, f"has no {where}[{key!r}] (has: {', '.join(have) or 'none'})")
-    return adata, np.asarray(store[key])
-
-
-def save_grid(grid, paths, dpi: int = 150) -> None:
-    """Save a seaborn ClusterGrid to each path (format from the suffix) atomically, then close it."""
-    import matplotlib.pyplot as plt
-    from .core.io import atomic_output
-    for path in paths:
-        with atomic_output(path) as tmp:
-            grid.figure.savefig(tmp, dpi=dpi, bbox_inches="tight", format=Path(path).suffix.lstrip("."))
-    plt.close(grid.figure)
 
 
 def _label_colors(labels):
@@ -50,15 +27,13 @@ def _label_colors(labels):
     return lab.map(colors).to_numpy(), [Patch(color=colors[c], label=c) for c in cats]
 
 
-def theta_clustermap(theta: np.ndarray, level: int, title: str, row_labels=None, label_name: str = "label",
-                     max_rows: int = 2000, seed: int = 0):
+def theta_clustermap(theta: np.ndarray, level: int, title: str, *, max_rows: int, seed: int, row_labels=None,
+                     label_name: str = "label"):
     """Clustered heatmap of ``theta_l<level>`` (rows: cells for layer 1, factors of the previous layer after).
 
     Each row is scaled to sum 1 (factor composition). Layer-1 rows are subsampled to ``max_rows``
     (seeded) and coloured by ``row_labels`` when given.
     """
-    import matplotlib
-    matplotlib.use("Agg")
     import seaborn as sns
     theta = np.asarray(theta, float)
     idx = np.arange(theta.shape[0])
@@ -94,12 +69,10 @@ def top_genes(beta: np.ndarray, genes, top_n: int) -> list:
     return list(seen)
 
 
-def gene_loading_clustermap(beta: np.ndarray, genes, level: int, title: str, top_n: int = 10,
-                            max_thresh: float | None = 50.0):
-    """The seed's ``plot_gene_loading``: the top-``top_n`` genes of every factor (union) x factors,
-    loadings clipped at ``max_thresh``, rows and columns clustered (viridis)."""
-    import matplotlib
-    matplotlib.use("Agg")
+def gene_loading_clustermap(beta: np.ndarray, genes, level: int, title: str, *, top_n: int,
+                            max_thresh: float | None):
+    """The notebook's ``plot_gene_loading``: the top-``top_n`` genes of every factor (union) x factors,
+    loadings clipped at ``max_thresh`` (None: no clipping), rows and columns clustered (viridis)."""
     import seaborn as sns
     genes = pd.Index(genes).astype(str)
     df = pd.DataFrame(np.asarray(beta, float), index=genes, columns=[f"f{j}" for j in range(beta.shape[1])])

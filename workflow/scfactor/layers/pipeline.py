@@ -1,0 +1,132 @@
+"""The steps' logic: fit a preprocessed data set, open a fit for its figures, simulate block counts.
+
+Functions take the typed options objects of `scfactor.layers.cli` (``FIT.defaults(...)`` in tests and
+library use) and return the objects the CLI writes; no file names are chosen here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from ..core.errors import InputError, ScfactorError
+from ..core.log import LOG
+
+
+@dataclass
+class LayersOutput:
+    """What the layers step writes: the fit (``.h5ad``), the loss per epoch and the metrics tables."""
+
+    adata: object
+    loss: pd.DataFrame
+    metrics: pd.DataFrame
+
+
+def fit(x, opts, device="cpu", log_every: int | None = None):
+    """`model.fit_layered_nmf` of matrix ``x`` with the settings of a ``FIT`` options object."""
+    from .model import fit_layered_nmf
+    return fit_layered_nmf(x, layers=opts.layers, solver=opts.solver, epochs=opts.epochs, lr=opts.lr,
+                           seed=opts.seed, inner_iters=opts.inner_iters, device=device, log_every=log_every)
+
+
+def truth_of(adata):
+    """(theta_true, beta_true, blocks) when the input is a block simulation, else None."""
+    if "theta_true" in adata.obsm and "beta_true" in adata.varm and "block" in adata.obs:
+        return (np.asarray(adata.obsm["theta_true"]), np.asarray(adata.varm["beta_true"]),
+                adata.obs["block"].astype(str).to_numpy())
+    return None
+
+
+def layers(path, opts) -> LayersOutput:
+    """Fit the multilayer NMF to the preprocessed ``.h5ad`` at ``path``; score it (labels, simulation truth).
+
+    Raises `InputError` / `DeviceError` / `ScfactorError` (one line) for a bad input, an absent device or
+    a diverging fit.
+    """
+    import anndata as ad
+
+    from ..core.device import torch_device
+    from ..preprocess import contract
+    from .model import recovery_metrics, validate_layers
+
+    device = torch_device(opts.device)
+    adata = contract.load_preprocessed(path, genes=opts.genes, layer=opts.layer, integer=False)
+    try:
+        widths = validate_layers(opts.layers, adata.n_obs, adata.n_vars)
+    except ValueError as exc:
+        raise InputError(path, f"{exc} ({adata.n_obs} cells x {adata.n_vars} genes)") from None
+    if float(adata.X.sum()) == 0:
+        raise InputError(path, f"layer {opts.layer!r} is all zeros")
+    LOG.info("fitting %s layers %s (%s beta) on %d cells x %d genes, device %s", path, widths,
+             opts.solver, adata.n_obs, adata.n_vars, device)
+    try:
+        res = fit(adata.X, opts, device=device, log_every=max(1, opts.epochs // 10))
+    except FloatingPointError as exc:
+        raise ScfactorError(f"{path}: {exc}") from None
+    LOG.info("fit done in %.2f s wall, %.2f s CPU; loss %.6g -> %.6g", res.seconds, res.cpu_seconds,
+             res.loss[0], res.loss[-1])
+
+    out = ad.AnnData(obs=adata.obs.copy(), var=adata.var.copy())
+    for level, (theta, beta) in enumerate(zip(res.thetas, res.betas), start=1):
+        out.uns[f"theta_l{level}"] = theta
+        out.varm[f"beta_l{level}"] = beta
+    cells = res.cell_factors()
+    out.obsm["X_layers"] = cells
+    weighted = cells * res.betas[-1].sum(axis=0)
+    out.obs["layers_factor"] = pd.Categorical([f"f{j}" for j in weighted.argmax(1)],
+                                              categories=[f"f{j}" for j in range(widths[-1])])
+    out.uns["layers"] = {"layers": widths, "solver": opts.solver, "epochs": opts.epochs, "lr": opts.lr,
+                         "inner_iters": opts.inner_iters, "seed": opts.seed, "genes": opts.genes,
+                         "layer": opts.layer, "input": str(path), "loss": res.loss,
+                         "seconds": res.seconds, "cpu_seconds": res.cpu_seconds, "device": str(device)}
+
+    loss = pd.DataFrame({"epoch": np.arange(1, len(res.loss) + 1), "loss": res.loss})
+    metrics = {"n_cells": adata.n_obs, "n_genes": adata.n_vars, "final_loss": res.loss[-1]}
+    if "label" in adata.obs and adata.obs["label"].notna().any():
+        from sklearn.metrics import adjusted_rand_score
+        known = adata.obs["label"].notna().to_numpy()
+        metrics["ari_label"] = adjusted_rand_score(adata.obs["label"].astype(str).to_numpy()[known],
+                                                   weighted.argmax(1)[known])
+    truth = truth_of(adata)
+    if truth is not None:
+        metrics.update(recovery_metrics(res, *truth))
+        LOG.info("recovery: %s", ", ".join(f"{k}={v:.3f}" for k, v in metrics.items()
+                                           if k.startswith(("ari", "beta_m"))))
+    table = pd.DataFrame({"metric": list(metrics), "value": [f"{float(v):.6g}" for v in metrics.values()]})
+    return LayersOutput(adata=out, loss=loss.assign(loss=loss["loss"].map(lambda v: f"{v:.8g}")), metrics=table)
+
+
+def load_fit(path, kind: str, level: int):
+    """Open a layers ``.h5ad`` and return ``(adata, matrix)`` for ``theta`` (uns) or ``beta`` (varm).
+
+    Raises `InputError` naming the file when the layer is absent.
+    """
+    from ..core.io import read_h5ad
+    adata = read_h5ad(path)
+    key = f"{kind}_l{level}"
+    store = adata.uns if kind == "theta" else adata.varm
+    if key not in store:
+        have = sorted(k for k in store.keys() if k.startswith(kind))
+        where = "uns" if kind == "theta" else "varm"
+        raise InputError(path, f"has no {where}[{key!r}] (has: {', '.join(have) or 'none'})")
+    return adata, np.asarray(store[key])
+
+
+def simulate_blocks(opts):
+    """The block simulation of a ``SIMULATE`` options object as AnnData (counts, labels, truth, settings).
+
+    Impossible sizes (``K > min(N, M)``) raise `ScfactorError` (one line).
+    """
+    import dataclasses
+
+    from .simulate import simulate, to_anndata
+    try:
+        sim = simulate(opts)
+    except ValueError as exc:
+        raise ScfactorError(f"simulate_blocks: {exc}") from None
+    adata = to_anndata(sim, dataclasses.asdict(opts))
+    LOG.info("simulated %d cells x %d genes, K=%d (%s), mean count %.2f", adata.n_obs, adata.n_vars,
+             opts.n_factors, opts.mode, float(sim.x.mean()))
+    return adata
