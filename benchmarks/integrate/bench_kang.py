@@ -27,7 +27,7 @@ sys.path.insert(0, str(REPO / "workflow"))
 sys.path.insert(0, str(HERE))
 
 from common import load_scaled  # noqa: E402
-from scfactor.models import inmf  # noqa: E402
+from scfactor.integrate import model  # noqa: E402
 
 
 def run(cmd):
@@ -80,7 +80,7 @@ def main():
                             solver, sweeps or 1, 1])
             z = np.load(out)
             h = [z["H0"], z["H1"]]
-            obj = inmf.inmf_objective(mats, z["W"], [z["V0"], z["V1"]], h, a.lam)
+            obj = model.inmf_objective(mats, z["W"], [z["V0"], z["V1"]], h, a.lam)
             rows.append({"contender": "pyliger 0.2.4 optimize_ALS" if c == "pyliger" else
                          f"scfactor {c.replace(':', ' sweeps=')}", "seed": seed,
                          "fit_seconds": float(z["seconds"]), "process_seconds": wall,

@@ -14,7 +14,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "workflow"))
 import torch  # noqa: E402
 
 from common import load_scaled, rss_mb, save_factors  # noqa: E402
-from scfactor.models import inmf  # noqa: E402
+from scfactor.integrate import model  # noqa: E402
 
 
 def main():
@@ -24,8 +24,8 @@ def main():
     mats, _ = load_scaled(inp)
     before = rss_mb()
     t0 = time.perf_counter()
-    r = inmf.fit_inmf(mats, k=int(k), lam=float(lam), max_iters=int(iters), thresh=0.0, seed=int(seed),
-                      solver=solver, hals_sweeps=int(sweeps), device=device)
+    r = model.fit_inmf(mats, k=int(k), lam=float(lam), max_iters=int(iters), thresh=0.0, nrep=1, seed=int(seed),
+                       solver=solver, hals_sweeps=int(sweeps), device=device)
     secs = time.perf_counter() - t0
     save_factors(out, r.W, r.V, r.H, secs, before, {"trace": r.trace})
     print(f"scfactor {solver}/{sweeps}: {secs:.2f} s, objective {r.objective:.6g}")

@@ -1,10 +1,11 @@
-# LIGER-style integration (seed 000): iNMF, quantile normalisation, Leiden, UMAP, metrics, figures;
-# and simulator (c): batches sharing factors plus batch-specific factors.
-from scfactor.smk.integrate import (
-    integrate_args,
-    integrate_input_paths,
+# LIGER-style integration (the NeuMF/LIGER notebook; scfactor.integrate): iNMF, quantile normalisation,
+# Leiden, UMAP, metrics, figures; and simulator (c): batches sharing factors plus batch-specific factors.
+from scfactor.integrate.cli import SOURCES as INTEGRATE_SOURCES
+from scfactor.integrate.smk import (
+    integrate_command,
+    integrate_inputs,
     integrate_sources,
-    simulate_batches_args,
+    simulate_batches_command,
 )
 
 
@@ -12,10 +13,7 @@ validate_section("integrate", "integrate.schema.yaml")
 validate_section("simulate.batches", "simulate_batches.schema.yaml")
 
 INTEGRATE = config["integrate"]
-
-
-wildcard_constraints:
-    source="counts|neumf",
+check_names("integrate.datasets", INTEGRATE["datasets"])
 
 
 rule simulate_batches:
@@ -23,10 +21,10 @@ rule simulate_batches:
     output:
         f"{RESULTS}/simulate/batches.h5ad",
     params:
-        opts=simulate_batches_args(config),
-        script=script("simulate_batches.py"),
+        cmd=command("simulate_batches.py"),
+        opts=simulate_batches_command(config),
     log:
-        f"{LOGS}/simulate/batches.log",
+        log_path("simulate_batches"),
     threads: 1
     resources:
         mem_mb=mem_mb(2000),
@@ -35,21 +33,23 @@ rule simulate_batches:
     conda:
         "../../envs/torch.yaml"
     shell:
-        "python {params.script} {params.opts} --output {output} 2> {log}"
+        "{params.cmd} {params.opts} --threads {threads} --output {output:q} 2> {log:q}"
 
 
 rule integrate:
     """iNMF of all batches of one dataset (raw counts or NeuMF layers), quantile norm, Leiden, UMAP."""
     input:
-        lambda wc: integrate_input_paths(config, RESULTS, wc.dataset, wc.source),
+        lambda wc: integrate_inputs(config, RESULTS, wc.dataset, wc.source),
     output:
         h5ad=f"{RESULTS}/integrate/{{dataset}}/{{source}}.h5ad",
         metrics=f"{RESULTS}/integrate/{{dataset}}/{{source}}.metrics.tsv",
+    wildcard_constraints:
+        source="|".join(INTEGRATE_SOURCES),
     params:
-        opts=lambda wc: integrate_args(config, wc.dataset, wc.source),
-        script=script("integrate.py"),
+        cmd=command("integrate.py"),
+        opts=lambda wc: integrate_command(config, wc.dataset, wc.source),
     log:
-        f"{LOGS}/integrate/{{dataset}}/{{source}}.log",
+        log_path("integrate", "dataset", "source"),
     threads: INTEGRATE["threads"]
     resources:
         mem_mb=mem_mb(INTEGRATE["mem_mb"]),
@@ -59,8 +59,8 @@ rule integrate:
     conda:
         "../../envs/torch.yaml"
     shell:
-        "python {params.script} --input {input} {params.opts} "
-        "--output {output.h5ad} --metrics {output.metrics} 2> {log}"
+        "{params.cmd} --source {wildcards.source:q} --input {input:q} {params.opts} --threads {threads} "
+        "--output {output.h5ad:q} --metrics {output.metrics:q} 2> {log:q}"
 
 
 rule integrate_figures:
@@ -70,33 +70,34 @@ rule integrate_figures:
             f"{RESULTS}/integrate/{wc.dataset}/{s}.h5ad" for s in integrate_sources(config, wc.dataset)
         ],
         metrics=lambda wc: [
-            f"{RESULTS}/integrate/{wc.dataset}/{s}.metrics.tsv" for s in integrate_sources(config, wc.dataset)
+            f"{RESULTS}/integrate/{wc.dataset}/{s}.metrics.tsv"
+            for s in integrate_sources(config, wc.dataset)
         ],
     output:
         umap=report(
             f"{RESULTS}/figures/integrate/{{dataset}}.umap.png",
             caption="../report/integrate_umap.rst",
-            category="Integration (seed 000)",
+            category="Integration (the NeuMF/LIGER notebook)",
             labels={"dataset": "{dataset}", "figure": "UMAP"},
         ),
         umap_pdf=f"{RESULTS}/figures/integrate/{{dataset}}.umap.pdf",
         bars=report(
             f"{RESULTS}/figures/integrate/{{dataset}}.metrics.png",
             caption="../report/integrate_metrics.rst",
-            category="Integration (seed 000)",
+            category="Integration (the NeuMF/LIGER notebook)",
             labels={"dataset": "{dataset}", "figure": "metrics"},
         ),
         bars_pdf=f"{RESULTS}/figures/integrate/{{dataset}}.metrics.pdf",
     params:
+        cmd=command("integrate_figures.py"),
         runs=lambda wc, input: [
             f"{s}={p}" for s, p in zip(integrate_sources(config, wc.dataset), input.runs)
         ],
         metrics=lambda wc, input: [
             f"{s}={p}" for s, p in zip(integrate_sources(config, wc.dataset), input.metrics)
         ],
-        script=script("integrate_figures.py"),
     log:
-        f"{LOGS}/integrate/{{dataset}}.figures.log",
+        log_path("integrate_figures", "dataset"),
     threads: 1
     resources:
         mem_mb=mem_mb(2000),
@@ -104,9 +105,8 @@ rule integrate_figures:
     conda:
         "../../envs/torch.yaml"
     shell:
-        "python {params.script} --dataset {wildcards.dataset} --run {params.runs} "
-        "--metrics {params.metrics} --umap {output.umap} {output.umap_pdf} "
-        "--bars {output.bars} {output.bars_pdf} 2> {log}"
+        "{params.cmd} --dataset {wildcards.dataset:q} --run {params.runs:q} --metrics {params.metrics:q} "
+        "--threads {threads} --umap {output.umap:q} --bars {output.bars:q} 2> {log:q}"
 
 
 TARGETS.extend(

@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import functools
+import keyword
 import shlex
 from pathlib import Path
 from typing import Any, Iterable, Sequence
@@ -63,13 +64,14 @@ class Option:
 
     @property
     def dest(self) -> str:
-        """Python name: the key path joined by ``_``."""
-        return "_".join(self.key)
+        """Python name: the key path joined by ``_`` (a Python keyword gets a trailing ``_``: ``lambda_``)."""
+        name = "_".join(self.key)
+        return name + "_" if keyword.iskeyword(name) else name
 
     @property
     def flag(self) -> str:
-        """Command-line flag: ``--`` + the dest with dashes."""
-        return "--" + self.dest.replace("_", "-")
+        """Command-line flag: ``--`` + the key path joined by dashes (``--lambda`` for key ``lambda``)."""
+        return "--" + "_".join(self.key).replace("_", "-")
 
     @property
     def types(self) -> tuple[str, ...]:

@@ -14,6 +14,9 @@ Gamma(0.3, 0.05) background. ``V_i`` (batch-specific perturbation of shared fact
 ``v_fraction`` of entries gets Gamma(1, v_scale). ``S_i`` (batch-only factors): own marker blocks.
 Group proportions differ per batch (Dirichlet(5)), so batches are unbalanced as in real data.
 Cells are generated and written in chunks, so large sets (200k cells) never sit in memory whole.
+
+The settings ``s`` are the options object of `scfactor.integrate.cli.SIMULATE` (fields and defaults from
+``workflow/schemas/simulate_batches.schema.yaml``; ``SIMULATE.defaults(**overrides)`` builds one).
 """
 
 from __future__ import annotations
@@ -24,27 +27,32 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
+from ..core.errors import ScfactorError
 
-@dataclasses.dataclass
-class SimSettings:
-    """Parameters of `simulate_batches` (see simulate_batches.schema.yaml)."""
-    n_cells: tuple = (500, 500)
-    n_genes: int = 500
-    k_shared: int = 6
-    k_specific: int = 1
-    specific_fraction: float = 0.3
-    library_size: float = 1500.0
-    v_fraction: float = 0.1
-    v_scale: float = 0.5
-    batch_names: tuple = ()
-    seed: int = 0
-    chunk: int = 10000
 
-    def names(self) -> list[str]:
-        """Batch names: the configured ones, else b1..bN."""
-        if self.batch_names:
-            return list(self.batch_names)
-        return [f"b{i + 1}" for i in range(len(self.n_cells))]
+def batch_names(s) -> list[str]:
+    """Batch names: the configured ``batch_names``, else b1..bN."""
+    if s.batch_names:
+        return list(s.batch_names)
+    return [f"b{i + 1}" for i in range(len(s.n_cells))]
+
+
+def check_settings(s) -> None:
+    """Raise `ScfactorError` (one line) for settings the schema's ranges cannot rule out."""
+    if len(s.n_cells) < 2 or min(s.n_cells) < 1:
+        raise ScfactorError("--n-cells needs at least two positive batch sizes")
+    if s.batch_names and len(s.batch_names) != len(s.n_cells):
+        raise ScfactorError(f"--batch-names has {len(s.batch_names)} names for {len(s.n_cells)} batches")
+    if len(set(s.batch_names)) != len(s.batch_names):
+        raise ScfactorError("--batch-names must be distinct")
+    blocks = s.k_shared + len(s.n_cells) * s.k_specific
+    if s.k_shared < 1 or s.k_specific < 0 or s.n_genes < 2 * blocks:
+        raise ScfactorError(f"--n-genes ({s.n_genes}) must be at least twice the number of factor "
+                            f"blocks ({blocks}); --k-shared >= 1, --k-specific >= 0")
+    if not 0 <= s.specific_fraction <= 1 or not 0 <= s.v_fraction <= 1:
+        raise ScfactorError("--specific-fraction and --v-fraction must lie in [0, 1]")
+    if s.library_size <= 0 or s.v_scale < 0 or s.chunk < 1:
+        raise ScfactorError("--library-size must be > 0, --v-scale >= 0, --chunk >= 1")
 
 
 def _marker_blocks(rng, n_genes, n_blocks):
@@ -54,7 +62,7 @@ def _marker_blocks(rng, n_genes, n_blocks):
     return [perm[j * size:(j + 1) * size] for j in range(n_blocks)]
 
 
-def truth(s: SimSettings):
+def truth(s):
     """Ground-truth metagenes: W (k x genes), V_i and S_i per batch, group proportions per batch."""
     rng = np.random.default_rng([s.seed, 0])
     nb = len(s.n_cells)
@@ -76,7 +84,7 @@ def truth(s: SimSettings):
     return w, v, spec, props
 
 
-def cells(s: SimSettings, i: int, w, v, spec, prop):
+def cells(s, i: int, w, v, spec, prop):
     """Yield chunks (groups, H, Hspec, counts CSR int32) of batch ``i``, deterministic given the seed."""
     rng = np.random.default_rng([s.seed, 1, i])
     n = s.n_cells[i]
@@ -94,7 +102,7 @@ def cells(s: SimSettings, i: int, w, v, spec, prop):
         yield groups, h, hs, sp.csr_matrix(x)
 
 
-def write_simulation(s: SimSettings, path) -> dict:
+def write_simulation(s, path) -> dict:
     """Simulate every batch and write one ``.h5ad`` (counts in X, truth in obsm/varm/uns), atomically.
 
     ``obs['batch']``, ``obs['label']`` (planted group ``g<j>``); ``obsm['H_true']``,
@@ -104,9 +112,10 @@ def write_simulation(s: SimSettings, path) -> dict:
     import h5py
     from anndata.io import sparse_dataset, write_elem
 
-    from .core.io import atomic_output
+    from ..core.io import atomic_output
 
-    names = s.names()
+    check_settings(s)
+    names = batch_names(s)
     w, v, spec, props = truth(s)
     genes = [f"gene{j:05d}" for j in range(s.n_genes)]
     obs_parts, h_parts, hs_parts = [], [], []

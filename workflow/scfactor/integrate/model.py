@@ -8,7 +8,7 @@ see `liger_scale`), iNMF minimises
 with ``H_i`` cells x k (cell loadings), ``W`` k x genes (shared metagenes) and ``V_i`` k x genes
 (batch-specific metagenes). `fit_inmf` runs LIGER's block coordinate descent (H_i, then V_i, then W),
 each block an exact non-negative least squares problem solved on its normal equations by block
-principal pivoting (`scfactor.nnls.nnls_bpp`, warm-started from the previous support), or by HALS
+principal pivoting (`scfactor.core.nnls.nnls_bpp`, warm-started from the previous support), or by HALS
 sweeps (`solver='hals'`). `fit_online_inmf` is the online algorithm of Gao et al. (2021): cells
 stream in minibatches, the sufficient statistics ``A_i = sum h h^T`` and ``B_i = sum x h^T`` are
 accumulated and ``W``/``V_i`` are updated by HALS on them, so memory does not grow with the cells.
@@ -208,10 +208,12 @@ def _run_once(xs, k, lam, max_iters, thresh, seed, solver, hals_sweeps, device, 
     return w, v, ht, trace, it, time.perf_counter() - t0
 
 
-def fit_inmf(mats: Sequence, k: int = 20, lam: float = 5.0, max_iters: int = 30, thresh: float = 1e-6,
-             nrep: int = 1, seed: int = 1, solver: str = "hals", hals_sweeps: int = 3,
-             device="cpu", dtype=torch.float64, log: Callable[[str], None] | None = None) -> INMFResult:
+def fit_inmf(mats: Sequence, *, k: int, lam: float, max_iters: int, thresh: float, nrep: int, seed: int,
+             solver: str, hals_sweeps: int, device="cpu", dtype=torch.float64,
+             log: Callable[[str], None] | None = None) -> INMFResult:
     """Fit iNMF to scaled per-batch matrices (cells x genes, dense or sparse) by block coordinate descent.
+
+    The settings are those of the integrate schema (``lambda`` -> ``lam``); none has a default here.
 
     Restart ``r`` (0-based) is initialised with seed ``seed + r``; the restart with the lowest final
     objective is returned. Stops early when the relative objective change
@@ -243,8 +245,8 @@ def inmf_objective(mats, w, v, h, lam) -> float:
     return total
 
 
-def nmf(x, k: int, max_iters: int = 30, seed: int = 1, solver: str = "hals", hals_sweeps: int = 3,
-        device="cpu", dtype=torch.float64) -> np.ndarray:
+def nmf(x, k: int, *, max_iters: int, seed: int, solver: str, hals_sweeps: int, device="cpu",
+        dtype=torch.float64) -> np.ndarray:
     """Plain NMF ``X ~ H W`` of one matrix by alternating NNLS; returns H (cells x k).
 
     Used for LIGER's agreement metric (each batch factorised alone).
@@ -273,8 +275,8 @@ class OnlineResult:
 
 
 def fit_online_inmf(stream_factory: Callable[[int], Iterable], n_cells: Sequence[int], n_genes: int,
-                    k: int = 20, lam: float = 5.0, epochs: int = 5, seed: int = 1, device="cpu",
-                    dtype=torch.float64, h_stream: Callable[[], Iterable] | None = None,
+                    *, k: int, lam: float, epochs: int, seed: int, device="cpu", dtype=torch.float64,
+                    h_stream: Callable[[], Iterable] | None = None,
                     log: Callable[[str], None] | None = None) -> OnlineResult:
     """Online iNMF (Gao et al. 2021, scenario 1: all batches streamed for ``epochs`` passes).
 

@@ -1,15 +1,20 @@
-"""The `integrate` step: load batches (raw counts or NeuMF layers), LIGER preprocessing, iNMF (batch
+"""The integrate step: load batches (raw counts or NeuMF layers), LIGER preprocessing, iNMF (batch
 or online), quantile normalisation, Leiden, UMAP and metrics, stored as one AnnData.
 
 Inputs
-* ``counts``: one preprocessed ``.h5ad`` (``layers['counts']``, ``obs['batch']``, ``var['liger_selected']``).
+* ``counts``: one preprocessed ``.h5ad`` (`scfactor.preprocess.contract`: ``layers['counts']``,
+  ``obs['batch']``, gene flags); library sizes over all genes, then the ``genes`` set.
 * ``neumf``: one ``.h5ad`` per batch with ``layers['neumf']`` (dense, counts scale), ``obs['batch']``;
   the genes used are those present in every file (in the first file's order).
+
+Every function takes the step's options object (`scfactor.integrate.cli.INTEGRATE`, fields and defaults
+from ``workflow/schemas/integrate.schema.yaml``).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import time
 from pathlib import Path
 from typing import Sequence
 
@@ -17,12 +22,15 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from .core import io, metrics
-from .preprocess import contract
-from .core.log import LOG
-from .core.errors import InputError
-from .models import inmf
+from ..core import io, metrics
+from ..core.errors import InputError, ScfactorError
+from ..core.log import LOG
+from ..preprocess import contract
+from . import model
 from .quantile_norm import quantile_normalize
+
+#: the input layer of each source when ``layer`` is null
+DEFAULT_LAYER = {"counts": "counts", "neumf": "neumf"}
 
 
 @dataclasses.dataclass
@@ -35,46 +43,69 @@ class Batches:
     path: str
 
 
-def _labels(obs: pd.DataFrame):
-    return obs["label"] if "label" in obs else None
+def run(source: str, inputs: Sequence, opts, device):
+    """The whole step for ``source`` (counts | neumf) and its input file(s); returns (AnnData, metrics)."""
+    layer = opts.layer or DEFAULT_LAYER[source]
+    if source == "counts":
+        if len(inputs) != 1:
+            raise ScfactorError(f"--source counts takes one preprocessed .h5ad, got {len(inputs)}")
+        if opts.mode == "online":
+            adata, table = integrate_online(inputs[0], opts, layer=layer, device=device, source=source)
+        else:
+            b = load_counts(inputs[0], opts.batches, layer=layer, genes=opts.genes)
+            adata, table = integrate(b, opts, device=device, source=source)
+    else:
+        if opts.mode == "online":
+            raise ScfactorError("--mode online streams one backed counts .h5ad; use --mode batch for neumf")
+        b = load_neumf(inputs, layer=layer)
+        adata, table = integrate(b, opts, device=device, source=source)
+    adata.uns["inmf"]["mode"] = opts.mode
+    adata.uns["inmf"]["device"] = str(device)
+    return adata, table
 
 
-def load_counts(path, batches: Sequence[str] | None = None, layer: str = "counts",
-                genes: str = "liger") -> Batches:
-    """Batches of a preprocessed ``.h5ad``: library size over all genes, then the chosen genes.
+def _present_batches(obs: pd.DataFrame) -> list[str]:
+    """Batches present in ``obs['batch']``, in category order when categorical, else in order of appearance."""
+    present = list(obs["batch"].astype(str).unique())
+    if isinstance(obs["batch"].dtype, pd.CategoricalDtype):
+        seen = set(present)
+        present = [str(c) for c in obs["batch"].cat.categories if str(c) in seen]
+    return present
 
-    Returns library-size normalised (LIGER ``normalize``) CSR matrices restricted to the genes.
-    """
-    adata = io.read_h5ad(path)
-    if "batch" not in adata.obs:
-        raise InputError(path, "has no obs['batch'] column")
-    mat = io.get_matrix(adata, layer, path)
-    io.validate_counts(mat, path, what=layer, integer=False)
-    present = list(adata.obs["batch"].astype(str).unique())
-    if isinstance(adata.obs["batch"].dtype, pd.CategoricalDtype):
-        present = [str(c) for c in adata.obs["batch"].cat.categories if str(c) in set(present)]
-    names = list(batches) if batches else present
-    missing = [b for b in names if b not in present]
-    if missing:
-        raise InputError(path, f"batch {missing[0]!r} has no cells (batches: {', '.join(present)})")
+
+def _check_two(path, names: Sequence[str]) -> None:
     if len(names) < 2:
         raise InputError(path, f"integration needs at least 2 batches, got {len(names)} ({', '.join(names)})")
-    # library sizes use all genes; the gene set (all | liger | hvg | file, `io.select_genes`) is applied after
+
+
+def gene_mask(var: pd.DataFrame, genes: str, path) -> np.ndarray:
+    """Boolean mask over ``var`` of the gene set ``genes`` (`scfactor.preprocess.contract.select_genes`)."""
     import anndata as ad
-    keep = contract.select_genes(ad.AnnData(var=adata.var.copy()), genes, path).var_names
-    mask = adata.var_names.isin(keep)
+    keep = contract.select_genes(ad.AnnData(var=var.copy()), genes, path).var_names
+    return np.asarray(var.index.isin(keep))
+
+
+def load_counts(path, batches: Sequence[str], layer: str, genes: str) -> Batches:
+    """Batches of a preprocessed ``.h5ad`` (all when ``batches`` is empty), library-size normalised over all
+    genes (LIGER ``normalize``), then restricted to the gene set ``genes``; CSR matrices."""
+    adata = contract.load_preprocessed(path, batch=list(batches) or None, genes="all", layer=layer,
+                                       integer=False)
+    if "batch" not in adata.obs:
+        raise InputError(path, "has no obs['batch'] column")
+    names = list(batches) or _present_batches(adata.obs)
+    _check_two(path, names)
+    mask = gene_mask(adata.var, genes, path)
     b = adata.obs["batch"].astype(str).to_numpy()
+    mat = sp.csr_matrix(adata.X)
     mats, obs = [], []
-    mat = sp.csr_matrix(mat)
     for name in names:
         sel = b == name
-        mats.append(inmf.library_normalize(mat[sel])[:, mask])
+        mats.append(model.library_normalize(mat[sel])[:, mask])
         obs.append(adata.obs.loc[sel])
-    obs = pd.concat(obs)
-    return Batches(mats, names, _cell_table(obs), adata.var_names[mask], str(path))
+    return Batches(mats, names, _cell_table(pd.concat(obs)), adata.var_names[mask], str(path))
 
 
-def load_neumf(paths: Sequence, layer: str = "neumf") -> Batches:
+def load_neumf(paths: Sequence, layer: str) -> Batches:
     """One dense NeuMF ``.h5ad`` per batch; genes = those shared by all files (first file's order)."""
     adatas = [io.read_h5ad(p) for p in paths]
     if len(adatas) < 2:
@@ -101,7 +132,7 @@ def load_neumf(paths: Sequence, layer: str = "neumf") -> Batches:
         sub = a[:, shared]
         x = io.get_matrix(sub, layer, p)
         x = x.toarray() if sp.issparse(x) else np.asarray(x, dtype=np.float64)
-        mats.append(inmf.library_normalize(x))
+        mats.append(model.library_normalize(x))
         names.append(name)
         o = sub.obs.copy()
         o["batch"] = name
@@ -121,66 +152,55 @@ def scale_batches(b: Batches) -> list:
     """LIGER ``scaleNotCenter`` per batch on already library-normalised matrices."""
     out = []
     for x in b.mats:
-        inv = 1.0 / inmf.rms_scale_factors(x)
+        inv = 1.0 / model.rms_scale_factors(x)
         out.append(sp.csr_matrix(x @ sp.diags(inv)) if sp.issparse(x) else np.asarray(x) * inv)
     return out
 
 
-@dataclasses.dataclass
-class Settings:
-    """Options of one integration run (see workflow/schemas/integrate.schema.yaml)."""
-    k: int = 20
-    lam: float = 5.0
-    max_iters: int = 30
-    thresh: float = 1e-6
-    nrep: int = 1
-    seed: int = 1
-    solver: str = "hals"
-    hals_sweeps: int = 3
-    quantiles: int = 50
-    min_cells: int = 20
-    knn_k: int = 20
-    ref_batch: str | None = None
-    leiden_resolution: float = 0.5
-    n_neighbors: int = 20
-    agreement_dims: int = 20
-    agreement_k: int = 15
-    umap_min_dist: float = 0.3
-
-
-def integrate(b: Batches, s: Settings, device="cpu", dtype=None, source: str = "counts"):
+def integrate(b: Batches, opts, device, source: str, dtype=None):
     """Run iNMF + quantile normalisation + Leiden + UMAP; return (AnnData, metrics table)."""
     import torch
 
     dtype = dtype or torch.float64
     xs = scale_batches(b)
-    inmf.check_inputs(xs, b.names, s.k, b.path)
+    model.check_inputs(xs, b.names, opts.k, b.path)
     LOG.info("iNMF: %d batches (%s), %d cells, %d genes, k=%d, lambda=%g, solver=%s",
              len(xs), ", ".join(f"{n}:{x.shape[0]}" for n, x in zip(b.names, xs)), b.obs.shape[0],
-             xs[0].shape[1], s.k, s.lam, s.solver)
-    res = inmf.fit_inmf(xs, k=s.k, lam=s.lam, max_iters=s.max_iters, thresh=s.thresh, nrep=s.nrep,
-                        seed=s.seed, solver=s.solver, hals_sweeps=s.hals_sweeps, device=device,
-                        dtype=dtype, log=LOG.info)
+             xs[0].shape[1], opts.k, opts.lambda_, opts.solver)
+    res = model.fit_inmf(xs, k=opts.k, lam=opts.lambda_, max_iters=opts.max_iters, thresh=opts.thresh,
+                         nrep=opts.nrep, seed=opts.seed, solver=opts.solver, hals_sweeps=opts.hals_sweeps,
+                         device=device, dtype=dtype, log=LOG.info)
     LOG.info("iNMF: best restart %d, objective %.6g after %d iterations (%.1f s)", res.rep,
              res.objective, res.iterations, res.seconds)
-    return assemble(b, xs, res.W, res.V, res.H, s, source, res.trace,
+    return assemble(b, xs, res.W, res.V, res.H, opts, source, res.trace,
                     {"objective": res.objective, "iterations": res.iterations, "seconds": res.seconds,
                      "best_rep": res.rep, "rep_objectives": list(map(float, res.rep_objectives))},
                     device=device, dtype=dtype)
 
 
-def assemble(b: Batches, xs, w, v, h, s: Settings, source, trace, fit_info, device="cpu", dtype=None):
+def params(opts) -> dict:
+    """The options as an ``uns``-storable dict (schema key names, null as '', arrays as lists)."""
+    out = {}
+    for key, value in dataclasses.asdict(opts).items():
+        if isinstance(value, tuple):
+            value = [str(v) for v in value]
+        out[key.rstrip("_")] = "" if value is None else value
+    return out
+
+
+def assemble(b: Batches, xs, w, v, h, opts, source, trace, fit_info, device, dtype=None):
     """Quantile-normalise, cluster, embed and score a fitted factorisation; build the AnnData."""
     import anndata as ad
     import scanpy as sc
 
-    import time
+    from ..core.clustering import import_umap_without_tensorflow
+
     t0 = time.perf_counter()
-    if s.ref_batch and s.ref_batch not in b.names:
-        raise InputError(b.path, f"reference batch {s.ref_batch!r} is not among {', '.join(b.names)}")
-    ref = b.names.index(s.ref_batch) if s.ref_batch else None
-    h_norm, qclusters, ref = quantile_normalize(h, ref=ref, quantiles=s.quantiles, min_cells=s.min_cells,
-                                                knn_k=s.knn_k)
+    if opts.ref_batch and opts.ref_batch not in b.names:
+        raise InputError(b.path, f"reference batch {opts.ref_batch!r} is not among {', '.join(b.names)}")
+    ref = b.names.index(opts.ref_batch) if opts.ref_batch else None
+    h_norm, qclusters, ref = quantile_normalize(h, ref, quantiles=opts.quantiles, min_cells=opts.min_cells,
+                                                knn_k=opts.knn_k)
     x = sp.vstack([sp.csr_matrix(m, dtype=np.float32) for m in xs]).tocsr() if sp.issparse(xs[0]) \
         else np.vstack(xs).astype(np.float32)
     adata = ad.AnnData(X=x, obs=b.obs.copy(), var=pd.DataFrame(index=b.genes.astype(str)))
@@ -194,38 +214,39 @@ def assemble(b: Batches, xs, w, v, h, s: Settings, source, trace, fit_info, devi
     for name, vi in zip(b.names, v):
         adata.varm[f"V_{name}"] = np.asarray(vi).T.astype(np.float32)
     LOG.info("quantile normalisation: reference %s, %.1f s", b.names[ref], time.perf_counter() - t0)
-    from .core.clustering import import_umap_without_tensorflow
     import_umap_without_tensorflow()  # scanpy's neighbors imports umap
-    sc.pp.neighbors(adata, n_neighbors=s.n_neighbors, use_rep="X_inmf_norm", random_state=s.seed,
+    sc.pp.neighbors(adata, n_neighbors=opts.n_neighbors, use_rep="X_inmf_norm", random_state=opts.seed,
                     transformer="sklearn")
-    sc.tl.leiden(adata, resolution=s.leiden_resolution, random_state=s.seed, flavor="igraph",
+    sc.tl.leiden(adata, resolution=opts.leiden_resolution, random_state=opts.seed, flavor="igraph",
                  n_iterations=2, directed=False)
     LOG.info("Leiden: %d clusters, %.1f s", adata.obs["leiden"].nunique(), time.perf_counter() - t0)
-    sc.tl.umap(adata, min_dist=s.umap_min_dist, random_state=s.seed)
+    sc.tl.umap(adata, min_dist=opts.umap_min_dist, random_state=opts.seed)
     LOG.info("UMAP done, %.1f s", time.perf_counter() - t0)
-    table = score(adata, b, xs, h, h_norm, s, device, dtype)
+    table = score(adata, b, xs, h, h_norm, opts, device, dtype)
     LOG.info("metrics done, %.1f s", time.perf_counter() - t0)
     adata.uns["inmf"] = {
         "source": source, "batches": list(b.names), "reference_batch": b.names[ref],
         "objective_trace": np.asarray(trace, dtype=np.float64),
-        "params": {k: (v if v is not None else "") for k, v in dataclasses.asdict(s).items()},
+        "params": params(opts),
         **{k: v for k, v in fit_info.items()},
         "metrics": {f"{r.metric}:{r.batch}": float(r.value) for r in table.itertuples()},
     }
     return adata, table
 
 
-def score(adata, b: Batches, xs, h, h_norm, s: Settings, device="cpu", dtype=None) -> pd.DataFrame:
+def score(adata, b: Batches, xs, h, h_norm, opts, device, dtype=None) -> pd.DataFrame:
     """Metrics table: alignment (before/after quantile normalisation), agreement, ARI/NMI per batch."""
+    import torch
+
     batch = adata.obs["batch"].astype(str).to_numpy()
-    rows = [("alignment_raw", "all", metrics.alignment_score(adata.obsm["X_inmf"], batch, seed=s.seed),
+    rows = [("alignment_raw", "all", metrics.alignment_score(adata.obsm["X_inmf"], batch, seed=opts.seed),
              adata.n_obs),
-            ("alignment", "all", metrics.alignment_score(adata.obsm["X_inmf_norm"], batch, seed=s.seed),
+            ("alignment", "all", metrics.alignment_score(adata.obsm["X_inmf_norm"], batch, seed=opts.seed),
              adata.n_obs)]
-    dims = min(s.agreement_dims, min(x.shape[1] for x in xs) - 1, min(x.shape[0] for x in xs) - 1)
-    alone = [inmf.nmf(x, dims, max_iters=s.max_iters, seed=s.seed, solver=s.solver,
-                      hals_sweeps=s.hals_sweeps, device=device) for x in xs]
-    rows.append(("agreement", "all", metrics.agreement(alone, h_norm, k=s.agreement_k), adata.n_obs))
+    dims = min(opts.agreement_dims, min(x.shape[1] for x in xs) - 1, min(x.shape[0] for x in xs) - 1)
+    alone = [model.nmf(x, dims, max_iters=opts.max_iters, seed=opts.seed, solver=opts.solver,
+                       hals_sweeps=opts.hals_sweeps, device=device, dtype=dtype or torch.float64) for x in xs]
+    rows.append(("agreement", "all", metrics.agreement(alone, h_norm, k=opts.agreement_k), adata.n_obs))
     labels = adata.obs["label"].astype("object").to_numpy() if "label" in adata.obs else None
     clusters = adata.obs["leiden"].astype(str).to_numpy()
     for scope in ["all", *b.names]:
@@ -248,8 +269,7 @@ class BackedSource:
     + `scale_batches` do in memory.
     """
 
-    def __init__(self, path, batches: Sequence[str] | None = None, layer: str = "counts",
-                 genes: str = "liger"):
+    def __init__(self, path, batches: Sequence[str], layer: str, genes: str):
         import anndata as ad
         import h5py
         self.path = str(io.require_file(path))
@@ -270,18 +290,13 @@ class BackedSource:
         if "batch" not in obs:
             raise InputError(path, "has no obs['batch'] column")
         b = obs["batch"].astype(str).to_numpy()
-        present = list(pd.unique(b))
-        self.names = list(batches) if batches else present
+        present = _present_batches(obs)
+        self.names = list(batches) or present
         missing = [n for n in self.names if n not in present]
         if missing:
             raise InputError(path, f"batch {missing[0]!r} has no cells (batches: {', '.join(present)})")
-        if len(self.names) < 2:
-            raise InputError(path, f"integration needs at least 2 batches, got {len(self.names)}")
-        self.mask = np.ones(len(var), bool)
-        if genes == "liger" and "liger_selected" in var:
-            self.mask = var["liger_selected"].to_numpy(bool)
-        if not self.mask.any():
-            raise InputError(path, "no gene is flagged in var['liger_selected']")
+        _check_two(path, self.names)
+        self.mask = gene_mask(var, genes, path)  # the same gene sets as `load_counts`
         self.genes = pd.Index(var.index.astype(str))[self.mask]
         self.rows = [np.flatnonzero(b == n) for n in self.names]
         cols = ["batch"] + (["label"] if "label" in obs else [])
@@ -290,6 +305,7 @@ class BackedSource:
 
     @property
     def n_cells(self) -> list[int]:
+        """Cells per batch."""
         return [len(r) for r in self.rows]
 
     def read(self, bi: int, start: int, stop: int, scaled: bool = True):
@@ -304,7 +320,7 @@ class BackedSource:
                 raise InputError(self.path, f"batch {self.names[bi]!r} has NaN or infinite values")
             if (vals < 0).any():
                 raise InputError(self.path, f"batch {self.names[bi]!r} has negative values")
-        m = inmf.library_normalize(m)[:, self.mask]
+        m = model.library_normalize(m)[:, self.mask]
         if scaled:
             m = sp.csr_matrix(m @ sp.diags(self.inv_rms[bi]))
         return m
@@ -321,41 +337,41 @@ class BackedSource:
 
     def stream(self, chunk: int, seed: int):
         """Yield ``(batch, cell indices within the batch, scaled CSR)`` in a seeded chunk order."""
-        for bi, s0, s1 in inmf.minibatch_order(self.n_cells, chunk, seed):
+        for bi, s0, s1 in model.minibatch_order(self.n_cells, chunk, seed):
             yield bi, np.arange(s0, s1), self.read(bi, s0, s1)
 
     def close(self):
+        """Close the backed file."""
         self.file.close()
 
 
-def integrate_online(path, batches, s: Settings, layer: str = "counts", genes: str = "liger",
-                     epochs: int = 5, minibatch: int = 5000, device="cpu", dtype=None,
-                     source: str = "counts"):
+def integrate_online(path, opts, layer: str, device, source: str, dtype=None):
     """Online iNMF streaming a backed ``.h5ad``, then the same downstream steps as `integrate`."""
     import torch
 
     dtype = dtype or torch.float64
-    src = BackedSource(path, batches, layer, genes)
+    epochs, minibatch = opts.online_epochs, opts.online_minibatch
+    src = BackedSource(path, opts.batches, layer, opts.genes)
     try:
         n_genes = int(src.mask.sum())
-        if s.k >= n_genes:
-            raise InputError(path, f"k={s.k} factors is not smaller than the number of genes ({n_genes})")
-        if s.k >= min(src.n_cells):
-            raise InputError(path, f"k={s.k} factors is not smaller than the number of cells in the "
+        if opts.k >= n_genes:
+            raise InputError(path, f"k={opts.k} factors is not smaller than the number of genes ({n_genes})")
+        if opts.k >= min(src.n_cells):
+            raise InputError(path, f"k={opts.k} factors is not smaller than the number of cells in the "
                                    f"smallest batch ({min(src.n_cells)})")
         src.fit_scale(minibatch)
         LOG.info("online iNMF: %d batches (%s), %d genes, k=%d, lambda=%g, %d epochs of minibatches "
                  "of %d cells", len(src.names), ", ".join(f"{n}:{c}" for n, c in zip(src.names, src.n_cells)),
-                 n_genes, s.k, s.lam, epochs, minibatch)
-        res = inmf.fit_online_inmf(lambda e: src.stream(minibatch, s.seed + 1 + e), src.n_cells, n_genes,
-                                   k=s.k, lam=s.lam, epochs=epochs, seed=s.seed, device=device, dtype=dtype,
-                                   h_stream=lambda: src.stream(minibatch, s.seed), log=LOG.info)
+                 n_genes, opts.k, opts.lambda_, epochs, minibatch)
+        res = model.fit_online_inmf(lambda e: src.stream(minibatch, opts.seed + 1 + e), src.n_cells, n_genes,
+                                    k=opts.k, lam=opts.lambda_, epochs=epochs, seed=opts.seed, device=device,
+                                    dtype=dtype, h_stream=lambda: src.stream(minibatch, opts.seed), log=LOG.info)
         xs = [sp.vstack([src.read(bi, s0, min(s0 + minibatch, n)) for s0 in range(0, n, minibatch)]).tocsr()
               for bi, n in enumerate(src.n_cells)]
         b = Batches(xs, src.names, src.obs, src.genes, str(path))
     finally:
         src.close()
-    return assemble(b, xs, res.W, res.V, res.H, s, source, res.epoch_objectives + [res.objective],
+    return assemble(b, xs, res.W, res.V, res.H, opts, source, res.epoch_objectives + [res.objective],
                     {"objective": res.objective, "iterations": epochs, "seconds": res.seconds,
                      "best_rep": 0, "rep_objectives": [res.objective], "mode": "online"},
                     device=device, dtype=dtype)

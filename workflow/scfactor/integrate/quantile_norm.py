@@ -46,9 +46,11 @@ def _quantiles(v: np.ndarray, q: int) -> np.ndarray:
     return np.quantile(v, np.linspace(0, 1, q + 1))
 
 
-def quantile_normalize(hs: list[np.ndarray], ref: int | None = None, quantiles: int = 50,
-                       min_cells: int = 20, knn_k: int = 20, refine: bool = True):
+def quantile_normalize(hs: list[np.ndarray], ref: int | None, *, quantiles: int, min_cells: int, knn_k: int,
+                       refine: bool = True):
     """Quantile-normalise per-batch loadings; returns (list of H_norm, list of cluster labels, ref).
+
+    ``ref``: index of the reference batch (None = the largest); the settings are the integrate schema's.
 
     Every factor of every shared cluster is aligned on the reference batch. Factors whose quantiles
     are constant (or all zero) in either batch are set to 0 for that cluster, as LIGER does.

@@ -1,4 +1,5 @@
-"""Figures of the integrate step (seed 000): UMAPs by batch / cluster per source, metric bars."""
+"""Figures of the integrate step (the NeuMF/LIGER notebook): UMAPs by batch / cluster per source, metric
+bars."""
 
 from __future__ import annotations
 
