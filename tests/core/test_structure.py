@@ -126,6 +126,8 @@ def test_cli_defaults_come_from_the_schema(script, monkeypatch):
     module, func = m.groups()
     parser = _step_parser(module, func, monkeypatch)
     steps = [v for v in vars(importlib.import_module(module)).values() if isinstance(v, options.Step)]
+    # a cli module with several scripts: check each script against its own step (Step name = function name)
+    steps = [s for s in steps if s.name == func] or steps
     by_dest = {o.dest: o for s in steps for o in s.options}
     schema_keys = set().union(*(_schema_keys(s) for s in steps)) if steps else set()
     for action in parser._actions:
