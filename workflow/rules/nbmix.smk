@@ -1,36 +1,34 @@
-# Negative-binomial mixture clustering (seed 004): simulator, NB mixture, Leiden baseline, figures, summary.
+# NB-mixture clustering (scfactor.nbmix; the model-based clustering notebook): simulator, NB mixture,
+# Leiden baseline, figures, summary. Options: workflow/schemas/{nbmix,simulate_nbmix}.schema.yaml.
 validate_section("simulate.nbmix", "simulate_nbmix.schema.yaml")
 validate_section("nbmix", "nbmix.schema.yaml")
 
-from scfactor.smk.nbmix import (  # noqa: E402
-    nbmix_fit_args,
+from scfactor.nbmix.smk import (  # noqa: E402
+    fit_command,
+    leiden_command,
     nbmix_input,
-    nbmix_leiden_args,
     nbmix_runs,
-    simulate_nbmix_args,
+    simulate_command,
+    simulations,
 )
 
 NBMIX = f"{RESULTS}/nbmix"
 NBMIX_FIG = f"{RESULTS}/figures/nbmix"
-NBMIX_RUNS = nbmix_runs(config)
-for _name in NBMIX_RUNS:
-    nbmix_input(config, _name)  # fail at parse time on a run that names nothing
-
-
-wildcard_constraints:
-    nbrun="|".join(NBMIX_RUNS) if NBMIX_RUNS else "^$",
-    nbsim="[^/]+",
+NBMIX_RUNS = check_names("nbmix.runs", nbmix_runs(config))
+check_names("simulate.nbmix", simulations(config))
+for _run in NBMIX_RUNS:
+    nbmix_input(config, _run)  # fail at parse time on a run that names nothing
 
 
 rule simulate_nbmix:
-    """Seed 004's NB mixture simulate(n, p, k, s, seed) with its ground truth."""
+    """The model-based clustering notebook's NB mixture simulate(n, p, k, s, seed) with its ground truth."""
     output:
-        f"{RESULTS}/simulate/nbmix/{{nbsim}}.h5ad",
+        f"{RESULTS}/simulate/nbmix/{{sim}}.h5ad",
     params:
-        opts=lambda wc: simulate_nbmix_args(config, wc.nbsim),
-        script=script("simulate_nbmix.py"),
+        cmd=command("simulate_nbmix.py"),
+        opts=lambda wc: simulate_command(config, wc.sim),
     log:
-        f"{LOGS}/simulate_nbmix/{{nbsim}}.log",
+        log_path("simulate_nbmix", "sim"),
     threads: 1
     resources:
         mem_mb=mem_mb(2000),
@@ -38,22 +36,22 @@ rule simulate_nbmix:
     conda:
         "../../envs/torch.yaml"
     shell:
-        "python {params.script} {params.opts} --output {output} 2> {log}"
+        "{params.cmd} --name {wildcards.sim:q} {params.opts} --threads {threads} --output {output:q} 2> {log:q}"
 
 
 rule nbmix:
-    """Fit the NB mixture (batch EM or amortised) to one data set and score it against its labels."""
+    """Fit the NB mixture (batch EM or amortised) to one run and score it against its labels."""
     input:
-        lambda wc: nbmix_input(config, wc.nbrun),
+        lambda wc: nbmix_input(config, wc.run),
     output:
-        h5ad=f"{NBMIX}/{{nbrun}}/nbmix.h5ad",
-        metrics=f"{NBMIX}/{{nbrun}}/nbmix.metrics.tsv",
-        trace=f"{NBMIX}/{{nbrun}}/nbmix.trace.tsv",
+        h5ad=f"{NBMIX}/{{run}}/nbmix.h5ad",
+        metrics=f"{NBMIX}/{{run}}/nbmix.metrics.tsv",
+        trace=f"{NBMIX}/{{run}}/nbmix.trace.tsv",
     params:
-        opts=lambda wc: nbmix_fit_args(config, wc.nbrun),
-        script=script("nbmix_fit.py"),
+        cmd=command("nbmix_fit.py"),
+        opts=lambda wc: fit_command(config, wc.run),
     log:
-        f"{LOGS}/nbmix/{{nbrun}}.log",
+        log_path("nbmix", "run"),
     threads: config["nbmix"]["threads"]
     resources:
         mem_mb=mem_mb(4000),
@@ -63,22 +61,22 @@ rule nbmix:
     conda:
         "../../envs/torch.yaml"
     shell:
-        "python {params.script} --input {input} {params.opts} --threads {threads} "
-        "--output {output.h5ad} --metrics {output.metrics} --trace {output.trace} 2> {log}"
+        "{params.cmd} --input {input:q} --dataset {wildcards.run:q} {params.opts} --threads {threads} "
+        "--output {output.h5ad:q} --metrics {output.metrics:q} --trace {output.trace:q} 2> {log:q}"
 
 
 rule nbmix_leiden:
-    """scanpy baseline: normalise, log1p, PCA, 15-NN graph, Leiden, UMAP (also used by other figures)."""
+    """scanpy baseline: normalise, log1p, PCA, k-NN graph, Leiden, UMAP (its UMAP is used by the figures)."""
     input:
-        lambda wc: nbmix_input(config, wc.nbrun),
+        lambda wc: nbmix_input(config, wc.run),
     output:
-        h5ad=f"{NBMIX}/{{nbrun}}/leiden.h5ad",
-        metrics=f"{NBMIX}/{{nbrun}}/leiden.metrics.tsv",
+        h5ad=f"{NBMIX}/{{run}}/leiden.h5ad",
+        metrics=f"{NBMIX}/{{run}}/leiden.metrics.tsv",
     params:
-        opts=lambda wc: nbmix_leiden_args(config, wc.nbrun),
-        script=script("nbmix_leiden.py"),
+        cmd=command("nbmix_leiden.py"),
+        opts=lambda wc: leiden_command(config, wc.run),
     log:
-        f"{LOGS}/nbmix_leiden/{{nbrun}}.log",
+        log_path("nbmix_leiden", "run"),
     threads: 1
     resources:
         mem_mb=mem_mb(4000),
@@ -87,41 +85,41 @@ rule nbmix_leiden:
     conda:
         "../../envs/scanpy.yaml"
     shell:
-        "python {params.script} --input {input} {params.opts} --threads {threads} "
-        "--output {output.h5ad} --metrics {output.metrics} 2> {log}"
+        "{params.cmd} --input {input:q} --dataset {wildcards.run:q} {params.opts} --threads {threads} "
+        "--output {output.h5ad:q} --metrics {output.metrics:q} 2> {log:q}"
 
 
 rule nbmix_figures:
     """UMAP (labels / Leiden / NB mixture), responsibilities vs labels, Poisson vs NB log-likelihood per gene."""
     input:
-        nbmix=f"{NBMIX}/{{nbrun}}/nbmix.h5ad",
-        leiden=f"{NBMIX}/{{nbrun}}/leiden.h5ad",
+        nbmix=f"{NBMIX}/{{run}}/nbmix.h5ad",
+        leiden=f"{NBMIX}/{{run}}/leiden.h5ad",
     output:
         umap=report(
-            f"{NBMIX_FIG}/{{nbrun}}.umap.png",
+            f"{NBMIX_FIG}/{{run}}.umap.png",
             caption="../report/nbmix_umap.rst",
             category="NB mixture",
-            labels={"dataset": "{nbrun}", "figure": "UMAP"},
+            labels={"dataset": "{run}", "figure": "UMAP"},
         ),
-        umap_pdf=f"{NBMIX_FIG}/{{nbrun}}.umap.pdf",
+        umap_pdf=f"{NBMIX_FIG}/{{run}}.umap.pdf",
         corr=report(
-            f"{NBMIX_FIG}/{{nbrun}}.correlation.png",
+            f"{NBMIX_FIG}/{{run}}.correlation.png",
             caption="../report/nbmix_correlation.rst",
             category="NB mixture",
-            labels={"dataset": "{nbrun}", "figure": "responsibilities vs labels"},
+            labels={"dataset": "{run}", "figure": "responsibilities vs labels"},
         ),
-        corr_pdf=f"{NBMIX_FIG}/{{nbrun}}.correlation.pdf",
+        corr_pdf=f"{NBMIX_FIG}/{{run}}.correlation.pdf",
         poisnb=report(
-            f"{NBMIX_FIG}/{{nbrun}}.poisson_nb.png",
+            f"{NBMIX_FIG}/{{run}}.poisson_nb.png",
             caption="../report/nbmix_poisson_nb.rst",
             category="NB mixture",
-            labels={"dataset": "{nbrun}", "figure": "Poisson vs NB"},
+            labels={"dataset": "{run}", "figure": "Poisson vs NB"},
         ),
-        poisnb_pdf=f"{NBMIX_FIG}/{{nbrun}}.poisson_nb.pdf",
+        poisnb_pdf=f"{NBMIX_FIG}/{{run}}.poisson_nb.pdf",
     params:
-        script=script("nbmix_figures.py"),
+        cmd=command("nbmix_figures.py"),
     log:
-        f"{LOGS}/nbmix_figures/{{nbrun}}.log",
+        log_path("nbmix_figures", "run"),
     threads: 1
     resources:
         mem_mb=mem_mb(4000),
@@ -130,15 +128,15 @@ rule nbmix_figures:
     conda:
         "../../envs/torch.yaml"
     shell:
-        "python {params.script} --nbmix {input.nbmix} --leiden {input.leiden} --dataset {wildcards.nbrun} "
-        "--umap {output.umap_pdf} {output.umap} --correlation {output.corr_pdf} {output.corr} "
-        "--poisson-nb {output.poisnb_pdf} {output.poisnb} 2> {log}"
+        "{params.cmd} --nbmix {input.nbmix:q} --leiden {input.leiden:q} --dataset {wildcards.run:q} "
+        "--threads {threads} --umap {output.umap:q} --correlation {output.corr:q} "
+        "--poisson-nb {output.poisnb:q} 2> {log:q}"
 
 
 rule nbmix_summary:
     """Accuracy / NMI / ARI table of the NB mixture and Leiden over all runs."""
     input:
-        expand(f"{NBMIX}/{{nbrun}}/{{method}}.metrics.tsv", nbrun=NBMIX_RUNS, method=["nbmix", "leiden"]),
+        expand(f"{NBMIX}/{{run}}/{{method}}.metrics.tsv", run=NBMIX_RUNS, method=["nbmix", "leiden"]),
     output:
         tsv=f"{NBMIX}/summary.tsv",
         fig=report(
@@ -149,9 +147,9 @@ rule nbmix_summary:
         ),
         pdf=f"{NBMIX_FIG}/summary.pdf",
     params:
-        script=script("nbmix_summary.py"),
+        cmd=command("nbmix_summary.py"),
     log:
-        f"{LOGS}/nbmix_summary.log",
+        log_path("nbmix_summary"),
     threads: 1
     resources:
         mem_mb=mem_mb(1000),
@@ -159,15 +157,16 @@ rule nbmix_summary:
     conda:
         "../../envs/scanpy.yaml"
     shell:
-        "python {params.script} --metrics {input} --output {output.tsv} --figure {output.pdf} {output.fig} 2> {log}"
+        "{params.cmd} --metrics {input:q} --threads {threads} --output {output.tsv:q} "
+        "--figure {output.fig:q} 2> {log:q}"
 
 
 if NBMIX_RUNS:
     TARGETS.extend(
         [f"{NBMIX}/summary.tsv", f"{NBMIX_FIG}/summary.png"]
         + expand(
-            f"{NBMIX_FIG}/{{nbrun}}.{{fig}}.png",
-            nbrun=NBMIX_RUNS,
+            f"{NBMIX_FIG}/{{run}}.{{fig}}.png",
+            run=NBMIX_RUNS,
             fig=["umap", "correlation", "poisson_nb"],
         )
     )

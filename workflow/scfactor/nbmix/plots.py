@@ -1,9 +1,12 @@
-"""Figures of the NB-mixture analysis (seed 004): UMAP triptych, label correlation, Poisson vs NB, metrics table."""
+"""Figures of the NB-mixture analysis (the model-based clustering notebook): UMAP triptych, label correlation,
+Poisson vs NB, metrics table. Each function returns a matplotlib figure; the CLI saves it (png + pdf)."""
 
 from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+
+from ..core import plotting  # noqa: F401  (sets the backend)
 
 
 def _categorical_scatter(ax, xy, labels, title, cmap="tab10"):

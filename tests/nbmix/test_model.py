@@ -1,4 +1,4 @@
-"""NB-mixture clustering (seed 004): model, M step, E step, simulator, metrics, scripts, workflow."""
+"""NB-mixture clustering (the model-based clustering notebook): model, M step, E step, simulator, metrics."""
 
 from __future__ import annotations
 
@@ -10,33 +10,51 @@ import scipy.sparse as sp
 import scipy.stats as st
 import torch
 
-from conftest import assert_clean_failure, run_script, snakemake
 from scfactor.core import metrics
-from scfactor.models import nbmix
-from scfactor.models.nbmix_simulate import simulate, simulate_anndata
+from scfactor.nbmix import model as nbmix
+from scfactor.nbmix.cli import FIT
+from scfactor.nbmix.pipeline import em_settings
+from scfactor.nbmix.simulate import simulate, simulate_anndata
 
 torch.set_num_threads(1)
+S = 1e4  # the notebook's size factor (simulate_nbmix.schema.yaml default)
+
+
+def em(**over):
+    """`fit_em` settings: the schema defaults, one restart, seed 0, then ``over``."""
+    kw = em_settings(FIT.defaults(k=1))
+    kw.update(nrep=1, seed=0)
+    kw.update(over)
+    return kw
+
+
+def test_em_settings_are_the_schema_defaults():
+    """The library has no defaults of its own: the step's options (schema defaults: nrep 3) are passed on."""
+    assert em_settings(FIT.defaults(k=1)) == dict(
+        init="kmeans", nrep=3, max_iters=100, tol=1e-6, newton_steps=3, first_newton_steps=10, n_pcs=30,
+        leiden_resolution=1.0, dtype=torch.float64)
+    assert em_settings(FIT.defaults(k=1, dtype="float32", leiden_resolution=0.5))["dtype"] == torch.float32
 
 
 @pytest.fixture(scope="module")
 def sim():
-    x, z, lm, lr = simulate(100, 500, 4, seed=1)
+    x, z, lm, lr = simulate(100, 500, 4, S, seed=1)
     return x, z.argmax(1)
 
 
 def test_simulator_is_deterministic_and_stores_truth():
-    a = simulate_anndata(30, 40, 3, seed=5)
-    b = simulate_anndata(30, 40, 3, seed=5)
+    a = simulate_anndata(30, 40, 3, S, 5, "nbmix")
+    b = simulate_anndata(30, 40, 3, S, 5, "nbmix")
     assert (a.X != b.X).nnz == 0
     assert a.varm["log_mean_true"].shape == (40, 3)
     assert ((a.varm["log_mean_true"] >= -12) & (a.varm["log_mean_true"] <= -6)).all()
     assert ((a.varm["log_inv_disp_true"] >= 0) & (a.varm["log_inv_disp_true"] <= 4)).all()
     assert (a.obs["label"].astype(str).to_numpy() == np.array([f"c{c}" for c in a.obsm["z_true"].argmax(1)])).all()
-    assert (simulate_anndata(30, 40, 3, seed=6).X != a.X).nnz > 0
+    assert (simulate_anndata(30, 40, 3, S, 6, "nbmix").X != a.X).nnz > 0
 
 
 def test_component_loglik_matches_scipy():
-    x, z, _, _ = simulate(20, 30, 2, seed=3)
+    x, z, _, _ = simulate(20, 30, 2, S, seed=3)
     rng = np.random.default_rng(0)
     lm = rng.uniform(-7, -3, size=(2, 30))
     lr = rng.uniform(-1, 3, size=(2, 30))
@@ -50,7 +68,7 @@ def test_component_loglik_matches_scipy():
 
 
 def test_gradient_and_hessian_match_autograd():
-    x, z, _, _ = simulate(40, 25, 2, seed=2)
+    x, z, _, _ = simulate(40, 25, 2, S, seed=2)
     data = nbmix.CountData(x, chunk_elems=200)
     w = torch.tensor(np.random.default_rng(1).dirichlet([1, 1], size=40))
     a0 = torch.tensor(np.random.default_rng(2).uniform(-8, -4, size=(2, 25)))
@@ -98,7 +116,7 @@ def test_m_step_matches_scipy_on_one_gene():
 
 
 def test_mixing_weights_change_e_step():
-    x, z, lm, lr = simulate(10, 20, 2, seed=0)
+    x, z, lm, lr = simulate(10, 20, 2, S, seed=0)
     rng = np.random.default_rng(0)
     log_mean = np.log(x.sum(0) / x.sum() + 1e-3)[None, :] + rng.normal(0, 0.05, size=(2, 20))
     log_inv_disp = np.zeros((2, 20))
@@ -111,11 +129,11 @@ def test_mixing_weights_change_e_step():
 
 def test_recovers_planted_clusters(sim):
     x, truth = sim
-    fit = nbmix.fit_em(x, 4, init="kmeans", seed=0, log_every=0)
+    fit = nbmix.fit_em(x, 4, **em(init="kmeans", seed=0), log_every=0)
     assert metrics.accuracy_hungarian(truth, fit.labels) == 1.0
     assert metrics.ari(truth, fit.labels) == 1.0
-    xs, zs, _, _ = simulate(60, 150, 3, seed=1)
-    fit = nbmix.fit_em(sp.csr_matrix(xs), 3, init="random", nrep=2, seed=0, log_every=0)
+    xs, zs, _, _ = simulate(60, 150, 3, S, seed=1)
+    fit = nbmix.fit_em(sp.csr_matrix(xs), 3, **em(init="random", nrep=2, seed=0), log_every=0)
     assert metrics.accuracy_hungarian(zs.argmax(1), fit.labels) == 1.0
 
 
@@ -123,7 +141,7 @@ def test_recovers_planted_clusters(sim):
 def test_loglik_never_decreases(init):
     # sparse-ish data (lower means) so that the nonzero-only terms matter
     x, z, _, _ = simulate(60, 100, 3, s=2e3, seed=7)
-    fit = nbmix.fit_em(x, 3, init=init, seed=1, log_every=0, max_iters=12, tol=0)
+    fit = nbmix.fit_em(x, 3, **em(init=init, seed=1, max_iters=12, tol=0), log_every=0)
     tr = np.asarray(fit.trace)
     assert len(tr) >= 5
     assert (np.diff(tr) >= -1e-9 * np.abs(tr[:-1])).all(), np.diff(tr)
@@ -131,17 +149,18 @@ def test_loglik_never_decreases(init):
 
 
 def test_restarts_keep_best_loglik():
-    x, _, _, _ = simulate(50, 80, 3, seed=9)
-    fit = nbmix.fit_em(x, 3, init="random", nrep=3, seed=3, log_every=0, max_iters=8)
+    x, _, _, _ = simulate(50, 80, 3, S, seed=9)
+    fit = nbmix.fit_em(x, 3, **em(init="random", nrep=3, seed=3, max_iters=8), log_every=0)
     assert fit.loglik == max(r["loglik"] for r in fit.restarts)
     assert len(fit.restarts) == 3
 
 
 def test_amortized_assigns_new_cells():
-    x, z, _, _ = simulate(160, 200, 3, seed=11)
+    x, z, _, _ = simulate(160, 200, 3, S, seed=11)
     truth = z.argmax(1)
-    model, fit = nbmix.fit_amortized(x[:120], 3, epochs=8, batch_size=32, lr=1e-2, seed=0, init_subsample=60,
-                                     em_kwargs={"log_every": 0})
+    em_kwargs = {k: v for k, v in em(log_every=0).items() if k != "seed"}
+    model, fit = nbmix.fit_amortized(x[:120], 3, epochs=8, batch_size=32, lr=1e-2, hidden=128, seed=0,
+                                     init_subsample=60, em_kwargs=em_kwargs)
     assert metrics.ari(truth[:120], fit.labels) > 0.95
     new = model.assign(sp.csr_matrix(x[120:])).argmax(1)
     assert metrics.ari(truth[120:], new) > 0.95
@@ -164,94 +183,3 @@ def test_metrics():
     assert metrics.log_loss(truth, resp) == pytest.approx(-np.log(resp.max(1)).mean())
     r, names = metrics.label_correlation(truth, np.eye(3)[[0, 0, 0, 1, 1, 1, 2, 2, 2]])
     np.testing.assert_allclose(np.diag(r), 1.0)
-
-
-# --------------------------------------------------------------------------- scripts
-def _write(tmp_path, x, name="in.h5ad", labels=None):
-    import anndata as ad
-    a = ad.AnnData(X=sp.csr_matrix(x), obs=pd.DataFrame(index=[f"c{i}" for i in range(x.shape[0])]),
-                   var=pd.DataFrame(index=[f"g{j}" for j in range(x.shape[1])]))
-    a.layers["counts"] = a.X.copy()
-    if labels is not None:
-        a.obs["label"] = pd.Categorical(labels)
-    path = tmp_path / name
-    a.write_h5ad(path)
-    return path
-
-
-def _fit_args(inp, out, k=2, extra=()):
-    return ["--input", inp, "--k", k, "--output", out / "o.h5ad", "--metrics", out / "m.tsv",
-            "--trace", out / "t.tsv", "--device", "cpu", *extra]
-
-
-def _outputs(out):
-    return [out / "o.h5ad", out / "m.tsv", out / "t.tsv"]
-
-
-def test_script_rejects_non_integer_counts(tmp_path):
-    x = np.random.default_rng(0).poisson(3, size=(20, 10)).astype(float)
-    x[2, 3] = 1.5
-    inp = _write(tmp_path, x)
-    proc = run_script("nbmix_fit.py", *_fit_args(inp, tmp_path))
-    assert_clean_failure(proc, mentions=str(inp), outputs=_outputs(tmp_path))
-    assert "non-integer" in proc.stderr
-
-
-def test_script_rejects_k_larger_than_cells(tmp_path):
-    x = np.random.default_rng(0).poisson(3, size=(5, 10))
-    inp = _write(tmp_path, x)
-    proc = run_script("nbmix_fit.py", *_fit_args(inp, tmp_path, k=6))
-    assert_clean_failure(proc, mentions=str(inp), outputs=_outputs(tmp_path))
-    assert "k=6" in proc.stderr
-
-
-def test_script_rejects_cell_with_zero_total(tmp_path):
-    x = np.random.default_rng(0).poisson(3, size=(20, 10))
-    x[4] = 0
-    inp = _write(tmp_path, x)
-    proc = run_script("nbmix_fit.py", *_fit_args(inp, tmp_path))
-    assert_clean_failure(proc, mentions=str(inp), outputs=_outputs(tmp_path))
-    assert "zero total count" in proc.stderr
-
-
-def test_script_output_content_and_determinism(tmp_path):
-    a = simulate_anndata(40, 60, 3, seed=2)
-    inp = tmp_path / "sim.h5ad"
-    a.write_h5ad(inp)
-    outs = []
-    for rep in range(2):
-        out = tmp_path / f"run{rep}"
-        proc = run_script("nbmix_fit.py", *_fit_args(inp, out, k=3, extra=["--nrep", "2", "--seed", "4"]))
-        assert proc.returncode == 0, proc.stderr[-3000:]
-        outs.append(out)
-    assert (outs[0] / "m.tsv").read_bytes() == (outs[1] / "m.tsv").read_bytes()
-    assert (outs[0] / "t.tsv").read_bytes() == (outs[1] / "t.tsv").read_bytes()
-    m = pd.read_csv(outs[0] / "m.tsv", sep="\t")
-    assert m.loc[0, "accuracy_hungarian"] == 1.0 and m.loc[0, "label_kind"] == "ground truth"
-    import anndata as ad
-    o = ad.read_h5ad(outs[0] / "o.h5ad")
-    assert o.obsm["nbmix_resp"].shape == (40, 3)
-    assert o.varm["nbmix_log_mean"].shape == (60, 3)
-    assert len(o.uns["nbmix"]["pi"]) == 3
-    t = pd.read_csv(outs[0] / "t.tsv", sep="\t")
-    assert (np.diff(t["loglik"]) >= -1e-9 * t["loglik"].abs().max()).all()
-
-
-# --------------------------------------------------------------------------- workflow
-@pytest.mark.workflow
-def test_workflow_tiny(tiny_workdir):
-    targets = ["results/nbmix/summary.tsv", "results/figures/nbmix/seed004_tiny.umap.png",
-               "results/figures/nbmix/pbmc3k.poisson_nb.png"]
-    snakemake(tiny_workdir, "-c", "2", *targets, timeout=900)
-    summ = pd.read_csv(tiny_workdir / "results/nbmix/summary.tsv", sep="\t")
-    sim = summ[(summ.dataset == "seed004_tiny") & (summ.method == "nbmix_em")].iloc[0]
-    assert sim.accuracy_hungarian == 1.0 and sim.ari == 1.0
-    ref = summ[(summ.dataset == "pbmc3k") & (summ.method == "nbmix_em")].iloc[0]
-    assert "not ground truth" in ref.label_kind
-    assert np.isnan(ref.accuracy_majority) and 0 < ref.nmi <= 1
-    assert set(summ.method) == {"nbmix_em", "leiden"}
-    for f in ["seed004_tiny.umap.pdf", "pbmc3k.correlation.png", "summary.png"]:
-        assert (tiny_workdir / "results/figures/nbmix" / f).stat().st_size > 5000
-    import anndata as ad
-    lei = ad.read_h5ad(tiny_workdir / "results/nbmix/pbmc3k/leiden.h5ad")
-    assert lei.obsm["X_umap"].shape == (lei.n_obs, 2) and "leiden" in lei.obs

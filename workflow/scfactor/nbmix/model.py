@@ -1,4 +1,4 @@
-r"""Negative-binomial (Poisson-Gamma) mixture clustering of count data (seed 004).
+r"""Negative-binomial (Poisson-Gamma) mixture clustering of count data (the model-based clustering notebook).
 
 Model: :math:`x_{ij} \sim \mathrm{Poisson}(s_i \lambda_{ij})`, :math:`\lambda_{ij} \sim \sum_k \pi_k
 \mathrm{Gamma}(r_{kj}, r_{kj} / \mu_{kj})` with :math:`s_i = \sum_j x_{ij}`, so that given the
@@ -20,6 +20,10 @@ Two fitting algorithms:
 
 Parameters are stored as ``log_mean [k, p]`` (log mu) and ``log_inv_disp [k, p]`` (log r), as in
 the reference implementation (aksarkar/mpebpm ``gam_mix``).
+
+The settings that the schema ``nbmix.schema.yaml`` defines (initialisation, restarts, rounds, tolerance,
+Newton steps, PCs, dtype, amortised epochs ...) have no defaults here: the pipeline passes them from the
+step's options object (`scfactor.nbmix.cli.FIT`).
 """
 
 from __future__ import annotations
@@ -38,6 +42,9 @@ from ..core.errors import InputError, ScfactorError
 LOG_MEAN_BOUNDS = (-40.0, 5.0)
 LOG_INV_DISP_BOUNDS = (-12.0, 16.0)
 INITS = ("random", "kmeans", "leiden", "nmf")
+#: neighbours of the k-NN graph of the ``leiden`` initialisation (its resolution is the ``leiden.resolution``
+#: option of the Leiden baseline)
+LEIDEN_INIT_NEIGHBORS = 15
 
 
 # --------------------------------------------------------------------------- data
@@ -362,10 +369,10 @@ def labels_to_k(labels, scores, k: int, seed: int) -> np.ndarray:
     return labels
 
 
-def initial_responsibilities(x, k: int, init: str, seed: int, n_pcs: int = 30, leiden_resolution: float = 1.0,
-                             n_neighbors: int = 15) -> np.ndarray:
+def initial_responsibilities(x, k: int, init: str, seed: int, n_pcs: int, leiden_resolution: float,
+                             n_neighbors: int = LEIDEN_INIT_NEIGHBORS) -> np.ndarray:
     """``[n, k]`` starting responsibilities: ``random`` (uniform draws, normalised), ``kmeans`` on
-    log1p PCA, ``leiden`` labels (merged/split to k), or ``nmf`` (Poisson NMF topic weights, as the seed)."""
+    log1p PCA, ``leiden`` labels (merged/split to k), or ``nmf`` (Poisson NMF topic weights, as the notebook)."""
     n = x.shape[0]
     rng = np.random.default_rng(seed)
     if init == "random":
@@ -444,13 +451,15 @@ def _em_once(data: CountData, z0: np.ndarray, max_iters: int, tol: float, newton
             trace, converged)
 
 
-def fit_em(x, k: int, init: str = "kmeans", nrep: int = 1, seed: int = 0, max_iters: int = 100,
-           tol: float = 1e-6, newton_steps: int = 3, first_newton_steps: int = 10, device="cpu",
-           dtype=torch.float64, init_resp: np.ndarray | None = None, n_pcs: int = 30,
-           leiden_resolution: float = 1.0, chunk_elems: int = 4_000_000, log_every: int = 10,
+def fit_em(x, k: int, *, init: str, nrep: int, seed: int, max_iters: int, tol: float, newton_steps: int,
+           first_newton_steps: int, n_pcs: int, leiden_resolution: float, dtype, device="cpu",
+           init_resp: np.ndarray | None = None, chunk_elems: int = 4_000_000, log_every: int = 10,
            path="X") -> NBMixFit:
     """Batch EM for the NB mixture with ``nrep`` restarts (seeds ``seed .. seed+nrep-1``); keeps the
-    restart with the highest log-likelihood. ``init_resp`` (``[n, k]``) overrides ``init``."""
+    restart with the highest log-likelihood. ``init_resp`` (``[n, k]``) overrides ``init``.
+
+    The settings come from the step's options (`scfactor.nbmix.pipeline.em_settings`); ``dtype`` is a
+    torch dtype."""
     validate_counts_matrix(x, path, k=k)
     if k < 1:
         raise ScfactorError(f"k must be >= 1 (got {k})")
@@ -494,7 +503,7 @@ def fit_labels(x, labels, device="cpu", dtype=torch.float64, newton_steps: int =
     """NB and Poisson maximum-likelihood per (label, gene) given hard labels.
 
     Returns ``(names, nb_ll [L, p], pois_ll [L, p], log_mean [L, p], log_inv_disp [L, p])`` where
-    the log-likelihoods are summed over the cells of each label (seed 004's Poisson-vs-NB figure).
+    the log-likelihoods are summed over the cells of each label (the notebook's Poisson-vs-NB figure).
     """
     names, idx = np.unique(np.asarray(labels).astype(str), return_inverse=True)
     onehot = np.eye(len(names))[idx]
@@ -525,7 +534,7 @@ def fit_labels(x, labels, device="cpu", dtype=torch.float64, newton_steps: int =
 class AmortizedNBMix(torch.nn.Module):
     """Encoder ``log1p -> Linear(p, hidden) -> ReLU -> Linear(hidden, k) -> softmax`` plus NB components."""
 
-    def __init__(self, p: int, k: int, hidden: int = 128, log_mean=None, log_inv_disp=None, pi=None):
+    def __init__(self, p: int, k: int, hidden: int, log_mean=None, log_inv_disp=None, pi=None):
         super().__init__()
         self.encoder = torch.nn.Sequential(torch.nn.Linear(p, hidden), torch.nn.ReLU(), torch.nn.Linear(hidden, k))
         lm = torch.randn(k, p) - 8.0 if log_mean is None else torch.as_tensor(np.asarray(log_mean), dtype=torch.float32)
@@ -566,13 +575,13 @@ class AmortizedNBMix(torch.nn.Module):
         return np.vstack(out) if out else np.zeros((0, self.logit_pi.shape[0]))
 
 
-def fit_amortized(x, k: int, epochs: int = 20, batch_size: int = 64, lr: float = 1e-3, hidden: int = 128,
-                  seed: int = 0, init_subsample: int = 500, em_kwargs: dict | None = None, device="cpu",
-                  freeze_epochs: int | None = None, log_every: int = 1, path="X"):
+def fit_amortized(x, k: int, *, epochs: int, batch_size: int, lr: float, hidden: int, seed: int,
+                  init_subsample: int, em_kwargs: dict, device="cpu", freeze_epochs: int | None = None,
+                  log_every: int = 1, path="X"):
     """Train `AmortizedNBMix` on the ELBO with minibatches streamed from the sparse matrix.
 
     When ``init_subsample > 0`` the components start from `fit_em` on a seeded subsample of that many
-    cells (``em_kwargs`` passed on) and stay frozen for the first ``freeze_epochs`` epochs (default: a
+    cells (``em_kwargs``: the `fit_em` settings but ``seed``) and stay frozen for the first ``freeze_epochs`` epochs (default: a
     quarter of them, at least 1) while the encoder learns the posterior; otherwise everything trains from
     the start. Returns ``(model, NBMixFit)`` with the encoder's responsibilities
     for all cells and the per-epoch mean ELBO per cell as the trace.
@@ -587,7 +596,7 @@ def fit_amortized(x, k: int, epochs: int = 20, batch_size: int = 64, lr: float =
     t_all = time.time()
     if init_subsample > 0:
         sub = np.sort(rng.choice(n, size=min(n, init_subsample), replace=False))
-        em = fit_em(x[sub], k, seed=seed, device=dev, path=path, **(em_kwargs or {}))
+        em = fit_em(x[sub], k, seed=seed, device=dev, path=path, **em_kwargs)
         init = dict(log_mean=em.log_mean, log_inv_disp=em.log_inv_disp, pi=em.pi)
         LOG.info("amortised: components initialised from batch EM on %d cells (log-lik %.6g)", len(sub), em.loglik)
     model = AmortizedNBMix(p, k, hidden=hidden, **init).to(dev)
