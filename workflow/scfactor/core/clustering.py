@@ -1,6 +1,7 @@
 """The standard scanpy clustering pipeline (normalise, log1p, PCA, k-NN graph, Leiden, UMAP).
 
-Used as the baseline of the NB mixture (seed 004) and to initialise it from Leiden labels.
+Used as the baseline of the NB mixture (the model-based clustering notebook) and to initialise it from Leiden
+labels.
 """
 
 from __future__ import annotations

@@ -113,7 +113,7 @@ def majority_mapping(truth, pred) -> dict:
 
 
 def accuracy_majority(truth, pred) -> float:
-    """Fraction of cells whose cluster's majority label equals their label (seed 004's accuracy)."""
+    """Fraction of cells whose cluster's majority label equals their label (the model-based clustering notebook's accuracy)."""
     table, _, _ = contingency(truth, pred)
     return float(table.max(axis=1).sum() / table.sum())
 
