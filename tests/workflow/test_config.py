@@ -7,7 +7,11 @@ import pandas as pd
 import pytest
 import yaml
 
-from conftest import REPO, snakemake
+import subprocess
+import sys
+
+from conftest import REPO, load_tiny_config, snakemake
+from scfactor.core.config import ConfigError, validate_config
 
 
 def test_lint_is_clean(tiny_workdir):
@@ -52,29 +56,58 @@ def test_paper_config_lifts_every_default_subsample():
     assert not kept, f"config/paper.yaml keeps the default config's subsample for {kept}"
 
 
-@pytest.mark.parametrize("patch, key", [
-    ({"preprocess": {"n_hvg": -3}}, "n_hvg"),
-    ({"preprocess": {"max_pct_mito": "lots"}}, "max_pct_mito"),
-    ({"datasets": {"kang": {"format": "xlsx"}}}, "format"),
-    ({"unknown_section": {}}, "unknown_section"),
+def _patched(patch: dict) -> dict:
+    cfg = load_tiny_config()
+    for dotted, value in patch.items():
+        node, parts = cfg, dotted.split(".")
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+        node[parts[-1]] = value
+    return cfg
+
+
+@pytest.mark.parametrize("patch, message", [
+    ({"preprocess.n_hvg": -3}, "config key preprocess.n_hvg: -3 is less than the minimum of 1"),
+    ({"preprocess.max_pct_mito": "lots"}, "config key preprocess.max_pct_mito: 'lots' is not of type 'number'"),
+    ({"datasets.kang.format": "xlsx"}, "config key datasets.kang.format: 'xlsx' is not one of"),
+    ({"unknown_section": {}}, "'unknown_section' was unexpected"),
+    ({"nbmix.runs.pbmc3k.k": 4.0}, "config key nbmix.runs.pbmc3k.k: an integer is required"),
+    ({"layers.epochs": 150.0}, "config key layers.epochs: an integer is required"),
+    ({"nbmix.runs.a b": {"k": 3}}, "config key nbmix.runs.a b: 'a b' is not a valid name"),
+    ({"grn.transitions.x;y": {"dataset": "kang", "source": {"labels": ["a"]}, "target": {"labels": ["b"]}}},
+     "config key grn.transitions: 'x;y' does not match"),
+    ({"integrate.datasets": ["kang", "$(id)"]}, "config key integrate.datasets[1]: '$(id)' is not a valid name"),
+    ({"datasets.kang.batches": ["ctrl", "st im"]}, "config key datasets.kang.batches[1]: 'st im' is not a valid name"),
 ])
-def test_bad_config_fails_before_any_job(tiny_workdir, patch, key):
+def test_bad_config_is_one_line_naming_the_key(patch, message):
+    """Every check the workflow makes before any job, in-process (the same function common.smk calls)."""
+    with pytest.raises(ConfigError) as exc:
+        validate_config(_patched(patch))
+    assert message in str(exc.value) and "\n" not in str(exc.value), str(exc.value)
+
+
+def test_bad_config_stops_snakemake_before_any_job(tiny_workdir):
+    """The same check through Snakemake: non-zero exit, the one line on the console, nothing run."""
     cfg = yaml.safe_load((tiny_workdir / "config.yaml").read_text())
-    for section, value in patch.items():
-        if isinstance(value, dict) and isinstance(cfg.get(section), dict):
-            for k, v in value.items():
-                if isinstance(v, dict):
-                    cfg[section][k].update(v)
-                else:
-                    cfg[section][k] = v
-        else:
-            cfg[section] = value
+    cfg["nbmix"]["runs"]["pbmc3k"]["k"] = 4.0
     (tiny_workdir / "config.yaml").write_text(yaml.safe_dump(cfg))
     proc = snakemake(tiny_workdir, "-n", check=False)
     assert proc.returncode != 0
     out = proc.stdout + proc.stderr
-    assert key in out, out[-3000:]
+    assert "config key nbmix.runs.pbmc3k.k: an integer is required" in out, out[-3000:]
     assert not (tiny_workdir / "results").exists()
+
+
+def test_no_config_is_a_clear_error(tmp_path):
+    """The Snakefile loads no config of its own: without --configfile it says what to pass."""
+    proc = subprocess.run([sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-d", str(tmp_path),
+                           "-n"], capture_output=True, text=True, timeout=300)
+    assert proc.returncode != 0 and "no config given" in proc.stdout + proc.stderr, proc.stdout[-2000:]
+
+
+def test_demo_and_example_configs_validate():
+    for name in ("config.yaml", "paper.yaml"):
+        validate_config(yaml.safe_load((REPO / "config" / name).read_text()))
 
 
 @pytest.mark.workflow

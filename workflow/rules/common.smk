@@ -6,10 +6,9 @@ import sys
 from pathlib import Path
 
 from snakemake.settings.types import DeploymentMethod
-from snakemake.utils import validate
 
 sys.path.insert(0, str(Path(workflow.basedir) / "workflow"))
-from scfactor.core.config import NAME, ConfigError, check_integers, check_names  # noqa: E402
+from scfactor.core.config import NAME, validate_config  # noqa: E402
 
 REPO = Path(workflow.basedir)
 SCRIPTS = REPO / "workflow" / "scripts"
@@ -22,9 +21,9 @@ PYTHON = (
     else sys.executable
 )
 
-validate(config, str(SCHEMAS / "config.schema.yaml"), set_default=True)
-check_integers(config, "config", "")
-check_names("datasets", config["datasets"])
+# every check before any job runs, in one place (also callable from tests): the top-level and section
+# schemas (defaults filled in), integer keys written as floats, names that become paths
+validate_config(config)
 
 RESULTS = config["results"]
 LOGS = config["logs"]
@@ -35,26 +34,6 @@ for _entry in config["datasets"].values():
 
 # Each .smk file registers its final outputs here; `rule all` asks for all of them.
 TARGETS = []
-
-
-def validate_section(key, schema_file):
-    """Validate (and fill defaults of) one config section against workflow/schemas/<schema_file>.
-
-    `key` is a dotted path such as "nbmix" or "simulate.nbmix"; a missing section becomes {} and
-    gets the schema's defaults. Errors name the section, then Snakemake names the offending key.
-    Integer keys written as floats (`k: 4.0`) are rejected too.
-    """
-    node = config
-    parts = key.split(".")
-    for part in parts[:-1]:
-        node = node.setdefault(part, {})
-    node.setdefault(parts[-1], {})
-    try:
-        validate(node[parts[-1]], str(SCHEMAS / schema_file), set_default=True)
-    except Exception as exc:
-        raise ValueError(f"invalid config section '{key}': {exc}") from None
-    check_integers(node[parts[-1]], schema_file.removesuffix(".schema.yaml"), key)
-    return node[parts[-1]]
 
 
 def command(name):

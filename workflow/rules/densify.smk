@@ -2,7 +2,6 @@
 from scfactor.smk.densify import densify_args, densify_pairs
 
 
-validate_section("densify", "densify.schema.yaml")
 
 DENSIFY_PAIRS = densify_pairs(config)
 

@@ -1,7 +1,6 @@
 # Report extras: the benchmark tables and the run's configuration, shown in `snakemake --report`.
 import glob
 
-validate_section("figures", "figures.schema.yaml")
 
 BENCHMARK_TABLES = sorted(
     os.path.basename(p)[: -len(".tsv")] for p in glob.glob(str(REPO / "benchmarks" / "results" / "*.tsv"))

@@ -9,8 +9,7 @@ from scfactor.grn.smk import (  # noqa: E402
 )
 
 
-validate_section("grn", "grn.schema.yaml")
-GRN_RUNS = check_names("grn.transitions", grn_runs(config))
+GRN_RUNS = grn_runs(config)
 
 GRN = f"{RESULTS}/grn"
 GRN_FIG = f"{RESULTS}/figures/grn"

@@ -9,11 +9,8 @@ from scfactor.integrate.smk import (
 )
 
 
-validate_section("integrate", "integrate.schema.yaml")
-validate_section("simulate.batches", "simulate_batches.schema.yaml")
 
 INTEGRATE = config["integrate"]
-check_names("integrate.datasets", INTEGRATE["datasets"])
 
 
 rule simulate_batches:

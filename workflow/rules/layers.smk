@@ -8,8 +8,6 @@ from scfactor.layers.smk import (  # noqa: E402
 )
 
 
-validate_section("layers", "layers.schema.yaml")
-check_names("layers.datasets", config["layers"]["datasets"])
 LAYERS_DATASETS = check_layers_datasets(config)
 
 LAYERS_OUT = f"{RESULTS}/layers"

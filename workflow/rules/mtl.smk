@@ -15,7 +15,6 @@ from scfactor.smk.mtl import (
     velocity_args,
 )
 
-validate_section("mtl", "mtl.schema.yaml")
 
 MTL = f"{RESULTS}/mtl"
 MTL_H5AD = [n for n in mtl_datasets(config) if config["mtl"]["datasets"][n]["source"] == "h5ad"]

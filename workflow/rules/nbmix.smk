@@ -1,7 +1,5 @@
 # NB-mixture clustering (scfactor.nbmix; the model-based clustering notebook): simulator, NB mixture,
 # Leiden baseline, figures, summary. Options: workflow/schemas/{nbmix,simulate_nbmix}.schema.yaml.
-validate_section("simulate.nbmix", "simulate_nbmix.schema.yaml")
-validate_section("nbmix", "nbmix.schema.yaml")
 
 from scfactor.nbmix.smk import (  # noqa: E402
     fit_command,
@@ -14,8 +12,7 @@ from scfactor.nbmix.smk import (  # noqa: E402
 
 NBMIX = f"{RESULTS}/nbmix"
 NBMIX_FIG = f"{RESULTS}/figures/nbmix"
-NBMIX_RUNS = check_names("nbmix.runs", nbmix_runs(config))
-check_names("simulate.nbmix", simulations(config))
+NBMIX_RUNS = nbmix_runs(config)
 for _run in NBMIX_RUNS:
     nbmix_input(config, _run)  # fail at parse time on a run that names nothing
 

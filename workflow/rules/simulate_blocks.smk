@@ -2,7 +2,6 @@
 from scfactor.layers.smk import simulate_blocks_command  # noqa: E402
 
 
-validate_section("simulate.blocks", "simulate_blocks.schema.yaml")
 
 
 rule simulate_blocks:

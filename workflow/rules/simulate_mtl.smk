@@ -1,7 +1,6 @@
 # Simulator (d): seed-001 layout with planted cluster-shared low-rank structure (config simulate.mtl).
 from scfactor.smk.mtl import simulate_args
 
-validate_section("simulate.mtl", "simulate_mtl.schema.yaml")
 
 
 rule simulate_mtl:

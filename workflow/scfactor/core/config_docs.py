@@ -27,6 +27,8 @@ def _type(node: dict) -> str:
     t = " or ".join(t) if isinstance(t, list) else t
     if "enum" in node:
         t += " (" + " / ".join(map(str, node["enum"])) + ")"
+    if node.get("format") == "name":
+        t += " (a name: letters, digits, . _ -)"
     if node.get("type") == "array" and "items" in node:
         t += " of " + _type(node["items"])
     return t
