@@ -198,22 +198,34 @@ def file_digests(root: Path, sub: str = "results") -> dict[str, str]:
             for p in sorted(base.rglob("*")) if p.is_file()}
 
 
-_VOLATILE = re.compile(r"seconds|time|date|host|elapsed|per_s$|throughput", re.IGNORECASE)
+#: ``uns`` keys that record how long a step ran (they differ on every run); every other key is compared
+IGNORED_UNS_KEYS = frozenset({"seconds", "cpu_seconds", "samples_per_s"})
 _STATE = re.compile(r"(\.ckpt|/checkpoints)(/|$)")     # training state, not results
 
 
-def _uns_equal(a, b) -> bool:
-    """Recursive equality of ``uns`` entries, ignoring run-time bookkeeping (keys naming seconds/time/host)."""
+def values_equal(a, b) -> bool:
+    """Equality of ``uns`` entries, element by element: dicts key by key (`IGNORED_UNS_KEYS` aside), float
+    arrays with NaN == NaN, object arrays element-wise; never through their (truncated) text."""
     import numpy as np
+    import pandas as pd
 
-    if isinstance(a, dict) and isinstance(b, dict):
-        keys = {k for k in a.keys() | b.keys() if not _VOLATILE.search(str(k))}
-        return all(k in a and k in b and _uns_equal(a[k], b[k]) for k in keys)
+    if isinstance(a, dict) or isinstance(b, dict):
+        if not (isinstance(a, dict) and isinstance(b, dict)):
+            return False
+        keys = (a.keys() | b.keys()) - IGNORED_UNS_KEYS
+        return all(k in a and k in b and values_equal(a[k], b[k]) for k in keys)
+    if isinstance(a, pd.DataFrame) or isinstance(b, pd.DataFrame):
+        return isinstance(a, pd.DataFrame) and isinstance(b, pd.DataFrame) and a.equals(b)
     x, y = np.asarray(a), np.asarray(b)
-    try:
-        return bool(np.array_equal(x, y, equal_nan=x.dtype.kind in "fc" and y.dtype.kind in "fc"))
-    except Exception:  # noqa: BLE001 - objects numpy cannot compare
-        return str(a) == str(b)
+    if x.shape != y.shape:
+        return False
+    if x.dtype.kind in "fc" and y.dtype.kind in "fc":
+        return bool(np.array_equal(x, y, equal_nan=True))
+    if x.dtype.kind == "O" or y.dtype.kind == "O":
+        if x.ndim == 0:                      # a single Python object (None, a string, a number)
+            return bool(a == b) or (a != a and b != b)
+        return all(values_equal(p, q) for p, q in zip(x.ravel().tolist(), y.ravel().tolist()))
+    return bool(np.array_equal(x, y))
 
 
 def same_h5ad(p: Path, q: Path) -> bool:
@@ -236,15 +248,15 @@ def same_h5ad(p: Path, q: Path) -> bool:
     for x, y in ((a.layers, b.layers), (a.obsm, b.obsm), (a.varm, b.varm)):
         if set(x.keys()) != set(y.keys()) or not all(same(x[k], y[k]) for k in x):
             return False
-    return _uns_equal(dict(a.uns), dict(b.uns))
+    return values_equal(dict(a.uns), dict(b.uns))
 
 
 def different_results(a, b, sub: str = "results") -> list[str]:
     """Files under ``sub`` that differ between two working directories (or exist in only one).
 
     Byte equality for every file, except: PDFs are compared without their ``/CreationDate``, and
-    ``.h5ad`` files by content (matrices, obs, var, obsm, varm, layers, uns without run-time entries
-    such as ``uns[...]['seconds']`` or samples/s), since some steps record how long they ran. Training
+    ``.h5ad`` files by content (matrices, obs, var, obsm, varm, layers, and uns without the run-time keys
+    listed in `IGNORED_UNS_KEYS`), since some steps record how long they ran. Training
     checkpoints (``*.ckpt/``, ``checkpoints/``) are state, not results, and are skipped.
     """
     a, b = Path(a), Path(b)

@@ -201,3 +201,20 @@ def test_script_fails_fast_with_one_line(tmp_path, monkeypatch):
     monkeypatch.setenv("SLURM_MEM_PER_NODE", "1000")
     proc = run_cli(verify_resources, *args)
     assert proc.returncode == 0 and out.exists(), proc.stderr
+
+
+def test_result_comparison_is_element_wise():
+    """The helper that compares two runs' results: run-time keys ignored (and only those), arrays compared
+    element by element (a large array differing in one element is caught; numpy's text would truncate it)."""
+    import numpy as np
+
+    from cluster.slurm import IGNORED_UNS_KEYS, values_equal
+    a = np.zeros(10_000)
+    b = a.copy()
+    b[5000] = 1e-9
+    assert not values_equal({"x": a}, {"x": b})
+    assert values_equal({"x": a, "seconds": 1.0}, {"x": a.copy(), "seconds": 2.0})
+    assert not values_equal({"x": a, "loss": 1.0}, {"x": a, "loss": 2.0})
+    assert values_equal(np.array([np.nan, 1.0]), np.array([np.nan, 1.0]))
+    assert not values_equal(np.array(["a", None], dtype=object), np.array(["a", "b"], dtype=object))
+    assert IGNORED_UNS_KEYS == {"seconds", "cpu_seconds", "samples_per_s"}
