@@ -1,9 +1,9 @@
 #!/usr/bin/env python
-"""Benchmark: seed 001's per-gene Keras models vs the batched trace-norm model, on one simulated shard.
+"""Benchmark: the trace-norm MTL notebook's per-gene Keras models vs the batched trace-norm model, on one simulated shard.
 
 In ONE run (same process, same threads): seconds per epoch and test R2 of (a) a faithful
 re-creation of the notebook's training (benchmarks/mtl/seed_keras.py) and (b) scfactor's batched
-model (workflow/scfactor/models/mtl.py), same shard, split, epochs, lambda, learning rate, batch.
+model (workflow/scfactor/mtl/model.py), same shard, split, epochs, lambda, learning rate, batch.
 Then, in a child process, peak memory (max RSS) of the batched model training on a large shard
 (default 25 genes x 1600 TFs x 5000 cells). Writes benchmarks/results/mtl.tsv and mtl.md.
 
@@ -34,20 +34,25 @@ import pandas as pd  # noqa: E402
 
 
 def make_shard(tmp, genes, tfs, cells, seed=0):
-    from scfactor import mtl_layout as L
-    from scfactor.models import mtl_data
-    from scfactor.models.mtl_sim import simulate_layout
-    root = simulate_layout(Path(tmp) / f"sim_{genes}_{tfs}_{cells}", n_tissues=1, n_cells=cells, n_genes=genes,
-                           n_tfs=tfs, n_clusters=1, rank=3, support=20, noise=0.8, seed=seed)
+    from scfactor.mtl import data as mtl_data
+    from scfactor.mtl import layout as L
+    from scfactor.mtl.cli import SIMULATE
+    from scfactor.mtl.simulate import simulate_layout
+    opts = SIMULATE.defaults(n_tissues=1, n_cells=cells, n_genes=genes, n_tfs=tfs, planted_clusters=1, rank=3,
+                             support=20, noise=0.8, seed=seed)
+    root = simulate_layout(Path(tmp) / f"sim_{genes}_{tfs}_{cells}", opts)
     d = L.load_tissue(root, "tissue1")
     return mtl_data.build_shard(d, d.gene_ids, 0.1, seed, 0)
 
 
 def run_batched(shard, epochs, lam, lr, batch, seed=0):
-    from scfactor.models import mtl, mtl_data
+    from scfactor.mtl import data as mtl_data
+    from scfactor.mtl import model as mtl
+    from scfactor.mtl.cli import TRAIN_SHARD
+    opts = TRAIN_SHARD.defaults(epochs=epochs, batch_size=batch, learning_rate=lr, lam=lam, l1=0.0)
     t0 = time.time()
-    model, hist = mtl.train_shard(shard, epochs=epochs, batch_size=batch, lr=lr, lam=lam, l1=0.0,
-                                  seed_seq=mtl_data.shard_seed(seed, "tissue1", 0, 0), log_every=max(1, epochs))
+    model, hist = mtl.train_shard(shard, opts, seed_seq=mtl_data.shard_seed(seed, "tissue1", 0, 0),
+                                  log_every=max(1, epochs))
     wall = time.time() - t0
     return mtl.test_r2(model, shard), [h["seconds"] for h in hist], wall
 
@@ -63,7 +68,6 @@ def vm_hwm_mib() -> float:
 def peak_memory_child(args):
     """Child: build + train one epoch + test on the big shard; print peak RSS (MiB)."""
     from scfactor.core.device import configure_tf
-    from scfactor.models import mtl
     configure_tf(0, threads=args.threads)
     with tempfile.TemporaryDirectory() as tmp:
         shard = make_shard(tmp, args.mem_genes, args.mem_tfs, args.mem_cells)
@@ -79,7 +83,7 @@ def main(argv=None):
     p.add_argument("--genes", type=int, default=25)
     p.add_argument("--tfs", type=int, default=200)
     p.add_argument("--cells", type=int, default=3000)
-    p.add_argument("--epochs", type=int, default=3, help="epochs for both implementations (seed's final run: 3)")
+    p.add_argument("--epochs", type=int, default=3, help="epochs for both implementations (the notebook's final run: 3)")
     p.add_argument("--lam", type=float, default=0.01)
     p.add_argument("--lr", type=float, default=0.01)
     p.add_argument("--batch", type=int, default=256)
@@ -97,9 +101,7 @@ def main(argv=None):
         return peak_memory_child(args)
 
     from scfactor.core.device import configure_tf
-    from scfactor.models import mtl
-    configure_tf(0, threads=args.threads)
-    import tensorflow as tf
+    tf = configure_tf(0, threads=args.threads)
     rows = []
     if args.memory_only:
         rows = pd.read_csv(f"{args.out}.tsv", sep="\t").to_dict("records")
@@ -122,7 +124,7 @@ def main(argv=None):
                 models, sec_s = train_seed(shard, args.epochs, batch_size=args.batch, lam=args.lam, lr=args.lr)
                 wall_s = time.time() - t0
                 r2_s = test_seed(models, shard)
-                rows.append(dict(implementation="seed per-gene Keras (re-created)", epochs=args.epochs,
+                rows.append(dict(implementation="notebook per-gene Keras (re-created)", epochs=args.epochs,
                                  s_per_epoch=float(np.median(sec_s)), first_epoch_s=sec_s[0], wall_s=wall_s,
                                  mean_test_r2=float(np.mean(r2_s)), median_test_r2=float(np.median(r2_s))))
                 print(rows[-1], flush=True)
@@ -139,7 +141,7 @@ def main(argv=None):
     df.round(4).to_csv(f"{out}.tsv", sep="\t", index=False)
     speed = (df["s_per_epoch"].iloc[1] / df["s_per_epoch"].iloc[0]) if len(df) == 2 else float("nan")
     seed_feat_gb = args.mem_genes * args.mem_cells * args.mem_tfs * 5 * 8 / 1e9
-    md = [f"# MTL benchmark (seed 001): per-gene Keras models vs one batched model",
+    md = [f"# MTL benchmark (the trace-norm MTL notebook): per-gene Keras models vs one batched model",
           "",
           "Command: `python benchmarks/mtl/bench_mtl.py` (timings, R2 and memory; "
           "`--memory-only` re-measures the memory row alone).  ",
@@ -158,7 +160,7 @@ def main(argv=None):
           f"Peak memory (VmHWM of a child process that imports TF, simulates, loads and trains one epoch of a "
           f"{args.mem_genes} genes x {args.mem_tfs} TFs x {args.mem_cells} cells shard): "
           f"**{mem['peak_rss_mib'] / 1024:.2f} GiB** ({mem['rss_after_data_mib'] / 1024:.2f} GiB after loading the data; "
-          f"one epoch {mem['epoch_s']:.1f} s). The seed's materialised per-gene features for that shard would take "
+          f"one epoch {mem['epoch_s']:.1f} s). The notebook's materialised per-gene features for that shard would take "
           f"{seed_feat_gb:.1f} GB (float64, genes x cells x TFs x 5) before any model is built.",
           ""]
     Path(f"{out}.md").write_text("\n".join(md))

@@ -1,4 +1,4 @@
-"""A faithful re-creation of seed 001's per-gene Keras MTLRank training (for the benchmark and tests only).
+"""A faithful re-creation of the trace-norm MTL notebook's per-gene Keras MTLRank training (for the benchmark and tests only).
 
 One Keras model per gene with one Input per TF (`build_model`, as in the notebook), features
 materialised per gene as lists of (cells x 5) arrays, an eager training step that runs every
@@ -46,7 +46,7 @@ def load_batched_weights(km, batched, g):
 
 def seed_features(shard):
     """The notebook's per-gene feature lists: X[gene] = [cells x 5 per TF] (train and test)."""
-    from scfactor.models.mtl_data import explicit_features
+    from scfactor.mtl.data import explicit_features
     xtr, xte = [], []
     for g in range(shard.n_genes):
         ftr = explicit_features(shard.expr[shard.train[g]], shard.A[g], shard.C[g]).astype(np.float64)
@@ -125,7 +125,7 @@ def train_seed(shard, epochs, batch_size=256, lam=0.01, lr=0.01, seed=0, max_ste
 
 def test_seed(models, shard):
     """Test R2 per gene with model.predict, as the notebook's test_step."""
-    from scfactor.models.mtl_data import r2_score
+    from scfactor.mtl.data import r2_score
     _, xte = seed_features(shard)
     out = []
     for g, m in enumerate(models):

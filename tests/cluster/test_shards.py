@@ -39,11 +39,11 @@ def checkpoint(wd: Path, cluster: str) -> Path:
 
 
 def shard_log(wd: Path, cluster: str) -> Path:
-    return wd / f"logs/mtl/sim/{TISSUE}/shards/tracenorm/c{cluster}_r0.log"
+    return wd / f"logs/mtl_train_shard/sim/{TISSUE}/tracenorm/{cluster}/0.log"
 
 
 def mtl_workdir(path: Path) -> Path:
-    """The tiny config's simulated MTL data set only: 1 tissue x 2 gene clusters x 1 replicate, no
+    """The tiny config's simulated MTL run only: 1 tissue x 2 gene clusters x 1 replicate, no
     lambda=0 ablation (2 shards), trained for EPOCHS epochs."""
     mtl = load_tiny_config()["mtl"]
     mtl["datasets"] = {"sim": {"source": "simulated"}}

@@ -1,44 +1,49 @@
-# Trace-norm multi-task learning (seed 001, MTLRank): velocity ~ TF expression x TF activity.
-# Fan-out: one train_shard job per (dataset, tissue, model, cluster, replicate), one file each:
-#   results/mtl/{dataset}/{tissue}/shards/{model}/c{cluster}_r{rep}.tsv (+ .weights.npz)
-from scfactor.smk.mtl import (
-    lasso_args,
-    mtl_datasets,
-    mtl_layout_inputs,
-    mtl_root,
-    mtl_shards,
-    mtl_targets,
-    mtl_tissues,
-    setting,
-    shard_args,
-    tf_activity_args,
-    velocity_args,
+# Trace-norm multi-task learning (scfactor.mtl; the trace-norm MTL notebook, MTLRank): velocity ~ TF
+# expression x TF activity. Runs are the entries of mtl.datasets (wildcard {run}). Fan-out: one
+# mtl_train_shard job per (run, tissue, model, cluster, replicate), one file each:
+#   results/mtl/{run}/{tissue}/shards/{model}/c{cluster}_r{rep}.tsv (+ .weights.npz)
+from scfactor.core.config import check_names  # noqa: E402
+from scfactor.mtl.smk import (  # noqa: E402
+    gene_clusters_command,
+    lasso_command,
+    layout_inputs,
+    layout_root,
+    runs,
+    select_genes_command,
+    shards,
+    targets,
+    tf_activity_command,
+    tissues,
+    train_shard_command,
+    velocity_command,
 )
 
+# tissue names become wildcards too (run names are checked with the rest of the config in common.smk)
+for _run in runs(config):
+    check_names(f"mtl.datasets.{_run}.tissues", tissues(config, _run))
 
 MTL = f"{RESULTS}/mtl"
-MTL_H5AD = [n for n in mtl_datasets(config) if config["mtl"]["datasets"][n]["source"] == "h5ad"]
-MTL_H5AD_RE = "|".join(MTL_H5AD) or "__no_h5ad_dataset__"
-MTL_DS_RE = "|".join(mtl_datasets(config)) or "__no_mtl_dataset__"
+MTL_H5AD_RE = "|".join(runs(config, "h5ad")) or "__no_h5ad_run__"
+MTL_RUN_RE = "|".join(runs(config)) or "__no_mtl_run__"
 
 
 rule mtl_velocity:
     """Steady-state RNA velocity + CPM expression of a spliced/unspliced .h5ad, as rpkm.hdf5 / velo.hdf5."""
     input:
-        lambda wc: resource_inputs(config["mtl"]["datasets"][wc.dataset]["path"]),
+        lambda wc: resource_inputs(config["mtl"]["datasets"][wc.run]["path"]),
     output:
-        rpkm=f"{MTL}/{{dataset}}/input/rpkm.hdf5",
-        velo=f"{MTL}/{{dataset}}/input/velo.hdf5",
-        e2s=f"{MTL}/{{dataset}}/input/ensembl_to_symbol.csv",
+        rpkm=f"{MTL}/{{run}}/input/rpkm.hdf5",
+        velo=f"{MTL}/{{run}}/input/velo.hdf5",
+        e2s=f"{MTL}/{{run}}/input/ensembl_to_symbol.csv",
     wildcard_constraints:
-        dataset=MTL_H5AD_RE,
+        run=MTL_H5AD_RE,
     params:
-        path=lambda wc: config["mtl"]["datasets"][wc.dataset]["path"],
-        out=lambda wc: f"{MTL}/{wc.dataset}/input",
-        opts=lambda wc: velocity_args(config, wc.dataset),
-        script=script("mtl_velocity.py"),
+        cmd=command("mtl_velocity.py"),
+        path=lambda wc: config["mtl"]["datasets"][wc.run]["path"],
+        out=lambda wc, output: os.path.dirname(output.rpkm),
+        opts=lambda wc: velocity_command(config, wc.run),
     log:
-        f"{LOGS}/mtl/{{dataset}}/velocity.log",
+        log_path("mtl_velocity", "run"),
     threads: 1
     resources:
         mem_mb=mem_mb(4000),
@@ -47,31 +52,28 @@ rule mtl_velocity:
     conda:
         "../../envs/scanpy.yaml"
     shell:
-        "python {params.script} --input {params.path} {params.opts} --out-dir {params.out} 2> {log}"
+        "{params.cmd} --input {params.path:q} {params.opts} --threads {threads} --out-dir {params.out:q} 2> {log:q}"
 
 
 rule mtl_tf_activity:
     """Gene x TF mean/sum activity per tissue from the DoRothEA prior (stand-in for ATAC) + tf_list.csv."""
     input:
-        rpkm=f"{MTL}/{{dataset}}/input/rpkm.hdf5",
-        velo=f"{MTL}/{{dataset}}/input/velo.hdf5",
+        rpkm=f"{MTL}/{{run}}/input/rpkm.hdf5",
+        velo=f"{MTL}/{{run}}/input/velo.hdf5",
         prior=resource_inputs(config["mtl"]["tf_activity"]["prior"]),
         census=resource_inputs(config["mtl"]["tf_activity"]["tf_list"]),
         orthologs=resource_inputs(config["mtl"]["tf_activity"]["orthologs"]),
     output:
-        tfs=f"{MTL}/{{dataset}}/input/tf_list.csv",
-        act=directory(f"{MTL}/{{dataset}}/input/tf_activity"),
+        tfs=f"{MTL}/{{run}}/input/tf_list.csv",
+        act=directory(f"{MTL}/{{run}}/input/tf_activity"),
     wildcard_constraints:
-        dataset=MTL_H5AD_RE,
+        run=MTL_H5AD_RE,
     params:
-        out=lambda wc: f"{MTL}/{wc.dataset}/input",
-        prior=lambda wc, input: input.prior[0],
-        census=lambda wc, input: input.census[0],
-        orthologs=lambda wc, input: input.orthologs[0],
-        opts=lambda wc: tf_activity_args(config, wc.dataset),
-        script=script("mtl_tf_activity.py"),
+        cmd=command("mtl_tf_activity.py"),
+        out=lambda wc, output: os.path.dirname(output.tfs),
+        opts=lambda wc: tf_activity_command(config, wc.run),
     log:
-        f"{LOGS}/mtl/{{dataset}}/tf_activity.log",
+        log_path("mtl_tf_activity", "run"),
     threads: 1
     resources:
         mem_mb=mem_mb(2000),
@@ -79,24 +81,24 @@ rule mtl_tf_activity:
     conda:
         "../../envs/scanpy.yaml"
     shell:
-        "python {params.script} --layout {params.out} --prior {params.prior} --tf-list {params.census} "
-        "--orthologs {params.orthologs} {params.opts} 2> {log}"
+        "{params.cmd} --layout {params.out:q} {params.opts} --threads {threads} 2> {log:q}"
 
 
 rule mtl_lasso:
     """Per-gene LassoCV baseline of one tissue on the MTL train/test splits (lasso_r2.csv)."""
     input:
-        lambda wc: mtl_layout_inputs(config, RESULTS, wc.dataset, wc.tissue),
+        lambda wc: layout_inputs(config, RESULTS, wc.run, wc.tissue),
     output:
-        f"{MTL}/{{dataset}}/{{tissue}}/lasso_r2.csv",
+        f"{MTL}/{{run}}/{{tissue}}/lasso_r2.csv",
     wildcard_constraints:
-        dataset=MTL_DS_RE,
+        run=MTL_RUN_RE,
+        tissue=NAME,
     params:
-        root=lambda wc: mtl_root(config, RESULTS, wc.dataset),
-        opts=lambda wc: lasso_args(config, wc.dataset),
-        script=script("mtl_lasso.py"),
+        cmd=command("mtl_lasso.py"),
+        root=lambda wc: layout_root(config, RESULTS, wc.run),
+        opts=lambda wc: lasso_command(config, wc.run),
     log:
-        f"{LOGS}/mtl/{{dataset}}/{{tissue}}/lasso.log",
+        log_path("mtl_lasso", "run", "tissue"),
     threads: config["mtl"]["lasso"]["threads"]
     resources:
         mem_mb=mem_mb(4000),
@@ -105,27 +107,26 @@ rule mtl_lasso:
     conda:
         "../../envs/scanpy.yaml"
     shell:
-        "python {params.script} --layout {params.root} --tissue {wildcards.tissue} {params.opts} "
-        "--threads {threads} --output {output} 2> {log}"
+        "{params.cmd} --layout {params.root:q} --tissue {wildcards.tissue:q} {params.opts} "
+        "--threads {threads} --output {output:q} 2> {log:q}"
 
 
 rule mtl_select_genes:
     """Genes with velocity in >= min_cells cells and a lasso result; a seeded random num_genes."""
     input:
-        layout=lambda wc: mtl_layout_inputs(config, RESULTS, wc.dataset, wc.tissue),
-        lasso=f"{MTL}/{{dataset}}/{{tissue}}/lasso_r2.csv",
+        layout=lambda wc: layout_inputs(config, RESULTS, wc.run, wc.tissue),
+        lasso=f"{MTL}/{{run}}/{{tissue}}/lasso_r2.csv",
     output:
-        f"{MTL}/{{dataset}}/{{tissue}}/genes.tsv",
+        f"{MTL}/{{run}}/{{tissue}}/genes.tsv",
     wildcard_constraints:
-        dataset=MTL_DS_RE,
+        run=MTL_RUN_RE,
+        tissue=NAME,
     params:
-        root=lambda wc: mtl_root(config, RESULTS, wc.dataset),
-        min_cells=lambda wc: setting(config, wc.dataset, "min_cells"),
-        num_genes=lambda wc: setting(config, wc.dataset, "num_genes"),
-        seed=config["mtl"]["seed"],
-        script=script("mtl_select_genes.py"),
+        cmd=command("mtl_select_genes.py"),
+        root=lambda wc: layout_root(config, RESULTS, wc.run),
+        opts=lambda wc: select_genes_command(config, wc.run),
     log:
-        f"{LOGS}/mtl/{{dataset}}/{{tissue}}/select_genes.log",
+        log_path("mtl_select_genes", "run", "tissue"),
     threads: 1
     resources:
         mem_mb=mem_mb(2000),
@@ -133,27 +134,26 @@ rule mtl_select_genes:
     conda:
         "../../envs/scanpy.yaml"
     shell:
-        "python {params.script} --layout {params.root} --tissue {wildcards.tissue} --lasso {input.lasso} "
-        "--min-cells {params.min_cells} --num-genes {params.num_genes} --seed {params.seed} "
-        "--output {output} 2> {log}"
+        "{params.cmd} --layout {params.root:q} --tissue {wildcards.tissue:q} --lasso-table {input.lasso:q} "
+        "{params.opts} --threads {threads} --output {output:q} 2> {log:q}"
 
 
 rule mtl_gene_clusters:
     """Balanced KMeansConstrained clusters of the selected genes on mean-imputed velocity."""
     input:
-        layout=lambda wc: mtl_layout_inputs(config, RESULTS, wc.dataset, wc.tissue),
-        genes=f"{MTL}/{{dataset}}/{{tissue}}/genes.tsv",
+        layout=lambda wc: layout_inputs(config, RESULTS, wc.run, wc.tissue),
+        genes=f"{MTL}/{{run}}/{{tissue}}/genes.tsv",
     output:
-        f"{MTL}/{{dataset}}/{{tissue}}/clusters.tsv",
+        f"{MTL}/{{run}}/{{tissue}}/clusters.tsv",
     wildcard_constraints:
-        dataset=MTL_DS_RE,
+        run=MTL_RUN_RE,
+        tissue=NAME,
     params:
-        root=lambda wc: mtl_root(config, RESULTS, wc.dataset),
-        n_clusters=lambda wc: setting(config, wc.dataset, "n_clusters"),
-        seed=config["mtl"]["seed"],
-        script=script("mtl_gene_clusters.py"),
+        cmd=command("mtl_gene_clusters.py"),
+        root=lambda wc: layout_root(config, RESULTS, wc.run),
+        opts=lambda wc: gene_clusters_command(config, wc.run),
     log:
-        f"{LOGS}/mtl/{{dataset}}/{{tissue}}/gene_clusters.log",
+        log_path("mtl_gene_clusters", "run", "tissue"),
     threads: 1
     resources:
         mem_mb=mem_mb(2000),
@@ -161,30 +161,31 @@ rule mtl_gene_clusters:
     conda:
         "../../envs/scanpy.yaml"
     shell:
-        "python {params.script} --layout {params.root} --tissue {wildcards.tissue} --genes {input.genes} "
-        "--n-clusters {params.n_clusters} --seed {params.seed} --output {output} 2> {log}"
+        "{params.cmd} --layout {params.root:q} --tissue {wildcards.tissue:q} --genes {input.genes:q} "
+        "{params.opts} --threads {threads} --output {output:q} 2> {log:q}"
 
 
 rule mtl_train_shard:
     """Train + test the batched trace-norm model of one (tissue, cluster, replicate) shard; own files only."""
     input:
-        layout=lambda wc: mtl_layout_inputs(config, RESULTS, wc.dataset, wc.tissue),
-        clusters=f"{MTL}/{{dataset}}/{{tissue}}/clusters.tsv",
+        layout=lambda wc: layout_inputs(config, RESULTS, wc.run, wc.tissue),
+        clusters=f"{MTL}/{{run}}/{{tissue}}/clusters.tsv",
     output:
-        tsv=f"{MTL}/{{dataset}}/{{tissue}}/shards/{{model}}/c{{cluster}}_r{{rep}}.tsv",
-        weights=f"{MTL}/{{dataset}}/{{tissue}}/shards/{{model}}/c{{cluster}}_r{{rep}}.weights.npz",
+        tsv=f"{MTL}/{{run}}/{{tissue}}/shards/{{model}}/c{{cluster}}_r{{rep}}.tsv",
+        weights=f"{MTL}/{{run}}/{{tissue}}/shards/{{model}}/c{{cluster}}_r{{rep}}.weights.npz",
     wildcard_constraints:
-        dataset=MTL_DS_RE,
+        run=MTL_RUN_RE,
+        tissue=NAME,
         model="tracenorm|lambda0",
         cluster=r"\d+",
         rep=r"\d+",
     params:
-        root=lambda wc: mtl_root(config, RESULTS, wc.dataset),
-        ckpt=lambda wc: f"{MTL}/checkpoints/{wc.dataset}/{wc.tissue}/{wc.model}/c{wc.cluster}_r{wc.rep}",
-        opts=lambda wc: shard_args(config, wc),
-        script=script("mtl_train_shard.py"),
+        cmd=command("mtl_train_shard.py"),
+        root=lambda wc: layout_root(config, RESULTS, wc.run),
+        ckpt=lambda wc: f"{MTL}/checkpoints/{wc.run}/{wc.tissue}/{wc.model}/c{wc.cluster}_r{wc.rep}",
+        opts=lambda wc: train_shard_command(config, wc.run, wc.model),
     log:
-        f"{LOGS}/mtl/{{dataset}}/{{tissue}}/shards/{{model}}/c{{cluster}}_r{{rep}}.log",
+        log_path("mtl_train_shard", "run", "tissue", "model", "cluster", "rep"),
     threads: config["mtl"]["train"]["threads"]
     resources:
         mem_mb=mem_mb(config["mtl"]["train"]["mem_mb"]),
@@ -195,25 +196,26 @@ rule mtl_train_shard:
     conda:
         "../../envs/tensorflow.yaml"
     shell:
-        "python {params.script} --layout {params.root} --tissue {wildcards.tissue} --clusters {input.clusters} "
-        "--cluster {wildcards.cluster} --rep {wildcards.rep} {params.opts} --threads {threads} "
-        "--checkpoint-dir {params.ckpt} --output {output.tsv} --weights {output.weights} 2> {log}"
+        "{params.cmd} --layout {params.root:q} --tissue {wildcards.tissue:q} --clusters {input.clusters:q} "
+        "--cluster {wildcards.cluster:q} --rep {wildcards.rep:q} --model {wildcards.model:q} {params.opts} "
+        "--threads {threads} --checkpoint-dir {params.ckpt:q} --output {output.tsv:q} "
+        "--weights {output.weights:q} 2> {log:q}"
 
 
 rule mtl_aggregate:
-    """One R2 table (joined with the lasso on the same splits) and per-tissue summaries of a dataset."""
+    """One R2 table (joined with the lasso on the same splits) and per-tissue summaries of a run."""
     input:
-        shards=lambda wc: mtl_shards(config, RESULTS, wc.dataset),
-        lasso=lambda wc: [f"{MTL}/{wc.dataset}/{t}/lasso_r2.csv" for t in mtl_tissues(config, wc.dataset)],
+        shards=lambda wc: shards(config, RESULTS, wc.run),
+        lasso=lambda wc: [f"{MTL}/{wc.run}/{t}/lasso_r2.csv" for t in tissues(config, wc.run)],
     output:
-        r2=f"{MTL}/{{dataset}}/r2.tsv",
-        summary=f"{MTL}/{{dataset}}/summary.tsv",
+        r2=f"{MTL}/{{run}}/r2.tsv",
+        summary=f"{MTL}/{{run}}/summary.tsv",
     wildcard_constraints:
-        dataset=MTL_DS_RE,
+        run=MTL_RUN_RE,
     params:
-        script=script("mtl_aggregate.py"),
+        cmd=command("mtl_aggregate.py"),
     log:
-        f"{LOGS}/mtl/{{dataset}}/aggregate.log",
+        log_path("mtl_aggregate", "run"),
     threads: 1
     resources:
         mem_mb=mem_mb(2000),
@@ -221,35 +223,35 @@ rule mtl_aggregate:
     conda:
         "../../envs/scanpy.yaml"
     shell:
-        "python {params.script} --shards {input.shards} --lasso {input.lasso} "
-        "--output {output.r2} --summary {output.summary} 2> {log}"
+        "{params.cmd} --shards {input.shards:q} --lasso-tables {input.lasso:q} --threads {threads} "
+        "--output {output.r2:q} --summary {output.summary:q} 2> {log:q}"
 
 
 rule mtl_figures:
     """Test R2 per gene: MTL vs lasso and vs lambda = 0 per tissue; R2 distribution per gene cluster."""
     input:
-        f"{MTL}/{{dataset}}/r2.tsv",
+        f"{MTL}/{{run}}/r2.tsv",
     output:
         comparison=report(
-            f"{RESULTS}/figures/mtl/{{dataset}}_comparison.png",
+            f"{RESULTS}/figures/mtl/{{run}}_comparison.png",
             caption="../report/mtl_comparison.rst",
-            category="MTL (seed 001)",
-            labels={"dataset": "{dataset}", "figure": "MTL vs lasso / lambda=0"},
+            category="Trace-norm MTL",
+            labels={"run": "{run}", "figure": "MTL vs lasso / lambda=0"},
         ),
-        comparison_pdf=f"{RESULTS}/figures/mtl/{{dataset}}_comparison.pdf",
+        comparison_pdf=f"{RESULTS}/figures/mtl/{{run}}_comparison.pdf",
         clusters=report(
-            f"{RESULTS}/figures/mtl/{{dataset}}_clusters.png",
+            f"{RESULTS}/figures/mtl/{{run}}_clusters.png",
             caption="../report/mtl_clusters.rst",
-            category="MTL (seed 001)",
-            labels={"dataset": "{dataset}", "figure": "R2 per cluster"},
+            category="Trace-norm MTL",
+            labels={"run": "{run}", "figure": "R2 per cluster"},
         ),
-        clusters_pdf=f"{RESULTS}/figures/mtl/{{dataset}}_clusters.pdf",
+        clusters_pdf=f"{RESULTS}/figures/mtl/{{run}}_clusters.pdf",
     wildcard_constraints:
-        dataset=MTL_DS_RE,
+        run=MTL_RUN_RE,
     params:
-        script=script("mtl_figures.py"),
+        cmd=command("mtl_figures.py"),
     log:
-        f"{LOGS}/mtl/{{dataset}}/figures.log",
+        log_path("mtl_figures", "run"),
     threads: 1
     resources:
         mem_mb=mem_mb(2000),
@@ -257,9 +259,8 @@ rule mtl_figures:
     conda:
         "../../envs/scanpy.yaml"
     shell:
-        "python {params.script} --r2 {input} --dataset {wildcards.dataset} "
-        "--comparison {output.comparison} {output.comparison_pdf} "
-        "--clusters {output.clusters} {output.clusters_pdf} 2> {log}"
+        "{params.cmd} --r2 {input:q} --run {wildcards.run:q} --threads {threads} "
+        "--comparison {output.comparison:q} --clusters {output.clusters:q} 2> {log:q}"
 
 
-TARGETS.extend(mtl_targets(config, RESULTS))
+TARGETS.extend(targets(config, RESULTS))

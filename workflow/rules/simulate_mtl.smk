@@ -1,10 +1,11 @@
-# Simulator (d): seed-001 layout with planted cluster-shared low-rank structure (config simulate.mtl).
-from scfactor.smk.mtl import simulate_args
+# Simulator (d) (scfactor.mtl.simulate): the trace-norm MTL notebook's layout with planted
+# cluster-shared low-rank structure (config simulate.mtl).
+from scfactor.mtl.smk import simulate_command  # noqa: E402
 
 
 
 rule simulate_mtl:
-    """Simulate rpkm/velo hdf5 + TF activity CSVs (seed 001 layout) and their ground truth."""
+    """Simulate rpkm/velo hdf5 + TF activity CSVs (the notebook's layout) and their ground truth."""
     output:
         rpkm=f"{RESULTS}/simulate/mtl/rpkm.hdf5",
         velo=f"{RESULTS}/simulate/mtl/velo.hdf5",
@@ -14,11 +15,11 @@ rule simulate_mtl:
         truth=f"{RESULTS}/simulate/mtl/truth/genes.tsv",
         maps=f"{RESULTS}/simulate/mtl/truth/maps.h5",
     params:
+        cmd=command("simulate_mtl.py"),
         out=lambda wc, output: os.path.dirname(output.rpkm),
-        opts=simulate_args(config),
-        script=script("simulate_mtl.py"),
+        opts=simulate_command(config),
     log:
-        f"{LOGS}/simulate/mtl.log",
+        log_path("simulate_mtl"),
     threads: 1
     resources:
         mem_mb=mem_mb(2000),
@@ -26,4 +27,4 @@ rule simulate_mtl:
     conda:
         "../../envs/scanpy.yaml"
     shell:
-        "python {params.script} {params.opts} --out-dir {params.out} 2> {log}"
+        "{params.cmd} {params.opts} --threads {threads} --out-dir {params.out:q} 2> {log:q}"

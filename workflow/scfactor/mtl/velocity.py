@@ -1,4 +1,4 @@
-"""Real-data inputs for MTL: steady-state RNA velocity and prior-derived TF activity (seed 001 layout).
+"""Real-data inputs for MTL: steady-state RNA velocity and prior-derived TF activity (the notebook's layout).
 
 Velocity (the deterministic "steady-state" model of velocyto / scVelo): spliced and unspliced
 counts are size-normalised per layer, smoothed over a kNN graph of the cells (first moments
@@ -7,12 +7,12 @@ counts are size-normalised per layer, smoothed over a kNN graph of the cells (fi
 velocity = ``Mu - gamma * Ms``. A cell's velocity of a gene is missing (NaN) when the cell has
 neither a spliced nor an unspliced read of it.
 
-TF activity: the seed derives gene x TF "mean" and "sum" activities from ATAC peaks linked to
+TF activity: the trace-norm MTL notebook derives gene x TF "mean" and "sum" activities from ATAC peaks linked to
 genes. No ATAC exists for the bundled pancreas set, so a curated prior stands in: the DoRothEA
 mouse TF -> target edges (confidence A-C), TFs restricted to the Lambert 2018 human census mapped
 to mouse orthologs. ``mean[TF, gene]`` = mode of regulation (+1/-1) x confidence weight;
 ``sum[TF, gene]`` = confidence weight x the TF's mean expression (CPM) in the tissue. Genes
-without an edge from a TF get 0, as in the seed.
+without an edge from a TF get 0, as in the notebook.
 """
 
 from __future__ import annotations
@@ -26,7 +26,8 @@ from ..core.errors import InputError
 CONFIDENCE_WEIGHT = {"A": 1.0, "B": 0.75, "C": 0.5, "D": 0.25, "E": 0.125}
 
 
-def _dense(x):
+def dense(x):
+    """A dense float64 copy of a (sparse) matrix."""
     return np.asarray(x.toarray() if sp.issparse(x) else x, dtype=np.float64)
 
 
@@ -37,7 +38,7 @@ def size_normalise(x):
     return x / np.where(tot > 0, tot, 1.0) * med
 
 
-def knn_moments(s, u, n_neighbors: int = 30, n_pcs: int = 30, seed: int = 0):
+def knn_moments(s, u, n_neighbors: int, n_pcs: int, seed: int):
     """First moments of spliced/unspliced over each cell's kNN (PCA of log1p spliced)."""
     from sklearn.decomposition import PCA
     from sklearn.neighbors import NearestNeighbors
@@ -51,7 +52,7 @@ def knn_moments(s, u, n_neighbors: int = 30, n_pcs: int = 30, seed: int = 0):
     return conn @ s, conn @ u
 
 
-def steady_state_gamma(ms, mu, perc: float = 5.0):
+def steady_state_gamma(ms, mu, perc: float):
     """Per-gene gamma on extreme-quantile cells (scVelo's ``perc=[5, 95]``), slope through the origin."""
     def scaled(m):
         mx = m.max(axis=0)
@@ -65,10 +66,10 @@ def steady_state_gamma(ms, mu, perc: float = 5.0):
     return np.where(den > 0, num / np.where(den > 0, den, 1.0), np.nan)
 
 
-def steady_state_velocity(spliced, unspliced, *, min_shared_counts: int = 20, n_neighbors: int = 30,
-                          n_pcs: int = 30, perc: float = 5.0, seed: int = 0, path="input"):
+def steady_state_velocity(spliced, unspliced, *, min_shared_counts: int, n_neighbors: int, n_pcs: int,
+                          perc: float, seed: int, path="input"):
     """Velocity (cells x kept genes, NaN = no read), gamma and the kept-gene mask from raw counts."""
-    s_raw, u_raw = _dense(spliced), _dense(unspliced)
+    s_raw, u_raw = dense(spliced), dense(unspliced)
     if s_raw.shape != u_raw.shape:
         raise InputError(path, f"spliced {s_raw.shape} and unspliced {u_raw.shape} layers differ in shape")
     for name, m in (("spliced", s_raw), ("unspliced", u_raw)):
@@ -96,7 +97,7 @@ def mouse_tf_symbols(lambert_human, orthologs: pd.DataFrame) -> set:
     return set(o.loc[o.iloc[:, 0].isin(set(lambert_human)), o.columns[1]].astype(str))
 
 
-def prior_activity(prior: pd.DataFrame, tfs, genes, tf_cpm: pd.Series, confidences=("A", "B", "C")):
+def prior_activity(prior: pd.DataFrame, tfs, genes, tf_cpm: pd.Series, confidences):
     """(mean, sum) TF x gene activity tables from a DoRothEA-style prior (see module docstring)."""
     p = prior.loc[prior["confidence"].isin(confidences) & prior["tf"].isin(set(tfs))
                   & prior["target"].isin(set(genes))]

@@ -1,10 +1,10 @@
-"""Trace-norm multi-task learning (seed 001, MTLRank) as ONE batched TensorFlow model per shard.
+"""Trace-norm multi-task learning (the trace-norm MTL notebook, MTLRank) as ONE batched TensorFlow model per shard.
 
-The seed trains one Keras model per gene of a cluster: per TF a Dense(1, ReLU) on the TF's five
+The notebook trains one Keras model per gene of a cluster: per TF a Dense(1, ReLU) on the TF's five
 features, concatenated, Dense 64-32-16 (ReLU), Dense(1). Here every weight carries a leading gene
 axis and the genes run together with batched matmuls::
 
-    h0[g,b,t] = relu(sum_f X[g,b,t,f] w0[g,t,f] + c0[g,t])       (X built per batch, see mtl_data)
+    h0[g,b,t] = relu(sum_f X[g,b,t,f] w0[g,t,f] + c0[g,t])       (X built per batch, see `data`)
     h1 = relu(h0 @ W1[g] + b1[g]);  h2 = relu(h1 @ W2[g] + b2[g]);  h3 = relu(h2 @ W3[g] + b3[g])
     yhat[g,b] = h3 @ w4[g] + b4[g]
 
@@ -13,22 +13,27 @@ of W2 stacked over genes) + ``l1`` x mean over genes of the L1 norm of the ReLU 
 The tensor trace norm unfolds the stacked kernel along ``unfold_axis`` (0 = the gene/task axis,
 as the notebook's ``TensorUnfold(X, -1)`` on its genes-last stack) and takes the nuclear norm,
 whose gradient is ``U V^T`` from the thin SVD (`nuclear_norm`, a custom gradient).
-Adam (Keras' update rule, implemented here so that its state checkpoints exactly), batch 256.
+Adam (`scfactor.core.optim.Adam`: Keras' update rule, state restored exactly from a checkpoint).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 from pathlib import Path
 
 import numpy as np
 
-from ..core.log import LOG
-from .mtl_data import ShardData, epoch_batches, r2_score
+from ..core import checkpoint
+from ..core.log import LOG, Progress
+from ..core.optim import Adam
+from .data import ShardData, epoch_batches, r2_score
 
 HIDDEN = (64, 32, 16)
 UNFOLD_AXES = {"task": 0, "input": 1, "output": 2}
+#: the checkpoint file inside a shard's checkpoint folder
+CHECKPOINT = "state.npz"
 
 
 def nuclear_norm(x):
@@ -82,6 +87,7 @@ class BatchedMTL:
 
     @property
     def variables(self):
+        """The variables in a fixed order (``names``)."""
         return [self.vars[k] for k in self.names]
 
     def l1_kernels(self):
@@ -100,97 +106,47 @@ class BatchedMTL:
         return tf.squeeze(tf.matmul(h, v["w_out"]), -1) + v["b_out"]
 
 
-class Adam:
-    """Adam with Keras' update rule; its state is plain variables so that checkpoints restore exactly."""
-
-    def __init__(self, variables, lr=0.01, beta1=0.9, beta2=0.999, eps=1e-7):
-        import tensorflow as tf
-        self.lr, self.b1, self.b2, self.eps = lr, beta1, beta2, eps
-        self.m = [tf.Variable(tf.zeros_like(v)) for v in variables]
-        self.v = [tf.Variable(tf.zeros_like(v)) for v in variables]
-        self.step = tf.Variable(0, dtype=tf.int64)
-
-    def apply(self, grads, variables):
-        import tensorflow as tf
-        self.step.assign_add(1)
-        t = tf.cast(self.step, variables[0].dtype)
-        alpha = self.lr * tf.sqrt(1 - self.b2 ** t) / (1 - self.b1 ** t)
-        for g, var, m, v in zip(grads, variables, self.m, self.v):
-            m.assign(self.b1 * m + (1 - self.b1) * g)
-            v.assign(self.b2 * v + (1 - self.b2) * tf.square(g))
-            var.assign_sub(alpha * m / (tf.sqrt(v) + self.eps))
-
-
-def _state(model, opt) -> dict:
+def _arrays(model, opt) -> dict:
+    """The full training state as named arrays (model variables + Adam state) for `core.checkpoint`."""
     out = {f"var/{k}": model.vars[k].numpy() for k in model.names}
-    for i, k in enumerate(model.names):
-        out[f"m/{k}"] = opt.m[i].numpy()
-        out[f"v/{k}"] = opt.v[i].numpy()
-    out["step"] = np.array(opt.step.numpy())
+    out.update(opt.state())
     return out
 
 
-def _restore(model, opt, state) -> None:
-    for i, k in enumerate(model.names):
-        model.vars[k].assign(state[f"var/{k}"])
-        opt.m[i].assign(state[f"m/{k}"])
-        opt.v[i].assign(state[f"v/{k}"])
-    opt.step.assign(int(state["step"]))
+def _restore(model, opt, arrays) -> None:
+    for k in model.names:
+        model.vars[k].assign(arrays[f"var/{k}"])
+    opt.set_state(arrays)
 
 
-def save_checkpoint(folder, model, opt, epoch: int, fingerprint: str) -> None:
-    """Write the full training state after ``epoch`` epochs (atomically, `scfactor.io.atomic_output`)."""
-    from ..core.io import atomic_output
-    with atomic_output(Path(folder) / "state.npz") as tmp:
-        np.savez(tmp, epoch=np.array(epoch), fingerprint=np.array(fingerprint), **_state(model, opt))
+def shard_fingerprint(shard: ShardData, settings: dict) -> str:
+    """Digest of the shard's data (genes, expression, targets, splits, features) and ``settings``."""
+    return checkpoint.fingerprint(shard.genes, shard.expr, shard.A, shard.C, np.nan_to_num(shard.y),
+                                  *shard.train, *shard.test, settings=settings)
 
 
-def load_checkpoint(folder, fingerprint: str):
-    """The saved state dict when it exists and belongs to this run (same fingerprint), else None."""
-    p = Path(folder) / "state.npz"
-    if not p.exists():
-        return None
-    try:
-        with np.load(p, allow_pickle=False) as z:
-            state = {k: z[k] for k in z.files}
-    except (OSError, ValueError, EOFError) as exc:
-        LOG.warning("ignoring unreadable checkpoint %s (%s)", p, exc.__class__.__name__)
-        return None
-    if str(state.get("fingerprint")) != fingerprint:
-        LOG.warning("ignoring checkpoint %s: written by a run with other inputs or settings", p)
-        return None
-    return state
-
-
-def fingerprint(shard: ShardData, params: dict) -> str:
-    """A short digest of the shard's data and settings (a checkpoint resumes only the same run)."""
-    import hashlib
-    h = hashlib.sha256(json.dumps(params, sort_keys=True).encode())
-    h.update("\0".join(map(str, shard.genes)).encode())
-    for arr in (shard.A, shard.C, np.nan_to_num(shard.y)):
-        h.update(np.ascontiguousarray(arr).tobytes())
-    for t in shard.train:
-        h.update(np.asarray(t).tobytes())
-    return h.hexdigest()[:16]
-
-
-def train_shard(shard: ShardData, *, epochs: int, batch_size: int = 256, lr: float = 0.01,
-                lam: float = 0.01, l1: float = 0.01, unfold_axis: str = "task",
-                seed_seq: np.random.SeedSequence, checkpoint_dir=None, strategy=None,
-                log_every: int = 1):
+def train_shard(shard: ShardData, opts, *, seed_seq: np.random.SeedSequence, checkpoint_dir=None,
+                strategy=None, log_every: int = 1):
     """Train the batched model on a shard; returns (model, history list of per-epoch dicts).
 
-    Per epoch: the seed's resampling (`epoch_batches`, rng from ``seed_seq`` and the epoch number,
-    so that a resumed run draws the same batches), Adam steps, then a checkpoint in
-    ``checkpoint_dir`` (resumed from when present: logs "resuming from epoch N").
+    ``opts``: the training settings (``epochs``, ``batch_size``, ``learning_rate``, ``lam``, ``l1``,
+    ``unfold_axis``; `scfactor.mtl.cli.TRAIN_SHARD` options). Per epoch: the notebook's resampling
+    (`epoch_batches`, rng from ``seed_seq`` and the epoch number, so that a resumed run draws the same
+    batches), Adam steps, then a checkpoint (`scfactor.core.checkpoint`) in ``checkpoint_dir``, resumed
+    from when it belongs to this shard and these settings (logs "resuming from epoch N").
     """
     import tensorflow as tf
+    epochs, batch_size, lr = opts.epochs, opts.batch_size, opts.learning_rate
+    lam, l1, unfold_axis = opts.lam, opts.l1, opts.unfold_axis
     axis = UNFOLD_AXES[unfold_axis]
-    init_seed, data_seed = seed_seq.spawn(2)
-    params = dict(epochs=epochs, batch_size=batch_size, lr=lr, lam=lam, l1=l1, unfold=unfold_axis,
-                  seed=str(seed_seq.entropy), spawn=str(seed_seq.spawn_key))
-    fp = fingerprint(shard, params)
-    ctx = strategy.scope() if strategy is not None else _null()
+    # the children seed_seq.spawn(2) gives on a fresh sequence, without spawn's side effect on seed_seq
+    # (a second call with the same object would otherwise train from other seeds)
+    init_seed, data_seed = (np.random.SeedSequence(seed_seq.entropy, spawn_key=(*seed_seq.spawn_key, i),
+                                                   pool_size=seed_seq.pool_size) for i in range(2))
+    settings = dict(epochs=epochs, batch_size=batch_size, lr=lr, lam=lam, l1=l1, unfold=unfold_axis,
+                    hidden=list(HIDDEN), seed=str(seed_seq.entropy), spawn=str(seed_seq.spawn_key))
+    fp = shard_fingerprint(shard, settings)
+    ctx = strategy.scope() if strategy is not None else contextlib.nullcontext()
     with ctx:
         model = BatchedMTL(shard.n_genes, shard.n_tfs, seed=init_seed.generate_state(1)[0])
         opt = Adam(model.variables, lr=lr)
@@ -210,18 +166,19 @@ def train_shard(shard: ShardData, *, epochs: int, batch_size: int = 256, lr: flo
             pen = tf.add_n([tf.reduce_sum(tf.abs(k)) for k in model.l1_kernels()]) / model.G
             loss = mse + lam_t * tn + l1_t * pen
         grads = tape.gradient(loss, model.variables)
-        opt.apply(grads, model.variables)
+        opt.apply(grads)
         return loss, mse, tn
 
+    ckpt = Path(checkpoint_dir) / CHECKPOINT if checkpoint_dir is not None else None
     start = 0
-    if checkpoint_dir is not None:
-        state = load_checkpoint(checkpoint_dir, fp)
+    if ckpt is not None:
+        state = checkpoint.load(ckpt, fp)
         if state is not None:
-            _restore(model, opt, state)
-            start = int(state["epoch"])
-            LOG.info("resuming from epoch %d (checkpoint %s)", start, Path(checkpoint_dir) / "state.npz")
+            _restore(model, opt, state.arrays)
+            start = state.epoch
+            LOG.info("resuming from epoch %d (checkpoint %s)", start, ckpt)
     history = []
-    t_first = time.time()
+    progress = Progress("epoch", epochs, start=start)
     for ep in range(start, epochs):
         rng = np.random.default_rng(np.random.SeedSequence(data_seed.entropy, spawn_key=(*data_seed.spawn_key, ep)))
         batches = epoch_batches(shard.train, batch_size, rng)
@@ -232,24 +189,13 @@ def train_shard(shard: ShardData, *, epochs: int, batch_size: int = 256, lr: flo
             losses.append((float(loss), float(mse), float(tn)))
         dt = time.time() - t0
         lo = np.mean(losses, axis=0)
-        n_samples = sum(b.size for b in batches)
-        done = ep + 1 - start
-        eta = (time.time() - t_first) / done * (epochs - ep - 1)
         history.append(dict(epoch=ep + 1, loss=lo[0], mse=lo[1], trace_norm=lo[2], seconds=dt))
         if (ep + 1) % log_every == 0 or ep + 1 == epochs:
-            LOG.info("epoch %d/%d loss %.4f mse %.4f trace-norm %.3f | %d batches, %.0f samples/s, ETA %.0f s",
-                     ep + 1, epochs, lo[0], lo[1], lo[2], len(batches), n_samples / max(dt, 1e-9), eta)
-        if checkpoint_dir is not None:
-            save_checkpoint(checkpoint_dir, model, opt, ep + 1, fp)
+            progress.log(ep + 1, loss=float(lo[0]), mse=float(lo[1]), trace_norm=float(lo[2]),
+                         batches=len(batches))
+        if ckpt is not None:
+            checkpoint.save(ckpt, _arrays(model, opt), fingerprint=fp, epoch=ep + 1)
     return model, history
-
-
-class _null:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *a):
-        return False
 
 
 def predict_test(model, shard: ShardData, chunk: int = 2048):

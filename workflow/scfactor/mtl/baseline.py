@@ -1,4 +1,4 @@
-"""Seed 001's steps around the MTL model: per-gene lasso baseline, gene selection, balanced gene clusters."""
+"""The trace-norm MTL notebook's steps around the model: per-gene lasso baseline, gene selection, balanced gene clusters."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 
 from ..core.errors import InputError
-from .mtl_data import r2_score, split_cells
+from .data import r2_score, split_cells
 
 
 def candidate_genes(data, min_cells: int) -> np.ndarray:
@@ -39,7 +39,7 @@ def lasso_gene(expr, y, reps, test_ratio, seed, cv, n_alphas, max_iter):
     return rows
 
 
-def run_lasso(data, genes, reps, *, test_ratio=0.1, seed=0, cv=5, n_alphas=20, max_iter=2000, threads=1):
+def run_lasso(data, genes, reps, *, test_ratio, seed, cv, n_alphas, max_iter, threads):
     """The lasso table (tissue, gene_ensembl, rep, alpha, r2, n_train, n_test) for ``genes``."""
     from joblib import Parallel, delayed
     pos = pd.Index(data.gene_ids).get_indexer(pd.Index(genes))
@@ -53,7 +53,7 @@ def run_lasso(data, genes, reps, *, test_ratio=0.1, seed=0, cv=5, n_alphas=20, m
 
 
 def select_genes(data, lasso: pd.DataFrame, min_cells: int, num_genes: int, seed: int, path="lasso"):
-    """Seed step 3: genes in the lasso table with velocity in >= min_cells cells; a seeded random num_genes."""
+    """The notebook's step 3: genes in the lasso table with velocity in >= min_cells cells; a seeded random num_genes."""
     cand = set(candidate_genes(data, min_cells))
     in_lasso = pd.unique(lasso.loc[lasso["tissue"] == data.tissue, "gene_ensembl"].astype(str))
     genes = np.array([g for g in in_lasso if g in cand], dtype=object)
@@ -67,7 +67,7 @@ def select_genes(data, lasso: pd.DataFrame, min_cells: int, num_genes: int, seed
 
 
 def impute_mean(velo) -> np.ndarray:
-    """Missing velocities replaced by the gene's mean over the cells that have one (seed step 4)."""
+    """Missing velocities replaced by the gene's mean over the cells that have one (the notebook's step 4)."""
     mean = np.nanmean(velo, axis=0)
     return np.where(np.isnan(velo), mean[None, :], velo)
 

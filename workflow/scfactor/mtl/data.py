@@ -1,6 +1,6 @@
-"""Shard data for trace-norm MTL (seed 001): splits, per-gene samples, feature constants, batches.
+"""Shard data for trace-norm MTL: splits, per-gene samples, feature constants, batches.
 
-Nothing here materialises the seed's per-gene feature tensors (genes x cells x TFs x 5). The five
+Nothing here materialises the trace-norm MTL notebook's per-gene feature tensors (genes x cells x TFs x 5). The five
 features of TF t for gene g in cell c are affine in the TF's expression e[c, t]::
 
     [e, mean[g,t], sum[g,t], e * mean[g,t], e * sum[g,t]]  (each standardised with gene g's training stats)
@@ -8,7 +8,7 @@ features of TF t for gene g in cell c are affine in the TF's expression e[c, t]:
 so feature f equals ``A[g,t,f] * e[c,t] + C[g,t,f]``. `feature_constants` returns A and C
 (genes x TFs x 5); the model builds features per batch from the expression rows it gathers.
 Columns that are constant over the training cells (the activities, or any column with zero
-standard deviation) are left unstandardised, as in the seed.
+standard deviation) are left unstandardised, as in the notebook.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from ..core.errors import InputError
 
 
 def shard_seed(seed: int, tissue: str, cluster: int, rep: int) -> np.random.SeedSequence:
-    """The seed sequence of one (tissue, cluster, replicate) shard: fixed by config seed + wildcards."""
+    """The `SeedSequence` of one (tissue, cluster, replicate) shard: fixed by the config seed + wildcards."""
     return np.random.SeedSequence([int(seed), zlib.crc32(str(tissue).encode()), int(cluster), int(rep)])
 
 
@@ -48,10 +48,12 @@ class ShardData:
 
     @property
     def n_genes(self) -> int:
+        """Genes (tasks) of the shard."""
         return len(self.genes)
 
     @property
     def n_tfs(self) -> int:
+        """TFs (expression columns)."""
         return self.expr.shape[1]
 
 
@@ -82,7 +84,7 @@ def feature_constants(expr, train_idx, act_mean, act_sum):
 
 
 def explicit_features(expr_rows, A_g, C_g):
-    """The seed's per-gene feature tensor (cells x TFs x 5) for one gene (tests, benchmark)."""
+    """The notebook's per-gene feature tensor (cells x TFs x 5) for one gene (tests, benchmark)."""
     return expr_rows[:, :, None] * A_g[None] + C_g[None]
 
 
@@ -117,7 +119,7 @@ def build_shard(data, genes, test_ratio: float, seed: int, rep: int, shard: str 
 
 
 def epoch_batches(train, batch_size: int, rng: np.random.Generator):
-    """The seed's per-epoch resampling: every gene gets the same number of batches.
+    """The notebook's per-epoch resampling: every gene gets the same number of batches.
 
     Each gene's training cells are shuffled and repeated (``np.resize``) up to the largest
     gene's count; returns a list of (genes x batch) index arrays.

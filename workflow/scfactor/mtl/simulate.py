@@ -1,7 +1,7 @@
-"""Simulator (d): multi-task regression data in seed 001's file layout with planted shared structure.
+"""Simulator (d): multi-task regression data in the trace-norm MTL notebook's file layout with planted shared structure.
 
 Per tissue: cells carry a low-dimensional state ``z``; TF log10-expression is a noisy, clipped
-linear function of it (so TFs are correlated, some zero). Genes fall in ``n_clusters`` planted
+linear function of it (so TFs are correlated, some zero). Genes fall in ``planted_clusters``
 clusters; cluster k has a TF support S_k and a shared rank-``rank`` map B_k (rank x TFs, nonzero
 on S_k). Gene g of cluster k has velocity::
 
@@ -21,12 +21,16 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .. import mtl_layout as L
+from . import layout as L
+from ..core.errors import ScfactorError
 from ..core.io import atomic_output, write_table
+
+#: dimension of the cells' latent state
+N_STATES = 5
 
 
 def simulate_tissue(rng, n_cells, n_genes, n_tfs, n_clusters, rank, support, noise, max_missing,
-                    extra_edges, n_states=5):
+                    extra_edges, n_states=N_STATES):
     """One tissue: dict with expr (cells x TFs, rpkm), other (cells x genes, rpkm), velo, activities, truth."""
     z = rng.standard_normal((n_cells, n_states))
     load = rng.standard_normal((n_states, n_tfs)) / np.sqrt(n_states)
@@ -57,9 +61,18 @@ def simulate_tissue(rng, n_cells, n_genes, n_tfs, n_clusters, rank, support, noi
                 labels=labels, B=B, W=W, missing=np.isnan(velo).mean(0), support=supp)
 
 
-def simulate_layout(out_dir, *, n_tissues=2, n_cells=600, n_genes=40, n_tfs=30, n_clusters=4, rank=2,
-                    support=8, noise=0.8, max_missing=0.3, extra_edges=0.05, seed=0):
-    """Write a complete seed-001 layout under ``out_dir`` plus ``truth/genes.tsv`` and ``truth/maps.h5``."""
+def simulate_layout(out_dir, opts):
+    """Write a complete layout of the notebook under ``out_dir`` plus ``truth/genes.tsv`` and ``truth/maps.h5``.
+
+    ``opts``: the ``simulate.mtl`` settings (`scfactor.mtl.cli.SIMULATE` options: ``n_tissues``, ``n_cells``,
+    ``n_genes``, ``n_tfs``, ``planted_clusters``, ``rank``, ``support``, ``noise``, ``max_missing``,
+    ``extra_edges``, ``seed``). More clusters than genes raises `ScfactorError`.
+    """
+    if opts.planted_clusters > opts.n_genes:
+        raise ScfactorError(f"--planted-clusters {opts.planted_clusters} > --n-genes {opts.n_genes}: a planted cluster "
+                            "would have no genes")
+    n_tissues, n_cells, n_genes, n_tfs = opts.n_tissues, opts.n_cells, opts.n_genes, opts.n_tfs
+    noise, seed = opts.noise, opts.seed
     import h5py
     out = Path(out_dir)
     tf_ids = [f"ENSSIMT{i + 1:05d}" for i in range(n_tfs)]
@@ -70,8 +83,8 @@ def simulate_layout(out_dir, *, n_tissues=2, n_cells=600, n_genes=40, n_tfs=30, 
     for ti in range(n_tissues):
         tissue = f"tissue{ti + 1}"
         rng = np.random.default_rng([int(seed), ti])
-        d = simulate_tissue(rng, n_cells, n_genes, n_tfs, n_clusters, rank, support, noise,
-                            max_missing, extra_edges)
+        d = simulate_tissue(rng, n_cells, n_genes, n_tfs, opts.planted_clusters, opts.rank, opts.support, noise,
+                            opts.max_missing, opts.extra_edges)
         barcodes = [f"{tissue}_cell{c + 1}" for c in range(n_cells)]
         rpkm[tissue] = (np.hstack([d["expr"], d["other"]]), barcodes, tf_ids + gene_ids)
         velo[tissue] = (d["velo"], barcodes, gene_ids)
@@ -95,3 +108,10 @@ def simulate_layout(out_dir, *, n_tissues=2, n_cells=600, n_genes=40, n_tfs=30, 
                 for k in ("B", "W", "support", "labels"):
                     g.create_dataset(k, data=d[k], track_times=False)
     return out
+
+
+def outputs(out_dir) -> list[Path]:
+    """Every file and folder `simulate_layout` writes under ``out_dir``."""
+    out = Path(out_dir)
+    return [out / L.RPKM, out / L.VELO, out / L.E2S, out / L.TF_LIST, out / "tf_activity",
+            out / "truth" / "genes.tsv", out / "truth" / "maps.h5"]

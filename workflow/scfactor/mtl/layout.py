@@ -1,15 +1,15 @@
-"""Readers and writers of seed 001's (MTLRank) file layout.
+"""Readers and writers of the trace-norm MTL notebook's (MTLRank) file layout.
 
 A layout root holds::
 
     rpkm.hdf5                   group per tissue: exp (cells x genes), barcode, ensembl
     velo.hdf5                   group per tissue: velo (cells x genes, NaN = missing), barcode, ensembl
     tf_activity/mean_tf/<tissue>.csv   TF rows (symbols), gene columns (symbols); empty = 0
-    tf_activity/sum_tf/<tissue>.csv    same; log2(x + 1)-scaled on reading, as in the seed
+    tf_activity/sum_tf/<tissue>.csv    same; log2(x + 1)-scaled on reading, as in the notebook
     ensembl_to_symbol.csv       index column, then ``ensembl_id``, ``gene_symbol``
     tf_list.csv                 index column, then ``Ensembl ID``
 
-The seed's own file names ``<tissue>_<suffix>.csv`` in the activity folders are accepted too.
+The notebook's own file names ``<tissue>_<suffix>.csv`` in the activity folders are accepted too.
 Every problem (a tissue missing from one file, duplicated barcodes, an all-NaN velocity matrix,
 negative expression, ...) raises `InputError` naming the file, before anything is written.
 """
@@ -23,8 +23,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .core.errors import InputError
-from .core.io import atomic_output, read_table, require_file
+from ..core.config import check_name
+from ..core.errors import InputError
+from ..core.io import atomic_output, read_table, require_file
 
 RPKM = "rpkm.hdf5"
 VELO = "velo.hdf5"
@@ -35,12 +36,15 @@ TF_LIST = "tf_list.csv"
 
 
 def sanitize_tissue(name: str) -> str:
-    """Tissue name usable as a file name / wildcard (the seed strips spaces and parentheses)."""
+    """Tissue name usable as a file name / wildcard (`scfactor.core.config.NAME`).
+
+    Spaces become ``_`` and other characters outside letters, digits, ``.``, ``_``, ``-`` are dropped
+    (the notebook strips spaces and parentheses); a name left empty or not starting with a letter or
+    digit raises `scfactor.core.config.ConfigError`.
+    """
     out = re.sub(r"\s+", "_", str(name).strip())
-    out = re.sub(r"[^A-Za-z0-9_.+-]", "", out)
-    if not out:
-        raise ValueError(f"tissue name {name!r} has no usable characters")
-    return out
+    out = re.sub(r"[^A-Za-z0-9_.-]", "", out)
+    return check_name(f"tissue {name!r} (sanitised)", out)
 
 
 def layout_files(root, tissues) -> list[str]:
@@ -58,7 +62,7 @@ def _strings(values) -> np.ndarray:
 
 
 def write_hdf5_groups(path, key: str, groups: dict) -> None:
-    """Write ``{tissue: (matrix cells x genes, barcodes, ensembl)}`` as the seed's hdf5 (atomic)."""
+    """Write ``{tissue: (matrix cells x genes, barcodes, ensembl)}`` as the notebook's hdf5 (atomic)."""
     import h5py
     with atomic_output(path) as tmp:
         with h5py.File(tmp, "w") as f:
@@ -76,13 +80,22 @@ def write_activity(path, act: pd.DataFrame) -> None:
         act.replace(0.0, np.nan).to_csv(tmp, float_format="%.6g")
 
 
+def write_e2s(root, ensembl_to_symbol: pd.DataFrame) -> None:
+    """Write ``<root>/ensembl_to_symbol.csv`` (index column, ensembl_id, gene_symbol)."""
+    with atomic_output(Path(root) / E2S) as tmp:
+        ensembl_to_symbol[["ensembl_id", "gene_symbol"]].reset_index(drop=True).to_csv(tmp)
+
+
+def write_tf_list(root, tf_ensembl) -> None:
+    """Write ``<root>/tf_list.csv`` (index column, ``Ensembl ID``)."""
+    with atomic_output(Path(root) / TF_LIST) as tmp:
+        pd.DataFrame({"Ensembl ID": list(tf_ensembl)}).to_csv(tmp)
+
+
 def write_id_tables(root, ensembl_to_symbol: pd.DataFrame, tf_ensembl) -> None:
     """Write ensembl_to_symbol.csv (ensembl_id, gene_symbol) and tf_list.csv (Ensembl ID)."""
-    root = Path(root)
-    with atomic_output(root / E2S) as tmp:
-        ensembl_to_symbol[["ensembl_id", "gene_symbol"]].reset_index(drop=True).to_csv(tmp)
-    with atomic_output(root / TF_LIST) as tmp:
-        pd.DataFrame({"Ensembl ID": list(tf_ensembl)}).to_csv(tmp)
+    write_e2s(root, ensembl_to_symbol)
+    write_tf_list(root, tf_ensembl)
 
 
 # --------------------------------------------------------------------------- reading
@@ -91,7 +104,7 @@ def _decode(arr) -> np.ndarray:
 
 
 def hdf5_tissues(path) -> list[str]:
-    """Group names (tissues) of a seed hdf5 file."""
+    """Group names (tissues) of a layout hdf5 file."""
     import h5py
     p = require_file(path)
     try:
@@ -191,7 +204,7 @@ def read_id_tables(root):
 
 
 def activity_path(root, kind: str, tissue: str) -> Path:
-    """The mean_tf / sum_tf CSV of ``tissue`` (``<tissue>.csv`` or the seed's ``<tissue>_<x>.csv``)."""
+    """The mean_tf / sum_tf CSV of ``tissue`` (``<tissue>.csv`` or the notebook's ``<tissue>_<x>.csv``)."""
     folder = Path(root) / (MEAN_DIR if kind == "mean" else SUM_DIR)
     exact = folder / f"{tissue}.csv"
     if exact.exists():
@@ -257,7 +270,7 @@ def load_tissue(root, tissue: str, genes=None) -> TissueData:
     """Read and align one tissue of a layout root (see module docstring).
 
     TFs are the expression columns listed in tf_list.csv (expression order). ``genes``: the velocity
-    genes to keep (default all). Activity entries missing from the tables are 0, as in the seed; genes
+    genes to keep (default all). Activity entries missing from the tables are 0, as in the notebook; genes
     missing from the tables are flagged in ``in_activity`` (training on them is an error).
     """
     root = Path(root)

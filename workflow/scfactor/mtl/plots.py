@@ -1,35 +1,12 @@
-"""Aggregation and figures of the MTL shards (seed 001)."""
+"""Figures of the MTL results: MTL vs lasso / lambda = 0 per gene, and R2 per gene cluster."""
 
 from __future__ import annotations
 
 import numpy as np
 import pandas as pd
 
-ABLATION = "lambda0"
-
-
-def aggregate(shards, lasso, reference: str = "tracenorm"):
-    """(r2 table with the lasso R2 of the same gene and split, per-tissue/model summary)."""
-    table = pd.concat(shards, ignore_index=True)
-    las = pd.concat(lasso, ignore_index=True).rename(columns={"gene_ensembl": "gene", "r2": "lasso_r2"})
-    las = las[["tissue", "gene", "rep", "lasso_r2"]].drop_duplicates(["tissue", "gene", "rep"])
-    table = table.merge(las, on=["tissue", "gene", "rep"], how="left")
-    table = table.sort_values(["tissue", "model", "cluster", "rep", "gene"], kind="mergesort").reset_index(drop=True)
-    per_gene = table.groupby(["tissue", "model", "gene"], sort=True)[["r2", "lasso_r2"]].mean().reset_index()
-    rows = []
-    for (tissue, model), df in per_gene.groupby(["tissue", "model"], sort=True):
-        row = dict(tissue=tissue, model=model, genes=len(df), mean_r2=df["r2"].mean(), median_r2=df["r2"].median(),
-                   mean_lasso_r2=df["lasso_r2"].mean(),
-                   frac_above_lasso=float((df["r2"] > df["lasso_r2"]).mean()),
-                   mean_gain_vs_lambda0=np.nan)
-        if model != ABLATION:
-            ab = per_gene[(per_gene["tissue"] == tissue) & (per_gene["model"] == ABLATION)]
-            if len(ab):
-                m = df.merge(ab, on="gene", suffixes=("", "_ab"))
-                row["mean_gain_vs_lambda0"] = float((m["r2"] - m["r2_ab"]).mean())
-        rows.append(row)
-    summary = pd.DataFrame(rows).round(6)
-    return table, summary
+from ..core import plotting  # noqa: F401  (sets the backend)
+from .pipeline import ABLATION, REFERENCE
 
 
 def _per_gene(r2, model):
@@ -52,7 +29,7 @@ def _scatter(ax, x, y, xlabel, ylabel, title):
     ax.legend(fontsize=8, loc="upper left")
 
 
-def comparison_figure(r2: pd.DataFrame, dataset: str = "", reference: str = "tracenorm"):
+def comparison_figure(r2: pd.DataFrame, run: str, reference: str = REFERENCE):
     """Per tissue (columns): test R2 per gene, MTL vs lasso (top) and MTL vs lambda = 0 (bottom)."""
     import matplotlib.pyplot as plt
     tissues = sorted(r2["tissue"].unique())
@@ -73,13 +50,13 @@ def comparison_figure(r2: pd.DataFrame, dataset: str = "", reference: str = "tra
             _scatter(axes[1, j], m["r2_ab"], m["r2"], "independent tasks ($\\lambda$ = 0) test R$^2$",
                      f"MTL ({reference}) test R$^2$",
                      f"{t}: MTL {m['r2'].mean():.3f} vs $\\lambda$=0 {m['r2_ab'].mean():.3f} (mean)")
-    fig.suptitle(f"Trace-norm MTL, test R$^2$ per gene{' - ' + dataset if dataset else ''} "
+    fig.suptitle(f"Trace-norm MTL, test R$^2$ per gene{' - ' + run if run else ''} "
                  "(mean over replicates)", fontsize=12)
     fig.tight_layout()
     return fig
 
 
-def cluster_figure(r2: pd.DataFrame, dataset: str = "", reference: str = "tracenorm"):
+def cluster_figure(r2: pd.DataFrame, run: str, reference: str = REFERENCE):
     """Per tissue: distribution of test R2 per gene cluster, MTL next to the lasso baseline."""
     import matplotlib.pyplot as plt
     tissues = sorted(r2["tissue"].unique())
@@ -109,6 +86,6 @@ def cluster_figure(r2: pd.DataFrame, dataset: str = "", reference: str = "tracen
         ax.axhline(0, color="grey", lw=0.8)
         ax.set_title(f"{t}: test R$^2$ per gene by cluster", fontsize=10)
         ax.legend(fontsize=8, loc="best")
-    fig.suptitle(f"R$^2$ distribution per gene cluster{' - ' + dataset if dataset else ''}", fontsize=12)
+    fig.suptitle(f"R$^2$ distribution per gene cluster{' - ' + run if run else ''}", fontsize=12)
     fig.tight_layout()
     return fig

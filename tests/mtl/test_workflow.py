@@ -1,8 +1,9 @@
-"""Workflow test: the MTL rules on the tiny config (simulated layout + pancreas), shard rerun byte-identity."""
+"""Workflow tests: the MTL rules on the tiny config (simulated layout + pancreas), shard rerun byte-identity."""
 
 from __future__ import annotations
 
 import hashlib
+import shutil
 
 import pandas as pd
 import pytest
@@ -20,10 +21,8 @@ def sha(p):
 
 @pytest.mark.workflow
 @pytest.mark.slow
-@pytest.mark.timeout(900)
-def test_mtl_workflow_tiny(tiny_workdir):
-    wd = tiny_workdir
-    snakemake(wd, "-c", "2", *TARGETS)
+def test_mtl_workflow_tiny(tiny_run):
+    wd = tiny_run
     r2 = pd.read_csv(wd / "results/mtl/sim/r2.tsv", sep="\t")
     # 1 tissue x 8 genes x 2 models x 1 rep, every gene in exactly one cluster, lasso joined on the same split
     assert len(r2) == 16 and set(r2["model"]) == {"tracenorm", "lambda0"}
@@ -39,10 +38,20 @@ def test_mtl_workflow_tiny(tiny_workdir):
     assert set(pan["tissue"]) == {"Ductal"} and len(pan) == 8
     for png in TARGETS[2:]:
         assert (wd / png).stat().st_size > 10_000
-    # velocity layout of the real data: seed-layout files exist and have the pancreas' genes
+        assert (wd / png).with_suffix(".pdf").exists()
+    # velocity layout of the real data: layout files exist and have the pancreas' genes
     assert (wd / "results/mtl/pancreas/input/tf_activity/mean_tf/Ductal.csv").exists()
+    # one log per shard job, named by its wildcards (run, tissue, model, cluster, rep)
+    assert "epoch 2/2" in (wd / "logs/mtl_train_shard/sim/tissue1/tracenorm/01/0.log").read_text()
 
-    # one shard asked for alone (its file deleted) comes back byte-identical
+
+@pytest.mark.workflow
+@pytest.mark.slow
+@pytest.mark.timeout(900)
+def test_one_shard_rerun_alone_is_byte_identical(tiny_run, tmp_path):
+    """One shard asked for alone (its file deleted) comes back byte-identical; so does a --forcerun."""
+    wd = tmp_path / "wd"
+    shutil.copytree(tiny_run, wd, symlinks=True)
     shard = wd / "results/mtl/sim/tissue1/shards/tracenorm/c01_r0.tsv"
     weights = shard.with_name("c01_r0.weights.npz")
     before, wbefore = sha(shard), sha(weights)
