@@ -1,77 +1,51 @@
-"""NeuMF densification of one batch: input checks, TensorFlow set-up, train + evaluate + assemble.
+"""The densify steps' logic: input checks, TensorFlow set-up, train + evaluate + assemble, figure inputs.
 
-The steps of ``workflow/scripts/densify.py`` as functions: `validate_input` opens and checks the
-preprocessed matrix, `configure_tf` sets threads / determinism and picks the distribution
-strategy, `densify` hides the held-out entries, trains (see `neumf_train.fit`), predicts the
-whole matrix and returns the output AnnData and the held-out metrics table.
+`validate_input` opens and checks the preprocessed matrix of one batch, `prepare_tf` sets threads /
+determinism and picks the distribution strategy (`scfactor.core.device`), `densify_batch` hides the
+held-out entries, trains (`scfactor.densify.train.fit`), predicts the whole matrix and returns the
+output AnnData and the held-out metrics table. `heldout_figure` reads a densify output back and draws
+its figure (`scfactor.densify.plots`).
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict
 
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from .. import heldout
-from ..preprocess import contract
-from ..core.log import LOG
 from ..core.errors import InputError, ScfactorError
-from .neumf import ARCHS, COUNT_LOSSES, LOSSES
-from .neumf_train import FitConfig
+from ..core.log import LOG
+from ..preprocess import contract
+from . import heldout
+from .model import COUNT_LOSSES
+
+_PREDICTS = {
+    "poisson": "expected count mu (Poisson mean, library-size offset)",
+    "nb": "expected count mu (negative binomial mean, library-size offset, per-gene dispersion)",
+    "mse": "count fitted by squared error, clipped at 0 (no offset)",
+    "bce": "probability that the gene is detected in the cell (implicit feedback, not a count)",
+}
 
 
-@dataclass
-class DensifyOptions(FitConfig):
-    """Model and training settings (`FitConfig`) plus the held-out evaluation and prediction ones."""
-
-    heldout_frac: float = 0.1
-    svd_rank: int = 20
-    predict_block: int = 1 << 18
-
-    def check(self) -> None:
-        """Raise `ScfactorError` (one line) on an out-of-range setting."""
-        bad = None
-        if self.arch not in ARCHS:
-            bad = f"--arch must be one of {', '.join(ARCHS)}"
-        elif self.loss not in LOSSES:
-            bad = f"--loss must be one of {', '.join(LOSSES)}"
-        elif self.emb_dim < 1 or not self.layers or min(self.layers) < 1:
-            bad = "--embedding-dim and every --layers width must be >= 1"
-        elif not 0 <= self.dropout < 1:
-            bad = "--dropout must be in [0, 1)"
-        elif not 0 <= self.bn_layers <= len(self.layers):
-            bad = "--bn-layers must be between 0 and the number of --layers"
-        elif self.epochs < 1 or self.batch_size < 1 or self.lr <= 0:
-            bad = "--epochs and --batch-size must be >= 1 and --lr > 0"
-        elif not 0 < self.zero_keep <= 1:
-            bad = "--zero-keep must be in (0, 1]"
-        elif self.num_neg < 1 or self.pretrain_epochs < 0:
-            bad = "--num-neg must be >= 1 and --pretrain-epochs >= 0"
-        elif not 0 <= self.heldout_frac < 1:
-            bad = "--heldout-frac must be in [0, 1)"
-        elif self.svd_rank < 1 or self.predict_block < 1:
-            bad = "--svd-rank and --predict-block must be >= 1"
-        if bad:
-            raise ScfactorError(bad)
-
-    def fit_config(self) -> FitConfig:
-        """The `FitConfig` part of these options (the held-out fraction goes into its fingerprint)."""
-        shared = {f.name: getattr(self, f.name) for f in fields(FitConfig)}
-        shared["layers"] = tuple(self.layers)
-        shared["extra"] = {"heldout_frac": self.heldout_frac}
-        return FitConfig(**shared)
+def check_options(opts) -> None:
+    """Raise `ScfactorError` (one line) on settings the schema cannot check alone."""
+    if not opts.layers:
+        raise ScfactorError("--layers needs at least one width")
+    if opts.bn_layers > len(opts.layers):
+        raise ScfactorError("--bn-layers must be between 0 and the number of --layers")
 
 
-def validate_input(path, batch, genes, layer, loss):
-    """Open the preprocessed matrix of ``batch`` and check it suits ``loss`` (or raise `InputError`)."""
-    needs_counts = loss in COUNT_LOSSES
+def validate_input(path, batch, opts):
+    """Open the preprocessed matrix of ``batch`` and check it suits ``opts.loss`` (or raise `InputError`)."""
+    needs_counts = opts.loss in COUNT_LOSSES
+    layer = opts.layer
     try:
-        adata = _load(path, batch, genes, layer, integer=needs_counts)
+        adata = contract.load_preprocessed(path, batch=batch, genes=opts.genes, layer=layer, integer=needs_counts)
     except InputError as exc:
         if needs_counts and "non-integer" in exc.problem:
-            raise InputError(exc.path, f"{exc.problem} (loss {loss} models counts; "
+            raise InputError(exc.path, f"{exc.problem} (loss {opts.loss} models counts; "
                                        "use --loss mse for non-count data)") from None
         raise
     x = sp.csr_matrix(adata.X)
@@ -85,16 +59,11 @@ def validate_input(path, batch, genes, layer, loss):
     return adata
 
 
-def _load(path, batch, genes, layer, integer):
-    from .. import io
-    return contract.load_preprocessed(path, batch=batch, genes=genes, layer=layer, integer=integer)
-
-
-def configure_tf(accelerator: str, threads: int, seed: int):
-    """Prepare TensorFlow (`scfactor.device.configure_tf`) and return the distribution strategy."""
-    from ..core.device import configure_tf as prepare_tf, tf_strategy
-    tf = prepare_tf(seed, threads)
-    strategy = tf_strategy(accelerator)
+def prepare_tf(opts, threads: int):
+    """Prepare TensorFlow (`scfactor.core.device.configure_tf`) and return the strategy for ``opts.accelerator``."""
+    from ..core.device import configure_tf, tf_strategy
+    tf = configure_tf(opts.seed, threads)
+    strategy = tf_strategy(opts.accelerator)
     LOG.info("TensorFlow %s, strategy %s with %d replica(s)", tf.__version__,
              type(strategy).__name__, strategy.num_replicas_in_sync)
     if strategy.num_replicas_in_sync > 1:
@@ -102,10 +71,14 @@ def configure_tf(accelerator: str, threads: int, seed: int):
     return strategy
 
 
-def densify(adata, opts: DensifyOptions, strategy, checkpoint_dir=None, source=None):
-    """Train on ``adata.X`` (CSR counts) with a held-out mask; return (output AnnData, metrics table)."""
+def densify_batch(adata, opts, strategy, checkpoint_dir=None, source=None):
+    """Train on ``adata.X`` (CSR counts) with a held-out mask; return (output AnnData, metrics table).
+
+    ``source``: names recorded in ``uns['neumf']['params']`` besides the options (input, batch).
+    """
     import anndata as ad
-    from .neumf_train import fit, predict_dense
+
+    from .train import fit, predict_dense
     x = sp.csr_matrix(adata.X)
     if opts.batch_size % strategy.num_replicas_in_sync:
         raise ScfactorError(f"--batch-size {opts.batch_size} is not divisible by the "
@@ -113,7 +86,7 @@ def densify(adata, opts: DensifyOptions, strategy, checkpoint_dir=None, source=N
     train, held = heldout.mask_nonzeros(x, opts.heldout_frac, opts.seed)
     LOG.info("%d cells x %d genes, %d nonzeros; %d hidden for evaluation", x.shape[0], x.shape[1],
              x.nnz, len(held))
-    result = fit(train, opts.fit_config(), strategy, checkpoint_dir=checkpoint_dir)
+    result = fit(train, opts, strategy, checkpoint_dir=checkpoint_dir)
     LOG.info("trained in %.1f s (%.0f samples/s); predicting %d x %d in blocks of %d entries",
              result.seconds, result.samples_per_s, x.shape[0], x.shape[1], opts.predict_block)
     dense = predict_dense(result.model, result.offset, x.shape[0], x.shape[1], opts.predict_block)
@@ -143,14 +116,6 @@ def densify(adata, opts: DensifyOptions, strategy, checkpoint_dir=None, source=N
     return out, table
 
 
-_PREDICTS = {
-    "poisson": "expected count mu (Poisson mean, library-size offset)",
-    "nb": "expected count mu (negative binomial mean, library-size offset, per-gene dispersion)",
-    "mse": "count fitted by squared error, clipped at 0 (no offset)",
-    "bce": "probability that the gene is detected in the cell (implicit feedback, not a count)",
-}
-
-
 def _plain(d: dict) -> dict:
     """A dict that h5ad can store: None -> '', tuples -> arrays."""
     out = {}
@@ -164,3 +129,41 @@ def _plain(d: dict) -> dict:
         else:
             out[k] = v
     return out
+
+
+# --------------------------------------------------------------------------- the figure's inputs
+def heldout_arrays(adata, path):
+    """(held-out entries, training matrix, NeuMF predictions at them) from a densify output .h5ad."""
+    if "neumf" not in adata.layers:
+        raise InputError(path, "has no layers['neumf']; is it an output of densify.py?")
+    if "counts" not in adata.layers or "neumf" not in adata.uns:
+        raise InputError(path, "lacks layers['counts'] or uns['neumf']; is it an output of densify.py?")
+    u = adata.uns["neumf"]
+    rows = np.asarray(u["heldout_rows"], dtype=np.int64)
+    cols = np.asarray(u["heldout_cols"], dtype=np.int64)
+    if rows.size == 0:
+        raise InputError(path, "has no held-out entries (densify ran with --heldout-frac 0)")
+    counts = sp.csr_matrix(adata.layers["counts"])
+    obs = np.asarray(counts[rows, cols], dtype=np.float64).ravel()
+    held = heldout.HeldOut(rows, cols, obs)
+    mask = sp.csr_matrix((np.ones(rows.size), (rows, cols)), shape=counts.shape)
+    train = counts - counts.multiply(mask)
+    train.eliminate_zeros()
+    pred = np.asarray(adata.layers["neumf"])[rows, cols]
+    return held, sp.csr_matrix(train), pred
+
+
+def heldout_figure(adata, path, title: str):
+    """The held-out figure of densify output ``adata`` (read from ``path``): NeuMF and the SVD baseline
+    recomputed with the run's rank and seed, and the loss trace."""
+    from . import plots
+    held, train, pred = heldout_arrays(adata, path)
+    params = adata.uns["neumf"]["params"]
+    missing = [k for k in ("svd_rank", "seed", "arch", "loss") if k not in params]
+    if missing:
+        raise InputError(path, f"uns['neumf']['params'] lacks {', '.join(missing)}; is it an output of densify.py?")
+    rank, seed = int(params["svd_rank"]), int(params["seed"])
+    svd = heldout.svd_baseline(train, held, rank, seed)
+    name = f"NeuMF ({params['arch']}, {params['loss']} loss)"
+    return plots.heldout_figure(held, {name: pred, f"truncated SVD, rank {rank}": svd},
+                                adata.uns["neumf"]["trace"], title)

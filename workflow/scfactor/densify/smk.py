@@ -1,37 +1,26 @@
-"""Options and targets of the ``densify`` rule (NeuMF densification)."""
+"""What the densify rules need from the config: the (dataset, batch) pairs and the command line."""
 
 from __future__ import annotations
 
-import shlex
-
-# config key -> command-line option of workflow/scripts/densify.py
-_OPTIONS = {
-    "genes": "--genes", "layer": "--layer", "arch": "--arch", "loss": "--loss",
-    "embedding_dim": "--embedding-dim", "dropout": "--dropout", "bn_layers": "--bn-layers",
-    "epochs": "--epochs", "batch_size": "--batch-size", "lr": "--lr", "zero_keep": "--zero-keep",
-    "num_neg": "--num-neg", "pretrain_epochs": "--pretrain-epochs", "heldout_frac": "--heldout-frac",
-    "svd_rank": "--svd-rank", "predict_block": "--predict-block", "accelerator": "--accelerator",
-    "seed": "--seed",
-}
+from ..core.config import check_names
+from .cli import DENSIFY
 
 
-def densify_args(config: dict) -> str:
-    """Command-line options of densify.py from ``config['densify']`` (validated, defaults filled)."""
-    d = config["densify"]
-    opts = []
-    for key, flag in _OPTIONS.items():
-        opts += [flag, d[key]]
-    opts += ["--layers", *d["layers"]]
-    return shlex.join(str(o) for o in opts)
+def densify_command(config: dict) -> str:
+    """Options of densify.py from ``config['densify']`` (validated, defaults filled), shell-quoted."""
+    return DENSIFY.command(config["densify"])
 
 
 def densify_pairs(config: dict) -> list[tuple[str, str]]:
-    """(dataset, batch) pairs to densify; raises ValueError for an unknown dataset or batch."""
+    """(dataset, batch) pairs to densify; raises ValueError for an unknown dataset or batch or a bad name."""
     pairs = []
-    for name, batches in config["densify"]["targets"].items():
+    targets = config["densify"]["targets"]
+    check_names("densify.targets", targets)
+    for name, batches in targets.items():
         if name not in config["datasets"]:
             raise ValueError(f"densify.targets: unknown dataset '{name}' "
                              f"(datasets: {', '.join(config['datasets'])})")
+        check_names(f"densify.targets.{name}", batches)
         ds = config["datasets"][name]
         known = ds.get("batches") or []
         if not ds.get("batch_key"):

@@ -1,51 +1,36 @@
-"""Training, checkpoint/resume and block-wise dense prediction for `scfactor.models.neumf`.
+"""Training, checkpoint/resume and block-wise dense prediction for `scfactor.densify.model`.
 
 `fit` runs the whole recipe on a CSR count matrix: optional NCF pretraining of a GMF and an MLP
-model, then the chosen architecture, each phase checkpointed after every epoch to
-``<checkpoint_dir>/<phase>.npz`` (weights, batch-norm statistics, Adam moments, step, loss trace
-and a fingerprint of data + settings). A rerun with the same fingerprint resumes after the last
-saved epoch ("resuming from epoch N") and, because batches and dropout masks are seeded by
-(seed, epoch, step), ends with the same weights as an uninterrupted run. `predict_dense` fills a
-cells x genes float32 array a block of cells at a time.
+model, then the chosen architecture. Each phase has its own `scfactor.core.optim.Adam` and is
+checkpointed after every epoch with `scfactor.core.checkpoint` to ``<checkpoint_dir>/<phase>.npz``
+(weights, batch-norm statistics, Adam moments and step, loss trace). The fingerprint covers the
+training matrix and every setting that changes the result, ``epochs`` included (`training_settings`),
+so a checkpoint of another run is discarded with a warning and training starts over. A rerun with
+the same fingerprint resumes after the last saved epoch ("resuming from epoch N") and, because
+batches and dropout masks are seeded by (seed, epoch, step), ends with the same weights as an
+uninterrupted run. `predict_dense` fills a cells x genes float32 array a block of cells at a time.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import math
 import time
-from dataclasses import asdict, dataclass, field
+import zipfile
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 import scipy.sparse as sp
 
-from ..core.log import LOG
-from .neumf import COUNT_LOSSES, NeuMF, gene_bias_init, init_from_pretrained
+from ..core import checkpoint
+from ..core.errors import ScfactorError
+from ..core.log import LOG, Progress
+from .model import COUNT_LOSSES, NeuMF, gene_bias_init, init_from_pretrained
 from .pairs import PairStream
 
-
-@dataclass
-class FitConfig:
-    """Every setting that changes the trained model (all of it goes into the fingerprint)."""
-
-    arch: str = "neumf"
-    loss: str = "nb"
-    emb_dim: int = 20
-    layers: tuple = (64, 32, 16, 8)
-    dropout: float = 0.2
-    bn_layers: int = 2
-    epochs: int = 10
-    batch_size: int = 8192
-    lr: float = 0.003
-    zero_keep: float = 1.0
-    num_neg: int = 4
-    pretrain_epochs: int = 0
-    seed: int = 0
-    chunk_entries: int = 1 << 20
-    jit: bool = False
-    extra: dict = field(default_factory=dict)
+#: options that do not change the trained model (left out of the checkpoint fingerprint); the
+#: accelerator is replaced by the strategy actually used
+NOT_TRAINING = ("svd_rank", "predict_block", "accelerator")
 
 
 @dataclass
@@ -66,61 +51,65 @@ def size_factors(x) -> np.ndarray:
     return np.where(lib > 0, lib / mean, 1.0)
 
 
-def fingerprint(x, cfg: FitConfig, phase: str) -> str:
-    """Hash of the training matrix and the settings of one phase (a checkpoint is reused only on a match)."""
-    x = sp.csr_matrix(x)
-    h = hashlib.sha256()
-    for a in (np.asarray(x.shape, np.int64), x.indptr.astype(np.int64), x.indices.astype(np.int64),
-              x.data.astype(np.float64)):
-        h.update(np.ascontiguousarray(a).tobytes())
-    d = asdict(cfg)
-    d.pop("epochs")  # more epochs continue the same run
-    d["phase"] = phase
-    h.update(json.dumps(d, sort_keys=True, default=str).encode())
-    return h.hexdigest()[:16]
+def training_settings(opts, phase: str, strategy) -> dict:
+    """What the fingerprint of phase ``phase`` covers besides the data: every option that changes the
+    trained model (``epochs`` and ``pretrain_epochs`` included), the phase, and the strategy and its
+    number of replicas (they change batch-norm statistics and dropout masks)."""
+    d = {k: v for k, v in asdict(opts).items() if k not in NOT_TRAINING}
+    d.update(phase=phase, strategy=type(strategy).__name__, replicas=int(strategy.num_replicas_in_sync))
+    return d
 
 
-def _save_checkpoint(path: Path, model: NeuMF, epoch: int, trace: list, fp: str) -> None:
-    """Write a phase checkpoint atomically (`scfactor.io.atomic_output`)."""
-    from ..core.io import atomic_output
-    state = model.get_state()
-    meta = json.dumps({"epoch": epoch, "trace": trace, "fingerprint": fp})
-    with atomic_output(path) as tmp:
-        np.savez(tmp, __meta__=np.array(meta), **{f"v{i}": state[n] for i, n in enumerate(model.state_names)})
+def make_optimizer(model: NeuMF, lr: float, strategy):
+    """A `scfactor.core.optim.Adam` over ``model.trainable``, its variables mirrored like the model's.
+
+    Its moments and step are created under ``strategy`` with ``ONLY_FIRST_REPLICA`` aggregation, so the
+    update that every replica computes from the all-reduced gradients is applied once per variable.
+    """
+    import tensorflow as tf
+
+    from ..core.optim import Adam
+
+    def first_replica(next_creator, **kw):
+        kw["aggregation"] = tf.VariableAggregation.ONLY_FIRST_REPLICA
+        return next_creator(**kw)
+
+    with strategy.scope(), tf.variable_creator_scope(first_replica):
+        return Adam(model.trainable, lr=lr)
 
 
-def _load_checkpoint(path: Path, model: NeuMF, fp: str):
-    """(epoch, trace) from a matching checkpoint, or None (absent, stale or unreadable)."""
-    if not path.exists():
-        return None
+def _restore(path: Path, fp: str, model: NeuMF, opt):
+    """(epoch, trace) from the checkpoint at ``path`` when it belongs to this run (state restored), else None."""
     try:
-        with np.load(path) as z:
-            meta = json.loads(str(z["__meta__"]))
-            if meta.get("fingerprint") != fp:
-                LOG.warning("checkpoint %s was made with other data or settings; starting over", path)
-                return None
-            arrays = {n: z[f"v{i}"] for i, n in enumerate(model.state_names)}
-    except (OSError, KeyError, ValueError) as exc:
-        LOG.warning("checkpoint %s is unreadable (%s); starting over", path, exc)
+        ck = checkpoint.load(path, fp)
+    except zipfile.BadZipFile:  # a truncated .npz; core.checkpoint.load lets this one through
+        LOG.warning("discarding unreadable checkpoint %s (BadZipFile); starting over", path)
         return None
-    model.set_state(arrays)
-    return int(meta["epoch"]), list(meta["trace"])
+    if ck is None:
+        return None
+    missing = (set(model.state_names) | set(opt.state())) - set(ck.arrays)
+    if missing:
+        LOG.warning("discarding checkpoint %s: it lacks %s; starting over", path, ", ".join(sorted(missing)[:3]))
+        return None
+    model.set_state(ck.arrays)
+    opt.set_state(ck.arrays)
+    return ck.epoch, list(ck.meta.get("trace", []))
 
 
-def _train_step_fn(model: NeuMF, strategy, offset_t, global_batch: int, jit: bool):
+def _train_step_fn(model: NeuMF, opt, strategy, offset_t, global_batch: int, jit: bool):
     """A compiled distributed train step returning the (global) batch loss."""
     import tensorflow as tf
 
     def replica_step(c, g, y, w):
         with tf.GradientTape() as tape:
-            eta = model.logits(c, g, training=True)
+            eta = model.logits(c, g, training=True, step=opt.step)
             per = model.entry_loss(y, eta, tf.gather(offset_t, c), g)
             loss = tf.reduce_sum(w * per) / global_batch
         grads = tape.gradient(loss, model.trainable)
         grads = [tf.convert_to_tensor(gr) for gr in grads]
         ctx = tf.distribute.get_replica_context()
         grads = ctx.all_reduce(tf.distribute.ReduceOp.SUM, grads)
-        model.apply_adam(grads)
+        opt.apply(grads)
         return loss
 
     def step(batch):
@@ -142,31 +131,32 @@ def _dataset(stream: PairStream, epoch: int, max_batches=None):
     return ds.with_options(opts).prefetch(2)
 
 
-def train_phase(model: NeuMF, x, offset, cfg: FitConfig, strategy, epochs: int, phase: str,
+def train_phase(model: NeuMF, x, offset, opts, strategy, epochs: int, phase: str,
                 checkpoint_dir=None, max_batches_per_epoch=None) -> tuple[list, float]:
-    """Train ``model`` for ``epochs`` epochs (resuming from ``checkpoint_dir/<phase>.npz``).
+    """Train ``model`` for ``epochs`` epochs with a fresh Adam (resuming from ``checkpoint_dir/<phase>.npz``).
 
-    Returns the per-epoch trace (dicts with epoch, loss, seconds, samples_per_s) and the total
-    number of samples processed in this call.
+    ``opts``: the densify options (`scfactor.densify.cli.DENSIFY`). Returns the per-epoch trace (dicts
+    with epoch, loss, seconds, samples_per_s) and the number of samples processed in this call.
     """
     import tensorflow as tf
     mode = "implicit" if model.loss == "bce" else "pointwise"
-    stream = PairStream(x, cfg.batch_size, cfg.seed, mode=mode, zero_keep=cfg.zero_keep,
-                        num_neg=cfg.num_neg, chunk_entries=cfg.chunk_entries)
-    fp = fingerprint(x, cfg, phase)
+    stream = PairStream(x, opts.batch_size, opts.seed, mode=mode, zero_keep=opts.zero_keep,
+                        num_neg=opts.num_neg, chunk_entries=opts.chunk_entries)
+    opt = make_optimizer(model, opts.lr, strategy)
+    fp = checkpoint.fingerprint(x, settings=training_settings(opts, phase, strategy))
     ckpt = Path(checkpoint_dir) / f"{phase}.npz" if checkpoint_dir else None
     start, trace = 0, []
     if ckpt is not None:
-        got = _load_checkpoint(ckpt, model, fp)
+        got = _restore(ckpt, fp, model, opt)
         if got is not None:
             start, trace = got
             start = min(start, epochs)
             LOG.info("%s: resuming from epoch %d (checkpoint %s)", phase, start, ckpt)
     with strategy.scope():
         offset_t = tf.constant(offset, tf.float32)
-    step = _train_step_fn(model, strategy, offset_t, cfg.batch_size, cfg.jit)
+    step = _train_step_fn(model, opt, strategy, offset_t, opts.batch_size, opts.jit)
     n_samples_total = 0.0
-    t_phase = time.perf_counter()
+    progress = Progress(f"{phase} epoch", epochs, start)
     for epoch in range(start, epochs):
         t0 = time.perf_counter()
         ds = strategy.experimental_distribute_dataset(_dataset(stream, epoch, max_batches_per_epoch))
@@ -175,57 +165,57 @@ def train_phase(model: NeuMF, x, offset, cfg: FitConfig, strategy, epochs: int, 
             total += float(step(batch))
             n_batches += 1
         dt = time.perf_counter() - t0
-        n_samples = n_batches * cfg.batch_size
+        n_samples = n_batches * opts.batch_size
         n_samples_total += n_samples
         loss = total / max(n_batches, 1)
         if not math.isfinite(loss):
-            from ..core.errors import ScfactorError
             raise ScfactorError(f"{phase}: training diverged at epoch {epoch + 1} (loss {loss}); "
                                 "lower the learning rate")
         trace.append({"epoch": epoch + 1, "loss": loss, "seconds": dt, "samples_per_s": n_samples / dt})
-        eta = (time.perf_counter() - t_phase) / (epoch + 1 - start) * (epochs - epoch - 1)
-        LOG.info("%s epoch %d/%d: loss %.5f, %.0f samples/s, %.1f s/epoch, ETA %.0f s",
-                 phase, epoch + 1, epochs, loss, n_samples / dt, dt, eta)
+        progress.log(epoch + 1, loss=loss, **{"samples/s": int(round(n_samples / dt))})
         if ckpt is not None:
-            _save_checkpoint(ckpt, model, epoch + 1, trace, fp)
+            checkpoint.save(ckpt, {**model.get_state(), **opt.state()}, fingerprint=fp, epoch=epoch + 1,
+                            meta={"trace": trace})
     return trace, n_samples_total
 
 
-def build_model(arch, x, sf, cfg: FitConfig, strategy, seed_offset=0) -> NeuMF:
-    """A fresh model for ``arch`` built under ``strategy`` with gene biases from ``x``."""
+def build_model(arch, x, sf, opts, strategy, seed_offset=0) -> NeuMF:
+    """A fresh ``arch`` model built under ``strategy`` from the options, with gene biases from ``x``."""
     with strategy.scope():
-        return NeuMF(x.shape[0], x.shape[1], arch=arch, loss=cfg.loss, emb_dim=cfg.emb_dim,
-                     layers=cfg.layers, dropout=cfg.dropout, bn_layers=cfg.bn_layers,
-                     gene_bias=gene_bias_init(x, cfg.loss, sf), seed=cfg.seed + seed_offset, lr=cfg.lr)
+        return NeuMF(x.shape[0], x.shape[1], arch=arch, loss=opts.loss, embedding_dim=opts.embedding_dim,
+                     layers=opts.layers, dropout=opts.dropout, bn_layers=opts.bn_layers,
+                     gene_bias=gene_bias_init(x, opts.loss, sf), seed=opts.seed + seed_offset)
 
 
-def fit(x, cfg: FitConfig, strategy, checkpoint_dir=None) -> FitResult:
-    """Train the configured model on CSR counts ``x`` (pretraining first when asked)."""
+def fit(x, opts, strategy, checkpoint_dir=None) -> FitResult:
+    """Train the configured model on CSR counts ``x`` (pretraining first when asked).
+
+    ``opts``: the densify options object (`scfactor.densify.cli.DENSIFY`; ``DENSIFY.defaults(...)``).
+    """
     x = sp.csr_matrix(x, dtype=np.float32)
     sf = size_factors(x)
-    offset = np.log(sf).astype(np.float32) if cfg.loss in COUNT_LOSSES else np.zeros(x.shape[0], np.float32)
+    offset = np.log(sf).astype(np.float32) if opts.loss in COUNT_LOSSES else np.zeros(x.shape[0], np.float32)
     t0 = time.perf_counter()
     trace, samples = {}, 0.0
-    model = build_model(cfg.arch, x, sf, cfg, strategy)
-    if cfg.arch == "neumf" and cfg.pretrain_epochs > 0:
+    model = build_model(opts.arch, x, sf, opts, strategy)
+    if opts.arch == "neumf" and opts.pretrain_epochs > 0:
         # finished pretraining phases are restored from their checkpoints without training; a valid
         # NeuMF checkpoint then overrides this initialisation in train_phase
         towers = {}
         for k, arch in enumerate(("gmf", "mlp")):
-            towers[arch] = build_model(arch, x, sf, cfg, strategy, seed_offset=k + 1)
-            trace[f"pretrain_{arch}"], n = train_phase(towers[arch], x, offset, cfg, strategy,
-                                                       cfg.pretrain_epochs, f"pretrain_{arch}", checkpoint_dir)
+            towers[arch] = build_model(arch, x, sf, opts, strategy, seed_offset=k + 1)
+            trace[f"pretrain_{arch}"], n = train_phase(towers[arch], x, offset, opts, strategy,
+                                                       opts.pretrain_epochs, f"pretrain_{arch}", checkpoint_dir)
             samples += n
         init_from_pretrained(model, towers["gmf"], towers["mlp"])
         LOG.info("initialised NeuMF from the pretrained GMF and MLP towers")
-    trace[cfg.arch], n = train_phase(model, x, offset, cfg, strategy, cfg.epochs, cfg.arch, checkpoint_dir)
+    trace[opts.arch], n = train_phase(model, x, offset, opts, strategy, opts.epochs, opts.arch, checkpoint_dir)
     samples += n
     secs = time.perf_counter() - t0
     return FitResult(model, offset, trace, secs, samples / secs if secs > 0 else float("nan"))
 
 
-def predict_dense(model: NeuMF, offset, n_cells: int, n_genes: int, block_entries: int = 1 << 18,
-                  out=None) -> np.ndarray:
+def predict_dense(model: NeuMF, offset, n_cells: int, n_genes: int, block_entries: int, out=None) -> np.ndarray:
     """Predictions for every (cell, gene) as a float32 cells x genes array, ``block_entries`` at a time.
 
     Peak extra memory is a few arrays of ``block_entries`` x (widest layer) floats, independent of
