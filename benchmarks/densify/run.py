@@ -1,9 +1,9 @@
 #!/usr/bin/env python
-"""NeuMF densification benchmark on Kang 2018 ctrl cells (seed 000): throughput and held-out quality.
+"""NeuMF densification benchmark on Kang 2018 ctrl cells (the NeuMF/LIGER notebook): throughput and held-out quality.
 
 One command, in this order:
 
-1. throughput: the seed's TF1 feed_dict loop (`seed_loop.py`, batch 128, MSE, timed over
+1. throughput: the notebook's TF1 feed_dict loop (`seed_loop.py`, batch 128, MSE, timed over
    ``--seed-steps`` mini-batches and extrapolated to an epoch) and this implementation (the
    same NeuMF with MSE, then the default loss, ``--batch-size``, two full epochs, the second
    one timed), each in its own process, one after the other on the same matrix;
@@ -35,8 +35,8 @@ import scipy.sparse as sp
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "workflow"))
 
-from scfactor import heldout
-from scfactor.core import io  # noqa: E402
+from scfactor.densify import heldout  # noqa: E402
+from scfactor.preprocess.contract import load_preprocessed  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 
@@ -53,11 +53,13 @@ def _json_lines(text):
 def ours_throughput(matrix, loss, batch_size, threads, epochs=2):
     """Train this implementation for ``epochs`` epochs in this process; JSON of the last epoch."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    from scfactor.models.densify import configure_tf
-    from scfactor.models.neumf_train import FitConfig, fit
-    strategy = configure_tf("cpu", threads, 0)
+    from scfactor.densify.cli import DENSIFY
+    from scfactor.densify.pipeline import prepare_tf
+    from scfactor.densify.train import fit
+    opts = DENSIFY.defaults(arch="neumf", loss=loss, epochs=epochs, batch_size=batch_size, accelerator="cpu", seed=0)
+    strategy = prepare_tf(opts, threads)
     x = sp.load_npz(matrix)
-    res = fit(x, FitConfig(arch="neumf", loss=loss, epochs=epochs, batch_size=batch_size), strategy)
+    res = fit(x, opts, strategy)
     last = res.trace["neumf"][-1]
     return {"impl": f"scfactor_neumf_{loss}", "batch_size": batch_size, "samples_per_s": last["samples_per_s"],
             "epoch_s": last["seconds"], "entries": int(x.shape[0] * x.shape[1]),
@@ -99,7 +101,7 @@ def main(argv=None):
 
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONUNBUFFERED="1")
     py = sys.executable
-    adata = io.load_preprocessed(args.input, batch=args.batch, genes=args.genes)
+    adata = load_preprocessed(args.input, batch=args.batch, genes=args.genes)
     x = sp.csr_matrix(adata.X)
     train, held = heldout.mask_nonzeros(x, 0.1, args.seed)
     print(f"{args.batch}: {x.shape[0]} cells x {x.shape[1]} genes, {x.nnz} nonzeros, {len(held)} hidden", flush=True)
@@ -214,7 +216,7 @@ def _note(i: dict) -> str:
 
 
 def write_markdown(out, meta, table, thr, args):
-    lines = [f"# NeuMF densification benchmark (seed 000)\n",
+    lines = [f"# NeuMF densification benchmark (the NeuMF/LIGER notebook)\n",
              f"Data: `{meta['input']}` batch `{meta['batch']}`: {meta['cells']} cells x {meta['genes']} "
              f"LIGER genes ({meta['cells'] * meta['genes']:,} entries, {meta['nnz']:,} nonzeros; "
              f"{meta['hidden']:,} nonzeros hidden, seed {args.seed}). {meta['threads']} threads; run "
@@ -222,7 +224,7 @@ def write_markdown(out, meta, table, thr, args):
              "Command: `python benchmarks/densify/run.py " + " ".join(sys.argv[1:]) + "`\n"]
     if thr:
         lines += ["## Throughput (same matrix, one run, one implementation at a time)\n",
-                  "| implementation | batch | samples/s | s per epoch | speed-up vs seed loop | load avg |",
+                  "| implementation | batch | samples/s | s per epoch | speed-up vs the notebook's loop | load avg |",
                   "|---|---|---|---|---|---|"]
         for r in thr:
             ep = r.get("epoch_s", r.get("epoch_s_extrapolated"))
@@ -234,7 +236,7 @@ def write_markdown(out, meta, table, thr, args):
         if args.skip_throughput:
             lines.append("These throughput rows come from an earlier full run of this script (the same command "
                          "without `--skip-throughput`), kept in `densify_throughput.tsv`; this run reused them.\n")
-        lines.append(f"The seed loop was timed over {int(thr[0]['steps_timed'])} mini-batches of 128 and "
+        lines.append(f"The notebook's loop was timed over {int(thr[0]['steps_timed'])} mini-batches of 128 and "
                      f"extrapolated to an epoch; its epoch time also counts its per-epoch sklearn shuffle of "
                      f"the long table ({thr[0]['shuffle_s']:.1f} s). Ours: the second of two full epochs.\n")
     lines += ["## Held-out quality (same hidden entries for every method)\n",

@@ -1,13 +1,13 @@
 #!/usr/bin/env python
-"""A faithful re-creation of seed 000's NeuMF training loop, for throughput comparison only.
+"""A faithful re-creation of the NeuMF/LIGER notebook's NeuMF training loop, for throughput comparison only.
 
 TF1-style: ``tf.compat.v1`` graph with placeholders of shape (None, 1), ``tf.Variable`` embeddings
-(``random_uniform``, 20 per tower), the seed's NeuMF layer stack (section 6 of the notebook: MLP
+(``random_uniform``, 20 per tower), the notebook's NeuMF layer stack (section 6 of the notebook: MLP
 tower concat -> dropout -> Dense 64 relu -> BN -> dropout -> Dense 32 relu -> BN -> dropout ->
 Dense 16 relu -> Dense 8 exponential, GMF product, concat, Dense 1 lecun_uniform), MSE loss,
 Adam(lr 0.001, epsilon 1), mini-batches of 128 made by ``sklearn.utils.shuffle`` + list slicing,
 and one ``session.run([step, loss], feed_dict)`` per batch with ``np.array(...).reshape(-1, 1)``
-as in the notebook. The notebook's tqdm bar is left out (it only makes the seed slower).
+as in the notebook. The notebook's tqdm bar is left out (it only makes the notebook's loop slower).
 
 Prints one JSON line: samples/s of the loop over ``--steps`` batches and the time of the per-epoch
 shuffle, so that an epoch time can be extrapolated.
@@ -40,7 +40,7 @@ def main(argv=None):
 
     x = sp.load_npz(args.matrix).toarray()
     n_cells, n_genes = x.shape
-    # the seed's long table: every (cell, gene, expression) entry, zeros included
+    # the notebook's long table: every (cell, gene, expression) entry, zeros included
     cids = np.repeat(np.arange(n_cells), n_genes)
     gids = np.tile(np.arange(n_genes), n_cells)
     values = list(x.ravel().astype(np.int64))
@@ -83,7 +83,7 @@ def main(argv=None):
     session = tf.Session(config=config, graph=graph)
     session.run(init)
 
-    # the seed's random_mini_batches (sklearn shuffle + slicing), timed as the per-epoch overhead
+    # the notebook's random_mini_batches (sklearn shuffle + slicing), timed as the per-epoch overhead
     t0 = time.perf_counter()
     shuffled_c, shuffled_g, shuffled_l = shuffle(cids, gids, values, random_state=0)
     n_batches = int(math.ceil(len(cids) / args.batch_size))

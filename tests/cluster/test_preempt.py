@@ -26,7 +26,7 @@ pytestmark = [pytest.mark.slurm, pytest.mark.slow, pytest.mark.timeout(900),
 EPOCHS = 30
 OUT = "results/densify/kang/ctrl.h5ad"
 HELDOUT = "results/densify/kang/ctrl.heldout.tsv"
-CKPT = "results/densify/kang/ctrl.ckpt"
+CKPT = "results/densify/checkpoints/kang/ctrl"
 LOG = "logs/densify/kang/ctrl.log"
 
 

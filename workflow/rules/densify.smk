@@ -1,5 +1,6 @@
-# NeuMF densification (seed 000): one TensorFlow job per (dataset, batch), then its held-out figure.
-from scfactor.smk.densify import densify_args, densify_pairs
+# NeuMF densification (scfactor.densify; the NeuMF/LIGER notebook): one TensorFlow job per (dataset, batch),
+# then its held-out figure.
+from scfactor.densify.smk import densify_command, densify_pairs  # noqa: E402
 
 
 
@@ -7,21 +8,18 @@ DENSIFY_PAIRS = densify_pairs(config)
 
 
 rule densify:
-    """Train NeuMF on one batch's counts (10% of nonzeros held out), predict the dense matrix."""
+    """Train NeuMF on one batch's counts (a seeded share of nonzeros held out), predict the dense matrix."""
     input:
         lambda wc: preprocessed(wc.dataset),
     output:
         h5ad=f"{RESULTS}/densify/{{dataset}}/{{batch}}.h5ad",
         heldout=f"{RESULTS}/densify/{{dataset}}/{{batch}}.heldout.tsv",
-    wildcard_constraints:
-        dataset="[^/]+",
-        batch="[^/]+",
     params:
-        opts=lambda wc: densify_args(config),
-        ckpt=lambda wc: f"{RESULTS}/densify/{wc.dataset}/{wc.batch}.ckpt",
-        script=script("densify.py"),
+        cmd=command("densify.py"),
+        opts=lambda wc: densify_command(config),
+        ckpt=lambda wc: f"{RESULTS}/densify/checkpoints/{wc.dataset}/{wc.batch}",
     log:
-        f"{LOGS}/densify/{{dataset}}/{{batch}}.log",
+        log_path("densify", "dataset", "batch"),
     threads: config["densify"]["threads"]
     resources:
         mem_mb=mem_mb(config["densify"]["mem_mb"]),
@@ -32,9 +30,8 @@ rule densify:
     conda:
         "../../envs/tensorflow.yaml"
     shell:
-        "python {params.script} --input {input} --batch {wildcards.batch} {params.opts} "
-        "--threads {threads} --checkpoint-dir {params.ckpt} "
-        "--output {output.h5ad} --heldout-table {output.heldout} 2> {log}"
+        "{params.cmd} --input {input:q} --batch {wildcards.batch:q} {params.opts} --threads {threads} "
+        "--checkpoint-dir {params.ckpt:q} --output {output.h5ad:q} --heldout-table {output.heldout:q} 2> {log:q}"
 
 
 rule densify_figure:
@@ -42,20 +39,18 @@ rule densify_figure:
     input:
         f"{RESULTS}/densify/{{dataset}}/{{batch}}.h5ad",
     output:
-        png=report(
+        heldout=report(
             f"{RESULTS}/figures/densify/{{dataset}}/{{batch}}.heldout.png",
             caption="../report/densify_heldout.rst",
             category="Densification (NeuMF)",
             labels={"dataset": "{dataset}", "batch": "{batch}"},
         ),
-        pdf=f"{RESULTS}/figures/densify/{{dataset}}/{{batch}}.heldout.pdf",
-    wildcard_constraints:
-        dataset="[^/]+",
-        batch="[^/]+",
+        heldout_pdf=f"{RESULTS}/figures/densify/{{dataset}}/{{batch}}.heldout.pdf",
     params:
-        script=script("densify_figure.py"),
+        cmd=command("densify_figure.py"),
+        title=lambda wc: f"{wc.dataset} {wc.batch}",
     log:
-        f"{LOGS}/densify_figure/{{dataset}}/{{batch}}.log",
+        log_path("densify_figure", "dataset", "batch"),
     threads: 1
     resources:
         mem_mb=mem_mb(2000),
@@ -63,8 +58,8 @@ rule densify_figure:
     conda:
         "../../envs/scanpy.yaml"
     shell:
-        "python {params.script} --input {input} --title '{wildcards.dataset} {wildcards.batch}' "
-        "--output {output.png} --output-pdf {output.pdf} 2> {log}"
+        "{params.cmd} --input {input:q} --title {params.title:q} --threads {threads} "
+        "--figure {output.heldout:q} 2> {log:q}"
 
 
 TARGETS.extend(f"{RESULTS}/figures/densify/{d}/{b}.heldout.png" for d, b in DENSIFY_PAIRS)

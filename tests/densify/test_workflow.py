@@ -31,7 +31,7 @@ def test_densify_rule_on_tiny_config(tiny_workdir):
     assert t.loc["neumf_nb", "n"] == u["heldout"]["neumf_nb"]["n"] > 0
     assert np.isclose(t.loc["neumf_nb", "pearson_log1p"], u["heldout"]["neumf_nb"]["pearson_log1p"])
     assert t.loc["neumf_nb", "pearson_log1p"] > 0.3
-    assert (tiny_workdir / "results/densify/kang/ctrl.ckpt/neumf.npz").exists()
+    assert (tiny_workdir / "results/densify/checkpoints/kang/ctrl/neumf.npz").exists()
     png = tiny_workdir / target
     assert png.stat().st_size > 10_000 and png.read_bytes()[:4] == b"\x89PNG"
     assert (tiny_workdir / "results/figures/densify/kang/ctrl.heldout.pdf").exists()

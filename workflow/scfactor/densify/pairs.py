@@ -30,8 +30,8 @@ import scipy.sparse as sp
 class PairStream:
     """Epoch-wise batch generator over a CSR cells x genes matrix (see module docstring)."""
 
-    def __init__(self, x, batch_size: int, seed: int, mode: str = "pointwise", zero_keep: float = 1.0,
-                 num_neg: int = 4, chunk_entries: int = 1 << 20):
+    def __init__(self, x, batch_size: int, seed: int, *, zero_keep: float, num_neg: int, chunk_entries: int,
+                 mode: str = "pointwise"):
         if mode not in ("pointwise", "implicit"):
             raise ValueError(f"unknown sampling mode {mode!r}")
         if not 0 < zero_keep <= 1:

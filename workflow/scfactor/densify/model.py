@@ -1,24 +1,26 @@
 """NeuMF (He et al. 2017) for cell x gene count matrices, in TensorFlow 2.
 
-Architectures (seed 000): ``gmf`` (cell and gene embeddings multiplied elementwise, then a linear
-output), ``mlp`` (embeddings concatenated, then a ReLU tower 64-32-16-8 with batch norm and dropout
-after the first two layers, as in the seed, but no dropout on the embeddings), and ``neumf`` (both towers with their own embeddings,
-fused by one output layer). Every architecture also has a per-gene bias in the output (initialised
-from the gene's mean) so that training starts from the "gene mean x library size" model.
+Architectures (as in the NeuMF/LIGER notebook): ``gmf`` (cell and gene embeddings multiplied
+elementwise, then a linear output), ``mlp`` (embeddings concatenated, then a ReLU tower 64-32-16-8
+with batch norm and dropout after the first two layers, as in the notebook, but no dropout on the
+embeddings), and ``neumf`` (both towers with their own embeddings, fused by one output layer).
+Every architecture also has a per-gene bias in the output (initialised from the gene's mean) so
+that training starts from the "gene mean x library size" model.
 
 Losses, and what the dense prediction means:
 
 * ``poisson``: ``y ~ Poisson(mu)``, ``log mu = log s_cell + eta`` (``s`` = library size / mean);
   predicts the expected count ``mu``.
 * ``nb``: ``y ~ NB(mu, theta_gene)`` with a learnt per-gene inverse dispersion; predicts ``mu``.
-* ``mse``: squared error on raw counts, no offset (the seed's loss); predicts ``max(eta, 0)``.
+* ``mse``: squared error on raw counts, no offset (the notebook's loss); predicts ``max(eta, 0)``.
 * ``bce``: implicit feedback as in NCF: nonzero = 1, ``num_neg`` sampled zeros per nonzero = 0;
   predicts the probability that the gene is detected in the cell (not a count).
 
-The model is a plain ``tf.Module`` with variables created under the caller's distribution strategy
-(aggregation ``ONLY_FIRST_REPLICA``: every replica applies the same all-reduced update), a small
-Adam written out so that its state is checkpointed with the weights, and stateless dropout keyed
-by (seed, step) so that a resumed run replays exactly the batches and masks it would have seen.
+The model is a plain object holding variables created under the caller's distribution strategy
+(aggregation ``ONLY_FIRST_REPLICA``: every replica applies the same all-reduced update). It has no
+optimiser of its own: training (`scfactor.densify.train`) uses `scfactor.core.optim.Adam`, whose step
+counter also keys the stateless dropout masks (seed, step), so that a resumed run replays exactly
+the batches and masks it would have seen.
 """
 
 from __future__ import annotations
@@ -54,24 +56,21 @@ def _he_uniform(rng, fan_in, fan_out):
 class NeuMF:
     """GMF / MLP / NeuMF towers with a per-gene output bias (and NB dispersions for ``nb``).
 
-    Build it inside ``strategy.scope()``. ``trainable`` lists the variables Adam updates;
-    ``state`` lists every variable (weights, batch-norm statistics, optimiser moments, step)
-    in a fixed order, which is what checkpoints store.
+    Build it inside ``strategy.scope()``. ``trainable`` lists the variables the optimiser updates;
+    ``state_names`` / ``state`` list every variable (weights and batch-norm statistics) in a fixed
+    order, which is what checkpoints store (with the optimiser's own state).
     """
 
-    def __init__(self, n_cells: int, n_genes: int, arch: str = "neumf", loss: str = "poisson",
-                 emb_dim: int = 20, layers=(64, 32, 16, 8), dropout: float = 0.2, bn_layers: int = 2,
-                 gene_bias=None, seed: int = 0, lr: float = 1e-3, beta1: float = 0.9,
-                 beta2: float = 0.999, eps: float = 1e-7):
+    def __init__(self, n_cells: int, n_genes: int, *, arch: str, loss: str, embedding_dim: int, layers,
+                 dropout: float, bn_layers: int, seed: int, gene_bias=None):
         if arch not in ARCHS:
             raise ValueError(f"unknown architecture {arch!r}; choose one of {', '.join(ARCHS)}")
         if loss not in LOSSES:
             raise ValueError(f"unknown loss {loss!r}; choose one of {', '.join(LOSSES)}")
         tf = _tf()
         self.arch, self.loss = arch, loss
-        self.emb_dim, self.layers = int(emb_dim), tuple(int(u) for u in layers)
+        self.emb_dim, self.layers = int(embedding_dim), tuple(int(u) for u in layers)
         self.dropout, self.bn_layers, self.seed = float(dropout), int(bn_layers), int(seed)
-        self.lr, self.beta1, self.beta2, self.eps = lr, beta1, beta2, eps
         rng = np.random.default_rng([int(seed), 7])
         self.names: list[str] = []
         self.vars: dict = {}
@@ -108,19 +107,17 @@ class NeuMF:
             add("log_theta", np.zeros(n_genes))
         self.trainable = [self.vars[n] for n in self.names if self.vars[n].trainable]
         self.trainable_names = [n for n in self.names if self.vars[n].trainable]
-        self.adam_m = [_var(np.zeros(v.shape), f"adam_m/{n}", False)
-                       for n, v in zip(self.trainable_names, self.trainable)]
-        self.adam_v = [_var(np.zeros(v.shape), f"adam_v/{n}", False)
-                       for n, v in zip(self.trainable_names, self.trainable)]
-        self.step = _var(0.0, "step", False)
-        self.state_names = (self.names + [f"adam_m/{n}" for n in self.trainable_names]
-                            + [f"adam_v/{n}" for n in self.trainable_names] + ["step"])
-        self.state = [self.vars[n] for n in self.names] + self.adam_m + self.adam_v + [self.step]
+        self.state_names = list(self.names)
+        self.state = [self.vars[n] for n in self.names]
         self._tf = tf
 
     # ------------------------------------------------------------------ forward pass
-    def logits(self, c, g, training: bool = False):
-        """The linear predictor ``eta`` for index vectors ``c`` (cells) and ``g`` (genes)."""
+    def logits(self, c, g, training: bool = False, step=None):
+        """The linear predictor ``eta`` for index vectors ``c`` (cells) and ``g`` (genes).
+
+        ``training``: batch statistics and dropout; ``step`` (the optimiser's step counter, a variable
+        or tensor) then keys the dropout masks and is required when ``dropout > 0``.
+        """
         tf = self._tf
         v = self.vars
         parts = []
@@ -134,7 +131,7 @@ class NeuMF:
                 h = tf.nn.relu(h + v[f"mlp_b{i}"])
                 if i < self.bn_layers:
                     h = self._batch_norm(h, i, training)
-                    h = self._dropout(h, training, i + 1)
+                    h = self._dropout(h, training, i + 1, step)
             parts.append(h)
         z = parts[0] if len(parts) == 1 else tf.concat(parts, axis=1)
         return tf.squeeze(tf.matmul(z, v["out_w"]), 1) + v["out_b"][0] + tf.gather(v["gene_bias"], g)
@@ -159,13 +156,15 @@ class NeuMF:
         h = tf.concat([tf.gather(v["mlp_cell"], c), tf.gather(v["mlp_gene"], g)], axis=1)
         return tf.matmul(h, w0)
 
-    def _dropout(self, h, training, layer):
+    def _dropout(self, h, training, layer, step):
         if not training or self.dropout <= 0:
             return h
+        if step is None:
+            raise ValueError("training with dropout needs the optimiser's step (logits(..., step=opt.step))")
         tf = self._tf
         ctx = tf.distribute.get_replica_context()
         rid = tf.cast(ctx.replica_id_in_sync_group, tf.int64) if ctx is not None else tf.constant(0, tf.int64)
-        seed = tf.stack([tf.cast(self.step, tf.int64) * 64 + layer * 8 + rid, tf.constant(self.seed, tf.int64)])
+        seed = tf.stack([tf.cast(step, tf.int64) * 64 + layer * 8 + rid, tf.constant(self.seed, tf.int64)])
         return tf.nn.experimental.stateless_dropout(h, rate=self.dropout, seed=seed)
 
     def _batch_norm(self, h, i, training, momentum=0.99, eps=1e-3):
@@ -207,21 +206,9 @@ class NeuMF:
             return tf.nn.relu(eta)
         return tf.sigmoid(eta)
 
-    # ------------------------------------------------------------------ optimiser
-    def apply_adam(self, grads):
-        """One Adam step on ``trainable`` with (already all-reduced) dense ``grads``."""
-        tf = self._tf
-        t = self.step + 1.0
-        self.step.assign(t)
-        a = self.lr * tf.sqrt(1.0 - self.beta2 ** t) / (1.0 - self.beta1 ** t)
-        for var, grad, m, v in zip(self.trainable, grads, self.adam_m, self.adam_v):
-            m.assign(self.beta1 * m + (1.0 - self.beta1) * grad)
-            v.assign(self.beta2 * v + (1.0 - self.beta2) * tf.square(grad))
-            var.assign_sub(a * m / (tf.sqrt(v) + self.eps))
-
     # ------------------------------------------------------------------ state
     def get_state(self) -> dict:
-        """Every variable as a numpy array, keyed by name (what a checkpoint stores)."""
+        """Every variable (weights, batch-norm statistics) as a numpy array, keyed by name."""
         return {n: np.asarray(v.numpy()) for n, v in zip(self.state_names, self.state)}
 
     def set_state(self, arrays: dict, names=None) -> None:

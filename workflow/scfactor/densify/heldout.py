@@ -4,8 +4,8 @@ Hide a seeded fraction of the nonzero entries of a cells x genes count matrix (t
 in the training matrix), let a method predict the whole matrix, and score its predictions on the
 hidden entries only: Pearson and Spearman correlation on ``log1p``, median absolute error and RMSE
 on the counts scale. Two baselines come with it: no imputation (the hidden entries stay zero) and
-a rank-k truncated SVD of ``log1p`` of the training matrix. Shared by NeuMF densification and its
-benchmark (MAGIC, scVI), and reusable by any analysis that imputes counts.
+a rank-k truncated SVD of ``log1p`` of the training matrix. Used by NeuMF densification and its
+benchmark (MAGIC, scVI).
 """
 
 from __future__ import annotations
@@ -82,7 +82,7 @@ def heldout_metrics(pred: np.ndarray, obs: np.ndarray) -> dict:
     return out
 
 
-def svd_baseline(train, held: HeldOut, rank: int, seed: int = 0) -> np.ndarray:
+def svd_baseline(train, held: HeldOut, rank: int, seed: int) -> np.ndarray:
     """Predictions at the hidden entries from a rank-``rank`` truncated SVD of ``log1p(train)``.
 
     The reconstruction is mapped back with ``expm1`` and clipped at 0 (counts scale). Only the
@@ -108,6 +108,6 @@ def evaluate(predictions: dict, held: HeldOut) -> pd.DataFrame:
     return table
 
 
-def baselines(train, held: HeldOut, rank: int, seed: int = 0) -> dict:
+def baselines(train, held: HeldOut, rank: int, seed: int) -> dict:
     """Predictions of the two reference methods: ``zero`` (no imputation) and ``svd_rank<k>``."""
     return {"zero": np.zeros(len(held)), f"svd_rank{rank}": svd_baseline(train, held, rank, seed)}

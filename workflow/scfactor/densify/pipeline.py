@@ -1,0 +1,169 @@
+"""The densify steps' logic: input checks, TensorFlow set-up, train + evaluate + assemble, figure inputs.
+
+`validate_input` opens and checks the preprocessed matrix of one batch, `prepare_tf` sets threads /
+determinism and picks the distribution strategy (`scfactor.core.device`), `densify_batch` hides the
+held-out entries, trains (`scfactor.densify.train.fit`), predicts the whole matrix and returns the
+output AnnData and the held-out metrics table. `heldout_figure` reads a densify output back and draws
+its figure (`scfactor.densify.plots`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+
+from ..core.errors import InputError, ScfactorError
+from ..core.log import LOG
+from ..preprocess import contract
+from . import heldout
+from .model import COUNT_LOSSES
+
+_PREDICTS = {
+    "poisson": "expected count mu (Poisson mean, library-size offset)",
+    "nb": "expected count mu (negative binomial mean, library-size offset, per-gene dispersion)",
+    "mse": "count fitted by squared error, clipped at 0 (no offset)",
+    "bce": "probability that the gene is detected in the cell (implicit feedback, not a count)",
+}
+
+
+def check_options(opts) -> None:
+    """Raise `ScfactorError` (one line) on settings the schema cannot check alone."""
+    if not opts.layers:
+        raise ScfactorError("--layers needs at least one width")
+    if opts.bn_layers > len(opts.layers):
+        raise ScfactorError("--bn-layers must be between 0 and the number of --layers")
+
+
+def validate_input(path, batch, opts):
+    """Open the preprocessed matrix of ``batch`` and check it suits ``opts.loss`` (or raise `InputError`)."""
+    needs_counts = opts.loss in COUNT_LOSSES
+    layer = opts.layer
+    try:
+        adata = contract.load_preprocessed(path, batch=batch, genes=opts.genes, layer=layer, integer=needs_counts)
+    except InputError as exc:
+        if needs_counts and "non-integer" in exc.problem:
+            raise InputError(exc.path, f"{exc.problem} (loss {opts.loss} models counts; "
+                                       "use --loss mse for non-count data)") from None
+        raise
+    x = sp.csr_matrix(adata.X)
+    x.eliminate_zeros()
+    if x.nnz == 0:
+        raise InputError(path, f"{layer} of batch {batch!r} has no nonzero entries; nothing to learn")
+    if adata.n_obs < 2 or adata.n_vars < 2:
+        raise InputError(path, f"{layer} of batch {batch!r} is too small to factorise "
+                               f"({adata.n_obs} cells x {adata.n_vars} genes)")
+    adata.X = x
+    return adata
+
+
+def prepare_tf(opts, threads: int):
+    """Prepare TensorFlow (`scfactor.core.device.configure_tf`) and return the strategy for ``opts.accelerator``."""
+    from ..core.device import configure_tf, tf_strategy
+    tf = configure_tf(opts.seed, threads)
+    strategy = tf_strategy(opts.accelerator)
+    LOG.info("TensorFlow %s, strategy %s with %d replica(s)", tf.__version__,
+             type(strategy).__name__, strategy.num_replicas_in_sync)
+    if strategy.num_replicas_in_sync > 1:
+        LOG.info("the global batch is split across %d replicas", strategy.num_replicas_in_sync)
+    return strategy
+
+
+def densify_batch(adata, opts, strategy, checkpoint_dir=None, source=None):
+    """Train on ``adata.X`` (CSR counts) with a held-out mask; return (output AnnData, metrics table).
+
+    ``source``: names recorded in ``uns['neumf']['params']`` besides the options (input, batch).
+    """
+    import anndata as ad
+
+    from .train import fit, predict_dense
+    x = sp.csr_matrix(adata.X)
+    if opts.batch_size % strategy.num_replicas_in_sync:
+        raise ScfactorError(f"--batch-size {opts.batch_size} is not divisible by the "
+                            f"{strategy.num_replicas_in_sync} replicas")
+    train, held = heldout.mask_nonzeros(x, opts.heldout_frac, opts.seed)
+    LOG.info("%d cells x %d genes, %d nonzeros; %d hidden for evaluation", x.shape[0], x.shape[1],
+             x.nnz, len(held))
+    result = fit(train, opts, strategy, checkpoint_dir=checkpoint_dir)
+    LOG.info("trained in %.1f s (%.0f samples/s); predicting %d x %d in blocks of %d entries",
+             result.seconds, result.samples_per_s, x.shape[0], x.shape[1], opts.predict_block)
+    dense = predict_dense(result.model, result.offset, x.shape[0], x.shape[1], opts.predict_block)
+    name = f"{opts.arch}_{opts.loss}"
+    if len(held):
+        preds = {name: dense[held.rows, held.cols], **heldout.baselines(train, held, opts.svd_rank, opts.seed)}
+        table = heldout.evaluate(preds, held)
+        for _, r in table.iterrows():
+            LOG.info("held-out %s: Pearson(log1p) %.4f, Spearman(log1p) %.4f, median |err| %.3f, RMSE %.3f",
+                     r["method"], r["pearson_log1p"], r["spearman_log1p"], r["median_abs_error"], r["rmse"])
+    else:
+        table = heldout.evaluate({}, held)
+    out = ad.AnnData(X=sp.csr_matrix(x, dtype=np.float32), obs=adata.obs.copy(), var=adata.var.copy())
+    out.layers["counts"] = sp.csr_matrix(x, dtype=np.int32) if opts.loss in COUNT_LOSSES else x.copy()
+    out.layers["neumf"] = dense
+    out.uns["neumf"] = {
+        "params": {**_plain(asdict(opts)), **_plain(source or {})},
+        "predicts": _PREDICTS[opts.loss],
+        "trace": {phase: pd.DataFrame(t).to_dict(orient="list") for phase, t in result.trace.items()},
+        "train_seconds": float(result.seconds),
+        "samples_per_s": float(result.samples_per_s),
+        "heldout": {r["method"]: {k: r[k] for k in table.columns if k != "method"}
+                    for _, r in table.iterrows()},
+        "heldout_rows": held.rows.astype(np.int32),
+        "heldout_cols": held.cols.astype(np.int32),
+    }
+    return out, table
+
+
+def _plain(d: dict) -> dict:
+    """A dict that h5ad can store: None -> '', tuples -> arrays."""
+    out = {}
+    for k, v in d.items():
+        if v is None:
+            out[k] = ""
+        elif isinstance(v, (tuple, list)):
+            out[k] = np.asarray(v)
+        elif isinstance(v, dict):
+            out[k] = _plain(v)
+        else:
+            out[k] = v
+    return out
+
+
+# --------------------------------------------------------------------------- the figure's inputs
+def heldout_arrays(adata, path):
+    """(held-out entries, training matrix, NeuMF predictions at them) from a densify output .h5ad."""
+    if "neumf" not in adata.layers:
+        raise InputError(path, "has no layers['neumf']; is it an output of densify.py?")
+    if "counts" not in adata.layers or "neumf" not in adata.uns:
+        raise InputError(path, "lacks layers['counts'] or uns['neumf']; is it an output of densify.py?")
+    u = adata.uns["neumf"]
+    rows = np.asarray(u["heldout_rows"], dtype=np.int64)
+    cols = np.asarray(u["heldout_cols"], dtype=np.int64)
+    if rows.size == 0:
+        raise InputError(path, "has no held-out entries (densify ran with --heldout-frac 0)")
+    counts = sp.csr_matrix(adata.layers["counts"])
+    obs = np.asarray(counts[rows, cols], dtype=np.float64).ravel()
+    held = heldout.HeldOut(rows, cols, obs)
+    mask = sp.csr_matrix((np.ones(rows.size), (rows, cols)), shape=counts.shape)
+    train = counts - counts.multiply(mask)
+    train.eliminate_zeros()
+    pred = np.asarray(adata.layers["neumf"])[rows, cols]
+    return held, sp.csr_matrix(train), pred
+
+
+def heldout_figure(adata, path, title: str):
+    """The held-out figure of densify output ``adata`` (read from ``path``): NeuMF and the SVD baseline
+    recomputed with the run's rank and seed, and the loss trace."""
+    from . import plots
+    held, train, pred = heldout_arrays(adata, path)
+    params = adata.uns["neumf"]["params"]
+    missing = [k for k in ("svd_rank", "seed", "arch", "loss") if k not in params]
+    if missing:
+        raise InputError(path, f"uns['neumf']['params'] lacks {', '.join(missing)}; is it an output of densify.py?")
+    rank, seed = int(params["svd_rank"]), int(params["seed"])
+    svd = heldout.svd_baseline(train, held, rank, seed)
+    name = f"NeuMF ({params['arch']}, {params['loss']} loss)"
+    return plots.heldout_figure(held, {name: pred, f"truncated SVD, rank {rank}": svd},
+                                adata.uns["neumf"]["trace"], title)

@@ -1,0 +1,32 @@
+"""What the densify rules need from the config: the (dataset, batch) pairs and the command line."""
+
+from __future__ import annotations
+
+from ..core.config import check_names
+from .cli import DENSIFY
+
+
+def densify_command(config: dict) -> str:
+    """Options of densify.py from ``config['densify']`` (validated, defaults filled), shell-quoted."""
+    return DENSIFY.command(config["densify"])
+
+
+def densify_pairs(config: dict) -> list[tuple[str, str]]:
+    """(dataset, batch) pairs to densify; raises ValueError for an unknown dataset or batch or a bad name."""
+    pairs = []
+    targets = config["densify"]["targets"]
+    check_names("densify.targets", targets)
+    for name, batches in targets.items():
+        if name not in config["datasets"]:
+            raise ValueError(f"densify.targets: unknown dataset '{name}' "
+                             f"(datasets: {', '.join(config['datasets'])})")
+        check_names(f"densify.targets.{name}", batches)
+        ds = config["datasets"][name]
+        known = ds.get("batches") or []
+        if not ds.get("batch_key"):
+            known = ["all"]
+        for b in batches:
+            if known and b not in known:
+                raise ValueError(f"densify.targets.{name}: batch '{b}' is not one of {', '.join(known)}")
+            pairs.append((name, b))
+    return pairs

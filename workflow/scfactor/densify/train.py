@@ -1,0 +1,241 @@
+"""Training, checkpoint/resume and block-wise dense prediction for `scfactor.densify.model`.
+
+`fit` runs the whole recipe on a CSR count matrix: optional NCF pretraining of a GMF and an MLP
+model, then the chosen architecture. Each phase has its own `scfactor.core.optim.Adam` and is
+checkpointed after every epoch with `scfactor.core.checkpoint` to ``<checkpoint_dir>/<phase>.npz``
+(weights, batch-norm statistics, Adam moments and step, loss trace). The fingerprint covers the
+training matrix and every setting that changes the result, ``epochs`` included (`training_settings`),
+so a checkpoint of another run is discarded with a warning and training starts over. A rerun with
+the same fingerprint resumes after the last saved epoch ("resuming from epoch N") and, because
+batches and dropout masks are seeded by (seed, epoch, step), ends with the same weights as an
+uninterrupted run. `predict_dense` fills a cells x genes float32 array a block of cells at a time.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+import zipfile
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import scipy.sparse as sp
+
+from ..core import checkpoint
+from ..core.errors import ScfactorError
+from ..core.log import LOG, Progress
+from .model import COUNT_LOSSES, NeuMF, gene_bias_init, init_from_pretrained
+from .pairs import PairStream
+
+#: options that do not change the trained model (left out of the checkpoint fingerprint); the
+#: accelerator is replaced by the strategy actually used
+NOT_TRAINING = ("svd_rank", "predict_block", "accelerator")
+
+
+@dataclass
+class FitResult:
+    """A trained model and its per-phase training trace."""
+
+    model: NeuMF
+    offset: np.ndarray
+    trace: dict
+    seconds: float
+    samples_per_s: float
+
+
+def size_factors(x) -> np.ndarray:
+    """Library size / mean library size per cell (1 for cells with no counts)."""
+    lib = np.asarray(sp.csr_matrix(x).sum(axis=1), dtype=np.float64).ravel()
+    mean = lib[lib > 0].mean() if (lib > 0).any() else 1.0
+    return np.where(lib > 0, lib / mean, 1.0)
+
+
+def training_settings(opts, phase: str, strategy) -> dict:
+    """What the fingerprint of phase ``phase`` covers besides the data: every option that changes the
+    trained model (``epochs`` and ``pretrain_epochs`` included), the phase, and the strategy and its
+    number of replicas (they change batch-norm statistics and dropout masks)."""
+    d = {k: v for k, v in asdict(opts).items() if k not in NOT_TRAINING}
+    d.update(phase=phase, strategy=type(strategy).__name__, replicas=int(strategy.num_replicas_in_sync))
+    return d
+
+
+def make_optimizer(model: NeuMF, lr: float, strategy):
+    """A `scfactor.core.optim.Adam` over ``model.trainable``, its variables mirrored like the model's.
+
+    Its moments and step are created under ``strategy`` with ``ONLY_FIRST_REPLICA`` aggregation, so the
+    update that every replica computes from the all-reduced gradients is applied once per variable.
+    """
+    import tensorflow as tf
+
+    from ..core.optim import Adam
+
+    def first_replica(next_creator, **kw):
+        kw["aggregation"] = tf.VariableAggregation.ONLY_FIRST_REPLICA
+        return next_creator(**kw)
+
+    with strategy.scope(), tf.variable_creator_scope(first_replica):
+        return Adam(model.trainable, lr=lr)
+
+
+def _restore(path: Path, fp: str, model: NeuMF, opt):
+    """(epoch, trace) from the checkpoint at ``path`` when it belongs to this run (state restored), else None."""
+    try:
+        ck = checkpoint.load(path, fp)
+    except zipfile.BadZipFile:  # a truncated .npz; core.checkpoint.load lets this one through
+        LOG.warning("discarding unreadable checkpoint %s (BadZipFile); starting over", path)
+        return None
+    if ck is None:
+        return None
+    missing = (set(model.state_names) | set(opt.state())) - set(ck.arrays)
+    if missing:
+        LOG.warning("discarding checkpoint %s: it lacks %s; starting over", path, ", ".join(sorted(missing)[:3]))
+        return None
+    model.set_state(ck.arrays)
+    opt.set_state(ck.arrays)
+    return ck.epoch, list(ck.meta.get("trace", []))
+
+
+def _train_step_fn(model: NeuMF, opt, strategy, offset_t, global_batch: int, jit: bool):
+    """A compiled distributed train step returning the (global) batch loss."""
+    import tensorflow as tf
+
+    def replica_step(c, g, y, w):
+        with tf.GradientTape() as tape:
+            eta = model.logits(c, g, training=True, step=opt.step)
+            per = model.entry_loss(y, eta, tf.gather(offset_t, c), g)
+            loss = tf.reduce_sum(w * per) / global_batch
+        grads = tape.gradient(loss, model.trainable)
+        grads = [tf.convert_to_tensor(gr) for gr in grads]
+        ctx = tf.distribute.get_replica_context()
+        grads = ctx.all_reduce(tf.distribute.ReduceOp.SUM, grads)
+        opt.apply(grads)
+        return loss
+
+    def step(batch):
+        per_replica = strategy.run(replica_step, args=batch)
+        return strategy.reduce(tf.distribute.ReduceOp.SUM, per_replica, axis=None)
+
+    return tf.function(step, jit_compile=jit or None)
+
+
+def _dataset(stream: PairStream, epoch: int, max_batches=None):
+    import tensorflow as tf
+    b = stream.batch_size
+    sig = (tf.TensorSpec((b,), tf.int32), tf.TensorSpec((b,), tf.int32),
+           tf.TensorSpec((b,), tf.float32), tf.TensorSpec((b,), tf.float32))
+    ds = tf.data.Dataset.from_generator(lambda: stream.epoch(epoch, max_batches), output_signature=sig)
+    opts = tf.data.Options()
+    opts.deterministic = True
+    opts.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.OFF
+    return ds.with_options(opts).prefetch(2)
+
+
+def train_phase(model: NeuMF, x, offset, opts, strategy, epochs: int, phase: str,
+                checkpoint_dir=None, max_batches_per_epoch=None) -> tuple[list, float]:
+    """Train ``model`` for ``epochs`` epochs with a fresh Adam (resuming from ``checkpoint_dir/<phase>.npz``).
+
+    ``opts``: the densify options (`scfactor.densify.cli.DENSIFY`). Returns the per-epoch trace (dicts
+    with epoch, loss, seconds, samples_per_s) and the number of samples processed in this call.
+    """
+    import tensorflow as tf
+    mode = "implicit" if model.loss == "bce" else "pointwise"
+    stream = PairStream(x, opts.batch_size, opts.seed, mode=mode, zero_keep=opts.zero_keep,
+                        num_neg=opts.num_neg, chunk_entries=opts.chunk_entries)
+    opt = make_optimizer(model, opts.lr, strategy)
+    fp = checkpoint.fingerprint(x, settings=training_settings(opts, phase, strategy))
+    ckpt = Path(checkpoint_dir) / f"{phase}.npz" if checkpoint_dir else None
+    start, trace = 0, []
+    if ckpt is not None:
+        got = _restore(ckpt, fp, model, opt)
+        if got is not None:
+            start, trace = got
+            start = min(start, epochs)
+            LOG.info("%s: resuming from epoch %d (checkpoint %s)", phase, start, ckpt)
+    with strategy.scope():
+        offset_t = tf.constant(offset, tf.float32)
+    step = _train_step_fn(model, opt, strategy, offset_t, opts.batch_size, opts.jit)
+    n_samples_total = 0.0
+    progress = Progress(f"{phase} epoch", epochs, start)
+    for epoch in range(start, epochs):
+        t0 = time.perf_counter()
+        ds = strategy.experimental_distribute_dataset(_dataset(stream, epoch, max_batches_per_epoch))
+        total, n_batches = 0.0, 0
+        for batch in ds:
+            total += float(step(batch))
+            n_batches += 1
+        dt = time.perf_counter() - t0
+        n_samples = n_batches * opts.batch_size
+        n_samples_total += n_samples
+        loss = total / max(n_batches, 1)
+        if not math.isfinite(loss):
+            raise ScfactorError(f"{phase}: training diverged at epoch {epoch + 1} (loss {loss}); "
+                                "lower the learning rate")
+        trace.append({"epoch": epoch + 1, "loss": loss, "seconds": dt, "samples_per_s": n_samples / dt})
+        progress.log(epoch + 1, loss=loss, **{"samples/s": int(round(n_samples / dt))})
+        if ckpt is not None:
+            checkpoint.save(ckpt, {**model.get_state(), **opt.state()}, fingerprint=fp, epoch=epoch + 1,
+                            meta={"trace": trace})
+    return trace, n_samples_total
+
+
+def build_model(arch, x, sf, opts, strategy, seed_offset=0) -> NeuMF:
+    """A fresh ``arch`` model built under ``strategy`` from the options, with gene biases from ``x``."""
+    with strategy.scope():
+        return NeuMF(x.shape[0], x.shape[1], arch=arch, loss=opts.loss, embedding_dim=opts.embedding_dim,
+                     layers=opts.layers, dropout=opts.dropout, bn_layers=opts.bn_layers,
+                     gene_bias=gene_bias_init(x, opts.loss, sf), seed=opts.seed + seed_offset)
+
+
+def fit(x, opts, strategy, checkpoint_dir=None) -> FitResult:
+    """Train the configured model on CSR counts ``x`` (pretraining first when asked).
+
+    ``opts``: the densify options object (`scfactor.densify.cli.DENSIFY`; ``DENSIFY.defaults(...)``).
+    """
+    x = sp.csr_matrix(x, dtype=np.float32)
+    sf = size_factors(x)
+    offset = np.log(sf).astype(np.float32) if opts.loss in COUNT_LOSSES else np.zeros(x.shape[0], np.float32)
+    t0 = time.perf_counter()
+    trace, samples = {}, 0.0
+    model = build_model(opts.arch, x, sf, opts, strategy)
+    if opts.arch == "neumf" and opts.pretrain_epochs > 0:
+        # finished pretraining phases are restored from their checkpoints without training; a valid
+        # NeuMF checkpoint then overrides this initialisation in train_phase
+        towers = {}
+        for k, arch in enumerate(("gmf", "mlp")):
+            towers[arch] = build_model(arch, x, sf, opts, strategy, seed_offset=k + 1)
+            trace[f"pretrain_{arch}"], n = train_phase(towers[arch], x, offset, opts, strategy,
+                                                       opts.pretrain_epochs, f"pretrain_{arch}", checkpoint_dir)
+            samples += n
+        init_from_pretrained(model, towers["gmf"], towers["mlp"])
+        LOG.info("initialised NeuMF from the pretrained GMF and MLP towers")
+    trace[opts.arch], n = train_phase(model, x, offset, opts, strategy, opts.epochs, opts.arch, checkpoint_dir)
+    samples += n
+    secs = time.perf_counter() - t0
+    return FitResult(model, offset, trace, secs, samples / secs if secs > 0 else float("nan"))
+
+
+def predict_dense(model: NeuMF, offset, n_cells: int, n_genes: int, block_entries: int, out=None) -> np.ndarray:
+    """Predictions for every (cell, gene) as a float32 cells x genes array, ``block_entries`` at a time.
+
+    Peak extra memory is a few arrays of ``block_entries`` x (widest layer) floats, independent of
+    the number of cells.
+    """
+    import tensorflow as tf
+    cells_per_block = max(1, int(block_entries) // max(1, n_genes))
+    size = cells_per_block * n_genes
+    off_t = tf.constant(np.asarray(offset, np.float32))
+
+    @tf.function(input_signature=[tf.TensorSpec((size,), tf.int32), tf.TensorSpec((size,), tf.int32)])
+    def block(c, g):
+        return model.mean(model.logits(c, g, training=False), tf.gather(off_t, c))
+
+    out = np.empty((n_cells, n_genes), dtype=np.float32) if out is None else out
+    genes = np.tile(np.arange(n_genes, dtype=np.int32), cells_per_block)
+    for start in range(0, n_cells, cells_per_block):
+        stop = min(start + cells_per_block, n_cells)
+        rows = np.arange(start, start + cells_per_block, dtype=np.int32)
+        rows = np.minimum(rows, n_cells - 1)  # pad the last block with the last cell
+        pred = block(tf.constant(np.repeat(rows, n_genes)), tf.constant(genes)).numpy()
+        out[start:stop] = pred.reshape(cells_per_block, n_genes)[: stop - start]
+    return out
