@@ -84,7 +84,3 @@ def resource_inputs(path):
         return [str(path), RESOURCES_OK]
     return [str(path)]
 
-
-def script(name):
-    """TRANSITIONAL, removed once all use `command`: absolute path of workflow/scripts/<name>."""
-    return str(SCRIPTS / name)

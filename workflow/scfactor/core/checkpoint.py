@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -69,7 +70,7 @@ def load(path, fingerprint: str) -> Checkpoint | None:
         with np.load(p, allow_pickle=False) as z:
             header = json.loads(str(z[_HEADER]))
             arrays = {k: z[k] for k in z.files if k != _HEADER}
-    except (OSError, KeyError, ValueError, EOFError) as exc:
+    except (OSError, KeyError, ValueError, EOFError, zipfile.BadZipFile) as exc:
         LOG.warning("discarding unreadable checkpoint %s (%s); starting over", p, exc.__class__.__name__)
         return None
     if header.get("fingerprint") != fingerprint:

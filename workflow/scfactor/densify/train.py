@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import math
 import time
-import zipfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -80,11 +79,7 @@ def make_optimizer(model: NeuMF, lr: float, strategy):
 
 def _restore(path: Path, fp: str, model: NeuMF, opt):
     """(epoch, trace) from the checkpoint at ``path`` when it belongs to this run (state restored), else None."""
-    try:
-        ck = checkpoint.load(path, fp)
-    except zipfile.BadZipFile:  # a truncated .npz; core.checkpoint.load lets this one through
-        LOG.warning("discarding unreadable checkpoint %s (BadZipFile); starting over", path)
-        return None
+    ck = checkpoint.load(path, fp)
     if ck is None:
         return None
     missing = (set(model.state_names) | set(opt.state())) - set(ck.arrays)

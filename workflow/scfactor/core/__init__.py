@@ -1,0 +1,1 @@
+"""Shared code of every step; imports nothing analysis-specific (see docs/CONVENTIONS.md for each module's job)."""

@@ -1,1 +1,0 @@
-"""Model implementations, one module (or more) per analysis."""
