@@ -52,12 +52,19 @@ def test_block_prediction_does_not_depend_on_block_size(tf_cpu):
     np.testing.assert_allclose(a, b, rtol=1e-5)
 
 
-def test_pretraining_and_implicit_loss_run(tf_cpu):
+def test_pretraining_learns_and_implicit_loss_runs(tf_cpu):
+    """NCF pretraining: each tower's loss falls over its epochs, and NeuMF starts from what they learned."""
     from scfactor.densify.train import fit, predict_dense
     x, _ = planted_counts(60, 40)
-    res = fit(x, DENSIFY.defaults(loss="bce", embedding_dim=4, layers=(8, 4), epochs=1, pretrain_epochs=1,
+    res = fit(x, DENSIFY.defaults(loss="bce", embedding_dim=4, layers=(8, 4), epochs=1, pretrain_epochs=4,
                                   batch_size=256), tf_cpu)
     assert set(res.trace) == {"pretrain_gmf", "pretrain_mlp", "neumf"}
+    for phase in ("pretrain_gmf", "pretrain_mlp"):
+        loss = [e["loss"] for e in res.trace[phase]]
+        assert len(loss) == 4 and loss[-1] < loss[0], (phase, loss)
+    cold = fit(x, DENSIFY.defaults(loss="bce", embedding_dim=4, layers=(8, 4), epochs=1, pretrain_epochs=0,
+                                   batch_size=256), tf_cpu)
+    assert res.trace["neumf"][0]["loss"] < cold.trace["neumf"][0]["loss"]
     p = predict_dense(res.model, res.offset, *x.shape, block_entries=DENSIFY.defaults().predict_block)
     assert np.all((p >= 0) & (p <= 1))
 

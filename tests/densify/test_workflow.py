@@ -7,12 +7,14 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from conftest import snakemake
+import pytest
 
 
-def test_densify_rule_on_tiny_config(tiny_workdir):
+@pytest.mark.workflow
+def test_densify_rule_on_tiny_config(tiny_run):
+    """The session's tiny run (tests/conftest.py): NeuMF's output, held-out table, figure and log."""
+    tiny_workdir = tiny_run
     target = "results/figures/densify/kang/ctrl.heldout.png"
-    snakemake(tiny_workdir, "--cores", "2", target, "results/densify/kang/ctrl.heldout.tsv")
     pre = ad.read_h5ad(tiny_workdir / "results/preprocess/kang.h5ad")
     out = ad.read_h5ad(tiny_workdir / "results/densify/kang/ctrl.h5ad")
     ctrl = pre[(pre.obs["batch"] == "ctrl").to_numpy()][:, pre.var["liger_selected"].to_numpy(bool)]
@@ -30,7 +32,9 @@ def test_densify_rule_on_tiny_config(tiny_workdir):
     assert list(t.index) == ["neumf_nb", "zero", "svd_rank20"]
     assert t.loc["neumf_nb", "n"] == u["heldout"]["neumf_nb"]["n"] > 0
     assert np.isclose(t.loc["neumf_nb", "pearson_log1p"], u["heldout"]["neumf_nb"]["pearson_log1p"])
-    assert t.loc["neumf_nb", "pearson_log1p"] > 0.3
+    # NeuMF beats the baselines in the same table on the hidden counts (tiny run: 0.77 vs SVD 0.50)
+    assert t.loc["neumf_nb", "pearson_log1p"] > t.loc["svd_rank20", "pearson_log1p"] + 0.1
+    assert t.loc["neumf_nb", "rmse"] < min(t.loc["svd_rank20", "rmse"], t.loc["zero", "rmse"])
     assert (tiny_workdir / "results/densify/checkpoints/kang/ctrl/neumf.npz").exists()
     png = tiny_workdir / target
     assert png.stat().st_size > 10_000 and png.read_bytes()[:4] == b"\x89PNG"

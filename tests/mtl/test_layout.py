@@ -33,8 +33,17 @@ def test_simulator_deterministic_and_layout(layout, tmp_path):
     assert d.expr.shape == (300, 12) and d.velo.shape == (300, 8) and d.act_mean.shape == (8, 12)
     assert d.in_activity.all() and (d.expr >= 0).all()
     truth = pd.read_csv(root / "truth/genes.tsv", sep="\t")
-    # planted support is visible in the activity tables: each gene's strongest TFs are its cluster's
     assert set(truth["cluster"]) == {0, 1}
+    # planted support is visible in the activity tables: each gene's strongest TFs are its cluster's
+    with h5py.File(root / "truth" / "maps.h5", "r") as f:
+        support, labels = f["tissue1"]["support"][()], f["tissue1"]["labels"][()]
+    genes = truth.loc[truth["tissue"] == "tissue1", "gene_symbol"].tolist()
+    act1 = act.loc[genes].fillna(0.0).to_numpy()                     # genes x TFs, simulation order
+    assert support.shape == (2, 12) and support.sum(1).tolist() == [SMALL["support"]] * 2
+    top = np.argsort(-act1, axis=1)[:, :SMALL["support"]]
+    recovered = np.array([support[labels[g], top[g]].mean() for g in range(len(genes))])
+    assert recovered.mean() >= 0.75, recovered
+    assert set(truth.loc[truth["tissue"] == "tissue1", "cluster"]) == set(labels)
 
 
 def test_simulator_rejects_more_clusters_than_genes(tmp_path):
