@@ -30,7 +30,7 @@ def main():
     cli.setup_logging()
     before = rss_mb()
     t0 = time.perf_counter()
-    src = BackedSource(inp, (), layer, "all")
+    src = BackedSource(inp, (), layer, "all", "label")
     src.fit_scale(int(mb))
     t_scale = time.perf_counter() - t0
     if mode == "batch":

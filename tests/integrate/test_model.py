@@ -129,7 +129,7 @@ def test_alignment_score_extremes():
 
 
 def test_online_inmf_close_to_batch(sim):
-    src = BackedSource(sim, (), "X", "all")
+    src = BackedSource(sim, (), "X", "all", "label")
     src.fit_scale(100)
     n_genes = len(src.genes)
     res = model.fit_online_inmf(lambda e: src.stream(64, 10 + e), src.n_cells, n_genes, k=6, lam=5.0, epochs=6,

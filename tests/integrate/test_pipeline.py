@@ -107,12 +107,12 @@ def test_gene_sets_after_library_size_over_all_genes(tmp_path, sim, genes, n):
     if genes == "file":
         (tmp_path / "genes.txt").write_text("\n".join(a.var_names[[5, 1, 7]]) + "\n")
         genes = str(tmp_path / "genes.txt")
-    b = load_counts(path, (), layer="counts", genes=genes)
+    b = load_counts(path, (), layer="counts", genes=genes, label_key="label")
     assert b.names == ["b1", "b2"] and len(b.genes) == n
     keep = a.var_names.isin(b.genes)
     first = a.X[(a.obs["batch"] == "b1").to_numpy()]
     np.testing.assert_allclose(b.mats[0].toarray(), library_normalize(first)[:, keep].toarray())
-    src = BackedSource(path, (), "counts", genes)  # online mode reads the same genes
+    src = BackedSource(path, (), "counts", genes, "label")  # online mode reads the same genes
     try:
         assert list(src.genes) == list(b.genes)
     finally:

@@ -10,6 +10,10 @@
 * `agreement`: LIGER's agreement: mean fraction of each cell's kNN shared between a per-batch
   embedding (the batch factorised alone) and the joint embedding (structure preserved).
 * `ari_nmi`: ARI / NMI on labelled cells only, with the number of cells scored.
+* `label_vector`: the labels every scoring step uses: an obs column (``label_key``) as text, the cells to score
+  (labelled and, when ``labels_keep`` names some, one of those labels) and a one-line warning when no cell (or
+  fewer than asked) can be scored. Labels are compared as text: an integer-coded column (``3``, or ``3.0`` in a
+  column made float by missing values) matches the label ``"3"`` or ``3`` in a config.
 """
 
 from __future__ import annotations
@@ -80,10 +84,77 @@ def agreement(per_batch_embs: list[np.ndarray], joint_embs: list[np.ndarray], k:
     return float(np.concatenate(vals).mean())
 
 
+#: values that mean "no label" (besides missing values)
+UNLABELLED = ("", "nan", "NaN", "None", "unlabelled", "unlabeled", "filtered_out")
+
+
 def labelled_mask(labels) -> np.ndarray:
     """Cells with a usable reference label (not NaN / None / empty / 'unlabelled')."""
     s = pd.Series(labels, dtype="object")
-    return (s.notna() & ~s.astype(str).isin(["", "nan", "None", "unlabelled", "unlabeled"])).to_numpy()
+    return (s.notna() & ~s.astype(str).isin(UNLABELLED)).to_numpy()
+
+
+def _label_text(value):
+    """One label as text (None when missing or an unlabelled marker); integral numbers without '.0'."""
+    if value is None or (not isinstance(value, str) and pd.isna(value)):
+        return None
+    if isinstance(value, (bool, np.bool_)):
+        text = str(bool(value))
+    elif isinstance(value, (int, np.integer)):
+        text = str(int(value))
+    elif isinstance(value, (float, np.floating)):
+        text = str(int(value)) if float(value).is_integer() else str(float(value))
+    else:
+        text = str(value)
+    return None if text in UNLABELLED else text
+
+
+def label_strings(values) -> np.ndarray:
+    """Labels as an object array of text, None where a cell has no label (missing or an `UNLABELLED` marker).
+
+    Integer codes stay integers (``3``, also when missing values made the column float: ``3.0`` -> ``'3'``), so
+    that a label named in a config as ``3`` or ``"3"`` selects the cells coded 3.
+    """
+    codes, uniques = pd.factorize(pd.Series(values, dtype=None if isinstance(values, pd.Series) else object))
+    text = np.array([_label_text(v) for v in uniques] + [None], dtype=object)
+    return text[codes]  # code -1 (missing) takes the trailing None
+
+
+def label_vector(obs: pd.DataFrame, key: str, keep=()) -> tuple[np.ndarray, np.ndarray, str | None]:
+    """``(labels, mask, warning)``: the labels of scoring steps, read from column ``key`` of ``obs``.
+
+    ``labels``: `label_strings` of the column (all None when it is absent); ``mask``: the cells to score,
+    labelled and, when ``keep`` is non-empty, with a label among ``keep`` (compared as text);
+    ``warning``: one line for the caller to log, or None: no cell can be scored (column missing, no cell
+    labelled, ``keep`` matching nothing: the label metrics are then NaN), or some ``keep`` values occur in no
+    cell. Every message gives the number of cells.
+    """
+    n = len(obs)
+    keep = [t for t in (_label_text(k) for k in keep) if t is not None]
+    nan = "the label metrics are NaN"
+    if key not in obs.columns:
+        cols = ", ".join(map(str, list(obs.columns)[:12])) or "none"
+        return (np.full(n, None, dtype=object), np.zeros(n, dtype=bool),
+                f"no cell scored (0 of {n} cells): there is no obs column {key!r} (label_key; obs columns: "
+                f"{cols}); {nan}")
+    labels = label_strings(obs[key])
+    labelled = pd.notna(labels).astype(bool)
+    if not labelled.any():
+        return labels, labelled, (f"no cell scored (0 of {n} cells): obs[{key!r}] labels no cell (every value is "
+                                  f"missing or an unlabelled marker); {nan}")
+    if not keep:
+        return labels, labelled, None
+    present = set(labels[labelled])
+    mask = labelled & np.isin(labels.astype(str), keep)
+    absent = [k for k in keep if k not in present]
+    if not mask.any():
+        known = ", ".join(sorted(present)[:12]) + (", ..." if len(present) > 12 else "")
+        return labels, mask, (f"no cell scored (0 of {n} cells): no label of obs[{key!r}] is among labels_keep "
+                              f"({', '.join(keep)}; labels: {known}); {nan}")
+    if absent:
+        return labels, mask, (f"labels_keep value(s) {', '.join(absent)} label no cell of obs[{key!r}]; "
+                              f"scoring {int(mask.sum())} of {n} cells")
+    return labels, mask, None
 
 
 def ari_nmi(labels, clusters) -> tuple[float, float, int]:

@@ -1,8 +1,10 @@
 """Inputs of the GRN analysis (the cell-state GRN notebook): prior TF -> target networks, cell states, cell pairing.
 
 * `read_prior` reads DoRothEA (``tf,confidence,target,mor``) or TRRUST (``TF, Target, Regulation,
-  Reference``) into one signed edge list (``tf, target, sign`` with sign in {-1, 0, +1}).
-* `select_state` picks the cells of a state by ``obs['label']`` and/or ``obs['batch']``;
+  Reference``) into one signed edge list (``tf, target, sign`` with sign in {-1, 0, +1});
+  `match_prior_names` matches its gene names to the data's (exactly, or ignoring case on request) and warns
+  when ignoring case would match more TFs or targets.
+* `select_state` picks the cells of a state by ``obs['label']`` and/or ``obs['batch']`` (compared as text);
   `transfer_labels` fills unlabelled cells from their labelled neighbours (kNN in PCA space).
 * `regression_genes` chooses the TFs (inputs) and targets (outputs) and builds the prior mask.
 * `pair_cells` pairs cells of state A with cells of state B, at random or by optimal transport
@@ -19,8 +21,11 @@ import scipy.sparse as sp
 
 from ..core.errors import InputError
 from ..core.io import read_table, require_columns
+from ..core.log import LOG
+from ..core.metrics import label_strings
 
 PRIOR_FORMATS = ("auto", "dorothea", "trrust")
+MATCH_CASE = ("exact", "insensitive")
 PAIRINGS = ("random", "ot")
 
 
@@ -65,10 +70,55 @@ def read_prior(path, fmt: str = "auto", confidence=None) -> pd.DataFrame:
     if edges.empty:
         levels = ", ".join(confidence) if confidence is not None else "all"
         raise InputError(path, f"no prior edge left (confidence levels {levels})")
+    return _merge_edges(edges)
+
+
+def _merge_edges(edges: pd.DataFrame) -> pd.DataFrame:
+    """One row per (tf, target), sorted; a pair listed with both signs gets sign 0; self loops dropped."""
+    edges = edges[edges["tf"] != edges["target"]]
     agg = edges.groupby(["tf", "target"], sort=True)["sign"].agg(["min", "max"])
     sign = np.where(agg["min"] == agg["max"], agg["max"], 0).astype(int)
     return pd.DataFrame({"tf": agg.index.get_level_values(0), "target": agg.index.get_level_values(1),
                          "sign": sign}).reset_index(drop=True)
+
+
+def match_prior_names(prior: pd.DataFrame, var_names, mode: str, prior_path, data_path) -> pd.DataFrame:
+    """The prior with its gene names matched to the data's gene names ``var_names``.
+
+    Exact names always match. With ``mode='insensitive'`` a prior name without an exact match is renamed to the
+    one data gene equal to it up to case (a name equal to several genes up to case stays unmatched), and edges
+    that become duplicates are merged as in `read_prior`. Whenever ignoring case matches more prior TFs or
+    targets than exact names, one line gives both counts: a warning with ``exact`` (those genes are left out),
+    an info line with ``insensitive``.
+    """
+    if mode not in MATCH_CASE:
+        raise ValueError(f"unknown match_case {mode!r}; choose one of {', '.join(MATCH_CASE)}")
+    genes = pd.Index(np.asarray(var_names).astype(str))
+    exact = set(genes)
+    by_case = pd.Series(genes, index=genes.str.upper())
+    unique_case = by_case[~by_case.index.duplicated(keep=False)]
+    names = pd.Index(pd.unique(pd.concat([prior["tf"], prior["target"]])))
+    folded = pd.Series(unique_case.reindex(names.str.upper()).to_numpy(), index=names, dtype=object)
+    folded[names.isin(list(exact))] = names[names.isin(list(exact))]
+
+    def counts(col):
+        uniq = pd.Index(prior[col].unique())
+        return int(uniq.isin(list(exact)).sum()), int(folded.reindex(uniq).notna().sum()), len(uniq)
+
+    (tf_exact, tf_any, n_tf), (tg_exact, tg_any, n_tg) = counts("tf"), counts("target")
+    if tf_any > tf_exact or tg_any > tg_exact:
+        text = (f"exact gene names match {tf_exact} of its {n_tf} TFs and {tg_exact} of its {n_tg} targets in "
+                f"{data_path}; ignoring case matches {tf_any} TFs and {tg_any} targets")
+        if mode == "exact":
+            LOG.warning("prior %s: %s (match_case: insensitive uses them)", prior_path, text)
+        else:
+            LOG.info("prior %s: %s (match_case: insensitive, used)", prior_path, text)
+    if mode == "exact" or (tf_any == tf_exact and tg_any == tg_exact):
+        return prior
+    rename = folded.dropna()
+    out = prior.assign(tf=prior["tf"].map(rename).fillna(prior["tf"]),
+                       target=prior["target"].map(rename).fillna(prior["target"]))
+    return _merge_edges(out)
 
 
 # --------------------------------------------------------------------------- cell states
@@ -78,6 +128,11 @@ class StateSpec:
     name: str
     labels: tuple = ()
     batches: tuple = ()
+
+    def __post_init__(self):
+        # labels and batches are compared as text (an integer 3 in a config selects the cells labelled 3)
+        self.labels = tuple(map(str, self.labels))
+        self.batches = tuple(map(str, self.batches))
 
     def describe(self) -> str:
         """The state in words, for messages."""
@@ -141,19 +196,24 @@ def state_pca(adata, n_pcs: int, seed: int) -> np.ndarray:
 
 
 def select_state(obs: pd.DataFrame, spec: StateSpec, path, labels: pd.Series | None = None) -> np.ndarray:
-    """Boolean mask of the cells of ``spec``; `InputError` when a column is missing or no cell matches."""
+    """Boolean mask of the cells of ``spec``; `InputError` when a column is missing or no cell matches.
+
+    Labels (``labels``, else ``obs['label']``) and batches are compared as text (`scfactor.core.metrics.
+    label_strings`): an integer-coded label 3, also one stored as 3.0, is selected by ``3`` or ``"3"``.
+    """
     keep = np.ones(len(obs), dtype=bool)
+    lab = labels if labels is not None else obs.get("label")
+    text = None if lab is None else pd.Series(label_strings(lab), dtype=object)
     if spec.labels:
-        lab = labels if labels is not None else obs.get("label")
-        if lab is None:
+        if text is None:
             raise InputError(path, f"has no obs['label'] to select {spec.describe()}")
-        keep &= pd.Series(lab).astype(object).isin(spec.labels).to_numpy()
+        keep &= text.isin(spec.labels).to_numpy()
     if spec.batches:
         if "batch" not in obs:
             raise InputError(path, f"has no obs['batch'] to select {spec.describe()}")
-        keep &= obs["batch"].astype(str).isin(spec.batches).to_numpy()
+        keep &= pd.Series(label_strings(obs["batch"]), dtype=object).isin(spec.batches).to_numpy()
     if not keep.any():
-        known = sorted(map(str, pd.Series(labels if labels is not None else obs.get("label", [])).dropna().unique()))
+        known = sorted(text.dropna().unique()) if text is not None else []
         raise InputError(path, f"{spec.describe()} is empty: no cell matches (labels: {', '.join(known[:12])})")
     return keep
 
@@ -182,7 +242,8 @@ def regression_genes(prior: pd.DataFrame, var_names, x_source, x_target, prior_p
     if len(common) == 0:
         upper = set(genes.str.upper())
         hits = [g for g in prior_genes[:5000] if g.upper() in upper]
-        hint = (f"; names differ only in case (prior {hits[0]!r}): wrong species?" if hits else
+        hint = (f"; names differ only in case (prior {hits[0]!r}): wrong species? (or set match_case: "
+                f"insensitive)" if hits else
                 f" (prior e.g. {prior_genes[0]!r}, data e.g. {genes[0]!r})")
         raise InputError(prior_path, f"mismatched gene names: no gene in common with {data_path}{hint}")
     tf_all = pd.Index(prior["tf"].unique())

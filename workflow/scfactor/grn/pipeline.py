@@ -20,6 +20,7 @@ from ..core import io
 from ..core.device import torch_device
 from ..core.errors import InputError, ScfactorError
 from ..core.log import LOG
+from ..core.metrics import label_strings
 from ..preprocess import contract
 from . import inputs as gi
 
@@ -57,8 +58,10 @@ def load_states(path, opts):
     if opts.source_labels or opts.target_labels:
         if opts.label_key not in adata.obs:
             raise InputError(path, f"has no obs[{opts.label_key!r}] to select cell states by label")
-        adata.obs["label"] = adata.obs[opts.label_key]
-        labels = adata.obs["label"].astype(object)
+        # labels as text (None = unlabelled): integer codes match the labels of the config
+        adata.obs["label"] = pd.Series(label_strings(adata.obs[opts.label_key]), index=adata.obs_names,
+                                       dtype=object)
+        labels = adata.obs["label"]
         if opts.fill_unlabelled == "knn":
             before = int(labels.notna().sum())
             labels = gi.transfer_labels(adata, k=opts.knn_k, n_pcs=opts.n_pcs,
@@ -100,6 +103,7 @@ def infer_grn(input_path, prior_path, opts, name: str, threads: int = 1) -> GrnR
     check_states(opts)
     prior = gi.read_prior(prior_path, opts.prior, opts.confidence)
     adata, in_a, in_b, labels = load_states(input_path, opts)
+    prior = gi.match_prior_names(prior, adata.var_names, opts.match_case, prior_path, input_path)
     LOG.info("%s: state A %d cells, state B %d cells (of %d)", name, in_a.sum(), in_b.sum(), adata.n_obs)
     pool = target_pool(adata, opts.genes, input_path)
     genes = gi.regression_genes(prior, adata.var_names, adata.X[in_a], adata.X[in_b], prior_path, input_path,
@@ -221,6 +225,9 @@ def metrics_table(name, opts, genes, weight, r2, signs, edges, fit, mlp_fit, cou
         add("mlp", "final_loss", round(mlp_fit.objective, 6))
     if opts.expected_tfs:
         expected = list(opts.expected_tfs)
+        if opts.match_case == "insensitive":  # the model's TFs carry the data's spelling
+            by_case = {t.upper(): t for t in edges["tf"].unique()}
+            expected = [by_case.get(t.upper(), t) for t in expected]
         top = edges[edges["weight"] != 0].head(opts.top_edges)
         strength = edges.assign(a=edges["weight"].abs()).groupby("tf")["a"].sum().sort_values(ascending=False)
         present = [t for t in expected if t in strength.index]

@@ -38,7 +38,7 @@ class Batches:
     """Per-batch matrices (cells x genes, raw scale) with their cell table and gene names."""
     mats: list
     names: list
-    obs: pd.DataFrame          # all cells in batch order: index = cell names, columns batch (+ label)
+    obs: pd.DataFrame          # all cells in batch order: index = cell names, columns batch (+ the label column)
     genes: pd.Index
     path: str
 
@@ -52,12 +52,12 @@ def run(source: str, inputs: Sequence, opts, device):
         if opts.mode == "online":
             adata, table = integrate_online(inputs[0], opts, layer=layer, device=device, source=source)
         else:
-            b = load_counts(inputs[0], opts.batches, layer=layer, genes=opts.genes)
+            b = load_counts(inputs[0], opts.batches, layer=layer, genes=opts.genes, label_key=opts.label_key)
             adata, table = integrate(b, opts, device=device, source=source)
     else:
         if opts.mode == "online":
             raise ScfactorError("--mode online streams one backed counts .h5ad; use --mode batch for neumf")
-        b = load_neumf(inputs, layer=layer)
+        b = load_neumf(inputs, layer=layer, label_key=opts.label_key)
         adata, table = integrate(b, opts, device=device, source=source)
     adata.uns["inmf"]["mode"] = opts.mode
     adata.uns["inmf"]["device"] = str(device)
@@ -85,9 +85,10 @@ def gene_mask(var: pd.DataFrame, genes: str, path) -> np.ndarray:
     return np.asarray(var.index.isin(keep))
 
 
-def load_counts(path, batches: Sequence[str], layer: str, genes: str) -> Batches:
+def load_counts(path, batches: Sequence[str], layer: str, genes: str, label_key: str) -> Batches:
     """Batches of a preprocessed ``.h5ad`` (all when ``batches`` is empty), library-size normalised over all
-    genes (LIGER ``normalize``), then restricted to the gene set ``genes``; CSR matrices."""
+    genes (LIGER ``normalize``), then restricted to the gene set ``genes``; CSR matrices. The cell table keeps
+    ``obs['batch']`` and the label column ``label_key`` (when present)."""
     adata = contract.load_preprocessed(path, batch=list(batches) or None, genes="all", layer=layer,
                                        integer=False)
     if "batch" not in adata.obs:
@@ -102,11 +103,12 @@ def load_counts(path, batches: Sequence[str], layer: str, genes: str) -> Batches
         sel = b == name
         mats.append(model.library_normalize(mat[sel])[:, mask])
         obs.append(adata.obs.loc[sel])
-    return Batches(mats, names, _cell_table(pd.concat(obs)), adata.var_names[mask], str(path))
+    return Batches(mats, names, _cell_table(pd.concat(obs), label_key), adata.var_names[mask], str(path))
 
 
-def load_neumf(paths: Sequence, layer: str) -> Batches:
-    """One dense NeuMF ``.h5ad`` per batch; genes = those shared by all files (first file's order)."""
+def load_neumf(paths: Sequence, layer: str, label_key: str) -> Batches:
+    """One dense NeuMF ``.h5ad`` per batch; genes = those shared by all files (first file's order); the cell
+    table keeps the label column ``label_key`` (when present)."""
     adatas = [io.read_h5ad(p) for p in paths]
     if len(adatas) < 2:
         raise InputError(paths[0] if paths else "neumf", f"integration needs at least 2 batches, got {len(adatas)}")
@@ -137,14 +139,14 @@ def load_neumf(paths: Sequence, layer: str) -> Batches:
         o = sub.obs.copy()
         o["batch"] = name
         obs.append(o)
-    return Batches(mats, names, _cell_table(pd.concat(obs)), pd.Index(shared), str(paths[0]))
+    return Batches(mats, names, _cell_table(pd.concat(obs), label_key), pd.Index(shared), str(paths[0]))
 
 
-def _cell_table(obs: pd.DataFrame) -> pd.DataFrame:
+def _cell_table(obs: pd.DataFrame, label_key: str) -> pd.DataFrame:
     out = pd.DataFrame(index=obs.index.astype(str))
     out["batch"] = obs["batch"].astype(str).to_numpy()
-    if "label" in obs:
-        out["label"] = obs["label"].astype("object").to_numpy()
+    if label_key in obs and label_key != "batch":
+        out[label_key] = obs[label_key].astype("object").to_numpy()
     return out
 
 
@@ -205,8 +207,8 @@ def assemble(b: Batches, xs, w, v, h, opts, source, trace, fit_info, device, dty
         else np.vstack(xs).astype(np.float32)
     adata = ad.AnnData(X=x, obs=b.obs.copy(), var=pd.DataFrame(index=b.genes.astype(str)))
     adata.obs["batch"] = pd.Categorical(adata.obs["batch"], categories=b.names)
-    if "label" in adata.obs:
-        adata.obs["label"] = pd.Categorical(adata.obs["label"])
+    if opts.label_key in adata.obs and opts.label_key != "batch":
+        adata.obs[opts.label_key] = pd.Categorical(metrics.label_strings(adata.obs[opts.label_key]))
     adata.obsm["X_inmf"] = np.vstack(h).astype(np.float32)
     adata.obsm["X_inmf_norm"] = np.vstack(h_norm).astype(np.float32)
     adata.obs["inmf_cluster"] = pd.Categorical(np.concatenate(qclusters).astype(str))
@@ -235,7 +237,11 @@ def assemble(b: Batches, xs, w, v, h, opts, source, trace, fit_info, device, dty
 
 
 def score(adata, b: Batches, xs, h, h_norm, opts, device, dtype=None) -> pd.DataFrame:
-    """Metrics table: alignment (before/after quantile normalisation), agreement, ARI/NMI per batch."""
+    """Metrics table: alignment (before/after quantile normalisation), agreement, ARI/NMI per batch.
+
+    ARI / NMI are computed on the cells `scfactor.core.metrics.label_vector` selects (``opts.label_key``,
+    ``opts.labels_keep``); when none can be scored they are NaN and a warning says why.
+    """
     import torch
 
     batch = adata.obs["batch"].astype(str).to_numpy()
@@ -247,14 +253,16 @@ def score(adata, b: Batches, xs, h, h_norm, opts, device, dtype=None) -> pd.Data
     alone = [model.nmf(x, dims, max_iters=opts.max_iters, seed=opts.seed, solver=opts.solver,
                        hals_sweeps=opts.hals_sweeps, device=device, dtype=dtype or torch.float64) for x in xs]
     rows.append(("agreement", "all", metrics.agreement(alone, h_norm, k=opts.agreement_k), adata.n_obs))
-    labels = adata.obs["label"].astype("object").to_numpy() if "label" in adata.obs else None
+    labels, scored, warning = metrics.label_vector(adata.obs, opts.label_key, opts.labels_keep)
+    if warning:
+        LOG.warning("ARI / NMI: %s", warning)
     clusters = adata.obs["leiden"].astype(str).to_numpy()
     for scope in ["all", *b.names]:
         sel = np.ones(adata.n_obs, bool) if scope == "all" else batch == scope
-        if labels is None:
+        if not scored[sel].any():
             ari, nmi, n = float("nan"), float("nan"), 0
         else:
-            ari, nmi, n = metrics.ari_nmi(labels[sel], clusters[sel])
+            ari, nmi, n = metrics.ari_nmi(labels[sel & scored], clusters[sel & scored])
         rows += [("ari", scope, ari, n), ("nmi", scope, nmi, n), ("n_labelled", scope, float(n), int(sel.sum()))]
     rows.append(("n_clusters", "all", float(adata.obs["leiden"].nunique()), adata.n_obs))
     return pd.DataFrame(rows, columns=["metric", "batch", "value", "n_cells"])
@@ -269,7 +277,7 @@ class BackedSource:
     + `scale_batches` do in memory.
     """
 
-    def __init__(self, path, batches: Sequence[str], layer: str, genes: str):
+    def __init__(self, path, batches: Sequence[str], layer: str, genes: str, label_key: str):
         import anndata as ad
         import h5py
         self.path = str(io.require_file(path))
@@ -299,8 +307,8 @@ class BackedSource:
         self.mask = gene_mask(var, genes, path)  # the same gene sets as `load_counts`
         self.genes = pd.Index(var.index.astype(str))[self.mask]
         self.rows = [np.flatnonzero(b == n) for n in self.names]
-        cols = ["batch"] + (["label"] if "label" in obs else [])
-        self.obs = _cell_table(pd.concat([obs.iloc[r][cols] for r in self.rows]))
+        cols = ["batch"] + ([label_key] if label_key in obs and label_key != "batch" else [])
+        self.obs = _cell_table(pd.concat([obs.iloc[r][cols] for r in self.rows]), label_key)
         self.inv_rms = [np.ones(self.mask.sum()) for _ in self.names]
 
     @property
@@ -351,7 +359,7 @@ def integrate_online(path, opts, layer: str, device, source: str, dtype=None):
 
     dtype = dtype or torch.float64
     epochs, minibatch = opts.online_epochs, opts.online_minibatch
-    src = BackedSource(path, opts.batches, layer, opts.genes)
+    src = BackedSource(path, opts.batches, layer, opts.genes, opts.label_key)
     try:
         n_genes = int(src.mask.sum())
         if opts.k >= n_genes:

@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import argparse
 from pathlib import Path
 
 from ..core import cli, io
@@ -15,9 +16,20 @@ from ..core.options import Group, Step
 _FIGURE_KEYS = ("top_n", "max_thresh", "max_rows")
 
 FIT = Step("layers", Group("layers", exclude=("datasets",) + _FIGURE_KEYS))
-THETA_FIGURE = Step("layers_theta_clustermap", Group("layers", include=("max_rows", "seed")))
+THETA_FIGURE = Step("layers_theta_clustermap", Group("layers", include=("max_rows", "seed", "label_key")))
 LOADING_FIGURE = Step("layers_gene_loading", Group("layers", include=("top_n", "max_thresh")))
 SIMULATE = Step("simulate_blocks", Group("simulate_blocks"))
+
+
+def _level(text: str) -> int:
+    """A layer number (``--level``): an integer >= 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} is out of range (must be >= 1)")
+    return value
 
 
 def layers(argv=None) -> int:
@@ -51,8 +63,7 @@ def layers_theta_clustermap(argv=None) -> int:
     """Clustermap of one layer's theta of a multilayer NMF fit (the notebook's sns.clustermap of uns['theta_l<l>'])."""
     p = cli.parser(layers_theta_clustermap, THETA_FIGURE)
     p.add_argument("--input", required=True, help="layers .h5ad (uns['theta_l<level>'])")
-    p.add_argument("--level", type=int, required=True, help="layer number (1 = cells x k1)")
-    p.add_argument("--label", default="label", help="obs column colouring the cells (skipped if absent)")
+    p.add_argument("--level", type=_level, required=True, help="layer number (1 = cells x k1)")
     p.add_argument("--title", default=None, help="figure title (when absent: file stem and shape)")
     p.add_argument("--figure", required=True, help="figure .png (its .pdf is written beside it)")
     args = cli.start(p, argv)
@@ -62,10 +73,18 @@ def layers_theta_clustermap(argv=None) -> int:
     figure_paths(args.figure)  # a bad figure name fails before any work
     opts = THETA_FIGURE.from_args(args)
     adata, theta = load_fit(args.input, "theta", args.level)
-    labels = adata.obs[args.label].to_numpy() if args.label in adata.obs else None
+    labels = None  # only layer 1 (cells x k1) has a row per cell to colour
+    if args.level == 1 and opts.label_key in adata.obs:
+        import pandas as pd
+
+        from ..core.metrics import label_strings
+        labels = pd.Series(label_strings(adata.obs[opts.label_key]), dtype=object).fillna("unlabelled").to_numpy()
+    elif args.level == 1:
+        cli.LOG.warning("cells not coloured by label: %s has no obs column %r (label_key; %d cells)", args.input,
+                        opts.label_key, adata.n_obs)
     title = args.title or f"{Path(args.input).stem}: theta_l{args.level} ({theta.shape[0]} x {theta.shape[1]})"
     grid = theta_clustermap(theta, args.level, title, max_rows=opts.max_rows, seed=opts.seed, row_labels=labels,
-                            label_name=args.label)
+                            label_name=opts.label_key)
     save_figure(grid, args.figure)
     return 0
 
@@ -74,7 +93,7 @@ def layers_gene_loading(argv=None) -> int:
     """Top gene loadings per factor of one layer (the notebook's plot_gene_loading on varm['beta_l<l>'])."""
     p = cli.parser(layers_gene_loading, LOADING_FIGURE)
     p.add_argument("--input", required=True, help="layers .h5ad (varm['beta_l<level>'])")
-    p.add_argument("--level", type=int, required=True, help="layer number")
+    p.add_argument("--level", type=_level, required=True, help="layer number (1 = cells x k1)")
     p.add_argument("--title", default=None, help="figure title (when absent: file stem, top_n and layer)")
     p.add_argument("--figure", required=True, help="figure .png (its .pdf is written beside it)")
     args = cli.start(p, argv)

@@ -39,6 +39,21 @@ def truth_of(adata):
     return None
 
 
+def label_scores(obs: pd.DataFrame, factor: np.ndarray, opts) -> dict:
+    """``ari_label`` (ARI of each cell's strongest factor against the labels) and ``n_labelled`` (cells scored).
+
+    The cells scored are those `scfactor.core.metrics.label_vector` selects (``opts.label_key``,
+    ``opts.labels_keep``); when there are none, ``ari_label`` is NaN and a warning says why.
+    """
+    from ..core.metrics import ari, label_vector
+    labels, scored, warning = label_vector(obs, opts.label_key, opts.labels_keep)
+    if warning:
+        LOG.warning("ari_label: %s", warning)
+    n = int(scored.sum())
+    value = ari(labels[scored], np.asarray(factor)[scored]) if n else float("nan")
+    return {"ari_label": value, "n_labelled": n}
+
+
 def layers(path, opts) -> LayersOutput:
     """Fit the multilayer NMF to the preprocessed ``.h5ad`` at ``path``; score it (labels, simulation truth).
 
@@ -79,16 +94,13 @@ def layers(path, opts) -> LayersOutput:
                                               categories=[f"f{j}" for j in range(widths[-1])])
     out.uns["layers"] = {"layers": widths, "solver": opts.solver, "epochs": opts.epochs, "lr": opts.lr,
                          "inner_iters": opts.inner_iters, "seed": opts.seed, "genes": opts.genes,
+                         "label_key": opts.label_key, "labels_keep": [str(v) for v in opts.labels_keep],
                          "layer": opts.layer, "input": str(path), "loss": res.loss,
                          "seconds": res.seconds, "cpu_seconds": res.cpu_seconds, "device": str(device)}
 
     loss = pd.DataFrame({"epoch": np.arange(1, len(res.loss) + 1), "loss": res.loss})
     metrics = {"n_cells": adata.n_obs, "n_genes": adata.n_vars, "final_loss": res.loss[-1]}
-    if "label" in adata.obs and adata.obs["label"].notna().any():
-        from sklearn.metrics import adjusted_rand_score
-        known = adata.obs["label"].notna().to_numpy()
-        metrics["ari_label"] = adjusted_rand_score(adata.obs["label"].astype(str).to_numpy()[known],
-                                                   weighted.argmax(1)[known])
+    metrics.update(label_scores(adata.obs, weighted.argmax(1), opts))
     truth = truth_of(adata)
     if truth is not None:
         metrics.update(recovery_metrics(res, *truth))

@@ -66,11 +66,22 @@ def load_cells(path, opts):
     return adata
 
 
-def labels_of(adata, label_kind: str):
-    """``obs['label']`` as an object array (NaN = unlabelled), or None when there are no labels to use."""
-    if label_kind == "none" or "label" not in adata.obs:
+def labels_of(adata, label_kind: str, label_key: str, keep=(), where: str = ""):
+    """The labels to score against: ``obs[label_key]`` as text with None for the cells not scored (unlabelled,
+    or outside ``keep`` when it names labels), or None when ``label_kind`` is ``none``.
+
+    `scfactor.core.metrics.label_vector` reads the column; when no cell can be scored (no such column, no
+    labelled cell, ``keep`` matching nothing) or some ``keep`` values label no cell, its warning is logged
+    (prefixed by ``where``).
+    """
+    if label_kind == "none":
         return None
-    return adata.obs["label"].astype(object).where(adata.obs["label"].notna(), None).to_numpy()
+    labels, mask, warning = metrics.label_vector(adata.obs, label_key, keep)
+    if warning:
+        LOG.warning("%s%s", f"{where}: " if where else "", warning)
+    out = labels.copy()
+    out[~mask] = None
+    return out
 
 
 def score(labels, pred, resp, label_kind: str) -> dict:
@@ -99,6 +110,11 @@ def metrics_frame(dataset: str, method: str, info: dict, scores: dict) -> pd.Dat
     """One-row metrics table with a fixed column order."""
     row = {"dataset": dataset, "method": method, **info, **scores}
     return pd.DataFrame([row])
+
+
+def _label_key(opts) -> str:
+    """The label column a run is scored against, as recorded in its metrics ('' when not scored)."""
+    return "" if opts.labels == "none" else opts.label_key
 
 
 def _scores_text(scores: dict) -> str:
@@ -131,7 +147,7 @@ def fit(path, opts, dataset: str | None = None) -> FitOutputs:
     k = opts.k
     if k > adata.n_obs:
         raise InputError(path, f"k={k} components but only {adata.n_obs} cells")
-    labels = labels_of(adata, opts.labels)
+    labels = labels_of(adata, opts.labels, opts.label_key, opts.labels_keep, where=dataset)
     LOG.info("%s: %d cells x %d genes, k=%d, method=%s, device=%s", dataset, adata.n_obs, adata.n_vars,
              k, opts.method, device)
     em_kwargs = em_settings(opts)
@@ -147,7 +163,7 @@ def fit(path, opts, dataset: str | None = None) -> FitOutputs:
         trace = pd.DataFrame({"epoch": np.arange(1, len(res.trace) + 1), "elbo_per_cell": res.trace})
     pred = res.labels
     scores = score(labels, pred, res.resp, opts.labels)
-    info = {"k": k, "n_cells": adata.n_obs, "n_genes": adata.n_vars, "init": res.init,
+    info = {"k": k, "n_cells": adata.n_obs, "n_genes": adata.n_vars, "label_key": _label_key(opts), "init": res.init,
             "loglik": res.loglik, "n_iter": res.n_iter, "converged": res.converged}
     table = metrics_frame(dataset, f"nbmix_{opts.method}", info, scores)
     LOG.info("log-likelihood %.6g; %s", res.loglik, _scores_text(scores))
@@ -160,7 +176,7 @@ def fit(path, opts, dataset: str | None = None) -> FitOutputs:
         "pi": np.asarray(res.pi, dtype=float), "loglik": float(res.loglik), "trace": np.asarray(res.trace, float),
         "method": opts.method, "init": res.init, "k": k, "seed": opts.seed, "n_iter": int(res.n_iter),
         "converged": bool(res.converged), "seconds": float(res.seconds), "label_kind": opts.labels,
-        "dataset": dataset,
+        "label_key": opts.label_key, "labels_keep": [str(v) for v in opts.labels_keep], "dataset": dataset,
         "restarts": pd.DataFrame(res.restarts).to_dict(orient="list") if res.restarts else {},
     }
     return FitOutputs(adata, table, trace)
@@ -189,8 +205,10 @@ def leiden(path, opts, dataset: str | None = None) -> LeidenOutputs:
     adata.obsm["X_umap"] = res["X_umap"]
     adata.uns["leiden_baseline"] = {"n_pcs": opts.n_pcs, "n_neighbors": opts.n_neighbors,
                                     "resolution": opts.resolution, "seed": opts.seed, "seconds": sec}
-    scores = score(labels_of(adata, opts.labels), pred, None, opts.labels)
-    info = {"k": int(pred.max() + 1), "n_cells": adata.n_obs, "n_genes": adata.n_vars, "init": "",
+    scores = score(labels_of(adata, opts.labels, opts.label_key, opts.labels_keep, where=f"{dataset} (leiden)"),
+                   pred, None, opts.labels)
+    info = {"k": int(pred.max() + 1), "n_cells": adata.n_obs, "n_genes": adata.n_vars, "label_key": _label_key(opts),
+            "init": "",
             "loglik": float("nan"), "n_iter": 0, "converged": True}
     LOG.info("leiden: %d clusters; %s", info["k"], _scores_text(scores))
     return LeidenOutputs(adata, metrics_frame(dataset, "leiden", info, scores))
@@ -215,9 +233,14 @@ def figures(nbmix_path, leiden_path, dataset: str | None = None) -> dict:
     if not fit_ad.obs_names.equals(base.obs_names):
         raise InputError(leiden_path, f"cells differ from {nbmix_path} (run both on the same dataset settings)")
     dataset = dataset or fit_ad.uns.get("nbmix", {}).get("dataset", Path(nbmix_path).stem)
-    kind = str(fit_ad.uns.get("nbmix", {}).get("label_kind", "none"))
-    labels = labels_of(fit_ad, kind)
-    label_title = LABEL_KIND_TEXT[kind].capitalize() if labels is not None else None
+    settings = fit_ad.uns.get("nbmix", {})
+    kind = str(settings.get("label_kind", "none"))
+    key = str(settings.get("label_key", "label"))
+    labels = labels_of(fit_ad, kind, key, tuple(settings.get("labels_keep", ())), where=f"{dataset} (figures)")
+    if labels is not None and not metrics.labelled_mask(labels).any():
+        labels = None  # nothing to show (the warning above says why)
+    label_title = None if labels is None else \
+        LABEL_KIND_TEXT[kind].capitalize() + ("" if key == "label" else f" ({key})")
     figs = {"umap": plots.umap_triptych(base.obsm["X_umap"], labels, label_title, base.obs["leiden"].to_numpy(),
                                         fit_ad.obs["nbmix"].to_numpy(), dataset)}
     resp = np.asarray(fit_ad.obsm["nbmix_resp"])

@@ -106,6 +106,6 @@ def metrics_table_figure(df: pd.DataFrame):
     tab.set_fontsize(8)
     tab.auto_set_column_width(list(range(len(cols))))
     ax.set_title("NB mixture vs Leiden: agreement with labels (n/a: labels are a reference clustering, "
-                 "only NMI/ARI shown)", fontsize=9)
+                 "only NMI/ARI shown; or no cell could be scored)", fontsize=9)
     fig.tight_layout()
     return fig
