@@ -150,3 +150,53 @@ def test_load_preprocessed_subsets(tmp_path):
     (tmp_path / "genes.txt").write_text("foo\nbar\n")
     with pytest.raises(InputError, match="none of its 2 gene names"):
         contract.load_preprocessed(tmp_path / "p.h5ad", genes=str(tmp_path / "genes.txt"))
+
+
+def test_10x_readers_keep_symbols_and_ids(tmp_path):
+    """Both 10x readers: symbols as names (duplicates kept for set_gene_names), var['symbol'], var['gene_id']."""
+    from tenx import write_10x, write_10x_h5
+    x, genes = counts_matrix(), ["MT-A", "B", "B", "C", "D"]
+    write_10x(tmp_path / "mtx", x, names(6, "AAAC-"), names(5, "ENSG"), genes)
+    write_10x_h5(tmp_path / "f.h5", x, names(6, "AAAC-"), names(5, "ENSG"), genes)
+    for path in (tmp_path / "mtx", tmp_path / "f.h5"):
+        b = io.read_counts(path)
+        assert list(b.var_names) == genes and list(b.var["symbol"]) == genes
+        assert list(b.var["gene_id"]) == names(5, "ENSG")
+        np.testing.assert_array_equal(b.X.toarray(), x)
+
+
+def test_read_lines_tolerates_bom_and_crlf(tmp_path):
+    """A gene list saved by Windows Notepad (UTF-8 BOM, CRLF) keeps its first gene."""
+    (tmp_path / "g.txt").write_bytes("\ufeffCD3E\r\nMS4A1\r\n\r\n  LYZ \r\n".encode("utf-8"))
+    assert io.read_lines(tmp_path / "g.txt") == ["CD3E", "MS4A1", "LYZ"]
+    with gzip.open(tmp_path / "g.txt.gz", "wb") as f:
+        f.write("\ufeffCD3E\r\nMS4A1\r\n".encode("utf-8"))
+    assert io.read_lines(tmp_path / "g.txt.gz") == ["CD3E", "MS4A1"]
+    (tmp_path / "bin.txt").write_bytes(b"\xff\xfe\x00garbage")
+    with pytest.raises(InputError, match="cannot read as UTF-8 text"):
+        io.read_lines(tmp_path / "bin.txt")
+
+
+@pytest.mark.parametrize("rows, cols, header, expected", [
+    (names(5, "g"), names(6, "c"), "gene", "genes_x_cells"),                        # the first column's name
+    (names(6, "c"), names(5, "g"), "barcode", "cells_x_genes"),
+    (["AAACATACAACCAC-1", "AAACATTGAGCTAC-1"], ["CD3E", "LYZ"], None, "cells_x_genes"),   # barcodes
+    (["CD3E", "LYZ"], ["ctrl_AAACATACAACCAC-1", "ctrl_AAACATTGAGCTAC-1"], None, "genes_x_cells"),
+    (["c1", "c2"], ["ENSG00000187634", "ENSG00000188976"], None, "cells_x_genes"),  # Ensembl IDs
+    (["MT-CO1", "LYZ"], ["x1", "x2"], None, "genes_x_cells"),                      # MT- genes
+    (["a", "b"], ["x", "y"], None, None),                                          # nothing tells
+])
+def test_guess_csv_orientation(rows, cols, header, expected):
+    assert io.guess_csv_orientation(rows, cols, header)[0] == expected
+
+
+def test_read_csv_orientation_option(tmp_path):
+    x = counts_matrix()
+    df = pd.DataFrame(x, index=names(6, "x"), columns=names(5, "y"))            # names tell nothing
+    df.to_csv(tmp_path / "t.csv")
+    assert io.read_counts(tmp_path / "t.csv").shape == (5, 6)                    # the default layout, with a warning
+    b = io.read_counts(tmp_path / "t.csv", csv_orientation="cells_x_genes")
+    assert b.shape == (6, 5)
+    np.testing.assert_array_equal(b.X.toarray(), x)
+    df.T.to_csv(tmp_path / "t.txt", sep="\t")                                     # tab-separated .txt
+    assert io.read_counts(tmp_path / "t.txt").shape == (6, 5)

@@ -1,11 +1,19 @@
-# Preprocessing (scfactor.preprocess): read counts, split batches, QC, normalise, flag LIGER / HVG genes.
-from scfactor.preprocess.smk import preprocess_command  # noqa: E402
+# Preprocessing (scfactor.preprocess): read counts (one file or a sample sheet), split batches, QC, normalise,
+# flag LIGER / HVG genes.
+from scfactor.preprocess.smk import (  # noqa: E402
+    check_datasets,
+    preprocess_command,
+    preprocess_inputs,
+    preprocess_source,
+)
+
+check_datasets(config)
 
 
 rule preprocess:
-    """Read one dataset's counts, QC-filter per batch, normalise and flag selected genes."""
+    """Read one dataset's counts (or its sample sheet's samples), QC-filter per batch, normalise, flag genes."""
     input:
-        lambda wc: resource_inputs(dataset(wc.dataset)["path"]),
+        lambda wc: preprocess_inputs(config, wc.dataset, resource_inputs),
     output:
         h5ad=f"{RESULTS}/preprocess/{{dataset}}.h5ad",
         qc=f"{RESULTS}/preprocess/{{dataset}}.qc.tsv",
@@ -18,7 +26,7 @@ rule preprocess:
         pdf=f"{RESULTS}/figures/qc/{{dataset}}.pdf",
     params:
         cmd=command("preprocess.py"),
-        path=lambda wc: dataset(wc.dataset)["path"],
+        source=lambda wc: preprocess_source(config, wc.dataset),
         opts=lambda wc: preprocess_command(config, wc.dataset),
     log:
         log_path("preprocess", "dataset"),
@@ -30,7 +38,7 @@ rule preprocess:
     conda:
         "../../envs/scanpy.yaml"
     shell:
-        "{params.cmd} --input {params.path:q} --dataset {wildcards.dataset:q} {params.opts} --threads {threads} "
+        "{params.cmd} {params.source} --dataset {wildcards.dataset:q} {params.opts} --threads {threads} "
         "--output {output.h5ad:q} --qc-table {output.qc:q} --qc-figure {output.fig:q} 2> {log:q}"
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import gzip
 import os
+import re
 import tempfile
 from pathlib import Path
 from typing import Iterator, Sequence
@@ -117,20 +118,24 @@ def detect_format(path) -> str:
     raise InputError(p, "cannot tell the format from the name; pass one of " + ", ".join(COUNT_FORMATS[1:]))
 
 
-def read_counts(path, fmt: str = "auto"):
+def read_counts(path, fmt: str = "auto", csv_orientation: str = "auto"):
     """Read a cells x genes count matrix into an AnnData with CSR ``X``.
 
     Formats: ``h5ad``; ``10x_mtx`` (folder with matrix.mtx(.gz), barcodes, features/genes);
-    ``10x_h5`` (Cell Ranger HDF5); ``csv`` (the seed-000 wide table: genes as rows, cells as
-    columns, first column ``gene``); ``nnmf_h5`` (neuralNMF ``write_h5``: group ``matrix`` with
-    barcodes, indptr, indices, data, shape and ``features/id``; rows are cells).
+    ``10x_h5`` (Cell Ranger HDF5); ``csv`` (a wide table, genes as rows and cells as columns, first
+    column ``gene``, or the transpose: see `csv_orientation`); ``nnmf_h5`` (neuralNMF ``write_h5``: group
+    ``matrix`` with barcodes, indptr, indices, data, shape and ``features/id``; rows are cells).
+    10x inputs keep gene symbols as ``var_names`` (duplicates included: see
+    `scfactor.core.gene_names.set_gene_names`) with ``var['symbol']`` and ``var['gene_id']``.
     """
     p = require_file(path)
     fmt = detect_format(p) if fmt == "auto" else fmt
     if fmt not in COUNT_FORMATS:
         raise InputError(p, f"unknown format {fmt!r}")
+    if csv_orientation not in CSV_ORIENTATIONS:
+        raise InputError(p, f"unknown csv orientation {csv_orientation!r}")
     try:
-        adata = _READERS[fmt](p)
+        adata = _read_csv(p, csv_orientation) if fmt == "csv" else _READERS[fmt](p)
     except InputError:
         raise
     except Exception as exc:  # any parser failure is an unreadable file, said in one line
@@ -149,28 +154,104 @@ def _read_h5ad(p):
     return ad.read_h5ad(p)
 
 
+def _tenx_var(adata):
+    """10x gene columns under one pair of names: ``var['symbol']`` (var_names) and ``var['gene_id']``."""
+    adata.var["symbol"] = adata.var_names.astype(str)
+    if "gene_ids" in adata.var:
+        adata.var["gene_id"] = adata.var.pop("gene_ids").astype(str)
+    return adata
+
+
 def _read_10x_mtx(p):
+    import warnings
+
     import scanpy as sc
-    return sc.read_10x_mtx(p, var_names="gene_symbols", make_unique=False)
+    with warnings.catch_warnings():  # duplicated symbols are handled (and reported) by set_gene_names
+        warnings.filterwarnings("ignore", message=".*not unique.*")
+        return _tenx_var(sc.read_10x_mtx(p, var_names="gene_symbols", make_unique=False))
 
 
 def _read_10x_h5(p):
+    import warnings
+
     import scanpy as sc
-    return sc.read_10x_h5(p)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*not unique.*")
+        return _tenx_var(sc.read_10x_h5(p))
 
 
-def _read_csv(p):
+#: layouts of a wide counts table (``csv_orientation``)
+CSV_ORIENTATIONS = ("auto", "genes_x_cells", "cells_x_genes")
+_BARCODE = re.compile(r"[ACGTN]{8,}")
+_CELL_NAME = re.compile(r"^(cell|barcode)[_.-]?\d+$", re.I)
+_GENE_NAME = re.compile(r"^(ENS[A-Z]*G\d{6,}(\.\d+)?|(MT|mt|Mt)-.+|gene[_.-]?\d+)$")
+_GENE_HEADERS = {"gene", "genes", "gene_id", "gene_ids", "gene_name", "gene_names", "gene_symbol", "symbol",
+                 "symbols", "feature", "features", "feature_id", "ensembl", "ensembl_id"}
+_CELL_HEADERS = {"cell", "cells", "barcode", "barcodes", "cell_id", "cell_barcode", "cellbarcode", "obs_names"}
+
+
+def _fraction(names, pattern, search=False) -> float:
+    names = list(map(str, names))
+    if len(names) > 500:
+        names = [names[i] for i in np.linspace(0, len(names) - 1, 500).astype(int)]
+    if not names:
+        return 0.0
+    test = pattern.search if search else pattern.match
+    return sum(bool(test(n)) for n in names) / len(names)
+
+
+def guess_csv_orientation(row_names, column_names, first_header=None) -> tuple[str | None, str]:
+    """Guess whether a wide table has genes or cells as rows, from its names; returns (orientation, why).
+
+    Evidence, strongest first: the first column's header (``gene``, ``symbol``, ... or ``cell``,
+    ``barcode``, ...); cell barcodes (runs of 8+ A/C/G/T) on one axis only; gene names (Ensembl IDs,
+    ``MT-`` genes) on one axis only. Without evidence the orientation is None. The shape alone decides
+    nothing: data sets have more genes than cells as often as the reverse.
+    """
+    head = str(first_header or "").strip().lower()
+    if head in _GENE_HEADERS:
+        return "genes_x_cells", f"the first column is named {first_header!r}"
+    if head in _CELL_HEADERS:
+        return "cells_x_genes", f"the first column is named {first_header!r}"
+    rows_bc, cols_bc = _fraction(row_names, _BARCODE, True), _fraction(column_names, _BARCODE, True)
+    rows_bc = max(rows_bc, _fraction(row_names, _CELL_NAME))
+    cols_bc = max(cols_bc, _fraction(column_names, _CELL_NAME))
+    if max(rows_bc, cols_bc) >= 0.5 and abs(rows_bc - cols_bc) >= 0.5:
+        axis = "rows" if rows_bc > cols_bc else "columns"
+        return ("cells_x_genes" if axis == "rows" else "genes_x_cells"), f"the {axis} are named like cell barcodes"
+    rows_g, cols_g = _fraction(row_names, _GENE_NAME), _fraction(column_names, _GENE_NAME)
+    if rows_g != cols_g and max(rows_g, cols_g) > 0:
+        axis = "rows" if rows_g > cols_g else "columns"
+        return ("genes_x_cells" if axis == "rows" else "cells_x_genes"), \
+            f"the {axis} hold gene names (Ensembl IDs or MT- genes)"
+    return None, "nothing in the row or column names tells genes from cells"
+
+
+def _read_csv(p, orientation: str = "auto"):
     import anndata as ad
-    sep = "\t" if ".tsv" in p.name.lower() else ","
-    df = pd.read_csv(p, sep=sep, index_col=0)
+    from .log import LOG
+    with (gzip.open if p.name.lower().endswith(".gz") else open)(p, "rt", encoding="utf-8-sig") as f:
+        sep = "\t" if "\t" in f.readline() else ","
+    df = pd.read_csv(p, sep=sep, index_col=0, encoding="utf-8-sig")
     if df.shape[1] == 0:
-        raise InputError(p, "no cell columns after the gene column")
+        raise InputError(p, "no data columns after the first (name) column")
     bad = df.columns[~df.dtypes.map(pd.api.types.is_numeric_dtype).values]
     if len(bad):
-        raise InputError(p, f"non-numeric values in cell column {bad[0]!r}")
-    x = sp.csr_matrix(df.to_numpy().T)
-    return ad.AnnData(X=x, obs=pd.DataFrame(index=df.columns.astype(str)),
-                      var=pd.DataFrame(index=df.index.astype(str)))
+        raise InputError(p, f"non-numeric values in column {bad[0]!r}")
+    if orientation == "auto":
+        orientation, why = guess_csv_orientation(df.index, df.columns, df.index.name)
+        log = LOG.info if orientation else LOG.warning
+        orientation = orientation or "genes_x_cells"
+        log("%s: read as %s (%d rows x %d columns): %s%s; set csv_orientation (--csv-orientation) if this is "
+            "wrong", p, "genes as rows, cells as columns" if orientation == "genes_x_cells" else
+            "cells as rows, genes as columns", df.shape[0], df.shape[1], why,
+            "" if log is LOG.info else ", so the default layout is assumed")
+    if orientation == "genes_x_cells":
+        cells, genes, x = df.columns, df.index, df.to_numpy().T
+    else:
+        cells, genes, x = df.index, df.columns, df.to_numpy()
+    return ad.AnnData(X=sp.csr_matrix(x), obs=pd.DataFrame(index=pd.Index(cells.astype(str))),
+                      var=pd.DataFrame(index=pd.Index(genes.astype(str))))
 
 
 def _read_nnmf_h5(p):
@@ -243,11 +324,14 @@ def read_table(path, **kwargs) -> pd.DataFrame:
 
 
 def read_lines(path) -> list[str]:
-    """Non-empty stripped lines of a text file (gzip allowed; CRLF tolerated)."""
+    """Non-empty stripped lines of a text file (gzip allowed; CRLF line ends and a UTF-8 BOM tolerated)."""
     p = require_file(path)
     opener = gzip.open if p.name.endswith(".gz") else open
-    with opener(p, "rt") as f:
-        return [ln.strip() for ln in f if ln.strip()]
+    try:
+        with opener(p, "rt", encoding="utf-8-sig") as f:
+            return [ln.strip() for ln in f if ln.strip()]
+    except (UnicodeDecodeError, OSError) as exc:
+        raise InputError(p, f"cannot read as UTF-8 text: {str(exc).splitlines()[0]}") from None
 
 
 def read_h5ad(path, backed: bool = False):

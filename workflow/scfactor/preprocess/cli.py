@@ -6,13 +6,18 @@ from ..core import cli, io
 from ..core.options import Group, Step
 
 #: per-dataset settings (``datasets.<name>``) and the global ``preprocess`` section of config.schema.yaml
-STEP = Step("preprocess", Group("config", "datasets.*", exclude=("path", "species")), Group("config", "preprocess"))
+STEP = Step("preprocess", Group("config", "datasets.*", exclude=("path", "sheet", "species")),
+            Group("config", "preprocess"))
 
 
 def preprocess(argv=None) -> int:
     """Preprocess a count matrix: read, split by batch, QC-filter, normalise, flag selected genes."""
     p = cli.parser(preprocess, STEP)
-    p.add_argument("--input", required=True, help="counts: .h5ad, 10x folder, 10x .h5, wide .csv, neuralNMF .h5")
+    source = p.add_mutually_exclusive_group(required=True)
+    source.add_argument("--input", help="counts: .h5ad, 10x folder, 10x .h5, wide .csv, neuralNMF .h5")
+    source.add_argument("--sample-sheet", help="sample sheet (TSV) instead of --input: one row per sample with "
+                                               "columns sample, path and optional batch / metadata "
+                                               "(docs/own-data.md)")
     p.add_argument("--dataset", default=None, help="data set name recorded in uns (default: the input's stem)")
     p.add_argument("--output", required=True, help="preprocessed .h5ad")
     p.add_argument("--qc-table", required=True, help="per-batch QC summary .tsv")
@@ -21,7 +26,7 @@ def preprocess(argv=None) -> int:
     from ..core.plotting import figure_paths, save_figure
     from .pipeline import preprocess as run
     figure_paths(args.qc_figure)  # a bad figure name fails before any work
-    out = run(args.input, STEP.from_args(args), args.dataset)
+    out = run(args.input, STEP.from_args(args), args.dataset, sheet=args.sample_sheet)
     with io.all_or_nothing(args.output, args.qc_table, *figure_paths(args.qc_figure)):
         io.write_table(out.qc_table, args.qc_table)
         save_figure(out.figure, args.qc_figure)

@@ -12,6 +12,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from ..core.errors import InputError
+from ..core.gene_names import match_genes
 from ..core.io import get_matrix, read_h5ad, read_lines, validate_counts
 
 
@@ -21,7 +22,8 @@ def load_preprocessed(path, batch: str | Sequence[str] | None = None, genes: str
 
     ``batch``: keep cells whose ``obs['batch']`` is this value (or in this list); ``genes``:
     ``all``, ``liger`` (``var['liger_selected']``), ``hvg`` (``var['highly_variable']``), or
-    a path to a text file with one gene name per line. The chosen ``layer`` becomes ``X`` and
+    a path to a text file with one gene name per line (matched exactly; `scfactor.core.gene_names.match_genes`
+    warns when ignoring case would match more). The chosen ``layer`` becomes ``X`` and
     is validated as counts when ``integer``. Raises `InputError` for an empty batch, a missing
     flag column or a gene list with no overlap.
     """
@@ -55,7 +57,8 @@ def select_genes(adata, genes: str, path):
             raise InputError(path, f"no gene is flagged in var[{col!r}]")
         return adata[:, keep].copy()
     names = read_lines(genes)
-    present = adata.var_names.intersection(names)
-    if len(present) == 0:
-        raise InputError(genes, f"none of its {len(names)} gene names occurs in {path}")
-    return adata[:, present].copy()
+    match = match_genes(names, adata.var_names, what=f"gene list {genes}", where=str(path))
+    if match.n_found == 0:
+        hint = f" ({match.n_ignoring_case} match ignoring case)" if match.n_ignoring_case else ""
+        raise InputError(genes, f"none of its {len(names)} gene names occurs in {path}{hint}")
+    return adata[:, match.found].copy()

@@ -9,12 +9,18 @@ import pandas as pd
 import scipy.sparse as sp
 
 
+def mito_mask(gene_names, mito_pattern: str = r"^(MT|mt|Mt)-") -> np.ndarray:
+    """Boolean mask of the gene names (symbols) that match the mitochondrial pattern."""
+    pattern = re.compile(mito_pattern)
+    return np.array([bool(pattern.match(str(g))) for g in gene_names], dtype=bool)
+
+
 def cell_metrics(counts, gene_names, mito_pattern: str = r"^(MT|mt|Mt)-") -> pd.DataFrame:
     """Total counts, detected genes and mitochondrial fraction per cell."""
     x = sp.csr_matrix(counts)
     total = np.asarray(x.sum(axis=1)).ravel()
     detected = np.diff(x.indptr)
-    mito = np.array([bool(re.match(mito_pattern, g)) for g in gene_names])
+    mito = mito_mask(gene_names, mito_pattern)
     mito_counts = np.asarray(x[:, mito].sum(axis=1)).ravel() if mito.any() else np.zeros_like(total)
     with np.errstate(divide="ignore", invalid="ignore"):
         frac = np.where(total > 0, mito_counts / total, 0.0)
