@@ -173,3 +173,21 @@ def test_no_test_loads_a_script_by_path():
                  if re.search(r"spec_from_file_location|workflow/scripts|SCRIPTS\s*/", p.read_text())
                  and p.name != "test_structure.py"]
     assert not offenders, offenders
+
+
+def test_rule_files_do_not_shadow_each_others_names():
+    """All .smk files share one namespace: a helper imported (or a constant set) by two rule files under the
+    same name silently replaces the first one (as two `simulate_command`s once did)."""
+    import collections
+
+    seen = collections.defaultdict(set)
+    for smk in sorted((REPO / "workflow" / "rules").glob("*.smk")):
+        text = smk.read_text()
+        for m in re.finditer(r"^from scfactor[\w.]* import (\([^)]*\)|[^\n]*)", text, re.M):
+            for item in re.sub(r"#[^\n]*", "", m.group(1)).strip("()").split(","):
+                if item.strip():
+                    seen[item.split(" as ")[-1].strip()].add(smk.name)
+        for m in re.finditer(r"^([A-Za-z_]\w*) = ", text, re.M):
+            seen[m.group(1)].add(smk.name)
+    clashes = {name: sorted(files) for name, files in seen.items() if len(files) > 1}
+    assert not clashes, clashes

@@ -30,7 +30,8 @@ LOGS = config["logs"]
 
 # dataset paths may name the results folder as {results} (simulator outputs follow `results` overrides)
 for _entry in config["datasets"].values():
-    _entry["path"] = _entry["path"].replace("{results}", RESULTS)
+    if _entry.get("path"):
+        _entry["path"] = _entry["path"].replace("{results}", RESULTS)
 
 # Each .smk file registers its final outputs here; `rule all` asks for all of them.
 TARGETS = []

@@ -6,7 +6,7 @@ from scfactor.nbmix.smk import (  # noqa: E402
     leiden_command,
     nbmix_input,
     nbmix_runs,
-    simulate_command,
+    simulate_command as simulate_nbmix_command,
     simulations,
 )
 
@@ -23,7 +23,7 @@ rule simulate_nbmix:
         f"{RESULTS}/simulate/nbmix/{{sim}}.h5ad",
     params:
         cmd=command("simulate_nbmix.py"),
-        opts=lambda wc: simulate_command(config, wc.sim),
+        opts=lambda wc: simulate_nbmix_command(config, wc.sim),
     log:
         log_path("simulate_nbmix", "sim"),
     threads: 1

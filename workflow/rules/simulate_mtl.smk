@@ -1,6 +1,6 @@
 # Simulator (d) (scfactor.mtl.simulate): the trace-norm MTL notebook's layout with planted
 # cluster-shared low-rank structure (config simulate.mtl).
-from scfactor.mtl.smk import simulate_command  # noqa: E402
+from scfactor.mtl.smk import simulate_command as simulate_mtl_command  # noqa: E402
 
 
 
@@ -17,7 +17,7 @@ rule simulate_mtl:
     params:
         cmd=command("simulate_mtl.py"),
         out=lambda wc, output: os.path.dirname(output.rpkm),
-        opts=simulate_command(config),
+        opts=simulate_mtl_command(config),
     log:
         log_path("simulate_mtl"),
     threads: 1
