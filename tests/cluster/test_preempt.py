@@ -1,7 +1,7 @@
 """Preemption of a TensorFlow training job on a real SLURM scheduler: rule `densify` (NeuMF, a checkpoint
 per epoch and training phase). The running job is killed by the scheduler (`scancel`, what a preempting
 partition does with PreemptMode=CANCEL, and what the profiles' `slurm-no-requeue` turns requeueing into);
-Snakemake's retry (the rule has `retries: 1`) submits attempt 2 with more memory, which resumes from the
+Snakemake's retry (profiles/slurm has `retries: 1`) submits attempt 2 with more memory, which resumes from the
 checkpoint (its log names the epoch) and writes the same result as an uninterrupted run.
 
 (SLURM's own requeue is not used: with plugin 2.8 and squeue status checks a requeued job can be seen as

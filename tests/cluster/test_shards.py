@@ -72,7 +72,7 @@ def uninterrupted(killed_and_rerun, tmp_path_factory):
 
 def cancel_every_attempt(run, cluster, wd, shard: str) -> list[str]:
     """scancel shard ``shard``'s job once it has checkpointed, and every retry Snakemake submits for it
-    (the rule has `retries:`), until Snakemake gives up on it and exits. Returns the cancelled job ids."""
+    (profiles/slurm has `retries: 1`), until Snakemake gives up on it and exits. Returns the cancelled job ids."""
     prefix = f"rule_mtl_train_shard_wildcards_sim_{TISSUE}_tracenorm_{shard}"
     wait_for(lambda: checkpoint(wd, shard).exists() or not run.running(), timeout=600, every=0.2,
              what=f"shard c{shard} to write its first checkpoint")
@@ -107,7 +107,7 @@ def killed_and_rerun(tmp_path_factory, slurm_cluster):
 
 def test_scancel_one_shard_keep_going_then_rerun(killed_and_rerun, uninterrupted, slurm_cluster):
     wd, first, rerun, cancelled, after_first = killed_and_rerun
-    # every cancelled attempt was reported as such (the rule retries), the other shard finished, the
+    # every cancelled attempt was reported as such (the profile retries), the other shard finished, the
     # aggregate did not run
     for job_id in cancelled:
         assert re.search(rf"SLURM-job '{job_id}' failed, SLURM status is: 'CANCELLED'", first), first[-3000:]

@@ -84,6 +84,7 @@ def test_metacharacters_in_values_stay_literal(tmp_path):
     assert proc.returncode != 0                                     # `bad` fails ...
     log = (tmp_path / "logs" / "preprocess" / "bad.log").read_text()
     assert f"has no obs column {hostile_key!r}" in log            # ... on the literal value
+    assert "Trying to restart" not in proc.stdout + proc.stderr    # an input error fails once (no retry)
     assert not (tmp_path / "results" / "preprocess" / "bad.h5ad").exists()
     leaked = [p for p in tmp_path.rglob("PWNED*")]
     assert not leaked, leaked

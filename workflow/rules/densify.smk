@@ -26,7 +26,6 @@ rule densify:
         runtime=runtime_min(config["densify"]["runtime"]),
         gpu=1,
         tpu=1,
-    retries: 1
     conda:
         "../../envs/tensorflow.yaml"
     shell:

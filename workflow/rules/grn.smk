@@ -36,7 +36,6 @@ rule grn:
         mem_mb=mem_mb(3000),
         runtime=runtime_min(20),
         gpu=1 if config["grn"]["device"] != "cpu" else 0,
-    retries: 1
     conda:
         "../../envs/torch.yaml"
     shell:

@@ -26,7 +26,6 @@ rule simulate_batches:
     resources:
         mem_mb=mem_mb(2000),
         runtime=runtime_min(20),
-    retries: 1
     conda:
         "../../envs/torch.yaml"
     shell:
@@ -52,7 +51,6 @@ rule integrate:
         mem_mb=mem_mb(INTEGRATE["mem_mb"]),
         runtime=runtime_min(60),
         gpu=1,
-    retries: 1
     conda:
         "../../envs/torch.yaml"
     shell:

@@ -32,7 +32,6 @@ rule layers:
         mem_mb=mem_mb(4000),
         runtime=runtime_min(30),
         gpu=1,
-    retries: 1
     conda:
         "../../envs/torch.yaml"
     shell:

@@ -48,7 +48,6 @@ rule mtl_velocity:
     resources:
         mem_mb=mem_mb(4000),
         runtime=runtime_min(20),
-    retries: 1
     conda:
         "../../envs/scanpy.yaml"
     shell:
@@ -103,7 +102,6 @@ rule mtl_lasso:
     resources:
         mem_mb=mem_mb(4000),
         runtime=runtime_min(60),
-    retries: 1
     conda:
         "../../envs/scanpy.yaml"
     shell:
@@ -192,7 +190,6 @@ rule mtl_train_shard:
         runtime=runtime_min(config["mtl"]["train"]["runtime"]),
         gpu=1,
         tpu=1,
-    retries: 2
     conda:
         "../../envs/tensorflow.yaml"
     shell:

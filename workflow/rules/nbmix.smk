@@ -54,7 +54,6 @@ rule nbmix:
         mem_mb=mem_mb(4000),
         runtime=runtime_min(60),
         gpu=1,
-    retries: 1
     conda:
         "../../envs/torch.yaml"
     shell:
@@ -78,7 +77,6 @@ rule nbmix_leiden:
     resources:
         mem_mb=mem_mb(4000),
         runtime=runtime_min(30),
-    retries: 1
     conda:
         "../../envs/scanpy.yaml"
     shell:
@@ -121,7 +119,6 @@ rule nbmix_figures:
     resources:
         mem_mb=mem_mb(4000),
         runtime=runtime_min(20),
-    retries: 1
     conda:
         "../../envs/torch.yaml"
     shell:

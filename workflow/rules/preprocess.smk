@@ -34,7 +34,6 @@ rule preprocess:
     resources:
         mem_mb=mem_mb(4000),
         runtime=runtime_min(20),
-    retries: 1
     conda:
         "../../envs/scanpy.yaml"
     shell:
