@@ -25,7 +25,8 @@ class _OneLineParser(argparse.ArgumentParser):
         raise SystemExit(2)
 
 
-def _positive_int(text: str) -> int:
+def positive_int(text: str) -> int:
+    """argparse ``type=`` for counts given by hand (``--threads``, a layer number): an integer >= 1."""
     try:
         value = int(text)
     except ValueError:
@@ -43,7 +44,7 @@ def parser(description: str, step=None) -> argparse.ArgumentParser:
     if callable(description):
         description = (description.__doc__ or "").strip().splitlines()[0]
     p = _OneLineParser(description=description, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--threads", type=_positive_int, default=1, help="CPU threads to use (the rule's threads)")
+    p.add_argument("--threads", type=positive_int, default=1, help="CPU threads to use (the rule's threads)")
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     if step is not None:
         step.add_arguments(p)

@@ -6,7 +6,6 @@
 
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 
 from ..core import cli, io
@@ -19,17 +18,6 @@ FIT = Step("layers", Group("layers", exclude=("datasets",) + _FIGURE_KEYS))
 THETA_FIGURE = Step("layers_theta_clustermap", Group("layers", include=("max_rows", "seed", "label_key")))
 LOADING_FIGURE = Step("layers_gene_loading", Group("layers", include=("top_n", "max_thresh")))
 SIMULATE = Step("simulate_blocks", Group("simulate_blocks"))
-
-
-def _level(text: str) -> int:
-    """A layer number (``--level``): an integer >= 1."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{value} is out of range (must be >= 1)")
-    return value
 
 
 def layers(argv=None) -> int:
@@ -63,7 +51,7 @@ def layers_theta_clustermap(argv=None) -> int:
     """Clustermap of one layer's theta of a multilayer NMF fit (the notebook's sns.clustermap of uns['theta_l<l>'])."""
     p = cli.parser(layers_theta_clustermap, THETA_FIGURE)
     p.add_argument("--input", required=True, help="layers .h5ad (uns['theta_l<level>'])")
-    p.add_argument("--level", type=_level, required=True, help="layer number (1 = cells x k1)")
+    p.add_argument("--level", type=cli.positive_int, required=True, help="layer number (1 = cells x k1)")
     p.add_argument("--title", default=None, help="figure title (when absent: file stem and shape)")
     p.add_argument("--figure", required=True, help="figure .png (its .pdf is written beside it)")
     args = cli.start(p, argv)
@@ -93,7 +81,7 @@ def layers_gene_loading(argv=None) -> int:
     """Top gene loadings per factor of one layer (the notebook's plot_gene_loading on varm['beta_l<l>'])."""
     p = cli.parser(layers_gene_loading, LOADING_FIGURE)
     p.add_argument("--input", required=True, help="layers .h5ad (varm['beta_l<level>'])")
-    p.add_argument("--level", type=_level, required=True, help="layer number (1 = cells x k1)")
+    p.add_argument("--level", type=cli.positive_int, required=True, help="layer number (1 = cells x k1)")
     p.add_argument("--title", default=None, help="figure title (when absent: file stem, top_n and layer)")
     p.add_argument("--figure", required=True, help="figure .png (its .pdf is written beside it)")
     args = cli.start(p, argv)
