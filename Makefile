@@ -42,7 +42,7 @@ paper: env
 
 ## the test suite (unit, workflow, real-SLURM cluster tests)
 test: env
-	@set +e; pytest -p no:cacheprovider; rc=$$?; \
+	@set +e; pytest -p no:cacheprovider --durations=30; rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "error: pytest collected no tests" >&2; fi; exit $$rc
 
 lint: env
