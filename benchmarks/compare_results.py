@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-RUN_TIME = {"seconds", "cpu_seconds", "samples_per_s"}
+RUN_TIME = {"seconds", "cpu_seconds", "train_seconds", "samples_per_s"}
 
 
 def _key(df: pd.DataFrame) -> list[str]:

@@ -199,7 +199,7 @@ def file_digests(root: Path, sub: str = "results") -> dict[str, str]:
 
 
 #: ``uns`` keys that record how long a step ran (they differ on every run); every other key is compared
-IGNORED_UNS_KEYS = frozenset({"seconds", "cpu_seconds", "samples_per_s"})
+IGNORED_UNS_KEYS = frozenset({"seconds", "cpu_seconds", "train_seconds", "samples_per_s"})
 _STATE = re.compile(r"(\.ckpt|/checkpoints)(/|$)")     # training state, not results
 
 

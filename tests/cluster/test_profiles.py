@@ -217,4 +217,4 @@ def test_result_comparison_is_element_wise():
     assert not values_equal({"x": a, "loss": 1.0}, {"x": a, "loss": 2.0})
     assert values_equal(np.array([np.nan, 1.0]), np.array([np.nan, 1.0]))
     assert not values_equal(np.array(["a", None], dtype=object), np.array(["a", "b"], dtype=object))
-    assert IGNORED_UNS_KEYS == {"seconds", "cpu_seconds", "samples_per_s"}
+    assert IGNORED_UNS_KEYS == {"seconds", "cpu_seconds", "train_seconds", "samples_per_s"}

@@ -17,6 +17,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 from .io import atomic_output  # noqa: E402
 
 DPI = 150
+#: no creation date in the files, so that a rerun writes the same bytes
+_NO_DATE = {"pdf": {"CreationDate": None}}
 
 
 def figure_paths(png) -> tuple[Path, Path]:
@@ -30,7 +32,8 @@ def figure_paths(png) -> tuple[Path, Path]:
 def save_figure(fig, png, dpi: int = DPI) -> None:
     """Save ``fig`` (a matplotlib Figure, or an object with ``.figure`` such as a seaborn grid) as PNG + PDF.
 
-    Both files appear together or not at all; the figure is closed afterwards.
+    Both files appear together or not at all, and a rerun writes the same bytes (no creation date in the
+    PDF); the figure is closed afterwards.
     """
     fig = getattr(fig, "figure", fig) if not isinstance(fig, matplotlib.figure.Figure) else fig
     png, pdf = figure_paths(png)
@@ -38,7 +41,8 @@ def save_figure(fig, png, dpi: int = DPI) -> None:
         with contextlib.ExitStack() as stack:
             tmps = [(stack.enter_context(atomic_output(p)), p) for p in (pdf, png)]
             for tmp, p in tmps:
-                fig.savefig(tmp, dpi=dpi, bbox_inches="tight", format=p.suffix.lstrip("."))
+                fmt = p.suffix.lstrip(".")
+                fig.savefig(tmp, dpi=dpi, bbox_inches="tight", format=fmt, metadata=_NO_DATE.get(fmt))
     except BaseException:
         for p in (png, pdf):  # the first rename may have happened before the second failed
             p.unlink(missing_ok=True)
