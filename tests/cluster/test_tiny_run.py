@@ -12,7 +12,7 @@ from cluster.slurm import (FAST, different_results, file_digests, job_stats, pro
                            slurm_cluster, submissions, submitted_jobids, write_tiny_workdir)
 from conftest import snakemake
 
-pytestmark = [pytest.mark.slurm, pytest.mark.slow, pytest.mark.timeout(900)]
+pytestmark = [pytest.mark.slurm, pytest.mark.xdist_group("slurm"), pytest.mark.slow, pytest.mark.timeout(900)]
 
 
 @pytest.fixture(scope="module")
