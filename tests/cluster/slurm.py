@@ -251,18 +251,19 @@ def same_h5ad(p: Path, q: Path) -> bool:
     return values_equal(dict(a.uns), dict(b.uns))
 
 
-def different_results(a, b, sub: str = "results") -> list[str]:
+def different_results(a, b, sub: str = "results", a_is_subset: bool = False) -> list[str]:
     """Files under ``sub`` that differ between two working directories (or exist in only one).
 
     Byte equality for every file, except: PDFs are compared without their ``/CreationDate``, and
     ``.h5ad`` files by content (matrices, obs, var, obsm, varm, layers, and uns without the run-time keys
     listed in `IGNORED_UNS_KEYS`), since some steps record how long they ran. Training
-    checkpoints (``*.ckpt/``, ``checkpoints/``) are state, not results, and are skipped.
+    checkpoints (``*.ckpt/``, ``checkpoints/``) are state, not results, and are skipped. With
+    ``a_is_subset`` a run of fewer targets is compared: files only in ``b`` are allowed.
     """
     a, b = Path(a), Path(b)
     fa = {str(p.relative_to(a)) for p in (a / sub).rglob("*") if p.is_file() and not _STATE.search(str(p))}
     fb = {str(p.relative_to(b)) for p in (b / sub).rglob("*") if p.is_file() and not _STATE.search(str(p))}
-    bad = sorted(fa ^ fb)
+    bad = sorted(fa - fb) if a_is_subset else sorted(fa ^ fb)
     for rel in sorted(fa & fb):
         x, y = (a / rel).read_bytes(), (b / rel).read_bytes()
         if x == y:
