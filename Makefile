@@ -40,10 +40,9 @@ paper: env
 	python benchmarks/headlines.py --results results --label "paper config (make paper)" \
 		--output benchmarks/results/headlines_paper.md
 
-## the test suite (unit, workflow, real-SLURM cluster tests): two workers, the SLURM tests in one of them
-## (they mostly wait on the scheduler) while the other runs the rest
+## the test suite (unit, workflow, real-SLURM cluster tests)
 test: env
-	@set +e; pytest -p no:cacheprovider -n 2 --dist loadgroup --durations=30; rc=$$?; \
+	@set +e; pytest -p no:cacheprovider --durations=30; rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "error: pytest collected no tests" >&2; fi; exit $$rc
 
 lint: env

@@ -115,28 +115,9 @@ def assert_clean_failure(proc, *, mentions: str, outputs=()):
 def tiny_run(tmp_path_factory):
     """The whole tiny-config DAG run once per test session (2 cores); returns its working directory.
 
-    Tests that only read final outputs share this run instead of re-running their part of the DAG. Under
-    pytest-xdist (`make test` runs two workers) the first worker to ask builds it in the session's shared
-    temporary folder, holding a file lock; the other waits for it and reuses it (a failed build is not
-    retried: its error is shown to every test that asks).
+    Tests that only read final outputs share this run instead of re-running their part of the DAG.
     """
-    from filelock import FileLock
-
-    shared = tmp_path_factory.getbasetemp()
-    if os.environ.get("PYTEST_XDIST_WORKER"):
-        shared = shared.parent                       # common to all workers of this session
-    workdir = shared / "tiny_run"
-    done, failed = shared / "tiny_run.done", shared / "tiny_run.failed"
-    with FileLock(str(shared / "tiny_run.lock")):
-        if failed.exists():
-            raise AssertionError(failed.read_text())
-        if not done.exists():
-            workdir.mkdir(parents=True, exist_ok=True)
-            (workdir / "config.yaml").write_text(yaml.safe_dump(load_tiny_config(), sort_keys=False))
-            try:
-                snakemake(workdir, "--cores", "2")
-            except AssertionError as exc:
-                failed.write_text(str(exc))
-                raise
-            done.write_text("ok\n")
+    workdir = tmp_path_factory.mktemp("tiny_run")
+    (workdir / "config.yaml").write_text(yaml.safe_dump(load_tiny_config(), sort_keys=False))
+    snakemake(workdir, "--cores", "2")
     return workdir

@@ -19,7 +19,7 @@ from cluster.slurm import (FAST, Background, profile, same_h5ad, slurm_cluster, 
                            snakemake_env, submissions, wait_for, write_tiny_workdir)
 from conftest import REPO, load_tiny_config, snakemake
 
-pytestmark = [pytest.mark.slurm, pytest.mark.xdist_group(name="slurm"), pytest.mark.slow, pytest.mark.timeout(900),
+pytestmark = [pytest.mark.slurm, pytest.mark.slow, pytest.mark.timeout(900),
               pytest.mark.skipif(not (REPO / "workflow" / "rules" / "densify.smk").exists(),
                                  reason="needs the densify rule (workflow/rules/densify.smk)")]
 

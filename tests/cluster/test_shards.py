@@ -21,7 +21,7 @@ from cluster.slurm import (FAST, Background, profile, slurm_cluster, snakemake_e
                            submissions, wait_for, write_tiny_workdir)
 from conftest import REPO, load_tiny_config, snakemake
 
-pytestmark = [pytest.mark.slurm, pytest.mark.xdist_group(name="slurm"), pytest.mark.slow, pytest.mark.timeout(1200),
+pytestmark = [pytest.mark.slurm, pytest.mark.slow, pytest.mark.timeout(1200),
               pytest.mark.skipif(not (REPO / "workflow" / "rules" / "mtl.smk").exists(),
                                  reason="needs the MTL rules (workflow/rules/mtl.smk, branch mtl)")]
 
