@@ -40,6 +40,14 @@ def simulate_mtl(argv=None) -> int:
     return 0
 
 
+def _tissue_parser(func, step):
+    """The parser of a per-tissue step: schema options plus ``--layout`` and ``--tissue``."""
+    p = cli.parser(func, step)
+    p.add_argument("--layout", required=True, help=_LAYOUT_HELP)
+    p.add_argument("--tissue", required=True, help="tissue (hdf5 group)")
+    return p
+
+
 def mtl_velocity(argv=None) -> int:
     """Steady-state RNA velocity of a spliced/unspliced .h5ad, written as the notebook's rpkm.hdf5 / velo.hdf5."""
     p = cli.parser(mtl_velocity, VELOCITY)
@@ -81,9 +89,7 @@ def mtl_tf_activity(argv=None) -> int:
 
 def mtl_lasso(argv=None) -> int:
     """Per-gene lasso baseline of one tissue: LassoCV on standardised TF expression, test R2 on the MTL splits."""
-    p = cli.parser(mtl_lasso, LASSO)
-    p.add_argument("--layout", required=True, help=_LAYOUT_HELP)
-    p.add_argument("--tissue", required=True, help="tissue (hdf5 group)")
+    p = _tissue_parser(mtl_lasso, LASSO)
     p.add_argument("--output", required=True, help="lasso_r2.csv (tissue, gene_ensembl, rep, alpha, r2, n_train, n_test)")
     args = cli.start(p, argv)
     cli.set_threads(1)  # --threads are joblib workers (genes in parallel), each single-threaded
@@ -95,9 +101,7 @@ def mtl_lasso(argv=None) -> int:
 
 def mtl_select_genes(argv=None) -> int:
     """Select one tissue's MTL genes: in the lasso table, velocity in >= --min-cells cells, a seeded --num-genes."""
-    p = cli.parser(mtl_select_genes, SELECT_GENES)
-    p.add_argument("--layout", required=True, help=_LAYOUT_HELP)
-    p.add_argument("--tissue", required=True, help="tissue (hdf5 group)")
+    p = _tissue_parser(mtl_select_genes, SELECT_GENES)
     p.add_argument("--lasso-table", required=True, help="lasso_r2.csv of the tissue")
     p.add_argument("--output", required=True, help="genes.tsv (gene_ensembl)")
     args = cli.start(p, argv)
@@ -109,9 +113,7 @@ def mtl_select_genes(argv=None) -> int:
 
 def mtl_gene_clusters(argv=None) -> int:
     """Balanced gene clusters of one tissue: KMeansConstrained on mean-imputed velocity, seeded."""
-    p = cli.parser(mtl_gene_clusters, GENE_CLUSTERS)
-    p.add_argument("--layout", required=True, help=_LAYOUT_HELP)
-    p.add_argument("--tissue", required=True, help="tissue (hdf5 group)")
+    p = _tissue_parser(mtl_gene_clusters, GENE_CLUSTERS)
     p.add_argument("--genes", required=True, help="genes.tsv from mtl_select_genes")
     p.add_argument("--output", required=True, help="clusters.tsv (gene_ensembl, cluster)")
     args = cli.start(p, argv)
@@ -124,9 +126,7 @@ def mtl_gene_clusters(argv=None) -> int:
 def mtl_train_shard(argv=None) -> int:
     """Train and test one trace-norm MTL shard (tissue, gene cluster, replicate) as one batched TensorFlow model."""
     from .pipeline import REFERENCE
-    p = cli.parser(mtl_train_shard, TRAIN_SHARD)
-    p.add_argument("--layout", required=True, help=_LAYOUT_HELP)
-    p.add_argument("--tissue", required=True, help="tissue (hdf5 group)")
+    p = _tissue_parser(mtl_train_shard, TRAIN_SHARD)
     p.add_argument("--clusters", required=True, help="clusters.tsv (gene_ensembl, cluster)")
     p.add_argument("--cluster", type=int, required=True, help="gene cluster of the shard")
     p.add_argument("--rep", type=int, required=True, help="replicate: selects the split and the seeds")
