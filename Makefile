@@ -40,10 +40,10 @@ paper: env
 	python benchmarks/headlines.py --results results --label "paper config (make paper)" \
 		--output benchmarks/results/headlines_paper.md
 
-## the test suite (unit, workflow, real-SLURM cluster tests)
+## the test suite (unit, workflow, real-SLURM cluster tests) in three pytest processes at once
+## (tests/run_parallel.py: the SLURM tests mostly wait on the scheduler); plain `pytest` runs it in one
 test: env
-	@set +e; pytest -p no:cacheprovider --durations=30; rc=$$?; \
-	if [ $$rc -eq 5 ]; then echo "error: pytest collected no tests" >&2; fi; exit $$rc
+	$(BIN)/python tests/run_parallel.py
 
 lint: env
 	snakemake --lint --configfile config/config.yaml

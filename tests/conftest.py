@@ -117,7 +117,22 @@ def tiny_run(tmp_path_factory):
 
     Tests that only read final outputs share this run instead of re-running their part of the DAG.
     """
-    workdir = tmp_path_factory.mktemp("tiny_run")
-    (workdir / "config.yaml").write_text(yaml.safe_dump(load_tiny_config(), sort_keys=False))
-    snakemake(workdir, "--cores", "2")
+    shared = os.environ.get("SCFACTOR_TINY_RUN")
+    if not shared:
+        workdir = tmp_path_factory.mktemp("tiny_run")
+        (workdir / "config.yaml").write_text(yaml.safe_dump(load_tiny_config(), sort_keys=False))
+        snakemake(workdir, "--cores", "2")
+        return workdir
+    # tests/run_parallel.py: several pytest processes share one run; the first to get here makes it,
+    # the others wait on the lock and read it
+    import fcntl
+
+    workdir = Path(shared)
+    workdir.mkdir(parents=True, exist_ok=True)
+    with open(workdir.parent / f"{workdir.name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (workdir / ".complete").exists():
+            (workdir / "config.yaml").write_text(yaml.safe_dump(load_tiny_config(), sort_keys=False))
+            snakemake(workdir, "--cores", "2")
+            (workdir / ".complete").touch()
     return workdir

@@ -55,6 +55,14 @@ class SlurmCluster:
         rows = [dict(zip(("id", "state", "comment"), ln.split("|", 2))) for ln in out.splitlines() if ln]
         return [r for r in rows if r["comment"].startswith(comment_prefix)]
 
+    def jobs_running(self, rule: str, wildcards: str) -> list[dict]:
+        """Queued / running jobs whose batch script runs the Snakemake job ``rule`` with ``wildcards``
+        (``run=sim,tissue=tissue1,...``), alone or inside a job group (a group's comment names no
+        wildcards, so the job's own script is read)."""
+        target = f"'{rule}:{wildcards}'"
+        return [r for r in self.jobs()
+                if target in self.run("scontrol", "write", "batch_script", r["id"], "-", check=False).stdout]
+
 
 def _answers(env) -> bool:
     try:
@@ -75,6 +83,8 @@ def _unavailable(reason: str):
 @pytest.fixture(scope="session")
 def slurm_cluster():
     """A running single-node SLURM (partitions cpu, gpu, tpu); stops only the daemons it started."""
+    if os.environ.get("SCFACTOR_SLURM_UNAVAILABLE"):     # tests/run_parallel.py tried to start it
+        _unavailable(os.environ["SCFACTOR_SLURM_UNAVAILABLE"])
     if os.environ.get("SLURM_CONF") and _answers({}):
         yield SlurmCluster(env={"SLURM_CONF": os.environ["SLURM_CONF"]})   # someone else's: left alone
         return
@@ -103,11 +113,15 @@ _SUBMITTED = re.compile(r"Job (\d+) has been submitted with SLURM jobid (\d+) \(
 
 @dataclass
 class Submission:
-    """One sbatch call the plugin made (from its ``sbatch call:`` debug line)."""
+    """One sbatch call the plugin made (from its ``sbatch call:`` debug line): a single job, or a job group
+    (``group`` names it) that runs several Snakemake jobs in one allocation."""
 
     rule: str
     wildcards: str
     args: list
+    group: str = ""
+    #: the Snakemake jobs this submission runs, as (rule, wildcards joined by "_", as in the plugin's comment)
+    jobs: list = field(default_factory=list)
 
     def opt(self, name: str):
         """Value of an sbatch option (``--mem``, ``-p``, ``--gpus`` ...) or None."""
@@ -119,6 +133,19 @@ class Submission:
         return None
 
 
+def _target_jobs(wrap: str) -> list[tuple[str, str]]:
+    """(rule, wildcard values joined by "_") of each ``--target-jobs`` entry in a job's command line."""
+    words = shlex.split(wrap)
+    start = words.index("--target-jobs") + 1
+    jobs = []
+    for w in words[start:]:
+        if w.startswith("--"):
+            break
+        rule, _, wc = w.partition(":")
+        jobs.append((rule, "_".join(kv.split("=", 1)[1] for kv in wc.split(",") if kv)))
+    return jobs
+
+
 def submissions(log_text: str) -> list[Submission]:
     """Every sbatch call in a ``snakemake --verbose`` log, in order."""
     subs = []
@@ -126,13 +153,35 @@ def submissions(log_text: str) -> list[Submission]:
         if "sbatch call: sbatch " not in line:
             continue
         call = line.split("sbatch call: ", 1)[1]
-        head = call.split(" --wrap=", 1)[0]          # the job's own command line is not needed
+        head, _, wrap = call.partition(" --wrap=")
         args = shlex.split(head)[1:]
+        jobs = _target_jobs(shlex.split(wrap)[0])
+        out = Submission("", "", args).opt("--output") or ""
+        grp = re.search(r"/group_([^/]+)/", out)
+        if grp:              # comment rule_<group>_<rules>: the jobs come from the command line
+            rules = sorted({r for r, _ in jobs})
+            subs.append(Submission("+".join(rules), "", args, group=grp.group(1), jobs=jobs))
+            continue
         comment = Submission("", "", args).opt("--comment") or ""
         m = re.match(r"rule_(.+?)(?:_wildcards_(.*))?$", comment)
         assert m, f"sbatch call without the plugin's rule comment: {call[:300]}"
-        subs.append(Submission(m.group(1), m.group(2) or "", args))
+        subs.append(Submission(m.group(1), m.group(2) or "", args, jobs=[(m.group(1), m.group(2) or "")]))
     return subs
+
+
+def submitted_jobs(log_text: str) -> list[tuple[str, str]]:
+    """(rule, wildcards) of every Snakemake job sent to SLURM, alone or in a group, in submission order."""
+    return [j for s in submissions(log_text) for j in s.jobs]
+
+
+def reported_cancelled(log_text: str, job_id: str, workdir: Path) -> bool:
+    """Whether Snakemake reported SLURM job ``job_id`` as failed because it was cancelled: a single job by
+    the plugin's status line, a job group by "Error in group" naming the job's SLURM log, which holds
+    slurmstepd's CANCELLED line."""
+    if re.search(rf"SLURM-job '{job_id}' failed, SLURM status is: 'CANCELLED'", log_text):
+        return True
+    m = re.search(rf"Error in group \S+\n\s+log: (\S+/{job_id}\.log)", log_text)
+    return bool(m) and re.search(rf"JOB {job_id} ON \S+ CANCELLED", (workdir / m.group(1)).read_text()) is not None
 
 
 def submitted_jobids(log_text: str) -> list[str]:

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from cluster.slurm import (FAST, different_results, file_digests, job_stats, profile,  # noqa: F401
-                           slurm_cluster, submissions, submitted_jobids, write_tiny_workdir)
+                           slurm_cluster, submissions, submitted_jobids, submitted_jobs, write_tiny_workdir)
 from conftest import REPO, snakemake
 
 pytestmark = [pytest.mark.slurm, pytest.mark.slow, pytest.mark.timeout(900)]
@@ -28,6 +28,9 @@ SLURM_TARGETS = (
 #: rules that are not in the tiny config's DAG: `all` (no action) and the benchmark tables of the report
 #: (figures.benchmark_tables is off outside the demo and paper configs)
 NOT_IN_TINY_DAG = {"all", "report_benchmark"}
+#: MTL shards per submission in this test (the profile bundles up to 120): the tiny DAG's 4 shards go in
+#: two submissions of 3 and 1, each running at most `shard_slots` (2) shards at a time
+GROUP = 3
 
 
 def workflow_rules() -> set[str]:
@@ -40,7 +43,8 @@ def workflow_rules() -> set[str]:
 def slurm_run(tmp_path_factory, slurm_cluster):
     """The tiny config's SLURM_TARGETS run with profiles/slurm; returns (workdir, snakemake log text)."""
     wd = write_tiny_workdir(tmp_path_factory.mktemp("slurm"))
-    proc = snakemake(wd, "--profile", profile("slurm"), *FAST, *SLURM_TARGETS, env=slurm_cluster.env)
+    proc = snakemake(wd, "--profile", profile("slurm"), *FAST, *SLURM_TARGETS, "--group-components",
+                     f"mtl_shards={GROUP}", env=slurm_cluster.env)
     return wd, proc.stdout + proc.stderr
 
 
@@ -51,8 +55,19 @@ def test_tiny_config_every_job_through_sbatch(slurm_run, tiny_run):
     remote = {rule: n for rule, n in stats.items() if rule != "all"}   # `all` has no action: local
     assert set(remote) == workflow_rules() - NOT_IN_TINY_DAG, sorted(set(remote) ^ (workflow_rules() - NOT_IN_TINY_DAG))
     subs = submissions(log)
-    assert remote and sum(remote.values()) == len(subs), (stats, [s.rule for s in subs])
-    assert {s.rule: sum(t.rule == s.rule for t in subs) for s in subs} == remote
+    jobs = submitted_jobs(log)
+    assert remote and sum(remote.values()) == len(jobs), (stats, jobs)
+    assert {r: sum(j[0] == r for j in jobs) for r, _ in jobs} == remote
+    # the MTL shards went in job groups of at most GROUP; every other rule alone
+    groups = [s for s in subs if s.group]
+    assert all(s.rule == "mtl_train_shard" for s in groups) and all(len(s.jobs) == 1 for s in subs if not s.group)
+    shards = remote["mtl_train_shard"]
+    assert sorted(len(s.jobs) for s in groups) == sorted([GROUP] * (shards // GROUP) + [shards % GROUP] * (shards % GROUP > 0))
+    assert len(subs) == sum(remote.values()) - shards + len(groups)
+    for s in groups:   # width: 2 shards at a time (shard_slots); walltime: 3 min per layer of shards
+        width = min(2, len(s.jobs))
+        layers = -(-len(s.jobs) // 2)
+        assert (s.opt("--cpus-per-task"), s.opt("--mem"), s.opt("-t")) == (str(width), str(4000 * width), str(3 * layers)), s.args
     ids = submitted_jobids(log)
     assert len(ids) == len(subs) and len(set(ids)) == len(ids)
     for s in subs:   # CPU partition, memory and walltime from the rule, no accelerator requested

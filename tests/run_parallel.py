@@ -1,0 +1,98 @@
+#!/usr/bin/env python
+"""Run the test suite as three pytest processes at once (what `make test` does).
+
+Most of the real-SLURM tests' wall time is waiting: for sbatch, for the scheduler, for the plugin's status
+polls. Run one after the other, the suite took 17 minutes on 2 cores; here the SLURM tests run in two
+processes beside the rest of the suite:
+
+    stream 1  tests/cluster/test_tiny_run.py tests/cluster/test_preempt.py
+    stream 2  tests/cluster/test_shards.py tests/cluster/test_profiles.py
+    stream 3  everything else (unit, workflow, own-data tests)
+
+Shared between the streams, so that nothing is set up twice or torn down under another stream:
+  - one SLURM cluster (tests/cluster/local_slurm.sh), started here and stopped at the end; when it cannot
+    be started, SCFACTOR_SLURM_UNAVAILABLE carries the reason to the tests (skip, or fail under
+    SCFACTOR_REQUIRE_SLURM=1);
+  - one run of the tiny config (the `tiny_run` fixture, made by the first stream that needs it under a file
+    lock, SCFACTOR_TINY_RUN).
+
+Each stream's output goes to a log file, printed in full when the stream ends; the exit status is the
+first failing stream's (pytest's own codes; 5, no test collected, is an error). Extra arguments are passed
+to every pytest process, e.g. `python tests/run_parallel.py -x`. A single pytest run (`pytest`) still
+works and runs everything in one process.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+SLURM = REPO / "tests" / "cluster" / "local_slurm.sh"
+STREAMS = {
+    "slurm-tiny": ["tests/cluster/test_tiny_run.py", "tests/cluster/test_preempt.py"],
+    "slurm-shards": ["tests/cluster/test_shards.py", "tests/cluster/test_profiles.py"],
+    "rest": ["tests", "--ignore=tests/cluster"],
+}
+
+
+def start_slurm(env: dict) -> list[str] | None:
+    """Start the shared cluster; returns the daemons started (to stop them), or None when it could not
+    start (the reason is then in env["SCFACTOR_SLURM_UNAVAILABLE"])."""
+    if os.geteuid() != 0:
+        env["SCFACTOR_SLURM_UNAVAILABLE"] = "not root (tests/cluster/local_slurm.sh starts slurm-wlm + munge as root)"
+        return None
+    proc = subprocess.run(["bash", str(SLURM), "start"], capture_output=True, text=True, timeout=900, env=env)
+    if proc.returncode != 0:
+        env["SCFACTOR_SLURM_UNAVAILABLE"] = f"tests/cluster/local_slurm.sh start failed:\n{proc.stderr[-3000:]}"
+        return None
+    env["SLURM_CONF"] = env.get("SLURM_CONF") or str(Path(env.get("SCFACTOR_SLURM_CONF_DIR", "/etc/slurm")) / "slurm.conf")
+    return [d for d in proc.stdout.strip().splitlines()[-1].removeprefix("started=").split(",") if d]
+
+
+def main(argv: list[str]) -> int:
+    """Run the streams, print their logs, return the suite's exit status."""
+    work = Path(tempfile.mkdtemp(prefix="scfactor-tests-"))
+    env = {**os.environ, "SCFACTOR_TINY_RUN": str(work / "tiny_run")}
+    started = start_slurm(env)
+    procs = {}
+    t0 = time.time()
+    try:
+        for name, paths in STREAMS.items():
+            log = open(work / f"{name}.log", "w")
+            cmd = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "--durations=15", *paths, *argv]
+            procs[name] = (subprocess.Popen(cmd, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT), log)
+            print(f"[tests] started {name}: {' '.join(cmd[1:])}", flush=True)
+        codes = {}
+        while len(codes) < len(procs):
+            for name, (proc, log) in procs.items():
+                if name not in codes and proc.poll() is not None:
+                    codes[name] = proc.returncode
+                    log.close()
+                    print(f"\n[tests] ===== {name}: exit {proc.returncode} after {time.time() - t0:.0f} s =====",
+                          flush=True)
+                    print((work / f"{name}.log").read_text(), flush=True)
+            time.sleep(1)
+    finally:
+        for proc, _ in procs.values():
+            if proc.poll() is None:
+                proc.kill()
+        if started:
+            subprocess.run(["bash", str(SLURM), "stop", ",".join(started)], capture_output=True, text=True,
+                           timeout=120, env=env)
+        shutil.rmtree(work, ignore_errors=True)
+    print(f"[tests] all streams done in {time.time() - t0:.0f} s: "
+          + ", ".join(f"{n} exit {c}" for n, c in codes.items()), flush=True)
+    bad = [c for c in codes.values() if c != 0]
+    if any(c == 5 for c in bad):
+        print("error: a test stream collected no tests", file=sys.stderr)
+    return bad[0] if bad else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
