@@ -34,25 +34,24 @@ def fold(m: np.ndarray, axis: int, shape) -> np.ndarray:
 
 
 def nuclear_norm(m: np.ndarray, grad: bool = True):
-    """(Sum of singular values of ``m``, its gradient ``U V^T`` or None), from the float64 Gram matrix.
+    """(Sum of singular values of ``m``, its gradient ``U V^T`` or None), through the float64 Gram matrix.
 
-    The eigen-decomposition of the smaller Gram matrix ``m m^T`` (or ``m^T m``) in float64 gives the
-    singular values and ``U V^T = (m m^T)^(-1/2) m`` as accurately as a float32 SVD and in a fraction of
-    its time (a shard's W1 unfolds to 25 x 12800). Directions whose singular value is below
-    ``max(m.shape) x float32 eps x s_max`` (numpy's rank tolerance: no float32 SVD resolves them)
-    are left out of the gradient, a valid subgradient.
+    ``U``: eigenvectors of the smaller Gram matrix (``m m^T``, or ``m^T m`` for a tall ``m``); the rows
+    of ``U^T m`` are ``s_i v_i``, so their norms are the singular values and, normalised, the right
+    singular vectors. As accurate as a float32 SVD, in a fraction of its time (a shard's W1 unfolds to
+    25 x 12800), and like the SVD every direction with a nonzero singular value contributes ``u_i v_i^T``.
     """
-    m64 = m.astype(np.float64)
     wide = m.shape[0] <= m.shape[1]
-    lam, u = np.linalg.eigh(m64 @ m64.T if wide else m64.T @ m64)
-    s = np.sqrt(np.clip(lam, 0.0, None))
+    m64 = m.astype(np.float64) if wide else m.T.astype(np.float64)
+    u = np.linalg.eigh(m64 @ m64.T)[1]
+    b = u.T @ m64                                              # rows s_i v_i^T
+    s = np.sqrt(np.einsum("ij,ij->i", b, b))
     value = np.float32(s.sum())
     if not grad:
         return value, None
-    keep = s > s.max() * max(m.shape) * np.finfo(np.float32).eps
-    u, s = u[:, keep], s[keep]
-    proj = (u / s) @ u.T                                       # (m m^T)^(-1/2) on the kept directions
-    return value, (proj @ m64 if wide else m64 @ proj).astype(np.float32)
+    keep = s > 0
+    g = u[:, keep] @ (b[keep] / s[keep, None])
+    return value, (g if wide else g.T).astype(np.float32)
 
 
 def trace_norm(w: np.ndarray, axis: int, grad: bool = True):
