@@ -186,9 +186,7 @@ class NumpyEngine:
 
     def state(self) -> dict:
         """The full training state as named arrays (model variables + Adam state) for `core.checkpoint`."""
-        out = {f"var/{k}": v for k, v in self.model.arrays().items()}
-        out.update(self.opt.state())
-        return out
+        return training.engine_state(self.model, self.opt)
 
     def restore(self, arrays) -> None:
         """Restore what `state` returned (in place: the optimizer keeps its references)."""

@@ -56,6 +56,13 @@ def shard_fingerprint(shard: ShardData, settings: dict) -> str:
                                   *shard.train, *shard.test, settings=settings)
 
 
+def engine_state(model, opt) -> dict:
+    """An engine's checkpoint arrays: the model's weights as ``var/<name>`` plus the optimizer's state."""
+    out = {f"var/{k}": v for k, v in model.arrays().items()}
+    out.update(opt.state())
+    return out
+
+
 def fit(shard: ShardData, opts, make_engine, *, seed_seq: np.random.SeedSequence, engine_name: str,
         checkpoint_dir=None, log_every: int = 1):
     """Train an engine on a shard; returns (engine, history list of per-epoch dicts).
