@@ -2,8 +2,10 @@
 """Benchmark: the trace-norm MTL notebook's per-gene Keras models vs the batched trace-norm model, on one simulated shard.
 
 In ONE run (same process, same threads): seconds per epoch and test R2 of (a) a faithful
-re-creation of the notebook's training (benchmarks/mtl/seed_keras.py) and (b) scfactor's batched
-model (workflow/scfactor/mtl/model.py), same shard, split, epochs, lambda, learning rate, batch.
+re-creation of the notebook's training (benchmarks/mtl/seed_keras.py), with its eager step and with
+the same step compiled by ``tf.function`` (``--seed-variants``), and (b) scfactor's batched model
+(workflow/scfactor/mtl/model.py, the TensorFlow engine), same shard, split, epochs, lambda, learning
+rate, batch. The results files start with the command that wrote them.
 Then, in a child process, peak memory (max RSS) of the batched model training on a large shard
 (default 25 genes x 1600 TFs x 5000 cells). Writes benchmarks/results/mtl.tsv and mtl.md.
 
@@ -17,6 +19,7 @@ import json
 import os
 import platform
 import resource
+import shlex
 import subprocess
 import sys
 import tempfile
@@ -45,9 +48,11 @@ def make_shard(tmp, genes, tfs, cells, seed=0):
     return mtl_data.build_shard(d, d.gene_ids, 0.1, seed, 0)
 
 
-def run_batched(shard, epochs, lam, lr, batch, seed=0):
+def run_batched(shard, epochs, lam, lr, batch, seed=0, engine="tensorflow"):
     from scfactor.mtl import data as mtl_data
-    from scfactor.mtl import model as mtl
+    from scfactor.mtl import model as tf_model
+    from scfactor.mtl import model_np
+    mtl = model_np if engine == "numpy" else tf_model
     from scfactor.mtl.cli import TRAIN_SHARD
     opts = TRAIN_SHARD.defaults(epochs=epochs, batch_size=batch, learning_rate=lr, lam=lam, l1=0.0)
     t0 = time.time()
@@ -92,6 +97,8 @@ def main(argv=None):
     p.add_argument("--mem-tfs", type=int, default=1600)
     p.add_argument("--mem-cells", type=int, default=5000)
     p.add_argument("--skip-seed", action="store_true", help="only the batched model (quick check)")
+    p.add_argument("--seed-variants", nargs="+", default=["eager", "compiled"], choices=["eager", "compiled"],
+                   help="the notebook's step as written (eager) and/or wrapped in tf.function (compiled)")
     p.add_argument("--memory-child", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--memory-only", action="store_true",
                    help="rerun only the memory measurement; keep the timing rows of an existing <out>.tsv")
@@ -104,7 +111,7 @@ def main(argv=None):
     tf = configure_tf(0, threads=args.threads)
     rows = []
     if args.memory_only:
-        rows = pd.read_csv(f"{args.out}.tsv", sep="\t").to_dict("records")
+        rows = pd.read_csv(f"{args.out}.tsv", sep="\t", comment="#").to_dict("records")
     with tempfile.TemporaryDirectory() as tmp:
         if args.memory_only:
             pass
@@ -114,20 +121,29 @@ def main(argv=None):
                   f"{min(map(len, shard.train))}-{max(map(len, shard.train))} training cells per gene", flush=True)
             r2_b, sec_b, wall_b = run_batched(shard, args.epochs, args.lam, args.lr, args.batch)
             steady_b = float(np.median(sec_b[1:])) if len(sec_b) > 1 else sec_b[0]
-            rows.append(dict(implementation="batched (scfactor)", epochs=args.epochs, s_per_epoch=steady_b,
+            rows.append(dict(implementation="batched (scfactor), tensorflow engine", epochs=args.epochs, s_per_epoch=steady_b,
                              first_epoch_s=sec_b[0], wall_s=wall_b, mean_test_r2=float(np.mean(r2_b)),
                              median_test_r2=float(np.median(r2_b))))
             print(rows[-1], flush=True)
+            r2_n, sec_n, wall_n = run_batched(shard, args.epochs, args.lam, args.lr, args.batch, engine="numpy")
+            rows.append(dict(implementation="batched (scfactor), numpy engine", epochs=args.epochs,
+                             s_per_epoch=float(np.median(sec_n[1:])) if len(sec_n) > 1 else sec_n[0],
+                             first_epoch_s=sec_n[0], wall_s=wall_n, mean_test_r2=float(np.mean(r2_n)),
+                             median_test_r2=float(np.median(r2_n))))
+            print(rows[-1], flush=True)
             if not args.skip_seed:
                 from seed_keras import test_seed, train_seed
-                t0 = time.time()
-                models, sec_s = train_seed(shard, args.epochs, batch_size=args.batch, lam=args.lam, lr=args.lr)
-                wall_s = time.time() - t0
-                r2_s = test_seed(models, shard)
-                rows.append(dict(implementation="notebook per-gene Keras (re-created)", epochs=args.epochs,
-                                 s_per_epoch=float(np.median(sec_s)), first_epoch_s=sec_s[0], wall_s=wall_s,
-                                 mean_test_r2=float(np.mean(r2_s)), median_test_r2=float(np.median(r2_s))))
-                print(rows[-1], flush=True)
+                for variant in args.seed_variants:
+                    t0 = time.time()
+                    models, sec_s = train_seed(shard, args.epochs, batch_size=args.batch, lam=args.lam, lr=args.lr,
+                                               compiled=variant == "compiled")
+                    wall_s = time.time() - t0
+                    r2_s = test_seed(models, shard)
+                    steady_s = float(np.median(sec_s[1:])) if len(sec_s) > 1 else sec_s[0]
+                    rows.append(dict(implementation=f"notebook per-gene Keras (re-created), {variant} step",
+                                     epochs=args.epochs, s_per_epoch=steady_s, first_epoch_s=sec_s[0], wall_s=wall_s,
+                                     mean_test_r2=float(np.mean(r2_s)), median_test_r2=float(np.median(r2_s))))
+                    print(rows[-1], flush=True)
     child = subprocess.run([sys.executable, __file__, "--memory-child", "--mem-genes", str(args.mem_genes),
                             "--mem-tfs", str(args.mem_tfs), "--mem-cells", str(args.mem_cells),
                             "--threads", str(args.threads), "--batch", str(args.batch)],
@@ -138,24 +154,28 @@ def main(argv=None):
     df = pd.DataFrame(rows)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    df.round(4).to_csv(f"{out}.tsv", sep="\t", index=False)
-    speed = (df["s_per_epoch"].iloc[1] / df["s_per_epoch"].iloc[0]) if len(df) == 2 else float("nan")
+    cmd = "python " + shlex.join([str(Path(__file__).resolve().relative_to(REPO)), *sys.argv[1:]])
+    with open(f"{out}.tsv", "w") as fh:
+        fh.write(f"# {cmd}\n")
+        df.round(4).to_csv(fh, sep="\t", index=False)
+    ref = df["s_per_epoch"].iloc[0]
+    speed = [f"{r.implementation}: {r.s_per_epoch / ref:.1f}x the batched model's steady epoch, mean test R2 "
+             f"{r.mean_test_r2:.3f}" for r in df.iloc[1:].itertuples()]
     seed_feat_gb = args.mem_genes * args.mem_cells * args.mem_tfs * 5 * 8 / 1e9
-    md = [f"# MTL benchmark (the trace-norm MTL notebook): per-gene Keras models vs one batched model",
+    md = [f"<!-- {cmd} -->", "",
+          "# MTL benchmark (the trace-norm MTL notebook): per-gene Keras models vs one batched model",
           "",
-          "Command: `python benchmarks/mtl/bench_mtl.py` (timings, R2 and memory; "
-          "`--memory-only` re-measures the memory row alone).  ",
+          f"Command: `{cmd}`{' (memory row re-measured, timing rows kept from the earlier file)' if args.memory_only else ''}.  ",
           f"Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs visible, "
-          f"TF {tf.__version__}, {args.threads} thread(s), CPU only. Shared machine: absolute seconds are noisy, "
-          "the ratio is measured within one run.",
+          f"TF {tf.__version__}, {args.threads} thread(s), CPU only; 1-minute load average at the end "
+          f"{os.getloadavg()[0]:.2f}. Steady epoch = median of the epochs after the first.",
           "",
           f"Shard: {args.genes} genes x {args.tfs} TFs x {args.cells} cells (simulator (d), one planted cluster, "
           f"rank 3), test ratio 0.1, {args.epochs} epochs, lambda {args.lam}, Adam lr {args.lr}, batch {args.batch}.",
           "",
           df.round(4).to_markdown(index=False),
           "",
-          f"**Speed-up per epoch (steady state): {speed:.0f}x**; mean test R2 batched "
-          f"{df['mean_test_r2'].iloc[0]:.3f}" + (f" vs seed {df['mean_test_r2'].iloc[1]:.3f}." if len(df) == 2 else "."),
+          *(f"- {line}" for line in speed),
           "",
           f"Peak memory (VmHWM of a child process that imports TF, simulates, loads and trains one epoch of a "
           f"{args.mem_genes} genes x {args.mem_tfs} TFs x {args.mem_cells} cells shard): "

@@ -67,6 +67,16 @@ def test_cluster_with_no_genes(layout, tmp_path):
     assert_clean_failure(proc, mentions="genes.tsv", outputs=[out])
 
 
+def test_numpy_engine_refuses_an_accelerator(layout, tmp_path):
+    """--accelerator gpu/tpu needs the TensorFlow engine: one line, before any data is read, no output."""
+    root, cl = layout
+    out, w = tmp_path / "s.tsv", tmp_path / "s.npz"
+    proc = run_cli(mtl_train_shard, "--layout", root, "--tissue", "tissue1", "--clusters", cl, "--cluster", 0,
+                   "--rep", 0, "--epochs", 1, "--engine", "numpy", "--accelerator", "gpu", "--output", out,
+                   "--weights", w)
+    assert_clean_failure(proc, mentions="--engine tensorflow", outputs=[out, w])
+
+
 def test_all_nan_velocity(layout, tmp_path):
     root = copy_layout(layout[0], tmp_path / "l")
     with h5py.File(root / "velo.hdf5", "a") as f:

@@ -138,12 +138,12 @@ def mtl_train_shard(argv=None) -> int:
     args = cli.start(p, argv)
     import shutil
 
-    from .model import save_weights
     from .pipeline import train_shard
+    from .training import save_weights
     res = train_shard(args.layout, args.tissue, args.clusters, args.cluster, args.rep, args.model,
                       TRAIN_SHARD.from_args(args), checkpoint_dir=args.checkpoint_dir, threads=args.threads)
     with io.all_or_nothing(args.output, args.weights):
-        save_weights(args.weights, res.model, res.genes, res.attrs)
+        save_weights(args.weights, res.model.arrays(), res.genes, res.attrs)
         with io.atomic_output(args.output) as tmp:
             res.table.to_csv(tmp, sep="\t", index=False, float_format="%.6g")
     if args.checkpoint_dir:

@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 
 from ..core import io
-from ..core.errors import InputError
+from ..core.errors import DeviceError, InputError
 from ..core.log import LOG
 from . import baseline
 from . import layout as L
@@ -193,9 +193,9 @@ def train_shard(root, tissue: str, clusters_path, cluster: int, rep: int, model_
     Seeds come from ``opts.seed`` and the shard's wildcards (`data.shard_seed`); the split from
     ``(opts.seed, rep)``, the same as the lasso's.
     """
-    from ..core.device import configure_tf, tf_strategy
-    from . import model as M
     from .data import build_shard, shard_seed
+    if opts.engine == "numpy" and opts.accelerator in ("gpu", "tpu"):
+        raise DeviceError(f"--accelerator {opts.accelerator} needs --engine tensorflow (the numpy engine runs on the CPU)")
     cl = io.read_table(clusters_path, dtype={"gene_ensembl": str})
     io.require_columns(cl, ["gene_ensembl", "cluster"], clusters_path, "cluster table")
     genes = cl.loc[cl["cluster"] == cluster, "gene_ensembl"].to_numpy()
@@ -208,11 +208,7 @@ def train_shard(root, tissue: str, clusters_path, cluster: int, rep: int, model_
              tissue, cluster, rep, model_name, opts.lam, shard.n_genes, shard.n_tfs,
              min(map(len, shard.train)), max(map(len, shard.train)))
     seq = shard_seed(opts.seed, tissue, cluster, rep)
-    configure_tf(int(seq.generate_state(1)[0]), threads=threads)
-    strategy = tf_strategy(opts.accelerator)
-    with strategy.scope():
-        model, _ = M.train_shard(shard, opts, seed_seq=seq, checkpoint_dir=checkpoint_dir)
-        r2 = M.test_r2(model, shard)
+    model, r2 = _train_test(shard, opts, seq, checkpoint_dir, threads)
     table = pd.DataFrame({"tissue": tissue, "gene": shard.genes, "cluster": cluster, "rep": rep,
                           "model": model_name, "lambda": opts.lam, "r2": np.round(r2, 6),
                           "n_train": [len(t) for t in shard.train], "n_test": [len(t) for t in shard.test]})
@@ -220,6 +216,20 @@ def train_shard(root, tissue: str, clusters_path, cluster: int, rep: int, model_
              "epochs": opts.epochs, "unfold_axis": opts.unfold_axis}
     LOG.info("test R2: mean %.3f, median %.3f", float(np.mean(r2)), float(np.median(r2)))
     return TrainedShard(table, model, shard.genes, attrs)
+
+
+def _train_test(shard, opts, seq, checkpoint_dir, threads):
+    """(model, test R2 per gene) of one shard with ``opts.engine`` (the numpy one never imports TensorFlow)."""
+    if opts.engine == "numpy":
+        from . import model_np as M
+        model, _ = M.train_shard(shard, opts, seed_seq=seq, checkpoint_dir=checkpoint_dir)
+        return model, M.test_r2(model, shard)
+    from ..core.device import configure_tf, tf_strategy
+    from . import model as M
+    configure_tf(int(seq.generate_state(1)[0]), threads=threads)
+    with tf_strategy(opts.accelerator).scope():
+        model, _ = M.train_shard(shard, opts, seed_seq=seq, checkpoint_dir=checkpoint_dir)
+        return model, M.test_r2(model, shard)
 
 
 # --------------------------------------------------------------------------- aggregate
