@@ -131,8 +131,15 @@ def tiny_run(tmp_path_factory):
     workdir.mkdir(parents=True, exist_ok=True)
     with open(workdir.parent / f"{workdir.name}.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
+        failed = workdir / ".failed"
+        if failed.exists():     # made and failed in another process: its error, not a second attempt
+            pytest.fail(f"the shared tiny run failed in another test process:\n{failed.read_text()}")
         if not (workdir / ".complete").exists():
             (workdir / "config.yaml").write_text(yaml.safe_dump(load_tiny_config(), sort_keys=False))
-            snakemake(workdir, "--cores", "2")
+            try:
+                snakemake(workdir, "--cores", "2")
+            except BaseException as e:     # includes pytest-timeout's interruption
+                failed.write_text(f"{type(e).__name__}: {str(e)[-6000:]}")
+                raise
             (workdir / ".complete").touch()
     return workdir

@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from cluster.slurm import profile, write_tiny_workdir
-from conftest import REPO, snakemake
+from conftest import REPO, load_tiny_config, snakemake
 from scfactor.core import memory as cluster
 from scfactor.core.memory import ResourceError, check_memory, granted_memory_mb, required_memory_mb
 
@@ -43,7 +43,11 @@ def num(job, name) -> int:
 
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):
-    return write_tiny_workdir(tmp_path_factory.mktemp("profiles"))
+    """The tiny config with the MTL shards on the TensorFlow engine, the one that can use an accelerator
+    (the default numpy engine asks for none: test_numpy_engine_shards_ask_for_no_accelerator)."""
+    mtl = load_tiny_config()["mtl"]
+    mtl["train"]["engine"] = "tensorflow"
+    return write_tiny_workdir(tmp_path_factory.mktemp("profiles"), mtl=mtl)
 
 
 @pytest.fixture(scope="module")
@@ -72,6 +76,13 @@ def test_cpu_placed_gpu_rules_are_zeroed_in_profiles(declared):
         assert not missing, f"profiles/{name}: add `gpu: 0` under set-resources for {sorted(missing)}"
     # and the lists agree with the GPU profile's
     assert zeroed_gpu_rules("slurm") == zeroed_gpu_rules("tpu") == set(profile_rules("gpu"))
+
+
+def test_numpy_engine_shards_ask_for_no_accelerator(tmp_path, declared):
+    """With the default engine (numpy) the MTL shards declare no GPU / TPU; with tensorflow they do."""
+    assert declared["mtl_train_shard"] == (1, 1)
+    shards = [j for j in dry_run_jobs(write_tiny_workdir(tmp_path)) if j["rule"] == "mtl_train_shard"]
+    assert shards and all(num(j, "gpu") == 0 and num(j, "tpu") == 0 for j in shards), shards
 
 
 def test_slurm_profile_cpu_only(tiny):

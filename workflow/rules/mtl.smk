@@ -188,8 +188,9 @@ rule mtl_train_shard:
     resources:
         mem_mb=mem_mb(config["mtl"]["train"]["mem_mb"]),
         runtime=runtime_min(config["mtl"]["train"]["runtime"]),
-        gpu=1,
-        tpu=1,
+        # only the TensorFlow engine can use an accelerator; the numpy engine (default) asks for none
+        gpu=int(config["mtl"]["train"]["engine"] == "tensorflow"),
+        tpu=int(config["mtl"]["train"]["engine"] == "tensorflow"),
     conda:
         "../../envs/tensorflow.yaml"
     shell:

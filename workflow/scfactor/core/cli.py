@@ -62,8 +62,16 @@ def start(p: argparse.ArgumentParser, argv=None) -> argparse.Namespace:
 def set_threads(n: int) -> None:
     """Limit BLAS / OpenMP / torch threads to ``n`` (the rule's ``threads``)."""
     n = max(1, int(n))
-    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS"):
+    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
         os.environ[var] = str(n)
+    numba_pool = sys.modules.get("numba.np.ufunc.parallel")
+    if numba_pool is not None and numba_pool._is_initialized:
+        # numba's pool is sized once per process (a second step run in the same process, as the tests
+        # do): changing NUMBA_NUM_THREADS now makes numba raise, so only narrow the pool's use
+        import numba
+        numba.set_num_threads(min(n, numba.config.NUMBA_NUM_THREADS))
+    else:
+        os.environ["NUMBA_NUM_THREADS"] = str(n)
     try:
         from threadpoolctl import threadpool_limits
         threadpool_limits(n)
