@@ -177,11 +177,14 @@ def submitted_jobs(log_text: str) -> list[tuple[str, str]]:
 def reported_cancelled(log_text: str, job_id: str, workdir: Path) -> bool:
     """Whether Snakemake reported SLURM job ``job_id`` as failed because it was cancelled: a single job by
     the plugin's status line, a job group by "Error in group" naming the job's SLURM log, which holds
-    slurmstepd's CANCELLED line."""
+    slurmstepd's CANCELLED line (no log at all when the job was cancelled before it started)."""
     if re.search(rf"SLURM-job '{job_id}' failed, SLURM status is: 'CANCELLED'", log_text):
         return True
     m = re.search(rf"Error in group \S+\n\s+log: (\S+/{job_id}\.log)", log_text)
-    return bool(m) and re.search(rf"JOB {job_id} ON \S+ CANCELLED", (workdir / m.group(1)).read_text()) is not None
+    if not m:
+        return False
+    slurm_log = workdir / m.group(1)
+    return not slurm_log.exists() or re.search(rf"JOB {job_id} ON \S+ CANCELLED", slurm_log.read_text()) is not None
 
 
 def submitted_jobids(log_text: str) -> list[str]:

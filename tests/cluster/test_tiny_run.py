@@ -12,7 +12,7 @@ from cluster.slurm import (FAST, different_results, file_digests, job_stats, pro
                            slurm_cluster, submissions, submitted_jobids, submitted_jobs, write_tiny_workdir)
 from conftest import REPO, snakemake
 
-pytestmark = [pytest.mark.slurm, pytest.mark.slow, pytest.mark.timeout(900)]
+pytestmark = [pytest.mark.slurm, pytest.mark.slow, pytest.mark.timeout(1800)]
 
 
 #: final outputs of the tiny config whose DAG holds every rule of the workflow once or more (39 of its 53
