@@ -16,6 +16,8 @@ one, as a new machine would).
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
 import re
 import shlex
@@ -68,7 +70,7 @@ def s3_server():
     """moto's S3 server on a free localhost port (a thread of this process); stopped after the module."""
     from moto.server import ThreadedMotoServer
     port = _free_port()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=True)   # its request log is read
     server.start()
     try:
         yield f"http://127.0.0.1:{port}"
@@ -180,6 +182,29 @@ def differences(remote_root: Path, local_root: Path, stage: str, tmp: Path, skip
 # ------------------------------------------------------------------------------------------------
 # tests
 
+@contextlib.contextmanager
+def request_log():
+    """The requests moto's server answers inside the block, as 'METHOD kind' (kind: bucket, object, listing)."""
+    seen = []
+
+    class Handler(logging.Handler):
+        def emit(self, record):
+            m = re.search(r'"(GET|HEAD|PUT|POST|DELETE) (\S+) HTTP', re.sub(r"\x1b\[[0-9;]*m", "", record.getMessage()))
+            if m:
+                path = m.group(2)
+                kind = "listing" if "prefix=" in path or "list-type" in path else \
+                    "bucket" if "/" not in path.split("?")[0].strip("/") else "object"
+                seen.append(f"{m.group(1)} {kind}")
+
+    handler = Handler()
+    log = logging.getLogger("werkzeug")
+    log.addHandler(handler)
+    try:
+        yield seen
+    finally:
+        log.removeHandler(handler)
+
+
 def shell_commands(text: str) -> list[str]:
     return [ln.split("Shell command: ", 1)[1] for ln in text.splitlines() if "Shell command: " in ln]
 
@@ -188,7 +213,11 @@ def test_commands_name_only_staged_paths(tmp_path, bucket, s3_server):
     """Dry run of the whole tiny DAG on storage: no job is handed a path of the working directory."""
     upload_resources(bucket, "dry", placeholders=True)
     wd = workdir(tmp_path / "wd", load_tiny_config())
-    proc = snakemake(wd, "-n", "-p", "--forceall", *storage_args("dry"), env=s3_env(s3_server))
+    with request_log() as requests:
+        proc = snakemake(wd, "-n", "-p", "--forceall", *storage_args("dry"), env=s3_env(s3_server))
+    # every existence check came from one listing of the run's prefix (scfactor.core.s3inventory), none
+    # file by file (the plugin alone: a HEAD per file, three per missing output)
+    assert requests == ["GET listing"], requests
     cmds = shell_commands(proc.stdout + proc.stderr)
     assert len(cmds) > 40, proc.stdout[-3000:]
     stage = f".snakemake/storage/s3/{BUCKET}/dry/"

@@ -48,6 +48,10 @@ STORAGE_PREFIX = (
     else ""
 )
 if workflow.storage_settings.default_storage_provider == "s3":
+    # existence checks before the first job: one listing of the run's prefix, not requests file by file
+    from scfactor.core.s3inventory import install as install_s3_inventory  # noqa: E402
+
+    install_s3_inventory(STORAGE_PREFIX)
     _s3 = (workflow.storage_provider_settings or {}).get("s3")
     _s3 = _s3.get_settings() if _s3 is not None else None
     for _field, _var in {"endpoint_url": "ENDPOINT_URL", "access_key": "ACCESS_KEY", "secret_key": "SECRET_KEY",
