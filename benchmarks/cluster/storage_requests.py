@@ -118,13 +118,18 @@ def main(argv=None) -> int:
              "request log.", "",
              "| inventory | jobs | requests | per job | by kind (method kind status: count) |",
              "|---|---|---|---|---|"]
-    for mode, jobs, reqs in rows:
-        total = sum(reqs.values())
-        kinds = ", ".join(f"{m} {k} {s}: {n}" for (m, k, s), n in sorted(reqs.items(), key=lambda x: -x[1]))
-        lines.append(f"| {mode} | {jobs} | {total} | {total / max(jobs, 1):.2f} | {kinds} |")
-    OUT.write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    lines += [row(mode, jobs, reqs) for mode, jobs, reqs in rows]
+    report = "\n".join(lines) + "\n"
+    OUT.write_text(report)
+    print(report, end="")
     return 0
+
+
+def row(mode: str, jobs: int, reqs: dict) -> str:
+    """One table row: requests in all, per job, and by (method, kind, status)."""
+    total = sum(reqs.values())
+    kinds = ", ".join(f"{m} {k} {s}: {n}" for (m, k, s), n in sorted(reqs.items(), key=lambda x: -x[1]))
+    return f"| {mode} | {jobs} | {total} | {total / max(jobs, 1):.2f} | {kinds} |"
 
 
 if __name__ == "__main__":

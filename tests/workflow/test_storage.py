@@ -53,6 +53,9 @@ STORAGE_TARGETS = [
 DENSIFY_EPOCHS = 16          # enough for the kill to land between the first checkpoint and the end
 DENSIFY_OUT = ["results/densify/kang/ctrl.h5ad", "results/densify/kang/ctrl.heldout.tsv",
                "results/figures/densify/kang/ctrl.heldout.png", "results/figures/densify/kang/ctrl.heldout.pdf"]
+CONFIG_OUT = "results/report/config.tsv"
+#: outputs that depend on the densify epochs, compared with a local run of the same config
+OWN_REFERENCE = [*DENSIFY_OUT, CONFIG_OUT]
 CHECKPOINT_KEY = "results/densify/checkpoints/kang/ctrl/neumf.npz"
 
 
@@ -276,17 +279,18 @@ def test_storage_run_matches_local_run(tmp_path, bucket, s3_server, tiny_run):
     proc3 = snakemake(wd3, *args, env=env)
     assert "Nothing to be done" in proc3.stdout + proc3.stderr, proc3.stderr[-3000:]
 
-    # 4. the bucket equals the local runs: tiny_run, and for densify (more epochs) its own local reference
+    # 4. the bucket equals the local runs: tiny_run, and where the densify epochs matter (its outputs, the
+    #    config table) a local run of the same config
     remote_root = download(bucket, run, tmp_path / "bucket")
     stage = f".snakemake/storage/s3/{BUCKET}/{run}"
     for target in STORAGE_TARGETS:
         assert (remote_root / target).exists(), target
-    assert differences(remote_root, tiny_run, stage, tmp_path, skip=DENSIFY_OUT) == []
+    assert differences(remote_root, tiny_run, stage, tmp_path, skip=OWN_REFERENCE) == []
     ref = workdir(tmp_path / "reference", cfg)
     for rel in ("results/preprocess/kang.h5ad", "results/checks/resources.sha256.ok"):
         (ref / rel).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(tiny_run / rel, ref / rel)
-    snakemake(ref, "--cores", "1", DENSIFY_OUT[2])
+    snakemake(ref, "--cores", "1", DENSIFY_OUT[2], CONFIG_OUT)
     assert "resuming" not in (ref / "logs/densify/kang/ctrl.log").read_text()
-    assert all((remote_root / rel).exists() and (ref / rel).exists() for rel in DENSIFY_OUT)
-    assert differences(remote_root, ref, stage, tmp_path, only=DENSIFY_OUT) == []
+    assert all((remote_root / rel).exists() and (ref / rel).exists() for rel in OWN_REFERENCE)
+    assert differences(remote_root, ref, stage, tmp_path, only=OWN_REFERENCE) == []

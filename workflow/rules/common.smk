@@ -124,7 +124,6 @@ def listed_resources(sums):
     return [os.path.join(os.path.dirname(sums), r) for r in rows if r]
 
 
-
 def resource_inputs(path):
     """Inputs of a job reading `path`: the file, plus the checksum marker when it is bundled."""
     p = os.path.normpath(str(path))
