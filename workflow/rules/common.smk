@@ -36,6 +36,41 @@ for _entry in config["datasets"].values():
 # Each .smk file registers its final outputs here; `rule all` asks for all of them.
 TARGETS = []
 
+# Object storage instead of a shared file system (cloud executors; docs/cluster.md): with
+# `--default-storage-provider s3 --default-storage-prefix s3://<bucket>/<run>` Snakemake stages every declared
+# input and output through the bucket, so commands name only {input}/{output} paths (never config paths).
+# State that must outlive a killed job (training checkpoints) is no output: the job keeps it in the bucket
+# itself (scfactor.core.remote), with the endpoint and credentials given to Snakemake, exported here so
+# that the job's commands see them (never on a command line).
+STORAGE_PREFIX = (
+    (workflow.storage_settings.default_storage_prefix or "").rstrip("/")
+    if workflow.storage_settings.default_storage_provider
+    else ""
+)
+if workflow.storage_settings.default_storage_provider == "s3":
+    # existence checks before the first job: one listing of the run's prefix, not requests file by file
+    from scfactor.core.s3inventory import install as install_s3_inventory  # noqa: E402
+
+    install_s3_inventory(STORAGE_PREFIX)
+    _s3 = (workflow.storage_provider_settings or {}).get("s3")
+    _s3 = _s3.get_settings() if _s3 is not None else None
+    for _field, _var in {"endpoint_url": "ENDPOINT_URL", "access_key": "ACCESS_KEY", "secret_key": "SECRET_KEY",
+                         "token": "TOKEN", "region": "REGION"}.items():
+        if _s3 is not None and getattr(_s3, _field, None):
+            os.environ.setdefault(f"SNAKEMAKE_STORAGE_S3_{_var}", str(getattr(_s3, _field)))
+
+
+def state_path(path):
+    """Where a job keeps state that must outlive it (training checkpoints): `path` itself, or with a default
+    storage provider the same path under the storage prefix (`s3://<bucket>/<run>/<path>`)."""
+    return f"{STORAGE_PREFIX}/{path}" if STORAGE_PREFIX else path
+
+
+def staged_dir(files):
+    """The folder of the first of `files` as the job sees it (under the storage staging folder when the run
+    uses object storage), for steps that take a folder whose files are declared inputs or outputs."""
+    return os.path.dirname(str(files[0]))
+
 
 def command(name):
     """The shell words that run workflow/scripts/<name> with this run's interpreter (quoted)."""
@@ -75,6 +110,18 @@ def preprocessed(name):
 
 
 RESOURCES_OK = f"{RESULTS}/checks/resources.sha256.ok"
+
+RESOURCE_SUMS = os.path.join(config["resources_dir"], "SHA256SUMS")
+
+
+def listed_resources(sums):
+    """The files a SHA256SUMS list names (paths beside it), read when the list is on this machine: declared
+    inputs, so that they are staged too when the run keeps its inputs in object storage."""
+    if not os.path.isfile(sums):
+        return []
+    with open(sums) as f:
+        rows = [ln.partition("  ")[2].strip().removeprefix("./") for ln in f if ln.strip()]
+    return [os.path.join(os.path.dirname(sums), r) for r in rows if r]
 
 
 def resource_inputs(path):

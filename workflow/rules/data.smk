@@ -4,7 +4,8 @@
 rule verify_resources:
     """Check every file listed in resources/SHA256SUMS against its checksum."""
     input:
-        sums=os.path.join(config["resources_dir"], "SHA256SUMS"),
+        sums=RESOURCE_SUMS,
+        files=listed_resources(RESOURCE_SUMS),
     output:
         RESOURCES_OK,
     params:

@@ -17,7 +17,7 @@ rule densify:
     params:
         cmd=command("densify.py"),
         opts=lambda wc: densify_command(config),
-        ckpt=lambda wc: f"{RESULTS}/densify/checkpoints/{wc.dataset}/{wc.batch}",
+        ckpt=lambda wc: state_path(f"{RESULTS}/densify/checkpoints/{wc.dataset}/{wc.batch}"),
     log:
         log_path("densify", "dataset", "batch"),
     threads: config["densify"]["threads"]

@@ -33,7 +33,9 @@ rule report_config:
 rule report_benchmark:
     """A committed benchmark results table (benchmarks/results/<name>.tsv), copied into the report."""
     input:
-        str(REPO / "benchmarks" / "results" / "{name}.tsv"),
+        # part of the workflow's source, not of the run's data: read from the checkout (the job's source
+        # archive on a cloud executor), never staged through object storage
+        local(str(REPO / "benchmarks" / "results" / "{name}.tsv")),
     output:
         report(
             f"{RESULTS}/report/benchmarks/{{name}}.tsv",

@@ -27,7 +27,7 @@ rule grn:
         metrics=f"{GRN}/{{run}}/metrics.tsv",
     params:
         cmd=command("grn.py"),
-        prior=lambda wc: grn_prior_path(config, wc.run),
+        prior=lambda wc, input: input.prior[0],
         opts=lambda wc: grn_command(config, wc.run),
     log:
         log_path("grn", "run"),

@@ -7,7 +7,6 @@ from scfactor.mtl.smk import (  # noqa: E402
     gene_clusters_command,
     lasso_command,
     layout_inputs,
-    layout_root,
     runs,
     select_genes_command,
     shards,
@@ -30,7 +29,7 @@ MTL_RUN_RE = "|".join(runs(config)) or "__no_mtl_run__"
 rule mtl_velocity:
     """Steady-state RNA velocity + CPM expression of a spliced/unspliced .h5ad, as rpkm.hdf5 / velo.hdf5."""
     input:
-        lambda wc: resource_inputs(config["mtl"]["datasets"][wc.run]["path"]),
+        h5ad=lambda wc: resource_inputs(config["mtl"]["datasets"][wc.run]["path"]),
     output:
         rpkm=f"{MTL}/{{run}}/input/rpkm.hdf5",
         velo=f"{MTL}/{{run}}/input/velo.hdf5",
@@ -39,8 +38,8 @@ rule mtl_velocity:
         run=MTL_H5AD_RE,
     params:
         cmd=command("mtl_velocity.py"),
-        path=lambda wc: config["mtl"]["datasets"][wc.run]["path"],
-        out=lambda wc, output: os.path.dirname(output.rpkm),
+        h5ad=lambda wc, input: input.h5ad[0],
+        out=lambda wc, output: staged_dir(output),
         opts=lambda wc: velocity_command(config, wc.run),
     log:
         log_path("mtl_velocity", "run"),
@@ -51,7 +50,7 @@ rule mtl_velocity:
     conda:
         "../../envs/scanpy.yaml"
     shell:
-        "{params.cmd} --input {params.path:q} {params.opts} --threads {threads} --out-dir {params.out:q} 2> {log:q}"
+        "{params.cmd} --input {params.h5ad:q} {params.opts} --threads {threads} --out-dir {params.out:q} 2> {log:q}"
 
 
 rule mtl_tf_activity:
@@ -69,8 +68,10 @@ rule mtl_tf_activity:
         run=MTL_H5AD_RE,
     params:
         cmd=command("mtl_tf_activity.py"),
-        out=lambda wc, output: os.path.dirname(output.tfs),
-        opts=lambda wc: tf_activity_command(config, wc.run),
+        out=lambda wc, output: staged_dir(output),
+        opts=lambda wc, input: tf_activity_command(
+            config, wc.run, prior=input.prior[0], tf_list=input.census[0], orthologs=input.orthologs[0]
+        ),
     log:
         log_path("mtl_tf_activity", "run"),
     threads: 1
@@ -86,7 +87,7 @@ rule mtl_tf_activity:
 rule mtl_lasso:
     """Per-gene LassoCV baseline of one tissue on the MTL train/test splits (lasso_r2.csv)."""
     input:
-        lambda wc: layout_inputs(config, RESULTS, wc.run, wc.tissue),
+        layout=lambda wc: layout_inputs(config, RESULTS, wc.run, wc.tissue),
     output:
         f"{MTL}/{{run}}/{{tissue}}/lasso_r2.csv",
     wildcard_constraints:
@@ -94,7 +95,7 @@ rule mtl_lasso:
         tissue=NAME,
     params:
         cmd=command("mtl_lasso.py"),
-        root=lambda wc: layout_root(config, RESULTS, wc.run),
+        root=lambda wc, input: staged_dir(input.layout),
         opts=lambda wc: lasso_command(config, wc.run),
     log:
         log_path("mtl_lasso", "run", "tissue"),
@@ -121,7 +122,7 @@ rule mtl_select_genes:
         tissue=NAME,
     params:
         cmd=command("mtl_select_genes.py"),
-        root=lambda wc: layout_root(config, RESULTS, wc.run),
+        root=lambda wc, input: staged_dir(input.layout),
         opts=lambda wc: select_genes_command(config, wc.run),
     log:
         log_path("mtl_select_genes", "run", "tissue"),
@@ -148,7 +149,7 @@ rule mtl_gene_clusters:
         tissue=NAME,
     params:
         cmd=command("mtl_gene_clusters.py"),
-        root=lambda wc: layout_root(config, RESULTS, wc.run),
+        root=lambda wc, input: staged_dir(input.layout),
         opts=lambda wc: gene_clusters_command(config, wc.run),
     log:
         log_path("mtl_gene_clusters", "run", "tissue"),
@@ -179,8 +180,8 @@ rule mtl_train_shard:
         rep=r"\d+",
     params:
         cmd=command("mtl_train_shard.py"),
-        root=lambda wc: layout_root(config, RESULTS, wc.run),
-        ckpt=lambda wc: f"{MTL}/checkpoints/{wc.run}/{wc.tissue}/{wc.model}/c{wc.cluster}_r{wc.rep}",
+        root=lambda wc, input: staged_dir(input.layout),
+        ckpt=lambda wc: state_path(f"{MTL}/checkpoints/{wc.run}/{wc.tissue}/{wc.model}/c{wc.cluster}_r{wc.rep}"),
         opts=lambda wc: train_shard_command(config, wc.run, wc.model),
     log:
         log_path("mtl_train_shard", "run", "tissue", "model", "cluster", "rep"),

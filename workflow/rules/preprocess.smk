@@ -26,7 +26,7 @@ rule preprocess:
         pdf=f"{RESULTS}/figures/qc/{{dataset}}.pdf",
     params:
         cmd=command("preprocess.py"),
-        source=lambda wc: preprocess_source(config, wc.dataset),
+        source=lambda wc, input: preprocess_source(config, wc.dataset, input[0]),
         opts=lambda wc: preprocess_command(config, wc.dataset),
     log:
         log_path("preprocess", "dataset"),

@@ -16,7 +16,7 @@ rule simulate_mtl:
         maps=f"{RESULTS}/simulate/mtl/truth/maps.h5",
     params:
         cmd=command("simulate_mtl.py"),
-        out=lambda wc, output: os.path.dirname(output.rpkm),
+        out=lambda wc, output: staged_dir(output),
         opts=simulate_mtl_command(config),
     log:
         log_path("simulate_mtl"),

@@ -2,7 +2,9 @@
 
 The header holds a fingerprint of the input data and of every setting that changes the result (epochs
 included), the number of completed epochs and free metadata (e.g. the loss trace). A checkpoint is reused
-only when its fingerprint matches; a stale, corrupt or unreadable one is discarded with a warning.
+only when its fingerprint matches; a stale, corrupt or unreadable one is discarded with a warning. A
+checkpoint in a folder staged from object storage (`scfactor.core.remote.stage`) is uploaded as soon as it
+is written, so that a job restarted on another machine resumes from it.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import scipy.sparse as sp
 
+from . import remote
 from .io import atomic_output
 from .log import LOG
 
@@ -55,10 +58,12 @@ class Checkpoint:
 
 
 def save(path, arrays: dict, *, fingerprint: str, epoch: int, meta: dict | None = None) -> None:
-    """Write a checkpoint atomically (a killed job leaves the previous one intact)."""
+    """Write a checkpoint atomically (a killed job leaves the previous one intact); upload it when its folder
+    mirrors object storage."""
     header = json.dumps({"fingerprint": fingerprint, "epoch": int(epoch), "meta": meta or {}})
     with atomic_output(path) as tmp:
         np.savez(tmp, **{_HEADER: np.array(header)}, **{k: np.asarray(v) for k, v in arrays.items()})
+    remote.push(path)
 
 
 def load(path, fingerprint: str) -> Checkpoint | None:

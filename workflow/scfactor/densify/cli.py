@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from ..core import cli, io
+from ..core import cli, io, remote
 from ..core.options import Group, Step
 
 #: the densify section without its map of targets and the rule's resources
@@ -18,7 +18,7 @@ def densify(argv=None) -> int:
     p.add_argument("--input", required=True, help="preprocessed .h5ad (results/preprocess/<dataset>.h5ad)")
     p.add_argument("--batch", default=None, help="obs['batch'] value to densify (default: all cells)")
     p.add_argument("--checkpoint-dir", default=None,
-                   help="folder for per-epoch checkpoints (resumed when they belong to this run)")
+                   help="folder (or s3:// URL) for per-epoch checkpoints (resumed when they belong to this run)")
     p.add_argument("--output", required=True, help="output .h5ad")
     p.add_argument("--heldout-table", required=True, help="held-out metrics .tsv")
     args = cli.start(p, argv)
@@ -27,7 +27,7 @@ def densify(argv=None) -> int:
     check_options(opts)
     adata = validate_input(args.input, args.batch, opts)
     strategy = prepare_tf(opts, args.threads)
-    out, table = densify_batch(adata, opts, strategy, checkpoint_dir=args.checkpoint_dir,
+    out, table = densify_batch(adata, opts, strategy, checkpoint_dir=remote.stage(args.checkpoint_dir),
                                source=dict(input=str(args.input), batch=args.batch))
     with io.all_or_nothing(args.output, args.heldout_table):
         io.write_h5ad(out, args.output)

@@ -132,22 +132,22 @@ def mtl_train_shard(argv=None) -> int:
     p.add_argument("--rep", type=int, required=True, help="replicate: selects the split and the seeds")
     p.add_argument("--model", default=REFERENCE, help="label written to the table (tracenorm, lambda0)")
     p.add_argument("--checkpoint-dir", default=None,
-                   help="folder of the per-epoch training state (resumed when present, removed at the end)")
+                   help="folder (or s3:// URL) of the per-epoch training state (resumed when present, removed "
+                        "at the end)")
     p.add_argument("--output", required=True, help="per-gene R2 .tsv")
     p.add_argument("--weights", required=True, help="final weights .npz")
     args = cli.start(p, argv)
-    import shutil
-
+    from ..core import remote
     from .pipeline import train_shard
     from .training import save_weights
+    ckpt = remote.stage(args.checkpoint_dir)
     res = train_shard(args.layout, args.tissue, args.clusters, args.cluster, args.rep, args.model,
-                      TRAIN_SHARD.from_args(args), checkpoint_dir=args.checkpoint_dir, threads=args.threads)
+                      TRAIN_SHARD.from_args(args), checkpoint_dir=ckpt, threads=args.threads)
     with io.all_or_nothing(args.output, args.weights):
         save_weights(args.weights, res.model.arrays(), res.genes, res.attrs)
         with io.atomic_output(args.output) as tmp:
             res.table.to_csv(tmp, sep="\t", index=False, float_format="%.6g")
-    if args.checkpoint_dir:
-        shutil.rmtree(args.checkpoint_dir, ignore_errors=True)
+    remote.remove(ckpt)
     return 0
 
 

@@ -116,9 +116,11 @@ def velocity_command(config, run) -> str:
     return VELOCITY.command(run_entry(config, run), config["mtl"]["velocity"], config["mtl"])
 
 
-def tf_activity_command(config, run) -> str:
-    """Options of mtl_tf_activity.py for an 'h5ad' run (prior files from ``mtl.tf_activity``)."""
-    return TF_ACTIVITY.command(run_entry(config, run), config["mtl"]["tf_activity"])
+def tf_activity_command(config, run, **files) -> str:
+    """Options of mtl_tf_activity.py for an 'h5ad' run: prior files from ``mtl.tf_activity``, or ``files``
+    (``prior``, ``tf_list``, ``orthologs``: the rule's input paths, which differ from the config's on
+    object storage)."""
+    return TF_ACTIVITY.command(run_entry(config, run), {**config["mtl"]["tf_activity"], **files})
 
 
 def lasso_command(config, run) -> str:

@@ -53,13 +53,14 @@ def preprocess_inputs(config: dict, name: str, wrap: Callable[[str], list] = lam
     return list(dict.fromkeys(f for p in paths for f in wrap(p)))
 
 
-def preprocess_source(config: dict, name: str) -> str:
+def preprocess_source(config: dict, name: str, staged: str | None = None) -> str:
     """The input option of preprocess.py for data set ``name``: ``--input PATH`` or ``--sample-sheet TSV``
-    (shell-quoted)."""
+    (shell-quoted). ``staged``: the path the job sees instead of the configured one (the rule's first input,
+    a copy staged from object storage when the run uses it; samples are found relative to a staged sheet)."""
     entry = _entry(config, name)
     if entry.get("sheet"):
-        return shlex.join(["--sample-sheet", entry["sheet"]])
-    return shlex.join(["--input", entry["path"]])
+        return shlex.join(["--sample-sheet", staged or entry["sheet"]])
+    return shlex.join(["--input", staged or entry["path"]])
 
 
 def preprocess_command(config: dict, name: str) -> str:
