@@ -6,7 +6,7 @@ polls. Run one after the other, the suite took 17 minutes on 2 cores; here the S
 processes beside the rest of the suite:
 
     stream 1  tests/cluster/test_tiny_run.py tests/cluster/test_preempt.py
-    stream 2  tests/cluster/test_shards.py tests/cluster/test_profiles.py
+    stream 2  tests/cluster/test_shards.py tests/cluster/test_profiles.py tests/workflow/test_storage.py
     stream 3  everything else (unit, workflow, own-data tests)
 
 Shared between the streams, so that nothing is set up twice or torn down under another stream:
@@ -36,8 +36,9 @@ REPO = Path(__file__).resolve().parents[1]
 SLURM = REPO / "tests" / "cluster" / "local_slurm.sh"
 STREAMS = {
     "slurm-tiny": ["tests/cluster/test_tiny_run.py", "tests/cluster/test_preempt.py"],
-    "slurm-shards": ["tests/cluster/test_shards.py", "tests/cluster/test_profiles.py"],
-    "rest": ["tests", "--ignore=tests/cluster"],
+    "slurm-shards": ["tests/cluster/test_shards.py", "tests/cluster/test_profiles.py",
+                     "tests/workflow/test_storage.py"],
+    "rest": ["tests", "--ignore=tests/cluster", "--ignore=tests/workflow/test_storage.py"],
 }
 
 
