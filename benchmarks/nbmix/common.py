@@ -16,6 +16,13 @@ REF_FILES = ("__init__", "gam_mix", "sgd", "sparse")
 S = 1e4
 
 
+def one_thread_env() -> dict:
+    """The environment with every BLAS / OpenMP thread pool limited to one thread (for the timed processes)."""
+    import os
+    return {**os.environ, **{v: "1" for v in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS",
+                                              "NUMBA_NUM_THREADS")}}
+
+
 def command_line(script: str) -> str:
     """The exact command that is running: ``python <script relative to the repo> <arguments>``."""
     rel = Path(script).resolve().relative_to(REPO)
@@ -59,7 +66,7 @@ def run_reference(ref_python: str, src: Path, x, k: int, seed: int, tag: str, z=
     proc = subprocess.run([ref_python, str(Path(__file__).with_name("reference_runner.py")), "--src", str(src),
                            "--data", str(data), "--k", str(k), "--seed", str(seed), "--output", str(out),
                            "--max-em-iters", str(max_em_iters), "--threads", str(threads)],
-                          capture_output=True, text=True)
+                          capture_output=True, text=True, env=one_thread_env())
     whole = time.perf_counter() - t0
     if proc.returncode != 0:
         raise RuntimeError(f"reference failed on {tag}:\n{proc.stderr[-3000:]}")
@@ -74,11 +81,15 @@ def em_kwargs(k: int, **over) -> dict:
     return em_settings(FIT.defaults(k=k, **over))
 
 
-def run_ours(x, k: int, seed: int, **over):
-    """Our batch EM at the schema's defaults but ``over``: ``(fit, wall s, CPU s)``."""
+def run_ours(x, k: int, seed: int, init_resp=None, **over):
+    """Our batch EM at the schema's defaults but ``over`` (from ``init_resp`` when given): ``(fit, wall s, CPU s)``
+    of the fit call."""
     from scfactor.nbmix import model
+    kw = em_kwargs(k, **over)
+    if init_resp is not None:
+        kw["init_resp"] = init_resp
     t0, c0 = time.perf_counter(), time.process_time()
-    fit = model.fit_em(x, k, seed=seed, log_every=0, **em_kwargs(k, **over))
+    fit = model.fit_em(x, k, seed=seed, log_every=0, **kw)
     return fit, time.perf_counter() - t0, time.process_time() - c0
 
 
