@@ -1,230 +1,184 @@
 #!/usr/bin/env python
-"""Benchmark the NB mixture (scfactor) against the reference batch EM (aksarkar/mpebpm@gam-mix) in one run.
+"""Time the NB mixture (scfactor batch EM) against the reference batch EM (aksarkar/mpebpm@gam-mix), side by side.
 
-(a) the model-based clustering notebook's simulation (n=100, p=500, k=4): how many of 10 runs reach accuracy 1.0, for
-    a1: data seed 1 (the notebook's), fit seeds 0-9;  a2: data seeds 0-9, fit seed = data seed.
-(b) 1000 cells x 2000 genes, k=4 (data seed 1): wall and CPU time of one fit, and its accuracy.
-(c) Kang 2018 ctrl cells (all, 2000 HVGs, 8 labelled types): ARI / NMI of the NB mixture vs Leiden.
+Data: ``scfactor.nbmix.simulate(n, p, k, s=1e4, seed=data seed)`` (default 1000 x 2000, k=4, data seed 1).
+Parts (--parts):
 
-The reference runs from a copy of the public code extracted into benchmarks/out (never committed), in its own
-virtual environment (--ref-python), with ``.cuda()`` switched to ``.cpu()`` at run time
-(reference_runner.py). Both sides use 1 thread; times cover the fit call only (not imports / data loading).
-Writes benchmarks/results/nbmix.tsv and nbmix.md.
+* ``defaults``: each side at its own defaults (ours: the schema's, k-means first; the reference: the notebook's
+  settings, its own random start after ``torch.manual_seed(fit seed)``);
+* ``same-start``: both from the same random responsibilities (``scfactor.nbmix.starts.random_responsibilities``
+  with the fit seed) for the same number of EM rounds (--iters; ours with tol 0 and one restart, so that it
+  never stops early; the reference's max_em_iters).
 
-    python benchmarks/nbmix/bench_nbmix.py --ref-python /root/.cache/scfactor/bench-nbmix/bin/python \\
-        --ref-git-dir /path/to/mpebpm/.git   # or omit to clone https://github.com/aksarkar/mpebpm
+Each run is its own process (this script with ``--_ours``, or reference_runner.py), with one thread; the pairs
+(ours, reference) alternate --pairs times. Recorded per run: CPU and wall seconds of the fit call and of the whole
+process (CPU from the children's resource usage), accuracy, ARI and the mean per-cell log-likelihood of the
+returned parameters (the reference's evaluated with our exact likelihood, mixing weights = mean responsibility).
+Writes <out>.tsv and <out>.md, each starting with the command that wrote it; all text in them comes from the
+arguments and the measurements.
+
+    python benchmarks/nbmix/bench_nbmix.py --ref-python <python> --ref-git-dir <mpebpm .git>
 """
 
 from __future__ import annotations
 
 import argparse
+import resource
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(REPO / "workflow"))
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parents[1] / "workflow"))
+sys.path.insert(0, str(HERE))
 
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-import torch  # noqa: E402
+import common  # noqa: E402
 
-from scfactor.core import metrics  # noqa: E402
-from scfactor.nbmix import model as nbmix  # noqa: E402
-from scfactor.nbmix.cli import FIT  # noqa: E402
-from scfactor.nbmix.pipeline import em_settings, load_cells  # noqa: E402
-from scfactor.nbmix.simulate import simulate  # noqa: E402
-
-S = 1e4  # the notebook's size factor
-
-OUT = REPO / "benchmarks" / "out" / "nbmix"
-REF_FILES = ("__init__", "gam_mix", "sgd", "sparse")
+PARTS = ("defaults", "same-start")
 
 
-def extract_reference(git_dir: str | None, ref: str = "gam-mix") -> Path:
-    """Copy mpebpm@gam-mix's sources into benchmarks/out (clone from GitHub when no git dir is given)."""
-    dest = OUT / "mpebpm-gam-mix"
-    (dest / "mpebpm").mkdir(parents=True, exist_ok=True)
-    if git_dir is None:
-        git_dir = str(OUT / "mpebpm.git")
-        if not Path(git_dir).exists():
-            subprocess.run(["git", "clone", "--bare", "https://github.com/aksarkar/mpebpm", git_dir], check=True)
-    for name in REF_FILES:
-        src = subprocess.run(["git", "--git-dir", git_dir, "show", f"{ref}:src/mpebpm/{name}.py"],
-                             check=True, capture_output=True, text=True).stdout
-        (dest / "mpebpm" / f"{name}.py").write_text(src)
-    commit = subprocess.run(["git", "--git-dir", git_dir, "rev-parse", ref], check=True, capture_output=True,
-                            text=True).stdout.strip()
-    return dest, commit
+def children_cpu() -> float:
+    """CPU seconds (user + system) of the finished child processes so far."""
+    ru = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return ru.ru_utime + ru.ru_stime
 
 
-def run_reference(args, src, x, k, seed, tag):
-    data = OUT / f"{tag}.x.npz"
-    out = OUT / f"{tag}.ref.npz"
-    np.savez(data, x=x)
-    proc = subprocess.run([args.ref_python, str(Path(__file__).with_name("reference_runner.py")), "--src", str(src),
-                           "--data", str(data), "--k", str(k), "--seed", str(seed), "--output", str(out)],
-                          capture_output=True, text=True)
-    if proc.returncode != 0:
-        raise RuntimeError(f"reference failed on {tag}:\n{proc.stderr[-3000:]}")
-    with np.load(out) as f:
-        return f["resp"], float(f["seconds"]), float(f["cpu_seconds"])
-
-
-def run_ours(x, k, seed, init, nrep=1):
-    t0, c0 = time.perf_counter(), time.process_time()
-    # the project's defaults (schema nbmix.schema.yaml) with this init and number of restarts
-    fit = nbmix.fit_em(x, k, seed=seed, log_every=0, **em_settings(FIT.defaults(k=k, init=init, nrep=nrep)))
-    return fit, time.perf_counter() - t0, time.process_time() - c0
-
-
-def row(part, dataset, method, seed, truth, pred, resp, sec, cpu, **extra):
-    sc = metrics.clustering_scores(truth, pred, resp)
-    return {"part": part, "dataset": dataset, "method": method, "seed": seed,
-            "accuracy_majority": sc["accuracy_majority"], "accuracy_hungarian": sc["accuracy_hungarian"],
-            "nmi": sc["nmi"], "ari": sc["ari"], "wall_s": round(sec, 3), "cpu_s": round(cpu, 3), **extra}
-
-
-def part_a(args, src, rows, save):
-    for variant in args.variants:
-        for seed in range(10):
-            data_seed = 1 if variant == "a1" else seed
-            x, z, _, _ = simulate(100, 500, 4, S, seed=data_seed)
-            truth = z.argmax(1)
-            ds = f"sim n=100 p=500 k=4 data_seed={data_seed}"
-            resp, sec, cpu = run_reference(args, src, x, 4, seed, f"{variant}_{seed}")
-            rows.append(row(variant, ds, "reference EM (mpebpm gam-mix, CPU)", seed, truth, resp.argmax(1), resp,
-                            sec, cpu))
-            for init in ("random", "kmeans"):
-                fit, sec, cpu = run_ours(x, 4, seed, init)
-                rows.append(row(variant, ds, f"scfactor EM (init={init}, nrep=1)", seed, truth, fit.labels, fit.resp,
-                                sec, cpu, rounds=fit.n_iter))
-            print(rows[-3]["accuracy_majority"], rows[-2]["accuracy_majority"], rows[-1]["accuracy_majority"],
-                  file=sys.stderr, flush=True)
-            save()  # keep partial results of this long part
-
-
-def part_b(args, src, rows):
-    x, z, _, _ = simulate(1000, 2000, 4, S, seed=1)
-    truth = z.argmax(1)
-    ds = "sim n=1000 p=2000 k=4 data_seed=1"
-    for init in ("kmeans", "random"):
-        fit, sec, cpu = run_ours(x, 4, 0, init)
-        rows.append(row("b", ds, f"scfactor EM (init={init}, nrep=1)", 0, truth, fit.labels, fit.resp, sec, cpu,
-                        rounds=fit.n_iter))
-        print(rows[-1], file=sys.stderr, flush=True)
-    if not args.skip_reference_b:
-        resp, sec, cpu = run_reference(args, src, x, 4, 0, "b")
-        rows.append(row("b", ds, "reference EM (mpebpm gam-mix, CPU)", 0, truth, resp.argmax(1), resp, sec, cpu))
-        print(rows[-1], file=sys.stderr, flush=True)
-
-
-def part_c(args, rows):
-    from scfactor.core.clustering import scanpy_pipeline
-    pre = OUT / "kang_full.h5ad"
-    if not pre.exists():
-        subprocess.run([sys.executable, str(REPO / "workflow/scripts/preprocess.py"), "--input",
-                        str(REPO / "resources/kang2018/kang2018_liger_tutorial_6000x35635.h5ad"), "--dataset", "kang",
-                        "--batch-key", "condition", "--batches", "ctrl", "stim", "--label-key", "cell_type_geo",
-                        "--n-hvg", "2000", "--output", str(pre), "--qc-table", str(OUT / "kang_full.qc.tsv"),
-                        "--qc-figure", str(OUT / "kang_full.qc.png")], check=True)
-    a = load_cells(pre, FIT.defaults(k=8, batch="ctrl", genes="hvg", drop_empty_cells=True))
-    lab = a.obs["label"].astype(object).to_numpy()
-    keep = metrics.labelled_mask(lab)
-    ds = f"Kang ctrl ({a.n_obs} cells, {keep.sum()} labelled, {a.n_vars} HVGs, 8 types)"
-    t0, c0 = time.perf_counter(), time.process_time()
-    res = scanpy_pipeline(a.X, n_pcs=50, n_neighbors=15, resolution=1.0, seed=0, umap=False)
-    rows.append(row("c", ds, f"Leiden (scanpy, resolution 1, {res['leiden'].max() + 1} clusters)", 0, lab[keep],
-                    res["leiden"][keep], None, time.perf_counter() - t0, time.process_time() - c0))
-    for init, nrep in (("kmeans", 3), ("leiden", 1)):
-        fit, sec, cpu = run_ours(a.X, 8, 0, init, nrep=nrep)
-        rows.append(row("c", ds, f"scfactor EM (k=8, init={init}, nrep={nrep})", 0, lab[keep], fit.labels[keep],
-                        fit.resp[keep], sec, cpu, rounds=fit.n_iter))
-        print(rows[-1], file=sys.stderr, flush=True)
-
-
-def write_results(rows, commit, out_tsv, out_md):
-    df = pd.DataFrame(rows)
-    df.to_csv(out_tsv, sep="\t", index=False)
-    lines = ["# NB mixture benchmark", "",
-             f"Reference: aksarkar/mpebpm branch gam-mix commit {commit}, src/mpebpm/gam_mix.py "
-             "(`ebpm_gam_mix_em`, lr=1e-2, 50 epochs x 10 EM rounds, `.cuda()` -> `.cpu()`), run in its own venv.",
-             "Both sides: 1 CPU thread, fit call only. The machine is a shared 2-core VM; compare ratios within this "
-             "run (CPU seconds are less sensitive to other load than wall seconds).", "",
-             "Command: `python benchmarks/nbmix/bench_nbmix.py --ref-python <venv>/bin/python [--ref-git-dir ...]`. "
-             "This file came from four such processes run in parallel (`--parts a --variants a1`, `--parts a "
-             "--variants a2`, `--parts b`, `--parts c`, each with its own `--tsv benchmarks/results/nbmix_<part>.tsv`),"
-             " merged with `--merge benchmarks/results/nbmix_{a1,a2,b,c}.tsv`; each table's ratios come from one "
-             "process. (a) and (b) use the project's defaults except nrep=1; the reference uses the notebook's "
-             "settings and its random initialisation.", ""]
-    for part, title in (("a1", "(a1) seed simulation, data seed 1, fit seeds 0-9"),
-                        ("a2", "(a2) seed simulation, data seeds 0-9, fit seed = data seed")):
-        sub = df[df.part == part]
-        if sub.empty:
-            continue
-        lines += [f"## {title}", "", "| method | runs with accuracy 1.0 | mean accuracy | mean ARI | median wall s | "
-                  "median CPU s |", "|---|---|---|---|---|---|"]
-        for m, g in sub.groupby("method", sort=False):
-            lines.append(f"| {m} | {int((g.accuracy_majority == 1.0).sum())}/{len(g)} | "
-                         f"{g.accuracy_majority.mean():.3f} | {g.ari.mean():.3f} | {g.wall_s.median():.2f} | "
-                         f"{g.cpu_s.median():.2f} |")
-        lines.append("")
-    for part, title in (("b", "(b) 1000 cells x 2000 genes, k=4"), ("c", "(c) Kang ctrl: NB mixture vs Leiden")):
-        sub = df[df.part == part]
-        if sub.empty:
-            continue
-        lines += [f"## {title}", "", "| data | method | accuracy (majority) | accuracy (1-to-1) | NMI | ARI | wall s | "
-                  "CPU s |", "|---|---|---|---|---|---|---|---|"]
-        for _, r in sub.iterrows():
-            lines.append(f"| {r.dataset} | {r.method} | {r.accuracy_majority:.4f} | {r.accuracy_hungarian:.4f} | "
-                         f"{r.nmi:.4f} | {r.ari:.4f} | {r.wall_s:.2f} | {r.cpu_s:.2f} |")
-        if part == "b":
-            ref = sub[sub.method.str.startswith("reference")]
-            ours = sub[sub.method.str.contains("kmeans")]
-            if len(ref) and len(ours):
-                lines += ["", f"Speed-up of scfactor EM (init=kmeans) over the reference: "
-                          f"{ref.wall_s.iloc[0] / ours.wall_s.iloc[0]:.1f}x wall, "
-                          f"{ref.cpu_s.iloc[0] / ours.cpu_s.iloc[0]:.1f}x CPU."]
-        lines.append("")
-    Path(out_md).write_text("\n".join(lines))
-
-
-def main():
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--ref-python", help="python of the benchmark venv (torch, scipy, tensorboard)")
-    p.add_argument("--ref-git-dir", default=None, help="git dir of aksarkar/mpebpm (default: clone from GitHub)")
-    p.add_argument("--parts", nargs="+", default=["a", "b", "c"], choices=["a", "b", "c"])
-    p.add_argument("--skip-reference-b", action="store_true", help="do not time the reference on (b)")
-    p.add_argument("--variants", nargs="+", default=["a1", "a2"], choices=["a1", "a2"], help="variants of (a)")
-    p.add_argument("--merge", nargs="+", default=None,
-                   help="only merge result TSVs of separate (parallel) runs into --tsv / --md")
-    p.add_argument("--tsv", default=str(REPO / "benchmarks/results/nbmix.tsv"))
-    p.add_argument("--md", default=str(REPO / "benchmarks/results/nbmix.md"))
-    args = p.parse_args()
+def ours_process(npz: str, out: str, k: int, seed: int, iters: int | None) -> None:
+    """The ``--_ours`` mode: fit the data of ``npz`` (from its start ``z`` for ``iters`` rounds when given) and
+    save the parameters, responsibilities and the fit call's times to ``out``."""
+    import numpy as np
+    import torch
     torch.set_num_threads(1)
-    OUT.mkdir(parents=True, exist_ok=True)
-    src, commit = extract_reference(args.ref_git_dir)
-    if args.merge:
-        rows = pd.concat([pd.read_csv(f, sep="\t") for f in args.merge], ignore_index=True).to_dict("records")
-        write_results(rows, commit, args.tsv, args.md)
-        print(Path(args.md).read_text())
-        return
-    if not args.ref_python:
-        p.error("--ref-python is required")
+    with np.load(npz) as f:
+        x = f["x"]
+        z = f["z"] if "z" in f else None
+    over = {} if z is None else dict(nrep=1, max_iters=iters, tol=0.0)
+    fit, wall, cpu = common.run_ours(x, k, seed, init_resp=z, **over)
+    np.savez(out, resp=fit.resp, log_mean=fit.log_mean, log_inv_disp=fit.log_inv_disp, seconds=wall,
+             cpu_seconds=cpu)
+
+
+def run_ours_process(x, k: int, seed: int, tag: str, z=None, iters: int | None = None):
+    """This script's ``--_ours`` mode in a subprocess: ``(npz contents, process wall s, process CPU s)``."""
+    import numpy as np
+    data, out = common.OUT / f"{tag}.x.npz", common.OUT / f"{tag}.ours.npz"
+    np.savez(data, x=x, **({} if z is None else {"z": z}))
+    c0, t0 = children_cpu(), time.perf_counter()
+    subprocess.run([sys.executable, __file__, "--_ours", str(data), str(out), str(k), str(seed), str(iters or 0)],
+                   check=True, env=common.one_thread_env())
+    wall, cpu = time.perf_counter() - t0, children_cpu() - c0
+    with np.load(out) as f:
+        return {key: f[key] for key in f.files}, wall, cpu
+
+
+def loglik_per_cell(x, log_mean, log_inv_disp, resp) -> float:
+    """Mean per-cell log-likelihood of parameters under our exact likelihood (mixing weights = mean resp)."""
+    from scfactor.nbmix.model import predict_proba
+    return predict_proba(x, log_mean, log_inv_disp, resp.mean(0))[1] / x.shape[0]
+
+
+def one_pair(args, src, x, truth, part: str, pair: int) -> list[dict]:
+    """One (ours, reference) pair of ``part``; ours first on even pairs, the reference first on odd ones."""
+    import numpy as np
+
+    from scfactor.nbmix.starts import random_responsibilities
+    seed = args.seed + pair
+    z = random_responsibilities(len(x), args.k, seed) if part == "same-start" else None
+    iters = args.iters if part == "same-start" else None
     rows = []
 
-    def save():
-        write_results(rows, commit, args.tsv, args.md)
+    def ours():
+        res, wall, cpu = run_ours_process(x, args.k, seed, f"{part}_{pair}", z=z, iters=iters)
+        rows.append(("scfactor EM", res, wall, cpu))
 
-    if "a" in args.parts:
-        part_a(args, src, rows, save)
-    if "b" in args.parts:
-        part_b(args, src, rows)
-    if "c" in args.parts:
-        part_c(args, rows)
-    write_results(rows, commit, args.tsv, args.md)
-    print(Path(args.md).read_text())
+    def ref():
+        c0 = children_cpu()
+        resp, fwall, fcpu, wall = common.run_reference(args.ref_python, src, x, args.k, seed, f"{part}_{pair}", z=z,
+                                                        max_em_iters=args.iters if part == "same-start" else 10)
+        out = np.load(common.OUT / f"{part}_{pair}.ref.npz")
+        rows.append(("reference EM (mpebpm gam-mix)", {"resp": resp, "seconds": fwall, "cpu_seconds": fcpu,
+                                                       "log_mean": out["log_mean"],
+                                                       "log_inv_disp": out["log_inv_disp"]},
+                     wall, children_cpu() - c0))
+
+    for run in ((ours, ref) if pair % 2 == 0 else (ref, ours)):
+        run()
+    out = []
+    for method, res, wall, cpu in rows:
+        resp = res["resp"]
+        out.append({"part": part, "pair": pair, "fit_seed": seed, "method": method, "n": x.shape[0], "p": x.shape[1],
+                    "k": args.k, "data_seed": args.data_seed, "iters": iters or "",
+                    **common.scores(truth, resp.argmax(1), resp),
+                    "loglik_per_cell": loglik_per_cell(x, res["log_mean"], res["log_inv_disp"], resp),
+                    "fit_cpu_s": float(res["cpu_seconds"]), "fit_wall_s": float(res["seconds"]),
+                    "process_cpu_s": cpu, "process_wall_s": wall})
+        print({key: out[-1][key] for key in ("part", "method", "accuracy_majority", "fit_cpu_s")}, file=sys.stderr,
+              flush=True)
+    return out
+
+
+def write_md(rows, args, commit, path):
+    """Per part: the median of each measurement per method, and the CPU ratios reference / ours."""
+    import pandas as pd
+    df = pd.DataFrame(rows)
+    lines = common.header(__file__, "NB mixture: scfactor EM vs the reference EM")
+    lines += [f"Data: `simulate(n={args.n}, p={args.p}, k={args.k}, s=1e4, seed={args.data_seed})`. Reference: "
+              f"aksarkar/mpebpm gam-mix commit {commit} (`ebpm_gam_mix_em`, lr 1e-2, 50 epochs per EM round, "
+              "`.cuda()` -> `.cpu()`), run by reference_runner.py with the python given. One thread each side; every "
+              f"run its own process; {args.pairs} pair(s) per part, alternating which side runs first. Medians over "
+              "the pairs.", ""]
+    for part, sub in df.groupby("part", sort=False):
+        what = ("each side at its own defaults" if part == "defaults" else
+                f"same random start, {args.iters} EM rounds each")
+        lines += [f"## {part}: {what}", "", "| method | accuracy (majority) | ARI | log-lik per cell | fit CPU s | "
+                  "fit wall s | process CPU s | process wall s |", "|---|---|---|---|---|---|---|---|"]
+        med = sub.groupby("method", sort=False).median(numeric_only=True)
+        for method, r in med.iterrows():
+            lines.append(f"| {method} | {r.accuracy_majority:.4f} | {r.ari:.4f} | {r.loglik_per_cell:.4f} | "
+                         f"{r.fit_cpu_s:.2f} | {r.fit_wall_s:.2f} | {r.process_cpu_s:.2f} | {r.process_wall_s:.2f} |")
+        if len(med) == 2:
+            ref, ours = med.iloc[[m.startswith("reference") for m in med.index]].iloc[0], med.loc["scfactor EM"]
+            lines += ["", f"Reference / scfactor: fit {ref.fit_cpu_s / ours.fit_cpu_s:.1f}x CPU "
+                          f"({ref.fit_wall_s / ours.fit_wall_s:.1f}x wall), whole process "
+                          f"{ref.process_cpu_s / ours.process_cpu_s:.1f}x CPU "
+                          f"({ref.process_wall_s / ours.process_wall_s:.1f}x wall)."]
+        lines.append("")
+    Path(path).write_text("\n".join(lines))
+
+
+def main(argv=None):
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["--_ours"]:
+        npz, out, k, seed, iters = argv[1:6]
+        return ours_process(npz, out, int(k), int(seed), int(iters) or None)
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--ref-python", required=True, help="python that runs reference_runner.py (torch, numpy, scipy)")
+    p.add_argument("--ref-git-dir", default=None, help="git dir of aksarkar/mpebpm (default: clone from GitHub)")
+    p.add_argument("--parts", nargs="+", default=list(PARTS), choices=PARTS)
+    p.add_argument("--n", type=int, default=1000, help="cells")
+    p.add_argument("--p", type=int, default=2000, help="genes")
+    p.add_argument("--k", type=int, default=4, help="components")
+    p.add_argument("--data-seed", type=int, default=1)
+    p.add_argument("--seed", type=int, default=0, help="fit seed of the first pair (pair i: seed + i)")
+    p.add_argument("--pairs", type=int, default=3, help="(ours, reference) pairs per part")
+    p.add_argument("--iters", type=int, default=10, help="EM rounds of the same-start part (the reference's default)")
+    p.add_argument("--out", default=str(common.REPO / "benchmarks/results/nbmix"),
+                   help="output prefix (.tsv and .md are added)")
+    args = p.parse_args(argv)
+    import torch
+
+    from scfactor.nbmix.simulate import simulate
+    torch.set_num_threads(1)
+    common.OUT.mkdir(parents=True, exist_ok=True)
+    src, commit = common.extract_reference(args.ref_git_dir)
+    x, z, _, _ = simulate(args.n, args.p, args.k, common.S, seed=args.data_seed)
+    truth = z.argmax(1)
+    rows = [row for part in args.parts for pair in range(args.pairs)
+            for row in one_pair(args, src, x, truth, part, pair)]
+    common.write_tsv(rows, args.out + ".tsv", __file__)
+    write_md(rows, args, commit, args.out + ".md")
+    print(Path(args.out + ".md").read_text())
 
 
 if __name__ == "__main__":

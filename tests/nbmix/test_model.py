@@ -31,7 +31,8 @@ def em(**over):
 def test_em_settings_are_the_schema_defaults():
     """The library has no defaults of its own: the step's options (schema defaults: nrep 3) are passed on."""
     assert em_settings(FIT.defaults(k=1)) == dict(
-        init="kmeans", nrep=3, max_iters=100, tol=1e-6, newton_steps=3, first_newton_steps=10, n_pcs=30,
+        init="kmeans", restarts=["kmeans++", "subsample"], nrep=3, max_iters=100, tol=1e-4,
+        resp_tol=1e-3, best_tol=1e-2, subsample_fraction=0.2, newton_steps=3, first_newton_steps=10, n_pcs=30,
         leiden_resolution=1.0, dtype=torch.float64)
     assert em_settings(FIT.defaults(k=1, dtype="float32", leiden_resolution=0.5))["dtype"] == torch.float32
 

@@ -90,9 +90,13 @@ def test_script_output_content_and_determinism(tmp_path):
     assert o.obsm["nbmix_resp"].shape == (40, 3)
     assert o.varm["nbmix_log_mean"].shape == (60, 3)
     assert len(o.uns["nbmix"]["pi"]) == 3
-    assert len(o.uns["nbmix"]["restarts"]["rep"]) == 2
+    rec = pd.DataFrame(o.uns["nbmix"]["restarts"])
+    assert list(rec["init"]) == ["kmeans", "kmeans++"]  # the schema's init, then its first restart kind
+    assert m.loc[0, "n_restarts"] == 2 and m.loc[0, "n_at_best"] == rec["at_best"].sum() >= 1
     t = pd.read_csv(outs[0] / "t.tsv", sep="\t")
-    assert (np.diff(t["loglik"]) >= -1e-9 * t["loglik"].abs().max()).all()
+    assert sorted(set(t["restart"])) == [0, 1] and t["kept"].sum() == len(o.uns["nbmix"]["trace"])
+    for _, g in t.groupby("restart"):  # every restart's trace is monotone
+        assert (np.diff(g["loglik"]) >= -1e-9 * g["loglik"].abs().max()).all()
 
 
 def test_script_uses_the_schema_restarts(tmp_path):

@@ -41,12 +41,15 @@ def report_config(argv=None) -> int:
 
 
 def report_table(argv=None) -> int:
-    """Validate a committed benchmark table and copy it for `snakemake --report`."""
+    """Validate a committed benchmark table and copy it for `snakemake --report` (without its command line)."""
     p = cli.parser(report_table)
     p.add_argument("--input", required=True, help="benchmarks/results/<name>.tsv")
     p.add_argument("--output", required=True, help="copy for the report")
     args = cli.start(p, argv)
-    df = io.read_table(args.input, sep="\t")
+    # a first line "# <command>" (the command that wrote the table, as benchmarks record it) is not a row
+    with open(io.require_file(args.input)) as f:
+        skip = 1 if f.readline().startswith("#") else 0
+    df = io.read_table(args.input, sep="\t", skiprows=skip)
     if df.empty:
         raise InputError(args.input, "benchmark table has no rows")
     io.write_table(df, args.output)

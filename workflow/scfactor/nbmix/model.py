@@ -38,13 +38,10 @@ import torch
 
 from ..core.log import LOG
 from ..core.errors import InputError, ScfactorError
+from .starts import Starts, random_responsibilities, subsample_rows
 
 LOG_MEAN_BOUNDS = (-40.0, 5.0)
 LOG_INV_DISP_BOUNDS = (-12.0, 16.0)
-INITS = ("random", "kmeans", "leiden", "nmf")
-#: neighbours of the k-NN graph of the ``leiden`` initialisation (its resolution is the ``leiden.resolution``
-#: option of the Leiden baseline)
-LEIDEN_INIT_NEIGHBORS = 15
 
 
 # --------------------------------------------------------------------------- data
@@ -334,76 +331,11 @@ def moment_init(data: CountData, w):
     return log_mean.contiguous(), (-torch.log(phi)).contiguous()
 
 
-# --------------------------------------------------------------------------- initialisation
-def log1p_pca(x, n_pcs: int, seed: int, target_sum: float = 1e4):
-    """PCA scores of log1p(counts / s * target_sum) (sparse-friendly truncated SVD of the centred data)."""
-    from sklearn.decomposition import PCA
-    x = sp.csr_matrix(x, dtype=np.float64)
-    s = np.asarray(x.sum(axis=1)).ravel()
-    y = sp.diags(target_sum / s) @ x
-    y.data = np.log1p(y.data)
-    n_comp = max(1, min(n_pcs, x.shape[0] - 1, x.shape[1] - 1))
-    return PCA(n_components=n_comp, random_state=seed, svd_solver="arpack" if n_comp < min(x.shape) - 1
-               else "full").fit_transform(y.toarray() if n_comp >= min(x.shape) - 1 else y)
-
-
-def labels_to_k(labels, scores, k: int, seed: int) -> np.ndarray:
-    """Turn cluster labels into exactly ``k`` groups: merge surplus clusters by weighted k-means on
-    their centroids in ``scores``, or split the largest clusters with k-means when there are too few."""
-    from sklearn.cluster import KMeans
-    labels = np.unique(np.asarray(labels).astype(str), return_inverse=True)[1]
-    m = labels.max() + 1
-    if m > k:
-        cent = np.stack([scores[labels == c].mean(0) for c in range(m)])
-        size = np.bincount(labels, minlength=m)
-        grp = KMeans(n_clusters=k, n_init=10, random_state=seed).fit(cent, sample_weight=size).labels_
-        return grp[labels]
-    labels = labels.copy()
-    while labels.max() + 1 < k:
-        big = np.bincount(labels).argmax()
-        idx = np.flatnonzero(labels == big)
-        if len(idx) < 2:
-            break
-        sub = KMeans(n_clusters=2, n_init=10, random_state=seed).fit(scores[idx]).labels_
-        labels[idx[sub == 1]] = labels.max() + 1
-    return labels
-
-
-def initial_responsibilities(x, k: int, init: str, seed: int, n_pcs: int, leiden_resolution: float,
-                             n_neighbors: int = LEIDEN_INIT_NEIGHBORS) -> np.ndarray:
-    """``[n, k]`` starting responsibilities: ``random`` (uniform draws, normalised), ``kmeans`` on
-    log1p PCA, ``leiden`` labels (merged/split to k), or ``nmf`` (Poisson NMF topic weights, as the notebook)."""
-    n = x.shape[0]
-    rng = np.random.default_rng(seed)
-    if init == "random":
-        z = rng.uniform(size=(n, k))
-        return z / z.sum(1, keepdims=True)
-    if init == "nmf":
-        from sklearn.decomposition import NMF
-        model = NMF(n_components=k, beta_loss="kullback-leibler", solver="mu", init="nndsvda" if seed == 0
-                    else "random", random_state=seed, max_iter=300, tol=1e-4)
-        xs = sp.csr_matrix(x, dtype=np.float64)
-        load = model.fit_transform(xs)
-        weights = load * model.components_.sum(axis=1)[None, :] + 1e-12
-        return weights / weights.sum(1, keepdims=True)
-    scores = log1p_pca(x, n_pcs, seed)
-    if init == "kmeans":
-        from sklearn.cluster import KMeans
-        lab = KMeans(n_clusters=k, n_init=10, random_state=seed).fit(scores).labels_
-    elif init == "leiden":
-        from ..core.clustering import leiden_on_scores
-        lab = labels_to_k(leiden_on_scores(scores, n_neighbors, leiden_resolution, seed), scores, k, seed)
-    else:
-        raise ScfactorError(f"unknown init {init!r}; choose one of {', '.join(INITS)}")
-    z = np.zeros((n, k))
-    z[np.arange(n), lab] = 1.0
-    return z
-
-
 # --------------------------------------------------------------------------- batch EM
 @dataclass
 class NBMixFit:
-    """Result of a fit: parameters, responsibilities and the log-likelihood trace."""
+    """Result of a fit: parameters, responsibilities, the log-likelihood trace of the kept restart, and one
+    record per restart (``restarts``) with its trace rows (``rounds``) and hard labels (``restart_labels``)."""
     log_mean: np.ndarray
     log_inv_disp: np.ndarray
     pi: np.ndarray
@@ -416,47 +348,107 @@ class NBMixFit:
     rep: int = 0
     seconds: float = 0.0
     restarts: list = field(default_factory=list)
+    rounds: list = field(default_factory=list)
+    restart_labels: list = field(default_factory=list)
 
     @property
     def labels(self) -> np.ndarray:
         """Hard assignments (argmax responsibility)."""
         return self.resp.argmax(axis=1)
 
+    @property
+    def n_at_best(self) -> int:
+        """How many restarts reached the best log-likelihood (within the fit's ``best_tol``)."""
+        return int(sum(r["at_best"] for r in self.restarts))
 
-def _em_once(data: CountData, z0: np.ndarray, max_iters: int, tol: float, newton_steps: int,
-             first_newton_steps: int, log_every: int, tag: str):
+
+@dataclass
+class StopRule:
+    """When EM stops: the mean per-cell log-likelihood change between two rounds is at most ``tol`` and no
+    responsibility moved by more than ``resp_tol`` (both independent of the number of cells), or after
+    ``max_iters`` rounds."""
+    max_iters: int
+    tol: float
+    resp_tol: float
+
+    def done(self, ll_change_per_cell: float, resp_change: float) -> bool:
+        """Whether a round with these changes ends the EM."""
+        return abs(ll_change_per_cell) <= self.tol and resp_change <= self.resp_tol
+
+
+def _em_once(data: CountData, z0: np.ndarray, stop: StopRule, newton_steps: int, first_newton_steps: int,
+             log_every: int, tag: str):
+    """One EM run from responsibilities ``z0``: ``(log_mean, log_inv_disp, pi, resp, rounds, converged)``;
+    ``rounds`` holds one dict per round (log-likelihood, its change per cell, the largest responsibility change)."""
     dev, dt = data.device, data.dtype
     w = torch.as_tensor(z0, dtype=dt, device=dev)
     log_mean, log_inv_disp = moment_init(data, w)
-    pi = w.mean(0)
-    trace = []
-    converged = False
+    rounds, converged, prev = [], False, None
     t0 = time.time()
-    for it in range(max_iters):
+    for it in range(stop.max_iters):
         log_mean, log_inv_disp = m_step(data, w, log_mean, log_inv_disp,
                                         steps=first_newton_steps if it == 0 else newton_steps)
         pi = w.mean(0).clamp_min(1e-300)
         pi = pi / pi.sum()
-        ll, w = mixture_loglik(component_loglik(data, log_mean, log_inv_disp), torch.log(pi))
-        trace.append(ll)
+        ll, w_new = mixture_loglik(component_loglik(data, log_mean, log_inv_disp), torch.log(pi))
+        dresp = float((w_new - w).abs().max())
+        w = w_new
+        dll = float("nan") if prev is None else (ll - prev) / data.n
+        prev = ll
+        rounds.append({"round": it + 1, "loglik": ll, "loglik_change_per_cell": dll, "max_resp_change": dresp})
         if log_every and (it % log_every == 0 or it < 3):
             el = time.time() - t0
-            LOG.info("%s EM round %d: log-likelihood %.6g (%.2f s, %.2f rounds/s)", tag, it + 1, ll, el,
-                     (it + 1) / max(el, 1e-9))
-        if it > 0 and abs(trace[-1] - trace[-2]) <= tol * abs(trace[-2]):
+            LOG.info("%s EM round %d: log-likelihood %.6g (change per cell %.3g, max responsibility change %.3g; "
+                     "%.2f s, %.2f rounds/s)", tag, it + 1, ll, dll, dresp, el, (it + 1) / max(el, 1e-9))
+        if it > 0 and stop.done(dll, dresp):
             converged = True
             break
     pi = w.mean(0)
-    return (log_mean.cpu().numpy(), log_inv_disp.cpu().numpy(), pi.cpu().numpy(), w.cpu().numpy(),
-            trace, converged)
+    return (log_mean.cpu().numpy(), log_inv_disp.cpu().numpy(), pi.cpu().numpy(), w.cpu().numpy(), rounds,
+            converged)
 
 
-def fit_em(x, k: int, *, init: str, nrep: int, seed: int, max_iters: int, tol: float, newton_steps: int,
-           first_newton_steps: int, n_pcs: int, leiden_resolution: float, dtype, device="cpu",
-           init_resp: np.ndarray | None = None, chunk_elems: int = 4_000_000, log_every: int = 10,
-           path="X") -> NBMixFit:
-    """Batch EM for the NB mixture with ``nrep`` restarts (seeds ``seed .. seed+nrep-1``); keeps the
-    restart with the highest log-likelihood. ``init_resp`` (``[n, k]``) overrides ``init``.
+def start_kinds(init: str, restarts, nrep: int) -> list[str]:
+    """The start of each of ``nrep`` restarts: ``init`` first, then ``restarts`` cycled (``init`` again when
+    ``restarts`` is empty)."""
+    later = list(restarts) or [init]
+    return [init] + [later[(r - 1) % len(later)] for r in range(1, nrep)]
+
+
+def _subsample_start(data: CountData, k: int, seed: int, fraction: float, stop: StopRule, newton_steps: int,
+                     first_newton_steps: int, log_every: int, tag: str, chunk_elems: int) -> np.ndarray:
+    """Responsibilities of all cells (one E step) under the EM fit of a random subsample of the cells started
+    from random responsibilities."""
+    rows = subsample_rows(data.n, k, fraction, seed)
+    sub = CountData(data.csr[rows], device=data.device, dtype=data.dtype, chunk_elems=chunk_elems)
+    lm, lr, pi, _, rounds, _ = _em_once(sub, random_responsibilities(len(rows), k, seed), stop, newton_steps,
+                                        first_newton_steps, log_every, f"{tag} subsample")
+    LOG.info("%s: subsample of %d cells fitted in %d rounds", tag, len(rows), len(rounds))
+    t = lambda v: torch.as_tensor(v, dtype=data.dtype, device=data.device)  # noqa: E731
+    _, w = mixture_loglik(component_loglik(data, t(lm), t(lr)), torch.log(t(pi).clamp_min(1e-300)))
+    return w.cpu().numpy()
+
+
+def _mark_best(restarts: list, labels: list, best: int, best_tol: float) -> None:
+    """Add ``at_best`` (mean per-cell log-likelihood within ``best_tol`` of the best restart's) and
+    ``ari_vs_best`` (adjusted Rand index of the restart's partition with the best one's) to each record."""
+    from ..core.metrics import ari
+    top = restarts[best]["loglik_per_cell"]
+    for rec, lab in zip(restarts, labels):
+        rec["at_best"] = bool(top - rec["loglik_per_cell"] <= best_tol)
+        rec["ari_vs_best"] = float(ari(labels[best], lab))
+
+
+def fit_em(x, k: int, *, init: str, restarts, nrep: int, seed: int, max_iters: int, tol: float, resp_tol: float,
+           best_tol: float, subsample_fraction: float, newton_steps: int, first_newton_steps: int, n_pcs: int,
+           leiden_resolution: float, dtype, device="cpu", init_resp: np.ndarray | None = None,
+           chunk_elems: int = 4_000_000, log_every: int = 10, path="X") -> NBMixFit:
+    """Batch EM for the NB mixture with ``nrep`` restarts; keeps the restart with the highest log-likelihood.
+
+    Restart ``r`` (seed ``seed + r``) starts from `start_kinds` ``(init, restarts, nrep)[r]``
+    (`scfactor.nbmix.starts`); ``init_resp`` (``[n, k]``) replaces the first start. Each restart stops by
+    `StopRule` (``max_iters``, ``tol``, ``resp_tol``). The records in ``NBMixFit.restarts`` say which restarts
+    reached the best log-likelihood (``best_tol``, per cell) and how their partitions agree with the best one.
 
     The settings come from the step's options (`scfactor.nbmix.pipeline.em_settings`); ``dtype`` is a
     torch dtype."""
@@ -464,30 +456,43 @@ def fit_em(x, k: int, *, init: str, nrep: int, seed: int, max_iters: int, tol: f
     if k < 1:
         raise ScfactorError(f"k must be >= 1 (got {k})")
     data = CountData(x, device=device, dtype=dtype, chunk_elems=chunk_elems, path=path)
-    best, restarts = None, []
+    stop = StopRule(max_iters, tol, resp_tol)
+    starts = Starts(data.csr, k, n_pcs, leiden_resolution, seed)
+    kinds = start_kinds(init, restarts, nrep)
+    if init_resp is not None:
+        kinds[0] = "given"
+    best, records, labels, rounds_all = None, [], [], []
     t_all = time.time()
-    for rep in range(nrep):
+    for rep, kind in enumerate(kinds):
         t0 = time.time()
-        if init_resp is not None:
+        tag = f"[restart {rep + 1}/{nrep}: {kind}, seed {seed + rep}]"
+        if kind == "given":
             z0 = np.asarray(init_resp, dtype=float)
             if z0.shape != (data.n, k):
                 raise ScfactorError(f"init_resp has shape {z0.shape}, expected {(data.n, k)}")
+        elif kind == "subsample":
+            z0 = _subsample_start(data, k, seed + rep, subsample_fraction, stop, newton_steps,
+                                  first_newton_steps, log_every, tag, chunk_elems)
         else:
-            z0 = initial_responsibilities(x, k, init, seed + rep, n_pcs=n_pcs, leiden_resolution=leiden_resolution)
-        res = _em_once(data, z0, max_iters, tol, newton_steps, first_newton_steps, log_every,
-                       f"[{init} rep {rep + 1}/{nrep}]")
-        ll = res[4][-1]
-        restarts.append({"rep": rep, "seed": seed + rep, "loglik": ll, "n_iter": len(res[4]),
-                         "converged": res[5], "seconds": time.time() - t0})
-        LOG.info("restart %d/%d (seed %d): log-likelihood %.6g after %d rounds, %.2f s", rep + 1, nrep,
-                 seed + rep, ll, len(res[4]), time.time() - t0)
+            z0 = starts.responsibilities(kind, seed + rep)
+        res = _em_once(data, z0, stop, newton_steps, first_newton_steps, log_every, tag)
+        ll = res[4][-1]["loglik"]
+        records.append({"rep": rep, "init": kind, "seed": seed + rep, "loglik": ll, "loglik_per_cell": ll / data.n,
+                        "n_iter": len(res[4]), "converged": res[5], "seconds": time.time() - t0})
+        labels.append(res[3].argmax(1))
+        rounds_all += [{"restart": rep, "init": kind, **row} for row in res[4]]
+        LOG.info("%s: log-likelihood %.6g (%.6g per cell) after %d rounds%s, %.2f s", tag, ll, ll / data.n,
+                 len(res[4]), "" if res[5] else " (not converged)", time.time() - t0)
         if best is None or ll > best[0]:
             best = (ll, rep, res)
-    ll, rep, (lm, lr, pi, w, trace, conv) = best
-    return NBMixFit(log_mean=lm, log_inv_disp=lr, pi=pi, resp=w, trace=trace, loglik=ll, n_iter=len(trace),
-                    converged=conv, init=init if init_resp is None else "given", rep=rep,
-                    seconds=time.time() - t_all, restarts=restarts)
-
+    ll, rep, (lm, lr, pi, w, rounds, conv) = best
+    _mark_best(records, labels, rep, best_tol)
+    fit = NBMixFit(log_mean=lm, log_inv_disp=lr, pi=pi, resp=w, trace=[r["loglik"] for r in rounds], loglik=ll,
+                   n_iter=len(rounds), converged=conv, init=kinds[rep], rep=rep, seconds=time.time() - t_all,
+                   restarts=records, rounds=rounds_all, restart_labels=labels)
+    LOG.info("best of %d restarts: restart %d (%s), log-likelihood %.6g; %d restart(s) within %.3g per cell of it",
+             nrep, rep + 1, kinds[rep], ll, fit.n_at_best, best_tol)
+    return fit
 
 def predict_proba(x, log_mean, log_inv_disp, pi, device="cpu", dtype=torch.float64, path="X"):
     """E step for (new) cells under fixed parameters: ``(responsibilities [n, k], log-likelihood)``."""

@@ -125,8 +125,9 @@ def _scores_text(scores: dict) -> str:
 def em_settings(opts) -> dict:
     """Keyword arguments of `model.fit_em` from the fit step's options (all but ``seed`` and ``device``)."""
     import torch
-    return dict(init=opts.init, nrep=opts.nrep, max_iters=opts.max_iters, tol=opts.tol,
-                newton_steps=opts.newton_steps, first_newton_steps=opts.first_newton_steps, n_pcs=opts.n_pcs,
+    return dict(init=opts.init, restarts=list(opts.restarts), nrep=opts.nrep, max_iters=opts.max_iters,
+                tol=opts.tol, resp_tol=opts.resp_tol, best_tol=opts.best_tol,
+                subsample_fraction=opts.subsample_fraction, newton_steps=opts.newton_steps, first_newton_steps=opts.first_newton_steps, n_pcs=opts.n_pcs,
                 leiden_resolution=opts.leiden_resolution,
                 dtype=torch.float64 if opts.dtype == "float64" else torch.float32)
 
@@ -136,8 +137,10 @@ def fit(path, opts, dataset: str | None = None) -> FitOutputs:
 
     Outputs an AnnData with ``obs['nbmix']`` (cluster), ``obsm['nbmix_resp']`` (responsibilities),
     ``varm['nbmix_log_mean']`` and ``varm['nbmix_log_inv_disp']`` (``[genes, k]``), ``uns['nbmix']`` (mixing
-    weights, log-likelihood trace, settings); a one-row metrics table; the log-likelihood (EM) or ELBO
-    (amortised) trace.
+    weights, log-likelihood trace, settings, one record per restart); a one-row metrics table (with
+    ``n_restarts`` and ``n_at_best``: how many restarts reached the best log-likelihood within ``best_tol``);
+    the trace: EM's rounds of every restart (``restart``, ``init``, ``kept``, ``round``, ``loglik``,
+    ``loglik_change_per_cell``, ``max_resp_change``) or the amortised ELBO per epoch.
     """
     from ..core.device import torch_device
     from . import model
@@ -153,7 +156,8 @@ def fit(path, opts, dataset: str | None = None) -> FitOutputs:
     em_kwargs = em_settings(opts)
     if opts.method == "em":
         res = model.fit_em(adata.X, k, seed=opts.seed, device=device, path=path, **em_kwargs)
-        trace = pd.DataFrame({"round": np.arange(1, len(res.trace) + 1), "loglik": res.trace})
+        trace = pd.DataFrame(res.rounds)
+        trace.insert(2, "kept", trace["restart"] == res.rep)
     else:
         _, res = model.fit_amortized(adata.X, k, epochs=opts.amortized_epochs,
                                      batch_size=opts.amortized_batch_size, lr=opts.amortized_lr,
@@ -164,9 +168,13 @@ def fit(path, opts, dataset: str | None = None) -> FitOutputs:
     pred = res.labels
     scores = score(labels, pred, res.resp, opts.labels)
     info = {"k": k, "n_cells": adata.n_obs, "n_genes": adata.n_vars, "label_key": _label_key(opts), "init": res.init,
-            "loglik": res.loglik, "n_iter": res.n_iter, "converged": res.converged}
+            "loglik": res.loglik, "n_iter": res.n_iter, "converged": res.converged,
+            "n_restarts": len(res.restarts), "n_at_best": res.n_at_best if res.restarts else 0}
     table = metrics_frame(dataset, f"nbmix_{opts.method}", info, scores)
     LOG.info("log-likelihood %.6g; %s", res.loglik, _scores_text(scores))
+    if res.restarts:
+        LOG.info("%d of %d restarts reached the best log-likelihood (within %g per cell)", res.n_at_best,
+                 len(res.restarts), opts.best_tol)
 
     adata.obs["nbmix"] = pd.Categorical([str(c) for c in pred], categories=[str(c) for c in range(k)])
     adata.obsm["nbmix_resp"] = res.resp.astype(np.float32)
@@ -209,7 +217,7 @@ def leiden(path, opts, dataset: str | None = None) -> LeidenOutputs:
                    pred, None, opts.labels)
     info = {"k": int(pred.max() + 1), "n_cells": adata.n_obs, "n_genes": adata.n_vars, "label_key": _label_key(opts),
             "init": "",
-            "loglik": float("nan"), "n_iter": 0, "converged": True}
+            "loglik": float("nan"), "n_iter": 0, "converged": True, "n_restarts": 0, "n_at_best": 0}
     LOG.info("leiden: %d clusters; %s", info["k"], _scores_text(scores))
     return LeidenOutputs(adata, metrics_frame(dataset, "leiden", info, scores))
 

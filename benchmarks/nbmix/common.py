@@ -1,0 +1,109 @@
+"""What the NB-mixture benchmarks share: the command line they record, the reference (aksarkar/mpebpm@gam-mix)
+extracted and run in a subprocess, our EM at the schema's defaults, and result rows."""
+
+from __future__ import annotations
+
+import shlex
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+OUT = REPO / "benchmarks" / "out" / "nbmix"
+REF_FILES = ("__init__", "gam_mix", "sgd", "sparse")
+#: the notebook's size factor (simulate_nbmix.schema.yaml default)
+S = 1e4
+
+
+def one_thread_env() -> dict:
+    """The environment with every BLAS / OpenMP thread pool limited to one thread (for the timed processes)."""
+    import os
+    return {**os.environ, **{v: "1" for v in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS",
+                                              "NUMBA_NUM_THREADS")}}
+
+
+def command_line(script: str) -> str:
+    """The exact command that is running: ``python <script relative to the repo> <arguments>``."""
+    rel = Path(script).resolve().relative_to(REPO)
+    return "python " + shlex.join([str(rel), *sys.argv[1:]])
+
+
+def header(script: str, title: str) -> list[str]:
+    """First lines of a results .md: the command (first line), then the title."""
+    return [f"Command: `{command_line(script)}`", "", f"# {title}", ""]
+
+
+def git(git_dir: str, *args) -> str:
+    """Output of ``git --git-dir <git_dir> <args>``."""
+    return subprocess.run(["git", "--git-dir", git_dir, *args], check=True, capture_output=True,
+                          text=True).stdout
+
+
+def extract_reference(git_dir: str | None, ref: str = "gam-mix") -> tuple[Path, str]:
+    """Copy mpebpm@gam-mix's sources into benchmarks/out (clone from GitHub when no git dir is given);
+    returns (folder, commit)."""
+    dest = OUT / "mpebpm-gam-mix"
+    (dest / "mpebpm").mkdir(parents=True, exist_ok=True)
+    if git_dir is None:
+        git_dir = str(OUT / "mpebpm.git")
+        if not Path(git_dir).exists():
+            subprocess.run(["git", "clone", "--bare", "https://github.com/aksarkar/mpebpm", git_dir], check=True)
+    for name in REF_FILES:
+        (dest / "mpebpm" / f"{name}.py").write_text(git(git_dir, "show", f"{ref}:src/mpebpm/{name}.py"))
+    return dest, git(git_dir, "rev-parse", ref).strip()
+
+
+def run_reference(ref_python: str, src: Path, x, k: int, seed: int, tag: str, z=None, max_em_iters: int = 10,
+                  threads: int = 1):
+    """The reference's ``ebpm_gam_mix_em`` (the notebook's settings; ``z`` = starting responsibilities,
+    default its own random start after ``torch.manual_seed(seed)``) in a subprocess:
+    ``(resp, wall s, CPU s of the fit call, whole-process wall s)``."""
+    import numpy as np
+    data, out = OUT / f"{tag}.x.npz", OUT / f"{tag}.ref.npz"
+    np.savez(data, x=x, **({} if z is None else {"z": z}))
+    t0 = time.perf_counter()
+    proc = subprocess.run([ref_python, str(Path(__file__).with_name("reference_runner.py")), "--src", str(src),
+                           "--data", str(data), "--k", str(k), "--seed", str(seed), "--output", str(out),
+                           "--max-em-iters", str(max_em_iters), "--threads", str(threads)],
+                          capture_output=True, text=True, env=one_thread_env())
+    whole = time.perf_counter() - t0
+    if proc.returncode != 0:
+        raise RuntimeError(f"reference failed on {tag}:\n{proc.stderr[-3000:]}")
+    with np.load(out) as f:
+        return f["resp"], float(f["seconds"]), float(f["cpu_seconds"]), whole
+
+
+def em_kwargs(k: int, **over) -> dict:
+    """`fit_em` settings: the schema defaults (`FIT.defaults`) with ``over``."""
+    from scfactor.nbmix.cli import FIT
+    from scfactor.nbmix.pipeline import em_settings
+    return em_settings(FIT.defaults(k=k, **over))
+
+
+def run_ours(x, k: int, seed: int, init_resp=None, **over):
+    """Our batch EM at the schema's defaults but ``over`` (from ``init_resp`` when given): ``(fit, wall s, CPU s)``
+    of the fit call."""
+    from scfactor.nbmix import model
+    kw = em_kwargs(k, **over)
+    if init_resp is not None:
+        kw["init_resp"] = init_resp
+    t0, c0 = time.perf_counter(), time.process_time()
+    fit = model.fit_em(x, k, seed=seed, log_every=0, **kw)
+    return fit, time.perf_counter() - t0, time.process_time() - c0
+
+
+def scores(truth, pred, resp=None) -> dict:
+    """Accuracy (majority and one-to-one), NMI and ARI of ``pred`` against ``truth``."""
+    from scfactor.core import metrics
+    sc = metrics.clustering_scores(truth, pred, resp)
+    return {key: sc[key] for key in ("accuracy_majority", "accuracy_hungarian", "nmi", "ari")}
+
+
+def write_tsv(rows: list[dict], path: str, script: str) -> None:
+    """Rows as a TSV whose first line is ``# <command>``."""
+    import pandas as pd
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w") as f:
+        f.write(f"# {command_line(script)}\n")
+        pd.DataFrame(rows).to_csv(f, sep="\t", index=False)
