@@ -55,9 +55,11 @@ DATA = Path("/work/shared/data")
 
 # --------------------------------------------------------------------------- data sets
 def kang():
-    """Kang 2018 tutorial data: ctrl / stim, labels ``cell_type_geo`` (partly labelled)."""
+    """Kang 2018 tutorial data: ctrl / stim, labels ``cell_type_geo`` (2683 of 6000 cells labelled)."""
     a = ad.read_h5ad(REPO / "resources/kang2018/kang2018_liger_tutorial_6000x35635.h5ad")
-    return _split(a, a.obs["condition"].astype(str).to_numpy(), a.obs["cell_type_geo"], ["ctrl", "stim"])
+    labels = a.obs["cell_type_geo"].astype(object)
+    labels = labels.where(labels.astype(str) != "unlabelled")  # the bundled copy marks unlabelled cells so
+    return _split(a, a.obs["condition"].astype(str).to_numpy(), labels, ["ctrl", "stim"])
 
 
 def pbmc3k_split(seed=0):
