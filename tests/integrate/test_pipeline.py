@@ -12,6 +12,7 @@ from conftest import assert_clean_failure, run_cli
 from scfactor.integrate.cli import integrate
 from scfactor.integrate.pipeline import BackedSource, load_counts
 from scfactor.integrate.model import library_normalize
+from scfactor.integrate.snn import leiden_snn
 
 
 FAST = ["--k", "4", "--max-iters", "5", "--agreement-dims", "4", "--min-cells", "5", "--knn-k", "5",
@@ -56,6 +57,11 @@ def test_script_neumf_source(tmp_path, sim):
     assert t.loc[("n_labelled", "b1"), "value"] == 300 and t.loc[("n_labelled", "b2"), "value"] == 200
     assert t.loc[("alignment", "all"), "value"] > t.loc[("alignment_raw", "all"), "value"]
     assert 0 < t.loc[("ari", "all"), "value"] <= 1
+    # the joint clusters are LIGER's SNN + multi-start Leiden of the normalised loadings, with the step's settings
+    o = a.uns["inmf"]["params"]
+    expect = leiden_snn(a.obsm["X_inmf_norm"].astype(np.float64), k=o["n_neighbors"], prune=o["snn_prune"],
+                        resolution=o["leiden_resolution"], n_starts=o["leiden_starts"], seed=o["seed"])
+    assert (a.obs["leiden"].astype(int).to_numpy() == expect).all()
 
 
 @pytest.mark.parametrize("case", ["one_batch", "no_shared_genes", "negative", "k_too_large"])

@@ -60,3 +60,29 @@ def test_sparse_mean_var_matches_numpy():
     mean, var = genes.sparse_mean_var(sp.csr_matrix(x))
     np.testing.assert_allclose(mean, x.mean(0))
     np.testing.assert_allclose(var, x.var(0, ddof=1))
+
+
+def test_liger_select_ignores_unexpressed_genes():
+    """LIGER drops genes a batch never expresses before selecting: all-zero columns do not tighten the
+    Bonferroni threshold, so the selection of the expressed genes is the same with or without them."""
+    rng = np.random.default_rng(1)
+    n, p = 300, 40
+    lib = rng.integers(300, 2000, size=n)
+    x = rng.poisson(np.outer(lib, np.full(p, 1.0 / p)))
+    groups = rng.integers(0, 2, size=n)[:, None]
+    # 10 lowly expressed genes switching between two groups: near the mean-significance bound
+    x[:, :10] = rng.poisson(np.outer(lib, np.full(10, 0.02 / p)) * np.where(groups == 1, 1.9, 0.1))
+    base = genes.liger_select(sp.csr_matrix(x))
+    padded = genes.liger_select(sp.csr_matrix(np.hstack([x, np.zeros((n, 5000), dtype=x.dtype)])))
+    assert base[:10].all()
+    assert (padded[:p] == base).all() and not padded[p:].any()
+
+
+def test_liger_union_keeps_only_genes_expressed_in_every_batch():
+    rng = np.random.default_rng(4)
+    x = rng.poisson(1.0, size=(200, 20))
+    x[:100, 0] = rng.poisson(np.where(np.arange(100) % 2, 40.0, 0.01))  # over-dispersed in batch a ...
+    x[100:, 0] = 0                                                       # ... and absent from batch b
+    b = np.array(["a"] * 100 + ["b"] * 100)
+    assert genes.liger_select(sp.csr_matrix(x[:100]))[0]
+    assert not genes.liger_select_union(sp.csr_matrix(x), b)[0]

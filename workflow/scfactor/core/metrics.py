@@ -47,8 +47,15 @@ def alignment_score(emb: np.ndarray, batch, k: int | None = None, seed: int = 1,
 
     Every batch is downsampled (seeded) to the size of the smallest one; with N batches and
     ``k`` neighbours (default ``min(max(floor(0.01 n), 10), n - 1)`` over the ``n`` sampled cells),
-    a cell with ``s`` same-batch neighbours scores ``1 - (s - k/N) / (k - k/N)``; the mean is returned
-    (and the per-cell scores with the sampled indices when ``per_cell``).
+    a cell with ``s`` same-batch neighbours (itself excluded) scores ``1 - (s - k/N) / (k - k/N)``; the mean
+    is returned (and the per-cell scores with the sampled indices when ``per_cell``).
+
+    Range: ``[0, N / (N - 1)]`` (``[0, 2]`` for two batches), not ``[0, 1]``. 0: every neighbour is from the
+    cell's own batch (batches separated); 1: as many same-batch neighbours as random mixing gives
+    (``k/N``); above 1: FEWER same-batch neighbours than random mixing, i.e. cells sit preferentially next
+    to the other batch (over-correction, or batches interleaved in a regular pattern); the maximum is
+    reached when no neighbour is from the cell's own batch. A mean slightly above 1 is sampling noise
+    around 1; clearly above 1 is a warning sign, not a better score.
     """
     batch = np.asarray(pd.Series(batch).astype(str))
     names, counts = np.unique(batch, return_counts=True)

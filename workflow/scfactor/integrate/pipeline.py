@@ -28,6 +28,7 @@ from ..core.log import LOG
 from ..preprocess import contract
 from . import model
 from .quantile_norm import quantile_normalize
+from .snn import leiden_snn
 
 #: the input layer of each source when ``layer`` is null
 DEFAULT_LAYER = {"counts": "counts", "neumf": "neumf"}
@@ -219,8 +220,9 @@ def assemble(b: Batches, xs, w, v, h, opts, source, trace, fit_info, device, dty
     import_umap_without_tensorflow()  # scanpy's neighbors imports umap
     sc.pp.neighbors(adata, n_neighbors=opts.n_neighbors, use_rep="X_inmf_norm", random_state=opts.seed,
                     transformer="sklearn")
-    sc.tl.leiden(adata, resolution=opts.leiden_resolution, random_state=opts.seed, flavor="igraph",
-                 n_iterations=2, directed=False)
+    adata.obs["leiden"] = pd.Categorical(leiden_snn(
+        adata.obsm["X_inmf_norm"].astype(np.float64), k=opts.n_neighbors, prune=opts.snn_prune,
+        resolution=opts.leiden_resolution, n_starts=opts.leiden_starts, seed=opts.seed).astype(str))
     LOG.info("Leiden: %d clusters, %.1f s", adata.obs["leiden"].nunique(), time.perf_counter() - t0)
     sc.tl.umap(adata, min_dist=opts.umap_min_dist, random_state=opts.seed)
     LOG.info("UMAP done, %.1f s", time.perf_counter() - t0)

@@ -25,8 +25,9 @@ def liger_select(counts, var_thresh: float = 0.1, alpha_thresh: float = 0.99) ->
 
     On library-size normalised data (each cell sums to 1), a gene is kept when its variance
     exceeds the Poisson expectation (``mean * nolan``, ``nolan = mean(1 / library size)``) by more
-    than ``10**var_thresh`` and its mean is significant at ``alpha_thresh`` (Bonferroni over genes),
-    following rliger / pyliger.
+    than ``10**var_thresh`` and its mean is significant at ``alpha_thresh`` (Bonferroni over the genes
+    expressed in the batch: LIGER drops unexpressed genes per data set before selecting), following
+    rliger / pyliger.
     """
     x = sp.csr_matrix(counts, dtype=np.float64)
     lib = np.asarray(x.sum(axis=1)).ravel()
@@ -34,7 +35,8 @@ def liger_select(counts, var_thresh: float = 0.1, alpha_thresh: float = 0.99) ->
     x, lib = x[keep_cells], lib[keep_cells]
     norm_x = sp.diags(1.0 / lib) @ x
     mean, var = sparse_mean_var(norm_x)
-    n_cells, n_genes = norm_x.shape
+    n_cells = norm_x.shape[0]
+    n_genes = max(int((mean > 0).sum()), 1)
     nolan = np.mean(1.0 / lib)
     alpha = alpha_thresh / n_genes
     upper = mean + norm.ppf(1 - alpha / 2) * np.sqrt(mean * nolan / n_cells)
@@ -45,11 +47,15 @@ def liger_select(counts, var_thresh: float = 0.1, alpha_thresh: float = 0.99) ->
 
 def liger_select_union(counts, batches: np.ndarray, var_thresh: float = 0.1,
                        alpha_thresh: float = 0.99) -> np.ndarray:
-    """Union over batches of `liger_select` (LIGER's ``combine='union'``)."""
+    """Union over batches of `liger_select` (LIGER's ``combine='union'``), restricted to genes expressed
+    in every batch (LIGER's ``keep_unique=False``)."""
     mask = np.zeros(counts.shape[1], dtype=bool)
+    expressed = np.ones(counts.shape[1], dtype=bool)
     for b in np.unique(batches):
-        mask |= liger_select(counts[batches == b], var_thresh, alpha_thresh)
-    return mask
+        sub = sp.csr_matrix(counts[batches == b])
+        mask |= liger_select(sub, var_thresh, alpha_thresh)
+        expressed &= np.asarray((sub != 0).sum(axis=0)).ravel() > 0
+    return mask & expressed
 
 
 def hvg_select(adata, n_top: int, batch_key: str | None = "batch") -> np.ndarray:
