@@ -108,7 +108,8 @@ def slurm_cluster():
 # ------------------------------------------------------------------------------------------------
 # reading what the Snakemake SLURM plugin did
 
-_SUBMITTED = re.compile(r"Job (\d+) has been submitted with SLURM jobid (\d+) \(log: (\S+)\)")
+# a job's Snakemake id is a number, a job group's a UUID
+_SUBMITTED = re.compile(r"Job (\S+) has been submitted with SLURM jobid (\d+) \(log: (\S+)\)")
 
 
 @dataclass

@@ -52,7 +52,8 @@ def test_a_null_value_is_passed_when_the_default_is_not_null():
 @pytest.mark.parametrize("argv, message", [
     (["--k", "0"], "argument --k: 0 is out of range (must be >= 1)"),
     (["--k", "4.0"], "argument --k: '4.0' is not an integer"),
-    (["--k", "3", "--tol", "1.5"], "argument --tol: 1.5 is out of range (must be in [0, 1))"),
+    (["--k", "3", "--tol", "-1"], "argument --tol: -1.0 is out of range (must be >= 0)"),
+    (["--k", "3", "--resp-tol", "1.5"], "argument --resp-tol: 1.5 is out of range (must be in [0, 1])"),
     (["--k", "3", "--method", "magic"], "argument --method: 'magic' is not one of em, amortized"),
     (["--k", "3", "--threads", "0"], "argument --threads: 0 is out of range (must be >= 1)"),
 ])
