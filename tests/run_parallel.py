@@ -34,7 +34,8 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-SLURM = REPO / "tests" / "cluster" / "local_slurm.sh"
+sys.path.insert(0, str(REPO / "tests"))
+from cluster.slurm import CONF, STATE, SlurmUnavailable, start_local_cluster, stop_local_cluster  # noqa: E402
 MEMORY_RETRY = "tests/cluster/test_tiny_run.py::test_memory_retry_attempt2_asks_for_more"
 STREAMS = {     # balanced by their measured durations (README, Tests)
     "slurm-tiny": ["tests/cluster/test_tiny_run.py", f"--deselect={MEMORY_RETRY}"],
@@ -44,25 +45,17 @@ STREAMS = {     # balanced by their measured durations (README, Tests)
 }
 
 
-def start_slurm(env: dict) -> list[str] | None:
-    """Start the shared cluster; returns the daemons started (to stop them), or None when it could not
-    start (the reason is then in env["SCFACTOR_SLURM_UNAVAILABLE"])."""
-    if os.geteuid() != 0:
-        env["SCFACTOR_SLURM_UNAVAILABLE"] = "not root (tests/cluster/local_slurm.sh starts slurm-wlm + munge as root)"
-        return None
-    proc = subprocess.run(["bash", str(SLURM), "start"], capture_output=True, text=True, timeout=900, env=env)
-    if proc.returncode != 0:
-        env["SCFACTOR_SLURM_UNAVAILABLE"] = f"tests/cluster/local_slurm.sh start failed:\n{proc.stderr[-3000:]}"
-        return None
-    env["SLURM_CONF"] = env.get("SLURM_CONF") or str(Path(env.get("SCFACTOR_SLURM_CONF_DIR", "/etc/slurm")) / "slurm.conf")
-    return [d for d in proc.stdout.strip().splitlines()[-1].removeprefix("started=").split(",") if d]
-
-
 def main(argv: list[str]) -> int:
     """Run the streams, print their logs, return the suite's exit status."""
     work = Path(tempfile.mkdtemp(prefix="scfactor-tests-"))
     env = {**os.environ, "SCFACTOR_TINY_RUN": str(work / "tiny_run")}
-    started = start_slurm(env)
+    slurm_env = {"SLURM_CONF": str(CONF), "SCFACTOR_SLURM_STATE": str(STATE)}
+    started = []
+    try:
+        started = start_local_cluster(slurm_env)
+        env.update(slurm_env)          # the streams' fixtures find it answering and leave it alone
+    except SlurmUnavailable as e:      # every SLURM test reports this reason (skip, or fail when required)
+        env["SCFACTOR_SLURM_UNAVAILABLE"] = str(e)
     procs = {}
     t0 = time.time()
     try:
@@ -85,9 +78,7 @@ def main(argv: list[str]) -> int:
         for proc, _ in procs.values():
             if proc.poll() is None:
                 proc.kill()
-        if started:
-            subprocess.run(["bash", str(SLURM), "stop", ",".join(started)], capture_output=True, text=True,
-                           timeout=120, env=env)
+        stop_local_cluster(slurm_env, started)
         shutil.rmtree(work, ignore_errors=True)
     print(f"[tests] all streams done in {time.time() - t0:.0f} s: "
           + ", ".join(f"{n} exit {c}" for n, c in codes.items()), flush=True)

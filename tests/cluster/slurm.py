@@ -89,20 +89,37 @@ def slurm_cluster():
         yield SlurmCluster(env={"SLURM_CONF": os.environ["SLURM_CONF"]})   # someone else's: left alone
         return
     env = {"SLURM_CONF": str(CONF), "SCFACTOR_SLURM_STATE": str(STATE)}
+    try:
+        started = start_local_cluster(env)
+    except SlurmUnavailable as e:
+        _unavailable(str(e))
+    try:
+        yield SlurmCluster(env=env, started=started)
+    finally:
+        stop_local_cluster(env, started)
+
+
+class SlurmUnavailable(RuntimeError):
+    """The local cluster could not be started (the message says why)."""
+
+
+def start_local_cluster(env: dict) -> list[str]:
+    """Start (or reuse) the local cluster with tests/cluster/local_slurm.sh; returns the daemons this call
+    started, for `stop_local_cluster`. Raises `SlurmUnavailable` with the reason."""
     if os.geteuid() != 0 and not _answers(env):
-        _unavailable("not root (tests/cluster/local_slurm.sh installs and starts slurm-wlm + munge as root)")
+        raise SlurmUnavailable("not root (tests/cluster/local_slurm.sh installs and starts slurm-wlm + munge as root)")
     proc = subprocess.run(["bash", str(SCRIPT), "start"], capture_output=True, text=True, timeout=900,
                           env={**os.environ, **env})
     if proc.returncode != 0:
-        _unavailable(f"tests/cluster/local_slurm.sh start failed:\n{proc.stderr[-3000:]}")
-    started = [d for d in proc.stdout.strip().splitlines()[-1].removeprefix("started=").split(",") if d]
-    cluster = SlurmCluster(env=env, started=started)
-    try:
-        yield cluster
-    finally:
-        if started:
-            subprocess.run(["bash", str(SCRIPT), "stop", ",".join(started)], capture_output=True,
-                           text=True, timeout=120, env={**os.environ, **env})
+        raise SlurmUnavailable(f"tests/cluster/local_slurm.sh start failed:\n{proc.stderr[-3000:]}")
+    return [d for d in proc.stdout.strip().splitlines()[-1].removeprefix("started=").split(",") if d]
+
+
+def stop_local_cluster(env: dict, started: list[str]) -> None:
+    """Stop exactly the daemons `start_local_cluster` started (none: a cluster that was already running)."""
+    if started:
+        subprocess.run(["bash", str(SCRIPT), "stop", ",".join(started)], capture_output=True,
+                       text=True, timeout=120, env={**os.environ, **env})
 
 
 # ------------------------------------------------------------------------------------------------
