@@ -48,19 +48,21 @@ class SlurmCluster:
             raise AssertionError(f"{' '.join(map(str, cmd))} failed: {proc.stderr}")
         return proc
 
-    def jobs(self, comment_prefix: str = "") -> list[dict]:
-        """Queued / running jobs as dicts (id, state, comment), optionally only those whose comment
-        (the plugin sets ``rule_<rule>_wildcards_<wildcards>``) starts with ``comment_prefix``."""
-        out = self.run("squeue", "-h", "-o", "%i|%T|%k").stdout
-        rows = [dict(zip(("id", "state", "comment"), ln.split("|", 2))) for ln in out.splitlines() if ln]
-        return [r for r in rows if r["comment"].startswith(comment_prefix)]
+    def jobs(self, comment_prefix: str = "", workdir=None) -> list[dict]:
+        """Queued / running jobs as dicts (id, state, comment, workdir), optionally only those whose comment
+        (the plugin sets ``rule_<rule>_wildcards_<wildcards>``) starts with ``comment_prefix`` and that run in
+        ``workdir`` (tests running at the same time share the cluster and the same rule names)."""
+        out = self.run("squeue", "-h", "-o", "%i|%T|%k|%Z").stdout
+        rows = [dict(zip(("id", "state", "comment", "workdir"), ln.split("|", 3))) for ln in out.splitlines() if ln]
+        return [r for r in rows if r["comment"].startswith(comment_prefix)
+                and (workdir is None or Path(r["workdir"]).resolve() == Path(workdir).resolve())]
 
-    def jobs_running(self, rule: str, wildcards: str) -> list[dict]:
-        """Queued / running jobs whose batch script runs the Snakemake job ``rule`` with ``wildcards``
-        (``run=sim,tissue=tissue1,...``), alone or inside a job group (a group's comment names no
-        wildcards, so the job's own script is read)."""
+    def jobs_running(self, rule: str, wildcards: str, workdir) -> list[dict]:
+        """Queued / running jobs in ``workdir`` whose batch script runs the Snakemake job ``rule`` with
+        ``wildcards`` (``run=sim,tissue=tissue1,...``), alone or inside a job group (a group's comment names
+        no wildcards, so the job's own script is read)."""
         target = f"'{rule}:{wildcards}'"
-        return [r for r in self.jobs()
+        return [r for r in self.jobs(workdir=workdir)
                 if target in self.run("scontrol", "write", "batch_script", r["id"], "-", check=False).stdout]
 
 

@@ -45,7 +45,7 @@ def test_preempted_densify_job_resumes_from_checkpoint(tmp_path, slurm_cluster):
     with Background(wd, "--profile", profile("slurm"), *FAST, OUT, env=snakemake_env(slurm_cluster)) as run:
         wait_for(lambda: any((wd / CKPT).glob("*.npz")) or not run.running(), timeout=600, every=0.2,
                  what="the densify job's first checkpoint")
-        (job,) = slurm_cluster.jobs("rule_densify_wildcards_kang_ctrl")
+        (job,) = slurm_cluster.jobs("rule_densify_wildcards_kang_ctrl", workdir=wd)
         slurm_cluster.run("scancel", job["id"])
         rc = run.wait(timeout=600)
         log = run.text()

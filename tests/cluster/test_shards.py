@@ -85,7 +85,7 @@ def cancel_every_attempt(run, cluster, wd, shard: str) -> list[str]:
              what=f"shard c{shard} to write its first checkpoint")
     cancelled = []
     while run.running():
-        for job in cluster.jobs_running("mtl_train_shard", shard_target(shard)):
+        for job in cluster.jobs_running("mtl_train_shard", shard_target(shard), wd):
             if job["id"] not in cancelled:
                 cluster.run("scancel", job["id"])
                 cancelled.append(job["id"])
@@ -152,7 +152,7 @@ def test_preempted_training_job_resumes_from_checkpoint(killed_and_rerun, uninte
     with Background(wd, *args, env=snakemake_env(slurm_cluster), log_name="preempt.log") as run:
         wait_for(lambda: checkpoint(wd, "00").exists() or not run.running(), timeout=600, every=0.2,
                  what="shard c00 to write a checkpoint")
-        (job,) = slurm_cluster.jobs_running("mtl_train_shard", shard_target("00"))
+        (job,) = slurm_cluster.jobs_running("mtl_train_shard", shard_target("00"), wd)
         slurm_cluster.run("scancel", job["id"])
         rc = run.wait(timeout=900)
         log = run.text()
