@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Run the test suite as three pytest processes at once (what `make test` does).
+"""Run the test suite as four pytest processes at once (what `make test` does).
 
 Most of the real-SLURM tests' wall time is waiting: for sbatch, for the scheduler, for the plugin's status
 polls. Run one after the other, the suite took 17 minutes on 2 cores; here the SLURM tests run in two
@@ -7,8 +7,9 @@ processes beside the rest of the suite:
 
     stream 1  tests/cluster/test_tiny_run.py (the tiny targets through SLURM, single-shard reruns)
     stream 2  tests/cluster/test_shards.py, test_profiles.py, test_preempt.py, the memory retry of
-              test_tiny_run.py, and tests/workflow/test_storage.py (object storage)
-    stream 3  everything else (unit, workflow, own-data tests)
+              test_tiny_run.py
+    stream 3  tests/workflow/test_storage.py (the tiny DAG on object storage; its own S3 server)
+    stream 4  everything else (unit, workflow, own-data tests)
 
 Shared between the streams, so that nothing is set up twice or torn down under another stream:
   - one SLURM cluster (tests/cluster/local_slurm.sh), started here and stopped at the end; when it cannot
@@ -40,7 +41,8 @@ MEMORY_RETRY = "tests/cluster/test_tiny_run.py::test_memory_retry_attempt2_asks_
 STREAMS = {     # balanced by their measured durations (README, Tests)
     "slurm-tiny": ["tests/cluster/test_tiny_run.py", f"--deselect={MEMORY_RETRY}"],
     "slurm-shards": ["tests/cluster/test_shards.py", "tests/cluster/test_profiles.py", "tests/cluster/test_preempt.py",
-                     MEMORY_RETRY, "tests/workflow/test_storage.py"],
+                     MEMORY_RETRY],
+    "storage": ["tests/workflow/test_storage.py"],
     "rest": ["tests", "--ignore=tests/cluster", "--ignore=tests/workflow/test_storage.py"],
 }
 

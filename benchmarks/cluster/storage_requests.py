@@ -20,7 +20,6 @@ import logging
 import os
 import re
 import shlex
-import socket
 import subprocess
 import sys
 import tempfile
@@ -51,12 +50,6 @@ class Counter(logging.Handler):
             self.requests[(method, kind, status)] += 1
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def job_total(text: str) -> int:
     m = re.search(r"^total\s+(\d+)$", text, re.M)
     return int(m.group(1)) if m else 0
@@ -80,36 +73,21 @@ def main(argv=None) -> int:
     p.add_argument("--configs", nargs="+", default=["config/config.yaml", "config/paper.yaml"],
                    help="config files of the DAG, relative to the repository")
     args = p.parse_args(argv)
-    sys.path.insert(0, str(REPO / "workflow"))
-    from moto.server import ThreadedMotoServer
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from s3local import s3_server, upload_resources
 
-    from scfactor.core import remote
-
-    port = free_port()
-    endpoint = f"http://127.0.0.1:{port}"
     counter = Counter()
     logging.getLogger("werkzeug").addHandler(counter)
     logging.getLogger("werkzeug").setLevel(logging.INFO)
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=True)
-    server.start()
-    creds = {"SNAKEMAKE_STORAGE_S3_ENDPOINT_URL": endpoint, "SNAKEMAKE_STORAGE_S3_ACCESS_KEY": "bench",
-             "SNAKEMAKE_STORAGE_S3_SECRET_KEY": "bench"}
-    os.environ.update(creds)
     rows = []
-    try:
-        c = remote.client()
-        c.create_bucket(Bucket=BUCKET)
+    with s3_server(BUCKET):
         for mode, inventory in (("prefix inventory (this workflow)", "1"), ("plugin default", "0")):
             run = f"run-{inventory}"
-            for f in (REPO / "resources").rglob("*"):
-                if f.is_file():
-                    c.put_object(Bucket=BUCKET, Key=f"{run}/resources/{f.relative_to(REPO / 'resources')}",
-                                 Body=b"")
+            upload_resources(BUCKET, lambda f: f"{run}/resources/{f.relative_to(REPO / 'resources')}",
+                             placeholders=True)
             counter.requests.clear()
             text, _ = dry_run(args.configs, run, {**os.environ, "SCFACTOR_S3_INVENTORY": inventory})
             rows.append((mode, job_total(text), dict(counter.requests)))
-    finally:
-        server.stop()
 
     cmd = "python " + shlex.join([str(Path(__file__).resolve().relative_to(REPO)), *(argv or sys.argv[1:])])
     lines = [cmd, "", f"Storage requests before the first job: `snakemake -n` of {' + '.join(args.configs)} with "

@@ -68,6 +68,20 @@ def test_bad_options_fail_with_one_line(nbmix_fit, argv, message):
     assert len(lines) == 1 and message in lines[0], proc.stderr
 
 
+def test_file_valued_options_are_listed_and_staged(nbmix_fit):
+    """A gene-set option names a file unless it is a keyword; the rule's staged copy replaces it."""
+    section = {"leiden": {}}
+    assert nbmix_fit.files(section, {"k": 3, "genes": "hvg"}) == []
+    assert nbmix_fit.files(section, {"k": 3}) == []                    # the default, a keyword
+    assert nbmix_fit.files(section, {"k": 3, "genes": "lists/g.txt"}) == ["lists/g.txt"]
+    argv = nbmix_fit.argv(section, {"k": 3, "genes": "lists/g.txt"}, staged={"lists/g.txt": "stage/lists/g.txt"})
+    assert argv[argv.index("--genes") + 1] == "stage/lists/g.txt"
+    argv = nbmix_fit.argv(section, {"k": 3, "genes": "hvg"}, staged={"hvg": "stage/hvg"})
+    assert argv[argv.index("--genes") + 1] == "hvg"                    # a keyword is never a file
+    step = options.Step("probe_list", options.Group("config", "datasets.*", include=("gene_list",)))
+    assert step.files({"gene_list": "all"}) == ["all"] and step.files({"gene_list": None}) == []
+
+
 def test_integer_floats_are_found():
     assert options.integer_floats({"k": 4.0, "tol": 1.0}, {"properties": {"k": {"type": "integer"},
                                                                           "tol": {"type": "number"}}}, "x") == ["x.k"]

@@ -7,11 +7,14 @@ one, as a new machine would).
 
 * `test_commands_name_only_staged_paths` (dry run of the whole tiny DAG): every path in every job's
   command line is a staged copy of a declared input or output, or a checkpoint URL in the bucket.
-* `test_storage_run_matches_local_run`: targets of the tiny config that cover every kind of path the rules
-  pass (`STORAGE_TARGETS`); the run is killed after the densify job's first checkpoint reached the bucket,
-  a fresh working directory finishes it (the job resumes from that checkpoint), every output in the bucket
-  equals the local run's (`tiny_run`; densify with more epochs against its own local reference), and a
-  third run in yet another directory has nothing to do.
+  Gene-list files named by options are staged too.
+* `test_whole_tiny_dag_on_storage_matches_local_run`: every job of the tiny config (53) runs on the bucket;
+  the bucket then holds every file of the local run (`tiny_run`), equal to it (paths the steps record taken
+  out of the staging folder), and a run in another fresh directory has nothing to do.
+* `test_killed_job_resumes_from_checkpoint_in_bucket`: the densify job (more epochs, a gene-list file from
+  the bucket) is killed with its Snakemake right after its first checkpoint reached the bucket; a fresh
+  working directory finishes it, the job resuming from that checkpoint, and its outputs equal an
+  uninterrupted local run's.
 """
 
 from __future__ import annotations
@@ -38,24 +41,12 @@ pytest.importorskip("moto.server", reason="moto[s3] + flask (requirements.lock) 
 pytest.importorskip("snakemake_storage_plugin_s3", reason="snakemake-storage-plugin-s3 (requirements.lock)")
 
 BUCKET = "scfactor-test"
-#: the tiny DAG's targets for the storage run; together they pass every kind of path through the bucket:
-STORAGE_TARGETS = [
-    "results/checks/resources.sha256.ok",        # every bundled file listed in SHA256SUMS, as inputs
-    "results/figures/densify/kang/ctrl.heldout.png",  # bundled data set -> preprocess -> densify (checkpoints
-                                                 # in the bucket) -> a report() figure
-    "results/grn/kang_cd14mono_ctrl_to_stim/metrics.tsv",  # the prior file named by the config
-    "results/preprocess/sim_blocks.h5ad",        # a data set path '{results}/simulate/blocks.h5ad'
-    "results/mtl/sim/tissue1/shards/tracenorm/c00_r0.tsv",  # a generated layout (directory output) read
-                                                 # through its root folder; shard checkpoints in the bucket
-    "results/mtl/pancreas/input/tf_list.csv",    # the .h5ad and the three prior files of an 'h5ad' MTL run
-    "results/report/config.tsv",                 # the config itself on the command line
-]
+#: the kill / resume run: the densify job (checkpoints in the bucket) and its report() figure, with a gene
+#: list file named by an option (staged from the bucket like any input)
 DENSIFY_EPOCHS = 16          # enough for the kill to land between the first checkpoint and the end
 DENSIFY_OUT = ["results/densify/kang/ctrl.h5ad", "results/densify/kang/ctrl.heldout.tsv",
                "results/figures/densify/kang/ctrl.heldout.png", "results/figures/densify/kang/ctrl.heldout.pdf"]
-CONFIG_OUT = "results/report/config.tsv"
-#: outputs that depend on the densify epochs, compared with a local run of the same config
-OWN_REFERENCE = [*DENSIFY_OUT, CONFIG_OUT]
+GENE_LIST = "genes/kang_densify.txt"     # relative to the working directory: a key below the run prefix
 CHECKPOINT_KEY = "results/densify/checkpoints/kang/ctrl/neumf.npz"
 
 
@@ -143,7 +134,9 @@ def download(c, run: str, dest: Path) -> Path:
 
 def unstaged(text: str, stage: str) -> str:
     """A path a job recorded (e.g. its input in ``uns``) as a local run would have: without the staging folder."""
-    return text.replace(f"{stage}/results", "results").replace(f"{stage}/logs", "logs").replace(f"{stage}/", "/")
+    for top in ("results", "logs", GENE_LIST.split("/")[0]):       # the relative paths of the configs
+        text = text.replace(f"{stage}/{top}/", f"{top}/")
+    return text.replace(f"{stage}/", "/")                           # absolute ones (the bundled resources)
 
 
 def _unstage_value(v, stage):
@@ -215,7 +208,13 @@ def shell_commands(text: str) -> list[str]:
 def test_commands_name_only_staged_paths(tmp_path, bucket, s3_server):
     """Dry run of the whole tiny DAG on storage: no job is handed a path of the working directory."""
     upload_resources(bucket, "dry", placeholders=True)
-    wd = workdir(tmp_path / "wd", load_tiny_config())
+    cfg = load_tiny_config()
+    # gene lists named by options (a file instead of a gene-set keyword) are inputs like any other
+    cfg["densify"]["genes"] = GENE_LIST
+    cfg["datasets"]["kang"]["gene_list"] = GENE_LIST
+    cfg["nbmix"]["runs"]["pbmc3k"]["genes"] = GENE_LIST
+    bucket.put_object(Bucket=BUCKET, Key=f"dry/{GENE_LIST}", Body=b"")
+    wd = workdir(tmp_path / "wd", cfg)
     with request_log() as requests:
         proc = snakemake(wd, "-n", "-p", "--forceall", *storage_args("dry"), env=s3_env(s3_server))
     # every existence check came from one listing of the run's prefix (scfactor.core.s3inventory), none
@@ -224,12 +223,15 @@ def test_commands_name_only_staged_paths(tmp_path, bucket, s3_server):
     cmds = shell_commands(proc.stdout + proc.stderr)
     assert len(cmds) > 40, proc.stdout[-3000:]
     stage = f".snakemake/storage/s3/{BUCKET}/dry/"
-    checkpoints = []
+    checkpoints, gene_lists = [], []
     for cmd in cmds:
         words = shlex.split(cmd)
         for prev, w in zip([""] + words, words):
             if prev == "--config-json":          # report_config: the config as data, not a path to open
                 continue
+            if w.endswith(GENE_LIST):
+                gene_lists.append(w)
+                assert w == stage + GENE_LIST, cmd
             if prev == "--checkpoint-dir":
                 checkpoints.append(w)
                 assert w.startswith(f"s3://{BUCKET}/dry/results/"), cmd
@@ -237,20 +239,50 @@ def test_commands_name_only_staged_paths(tmp_path, bucket, s3_server):
                 path = re.sub(r"^\w+=", "", w)   # integrate_figures: --run <source>=<path>
                 assert path.startswith(stage), f"{w!r} is not staged from the bucket in: {cmd[:400]}"
     assert len(checkpoints) >= 2 and all("/checkpoints/" in c for c in checkpoints), checkpoints
+    # preprocess kang, densify kang/ctrl, nbmix and nbmix_leiden of pbmc3k
+    assert len(gene_lists) == 4, gene_lists
+
+
+@pytest.mark.workflow
+@pytest.mark.slow
+@pytest.mark.timeout(2400)
+def test_whole_tiny_dag_on_storage_matches_local_run(tmp_path, bucket, s3_server, request):
+    """Every job of the tiny config with its inputs and outputs in the bucket: the bucket then holds what the
+    local run (`tiny_run`) made, file for file, and a second machine has nothing to do."""
+    run = "full"
+    upload_resources(bucket, run)
+    cfg = load_tiny_config()
+    env = snakemake_env(**s3_env(s3_server))
+    snakemake(workdir(tmp_path / "machine1", cfg), "--cores", "2", *storage_args(run), env=env)
+    tiny_run = request.getfixturevalue("tiny_run")   # asked for only now: made meanwhile by another stream
+
+    remote_root = download(bucket, run, tmp_path / "bucket")
+    stage = f".snakemake/storage/s3/{BUCKET}/{run}"
+    missing = [rel for rel in different_results(tiny_run, remote_root, a_is_subset=True)
+               if not (remote_root / rel).exists()]
+    assert missing == [], f"made by the local run, not in the bucket: {missing[:20]}"
+    assert differences(remote_root, tiny_run, stage, tmp_path) == []
+
+    proc = snakemake(workdir(tmp_path / "machine2", cfg), "--cores", "2", *storage_args(run), env=env)
+    assert "Nothing to be done" in proc.stdout + proc.stderr, proc.stderr[-3000:]
 
 
 @pytest.mark.workflow
 @pytest.mark.slow
 @pytest.mark.timeout(1500)
-def test_storage_run_matches_local_run(tmp_path, bucket, s3_server, tiny_run):
+def test_killed_job_resumes_from_checkpoint_in_bucket(tmp_path, bucket, s3_server, tiny_run):
+    """A machine killed after the densify job's first checkpoint reached the bucket; a fresh working directory
+    finishes the run from that checkpoint, and the outputs equal a local run of the same config."""
     run = "run1"
     upload_resources(bucket, run)
+    genes = _gene_list(tiny_run)
+    bucket.put_object(Bucket=BUCKET, Key=f"{run}/{GENE_LIST}", Body=genes.encode())
     cfg = load_tiny_config()
-    cfg["densify"] = {**cfg["densify"], "epochs": DENSIFY_EPOCHS}
+    cfg["densify"] = {**cfg["densify"], "epochs": DENSIFY_EPOCHS, "genes": GENE_LIST}
     env = snakemake_env(**s3_env(s3_server))
-    args = ["--cores", "1", *storage_args(run), *STORAGE_TARGETS]
+    args = ["--cores", "1", *storage_args(run), DENSIFY_OUT[2]]
 
-    # 1. a machine runs the targets until the densify job's first checkpoint is in the bucket: killed there
+    # 1. a machine runs the target until the densify job's first checkpoint is in the bucket: killed there
     wd1 = workdir(tmp_path / "machine1", cfg)
     log1 = open(wd1 / "snakemake.log", "w")
     proc = subprocess.Popen(snakemake_cmd(wd1, *args), cwd=wd1, env=env, stdout=log1, stderr=subprocess.STDOUT,
@@ -267,30 +299,33 @@ def test_storage_run_matches_local_run(tmp_path, bucket, s3_server, tiny_run):
     assert proc.returncode == -signal.SIGKILL, f"the run ended before it was killed:\n{text1[-3000:]}"
     assert f"{run}/results/densify/kang/ctrl.h5ad" not in all_keys(bucket, f"{run}/results/densify/")
 
-    # 2. another machine (fresh working directory) finishes the run: densify resumes from the bucket
+    # 2. another machine (fresh working directory, no gene list file of its own) finishes the run: the gene
+    #    list comes from the bucket and densify resumes from the checkpoint there
     wd2 = workdir(tmp_path / "machine2", cfg)
-    snakemake(wd2, *args, env=env)
+    proc2 = snakemake(wd2, *args, "-p", env=env)
+    assert f".snakemake/storage/s3/{BUCKET}/{run}/{GENE_LIST}" in proc2.stdout + proc2.stderr
     log = bucket.get_object(Bucket=BUCKET, Key=f"{run}/logs/densify/kang/ctrl.log")["Body"].read().decode()
     m = re.search(r"resuming from epoch (\d+)", log)
     assert m and 1 <= int(m.group(1)) < DENSIFY_EPOCHS, log[-3000:]
 
-    # 3. a third machine has nothing to do
-    wd3 = workdir(tmp_path / "machine3", cfg)
-    proc3 = snakemake(wd3, *args, env=env)
-    assert "Nothing to be done" in proc3.stdout + proc3.stderr, proc3.stderr[-3000:]
-
-    # 4. the bucket equals the local runs: tiny_run, and where the densify epochs matter (its outputs, the
-    #    config table) a local run of the same config
+    # 3. the bucket equals a local run of the same config (gene list beside it), uninterrupted
     remote_root = download(bucket, run, tmp_path / "bucket")
     stage = f".snakemake/storage/s3/{BUCKET}/{run}"
-    for target in STORAGE_TARGETS:
-        assert (remote_root / target).exists(), target
-    assert differences(remote_root, tiny_run, stage, tmp_path, skip=OWN_REFERENCE) == []
     ref = workdir(tmp_path / "reference", cfg)
+    (ref / GENE_LIST).parent.mkdir(parents=True)
+    (ref / GENE_LIST).write_text(genes)
     for rel in ("results/preprocess/kang.h5ad", "results/checks/resources.sha256.ok"):
         (ref / rel).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(tiny_run / rel, ref / rel)
-    snakemake(ref, "--cores", "1", DENSIFY_OUT[2], CONFIG_OUT)
+    snakemake(ref, "--cores", "1", DENSIFY_OUT[2])
     assert "resuming" not in (ref / "logs/densify/kang/ctrl.log").read_text()
-    assert all((remote_root / rel).exists() and (ref / rel).exists() for rel in OWN_REFERENCE)
-    assert differences(remote_root, ref, stage, tmp_path, only=OWN_REFERENCE) == []
+    assert all((remote_root / rel).exists() and (ref / rel).exists() for rel in DENSIFY_OUT)
+    assert differences(remote_root, ref, stage, tmp_path, only=DENSIFY_OUT) == []
+
+
+def _gene_list(tiny_run: Path) -> str:
+    """Every other LIGER-selected gene of the tiny run's Kang data: a gene list unlike the default set."""
+    import anndata as ad
+    var = ad.read_h5ad(tiny_run / "results/preprocess/kang.h5ad", backed="r").var
+    names = var.index[var["liger_selected"].to_numpy(bool)][::2]
+    return "".join(f"{g}\n" for g in names)

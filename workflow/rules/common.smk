@@ -72,6 +72,12 @@ def staged_dir(files):
     return os.path.dirname(str(files[0]))
 
 
+def staged_files(files, input_files):
+    """{file an option names in the config: the job's copy of it}: file-valued options (gene lists, declared
+    as the rule's `option_files` input from the same list) point to the staged copy on object storage."""
+    return dict(zip(files, map(str, input_files)))
+
+
 def command(name):
     """The shell words that run workflow/scripts/<name> with this run's interpreter (quoted)."""
     return f"{shlex.quote(PYTHON)} {shlex.quote(str(SCRIPTS / name))}"

@@ -1,6 +1,6 @@
 # NeuMF densification (scfactor.densify; the NeuMF/LIGER notebook): one TensorFlow job per (dataset, batch),
 # then its held-out figure.
-from scfactor.densify.smk import densify_command, densify_pairs  # noqa: E402
+from scfactor.densify.smk import densify_command, densify_files, densify_pairs  # noqa: E402
 
 
 
@@ -10,13 +10,14 @@ DENSIFY_PAIRS = densify_pairs(config)
 rule densify:
     """Train NeuMF on one batch's counts (a seeded share of nonzeros held out), predict the dense matrix."""
     input:
-        lambda wc: preprocessed(wc.dataset),
+        h5ad=lambda wc: preprocessed(wc.dataset),
+        option_files=densify_files(config),
     output:
         h5ad=f"{RESULTS}/densify/{{dataset}}/{{batch}}.h5ad",
         heldout=f"{RESULTS}/densify/{{dataset}}/{{batch}}.heldout.tsv",
     params:
         cmd=command("densify.py"),
-        opts=lambda wc: densify_command(config),
+        opts=lambda wc, input: densify_command(config, staged_files(densify_files(config), input.option_files)),
         ckpt=lambda wc: state_path(f"{RESULTS}/densify/checkpoints/{wc.dataset}/{wc.batch}"),
     log:
         log_path("densify", "dataset", "batch"),
@@ -29,7 +30,7 @@ rule densify:
     conda:
         "../../envs/tensorflow.yaml"
     shell:
-        "{params.cmd} --input {input:q} --batch {wildcards.batch:q} {params.opts} --threads {threads} "
+        "{params.cmd} --input {input.h5ad:q} --batch {wildcards.batch:q} {params.opts} --threads {threads} "
         "--checkpoint-dir {params.ckpt:q} --output {output.h5ad:q} --heldout-table {output.heldout:q} 2> {log:q}"
 
 

@@ -2,6 +2,7 @@
 # one run per transition A -> B of grn.transitions ({run}), its figures, and one summary table.
 from scfactor.grn.smk import (  # noqa: E402
     grn_command,
+    grn_files,
     grn_figures_command,
     grn_prior_path,
     grn_runs,
@@ -20,6 +21,7 @@ rule grn:
     input:
         h5ad=lambda wc: preprocessed(grn_transition(config, wc.run)["dataset"]),
         prior=lambda wc: resource_inputs(grn_prior_path(config, wc.run)),
+        option_files=lambda wc: grn_files(config, wc.run),
     output:
         edges=f"{GRN}/{{run}}/edges.tsv",
         weights=f"{GRN}/{{run}}/weights.npz",
@@ -28,7 +30,7 @@ rule grn:
     params:
         cmd=command("grn.py"),
         prior=lambda wc, input: input.prior[0],
-        opts=lambda wc: grn_command(config, wc.run),
+        opts=lambda wc, input: grn_command(config, wc.run, staged_files(grn_files(config, wc.run), input.option_files)),
     log:
         log_path("grn", "run"),
     threads: config["grn"]["threads"]

@@ -3,6 +3,7 @@
 from scfactor.integrate.cli import SOURCES as INTEGRATE_SOURCES
 from scfactor.integrate.smk import (
     integrate_command,
+    integrate_files,
     integrate_inputs,
     integrate_sources,
     simulate_batches_command,
@@ -35,7 +36,8 @@ rule simulate_batches:
 rule integrate:
     """iNMF of all batches of one dataset (raw counts or NeuMF layers), quantile norm, Leiden, UMAP."""
     input:
-        lambda wc: integrate_inputs(config, RESULTS, wc.dataset, wc.source),
+        h5ad=lambda wc: integrate_inputs(config, RESULTS, wc.dataset, wc.source),
+        option_files=lambda wc: integrate_files(config, wc.dataset, wc.source),
     output:
         h5ad=f"{RESULTS}/integrate/{{dataset}}/{{source}}.h5ad",
         metrics=f"{RESULTS}/integrate/{{dataset}}/{{source}}.metrics.tsv",
@@ -43,7 +45,10 @@ rule integrate:
         source="|".join(INTEGRATE_SOURCES),
     params:
         cmd=command("integrate.py"),
-        opts=lambda wc: integrate_command(config, wc.dataset, wc.source),
+        opts=lambda wc, input: integrate_command(
+            config, wc.dataset, wc.source,
+            staged_files(integrate_files(config, wc.dataset, wc.source), input.option_files),
+        ),
     log:
         log_path("integrate", "dataset", "source"),
     threads: INTEGRATE["threads"]
@@ -54,7 +59,7 @@ rule integrate:
     conda:
         "../../envs/torch.yaml"
     shell:
-        "{params.cmd} --source {wildcards.source:q} --input {input:q} {params.opts} --threads {threads} "
+        "{params.cmd} --source {wildcards.source:q} --input {input.h5ad:q} {params.opts} --threads {threads} "
         "--output {output.h5ad:q} --metrics {output.metrics:q} 2> {log:q}"
 
 

@@ -2,6 +2,7 @@
 from scfactor.layers.smk import (  # noqa: E402
     check_layers_datasets,
     layers_command,
+    layers_files,
     layers_levels,
     loading_figure_command,
     theta_figure_command,
@@ -17,14 +18,15 @@ LAYERS_FIG = f"{RESULTS}/figures/layers"
 rule layers:
     """Fit the multilayer NMF to one preprocessed dataset; score it against the truth of a simulation."""
     input:
-        lambda wc: preprocessed(wc.dataset),
+        h5ad=lambda wc: preprocessed(wc.dataset),
+        option_files=layers_files(config),
     output:
         h5ad=f"{LAYERS_OUT}/{{dataset}}.h5ad",
         loss=f"{LAYERS_OUT}/{{dataset}}.loss.tsv",
         metrics=f"{LAYERS_OUT}/{{dataset}}.metrics.tsv",
     params:
         cmd=command("layers.py"),
-        opts=lambda wc: layers_command(config),
+        opts=lambda wc, input: layers_command(config, staged_files(layers_files(config), input.option_files)),
     log:
         log_path("layers", "dataset"),
     threads: config["layers"]["threads"]
@@ -35,7 +37,7 @@ rule layers:
     conda:
         "../../envs/torch.yaml"
     shell:
-        "{params.cmd} --input {input:q} {params.opts} --threads {threads} --output {output.h5ad:q} "
+        "{params.cmd} --input {input.h5ad:q} {params.opts} --threads {threads} --output {output.h5ad:q} "
         "--loss-table {output.loss:q} --metrics {output.metrics:q} 2> {log:q}"
 
 

@@ -6,6 +6,7 @@ from scfactor.nbmix.smk import (  # noqa: E402
     leiden_command,
     nbmix_input,
     nbmix_runs,
+    run_files as nbmix_run_files,
     simulate_command as simulate_nbmix_command,
     simulations,
 )
@@ -39,14 +40,17 @@ rule simulate_nbmix:
 rule nbmix:
     """Fit the NB mixture (batch EM or amortised) to one run and score it against its labels."""
     input:
-        lambda wc: nbmix_input(config, wc.run),
+        h5ad=lambda wc: nbmix_input(config, wc.run),
+        option_files=lambda wc: nbmix_run_files(config, wc.run),
     output:
         h5ad=f"{NBMIX}/{{run}}/nbmix.h5ad",
         metrics=f"{NBMIX}/{{run}}/nbmix.metrics.tsv",
         trace=f"{NBMIX}/{{run}}/nbmix.trace.tsv",
     params:
         cmd=command("nbmix_fit.py"),
-        opts=lambda wc: fit_command(config, wc.run),
+        opts=lambda wc, input: fit_command(
+            config, wc.run, staged_files(nbmix_run_files(config, wc.run), input.option_files)
+        ),
     log:
         log_path("nbmix", "run"),
     threads: config["nbmix"]["threads"]
@@ -57,20 +61,23 @@ rule nbmix:
     conda:
         "../../envs/torch.yaml"
     shell:
-        "{params.cmd} --input {input:q} --dataset {wildcards.run:q} {params.opts} --threads {threads} "
+        "{params.cmd} --input {input.h5ad:q} --dataset {wildcards.run:q} {params.opts} --threads {threads} "
         "--output {output.h5ad:q} --metrics {output.metrics:q} --trace {output.trace:q} 2> {log:q}"
 
 
 rule nbmix_leiden:
     """scanpy baseline: normalise, log1p, PCA, k-NN graph, Leiden, UMAP (its UMAP is used by the figures)."""
     input:
-        lambda wc: nbmix_input(config, wc.run),
+        h5ad=lambda wc: nbmix_input(config, wc.run),
+        option_files=lambda wc: nbmix_run_files(config, wc.run),
     output:
         h5ad=f"{NBMIX}/{{run}}/leiden.h5ad",
         metrics=f"{NBMIX}/{{run}}/leiden.metrics.tsv",
     params:
         cmd=command("nbmix_leiden.py"),
-        opts=lambda wc: leiden_command(config, wc.run),
+        opts=lambda wc, input: leiden_command(
+            config, wc.run, staged_files(nbmix_run_files(config, wc.run), input.option_files)
+        ),
     log:
         log_path("nbmix_leiden", "run"),
     threads: 1
@@ -80,7 +87,7 @@ rule nbmix_leiden:
     conda:
         "../../envs/scanpy.yaml"
     shell:
-        "{params.cmd} --input {input:q} --dataset {wildcards.run:q} {params.opts} --threads {threads} "
+        "{params.cmd} --input {input.h5ad:q} --dataset {wildcards.run:q} {params.opts} --threads {threads} "
         "--output {output.h5ad:q} --metrics {output.metrics:q} 2> {log:q}"
 
 

@@ -3,6 +3,7 @@
 from scfactor.preprocess.smk import (  # noqa: E402
     check_datasets,
     preprocess_command,
+    preprocess_files,
     preprocess_inputs,
     preprocess_source,
 )
@@ -14,6 +15,7 @@ rule preprocess:
     """Read one dataset's counts (or its sample sheet's samples), QC-filter per batch, normalise, flag genes."""
     input:
         lambda wc: preprocess_inputs(config, wc.dataset, resource_inputs),
+        option_files=lambda wc: preprocess_files(config, wc.dataset),
     output:
         h5ad=f"{RESULTS}/preprocess/{{dataset}}.h5ad",
         qc=f"{RESULTS}/preprocess/{{dataset}}.qc.tsv",
@@ -27,7 +29,9 @@ rule preprocess:
     params:
         cmd=command("preprocess.py"),
         source=lambda wc, input: preprocess_source(config, wc.dataset, input[0]),
-        opts=lambda wc: preprocess_command(config, wc.dataset),
+        opts=lambda wc, input: preprocess_command(
+            config, wc.dataset, staged_files(preprocess_files(config, wc.dataset), input.option_files)
+        ),
     log:
         log_path("preprocess", "dataset"),
     threads: 1

@@ -12,6 +12,10 @@ A step's options are one or more `Group`s: a schema and the dotted path inside i
 are taken (``"leiden"``, ``"runs.*"`` for the entries of a map). Nested objects with fixed properties
 are flattened (``amortized.epochs`` -> ``--amortized-epochs``, field ``amortized_epochs``); maps
 (objects keyed by user-chosen names) and arrays of objects are not options of a script.
+
+Options whose values name files (schema ``format: path``, or ``format: gene-set`` when the value is no
+keyword of `GENE_SET_KEYWORDS`) are listed by `Step.files`; a rule declares them as inputs (so that object
+storage stages them) and `Step.argv` writes the job's staged copies in their place.
 """
 
 from __future__ import annotations
@@ -33,6 +37,8 @@ RESERVED = frozenset({"threads"})
 NULL = "none"
 _MISSING = dataclasses.MISSING
 _PYTYPE = {"integer": int, "number": float, "string": str, "boolean": bool}
+#: values of a ``format: gene-set`` option that select genes by a flag, not from a file of names
+GENE_SET_KEYWORDS = ("all", "liger", "hvg")
 
 
 @functools.lru_cache(maxsize=None)
@@ -129,6 +135,14 @@ class Option:
         if problem:
             raise argparse.ArgumentTypeError(problem)
         return value
+
+    def file(self, value) -> str | None:
+        """The file ``value`` names, when this option's values are paths (schema ``format: path``, or
+        ``format: gene-set`` and not a keyword); None otherwise."""
+        fmt = self.node.get("format")
+        if not isinstance(value, str) or fmt not in ("path", "gene-set"):
+            return None
+        return None if fmt == "gene-set" and value in GENE_SET_KEYWORDS else value
 
     def format(self, value) -> list[str]:
         """The command-line words for ``value`` ([] when it is the unset null)."""
@@ -271,19 +285,30 @@ class Step:
         """The options object with the schema defaults (``overrides`` by field name)."""
         return self.Options(**overrides)
 
-    def argv(self, *values: dict) -> list[str]:
-        """Command-line words from config dicts, one per group (each read at that group's ``at``)."""
+    def _values(self, values: tuple) -> Iterable[tuple[Option, Any]]:
         if len(values) != len(self.groups):
             raise ValueError(f"step {self.name}: {len(self.groups)} config dicts expected, got {len(values)}")
-        words: list[str] = []
         for group, opts, vals in zip(self.groups, self._by_group, values):
             for o in opts:
-                words += o.format(group.value(vals, o))
+                yield o, group.value(vals, o)
+
+    def files(self, *values: dict) -> list[str]:
+        """The files named by file-valued options (`Option.file`) in config dicts, one per group: inputs of
+        the rule running this step."""
+        return [f for o, v in self._values(values) if (f := o.file(v)) is not None]
+
+    def argv(self, *values: dict, staged: dict | None = None) -> list[str]:
+        """Command-line words from config dicts, one per group (each read at that group's ``at``).
+        ``staged``: {file named in the config: the path the job reads it from} for file-valued options."""
+        words: list[str] = []
+        for o, v in self._values(values):
+            f = o.file(v)
+            words += o.format(staged.get(f, f) if staged and f is not None else v)
         return words
 
-    def command(self, *values: dict) -> str:
+    def command(self, *values: dict, staged: dict | None = None) -> str:
         """`argv` as one shell-quoted string (for a rule's ``params``)."""
-        return shlex.join(self.argv(*values))
+        return shlex.join(self.argv(*values, staged=staged))
 
 
 def integer_floats(values, node: dict, where: str) -> list[str]:

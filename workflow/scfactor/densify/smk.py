@@ -6,9 +6,15 @@ from ..core.config import check_names
 from .cli import DENSIFY
 
 
-def densify_command(config: dict) -> str:
-    """Options of densify.py from ``config['densify']`` (validated, defaults filled), shell-quoted."""
-    return DENSIFY.command(config["densify"])
+def densify_command(config: dict, staged: dict | None = None) -> str:
+    """Options of densify.py from ``config['densify']`` (validated, defaults filled), shell-quoted.
+    ``staged``: {file named in the config: the job's copy} (`scfactor.core.options.Step.argv`)."""
+    return DENSIFY.command(config["densify"], staged=staged)
+
+
+def densify_files(config: dict) -> list[str]:
+    """Files the densify options name (a gene-list file): inputs of the densify rule."""
+    return DENSIFY.files(config["densify"])
 
 
 def densify_pairs(config: dict) -> list[tuple[str, str]]:

@@ -41,10 +41,19 @@ def grn_prior_path(config: dict, name: str) -> str:
     return g["priors"][key]
 
 
-def grn_command(config: dict, name: str) -> str:
-    """Options of grn.py for transition ``name`` (its entry + the global settings), shell-quoted."""
-    t = grn_transition(config, name)
-    return GRN.command({**config["grn"], "prior": grn_prior(config, name)}, t)
+def _values(config: dict, name: str) -> tuple[dict, dict]:
+    return {**config["grn"], "prior": grn_prior(config, name)}, grn_transition(config, name)
+
+
+def grn_command(config: dict, name: str, staged: dict | None = None) -> str:
+    """Options of grn.py for transition ``name`` (its entry + the global settings), shell-quoted.
+    ``staged``: {file named in the config: the job's copy} (`scfactor.core.options.Step.argv`)."""
+    return GRN.command(*_values(config, name), staged=staged)
+
+
+def grn_files(config: dict, name: str) -> list[str]:
+    """Files the options of transition ``name`` name (a gene-list file): inputs of its grn job."""
+    return GRN.files(*_values(config, name))
 
 
 def grn_figures_command(config: dict) -> str:

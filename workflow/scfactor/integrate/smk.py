@@ -6,16 +6,26 @@ from __future__ import annotations
 from .cli import INTEGRATE, SIMULATE
 
 
-def integrate_command(config: dict, dataset: str, source: str) -> str:
+def _values(config: dict, dataset: str, source: str) -> tuple[dict, dict]:
+    section = config["integrate"]
+    if source == "counts":
+        return section, config["datasets"][dataset]
+    return {**section, "mode": "batch"}, {}
+
+
+def integrate_command(config: dict, dataset: str, source: str, staged: dict | None = None) -> str:
     """Options of integrate.py for ``dataset`` and ``source`` (the integrate section + the data set's batches).
 
     The neumf source always runs in batch mode (online mode streams one counts file) and reads one file per
-    configured batch, so the batches are not passed again.
+    configured batch, so the batches are not passed again. ``staged``: {file named in the config: the job's
+    copy} (`scfactor.core.options.Step.argv`).
     """
-    section = config["integrate"]
-    if source == "counts":
-        return INTEGRATE.command(section, config["datasets"][dataset])
-    return INTEGRATE.command({**section, "mode": "batch"}, {})
+    return INTEGRATE.command(*_values(config, dataset, source), staged=staged)
+
+
+def integrate_files(config: dict, dataset: str, source: str) -> list[str]:
+    """Files the integrate options name (a gene-list file): inputs of the integrate rule."""
+    return INTEGRATE.files(*_values(config, dataset, source))
 
 
 def integrate_inputs(config: dict, results: str, dataset: str, source: str) -> list[str]:

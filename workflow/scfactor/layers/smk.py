@@ -10,9 +10,15 @@ def simulate_blocks_command(config: dict) -> str:
     return SIMULATE.command(config["simulate"]["blocks"])
 
 
-def layers_command(config: dict) -> str:
-    """Options of layers.py from ``config['layers']``, shell-quoted."""
-    return FIT.command(config["layers"])
+def layers_command(config: dict, staged: dict | None = None) -> str:
+    """Options of layers.py from ``config['layers']``, shell-quoted. ``staged``: {file named in the config:
+    the job's copy} (`scfactor.core.options.Step.argv`)."""
+    return FIT.command(config["layers"], staged=staged)
+
+
+def layers_files(config: dict) -> list[str]:
+    """Files the layers options name (a gene-list file): inputs of the layers rule."""
+    return FIT.files(config["layers"])
 
 
 def theta_figure_command(config: dict) -> str:

@@ -37,14 +37,22 @@ def _run(config: dict, run: str) -> dict:
     return runs[run]
 
 
-def fit_command(config: dict, run: str) -> str:
-    """Options of nbmix_fit.py for run ``run`` (the ``nbmix`` settings + the run's entry), shell-quoted."""
-    return FIT.command(config["nbmix"], _run(config, run))
+def fit_command(config: dict, run: str, staged: dict | None = None) -> str:
+    """Options of nbmix_fit.py for run ``run`` (the ``nbmix`` settings + the run's entry), shell-quoted.
+    ``staged``: {file named in the config: the job's copy} (`scfactor.core.options.Step.argv`)."""
+    return FIT.command(config["nbmix"], _run(config, run), staged=staged)
 
 
-def leiden_command(config: dict, run: str) -> str:
-    """Options of nbmix_leiden.py for run ``run`` (``nbmix.leiden`` + the run's entry), shell-quoted."""
-    return LEIDEN.command(config["nbmix"].get("leiden", {}), _run(config, run))
+def leiden_command(config: dict, run: str, staged: dict | None = None) -> str:
+    """Options of nbmix_leiden.py for run ``run`` (``nbmix.leiden`` + the run's entry), shell-quoted.
+    ``staged`` as in `fit_command`."""
+    return LEIDEN.command(config["nbmix"].get("leiden", {}), _run(config, run), staged=staged)
+
+
+def run_files(config: dict, run: str) -> list[str]:
+    """Files the options of run ``run`` name (a gene-list file): inputs of its nbmix and nbmix_leiden jobs."""
+    return list(dict.fromkeys(FIT.files(config["nbmix"], _run(config, run))
+                              + LEIDEN.files(config["nbmix"].get("leiden", {}), _run(config, run))))
 
 
 def simulate_command(config: dict, sim: str) -> str:

@@ -14,6 +14,7 @@ import scipy.sparse as sp
 from ..core.errors import InputError
 from ..core.gene_names import match_genes
 from ..core.io import get_matrix, read_h5ad, read_lines, validate_counts
+from ..core.options import GENE_SET_KEYWORDS
 
 
 def load_preprocessed(path, batch: str | Sequence[str] | None = None, genes: str = "all",
@@ -48,7 +49,7 @@ def select_genes(adata, genes: str, path):
     """Subset ``adata`` to a gene set: ``all``, ``liger``, ``hvg`` or a file of names."""
     if genes in (None, "all"):
         return adata
-    if genes in ("liger", "hvg"):
+    if genes in GENE_SET_KEYWORDS:
         col = "liger_selected" if genes == "liger" else "highly_variable"
         if col not in adata.var:
             raise InputError(path, f"has no var[{col!r}] gene flags; run the preprocess step first")

@@ -63,6 +63,12 @@ def preprocess_source(config: dict, name: str, staged: str | None = None) -> str
     return shlex.join(["--input", staged or entry["path"]])
 
 
-def preprocess_command(config: dict, name: str) -> str:
-    """Options of preprocess.py for data set ``name`` (its entry + the global settings), shell-quoted."""
-    return STEP.command(_entry(config, name), config["preprocess"])
+def preprocess_command(config: dict, name: str, staged: dict | None = None) -> str:
+    """Options of preprocess.py for data set ``name`` (its entry + the global settings), shell-quoted.
+    ``staged``: {file named in the config: the job's copy} (`scfactor.core.options.Step.argv`)."""
+    return STEP.command(_entry(config, name), config["preprocess"], staged=staged)
+
+
+def preprocess_files(config: dict, name: str) -> list[str]:
+    """Files the options of data set ``name`` name (its ``gene_list``): inputs of its preprocess job."""
+    return STEP.files(_entry(config, name), config["preprocess"])
