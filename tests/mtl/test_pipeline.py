@@ -49,3 +49,19 @@ def test_aggregate_joins_the_lasso_of_the_same_split():
     s = summary.set_index("model")
     assert s.loc["tracenorm", "mean_r2"] == 0.25 and s.loc["tracenorm", "frac_above_lasso"] == 0.5
     assert s.loc["tracenorm", "mean_gain_vs_lambda0"] == 0.15 and np.isnan(s.loc["lambda0", "mean_gain_vs_lambda0"])
+
+
+def test_knn_moments_at_12000_cells():
+    """The velocity moments' k-NN graph at 12,000 cells: two planted, well-separated cell groups keep their
+    neighbours within the group, so the moments of a group indicator are the indicator itself."""
+    from scfactor.mtl.velocity import knn_moments
+    rng = np.random.default_rng(0)
+    n = 12_000
+    group = rng.integers(0, 2, size=n)
+    s = rng.poisson(np.where(group[:, None] == 1, 20.0, 1.0) * rng.uniform(0.5, 1.5, size=(1, 30))).astype(float)
+    u = np.column_stack([group, rng.poisson(2.0, size=n)]).astype(float)
+    ms, mu = knn_moments(s, u, n_neighbors=30, n_pcs=5, seed=0)
+    assert ms.shape == s.shape and mu.shape == u.shape
+    assert np.allclose(mu[:, 0], group)
+    assert np.allclose(ms.mean(0), s.mean(0), rtol=0.05)      # a local average: means (nearly) preserved
+    assert ms.var(0).sum() < s.var(0).sum()                    # ... and smoother than the counts

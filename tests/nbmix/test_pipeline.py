@@ -179,3 +179,18 @@ def test_simulate_step_rejects_bad_option(tmp_path):
     assert proc.returncode == 2
     assert len([ln for ln in proc.stderr.splitlines() if ln.startswith("error:")]) == 1
     assert "--n" in proc.stderr and not (tmp_path / "x.h5ad").exists()
+
+
+@pytest.mark.slow
+def test_leiden_baseline_at_12000_cells(tmp_path):
+    """The Leiden baseline (scanpy's approximate neighbours from 4096 cells on, where the pynndescent /
+    scipy `getnnz` crash was) at 12,000 cells finds the simulator's three components, with a UMAP per cell."""
+    inp = tmp_path / "sim.h5ad"
+    simulate_anndata(12_000, 60, 3, 1e4, 1, "sim").write_h5ad(inp)
+    out = tmp_path / "o.h5ad", tmp_path / "m.tsv"
+    proc = run_cli(nbmix_leiden, "--input", inp, "--output", out[0], "--metrics", out[1])
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    a = ad.read_h5ad(out[0])
+    assert a.obsm["X_umap"].shape == (12_000, 2) and a.obsm["X_pca"].shape == (12_000, 50)
+    m = pd.read_csv(out[1], sep="\t").iloc[0]
+    assert m["n_scored"] == 12_000 and m["ari"] > 0.95

@@ -60,6 +60,27 @@ def test_sparse_mean_var_matches_numpy():
     mean, var = genes.sparse_mean_var(sp.csr_matrix(x))
     np.testing.assert_allclose(mean, x.mean(0))
     np.testing.assert_allclose(var, x.var(0, ddof=1))
+    scale = rng.uniform(0.1, 2.0, size=50)                      # rows scaled on the fly, as liger_select does
+    mean, var = genes.sparse_mean_var(sp.csr_matrix(x), row_scale=scale)
+    np.testing.assert_allclose(mean, (x * scale[:, None]).mean(0))
+    np.testing.assert_allclose(var, (x * scale[:, None]).var(0, ddof=1))
+    assert np.allclose(genes.sparse_mean_var(x, row_scale=scale)[1], var)
+
+
+def test_normalise_keeps_the_counts_without_copying_them():
+    """``layers['counts']`` is the input matrix itself (one float32 copy is made, for X: the memory of the
+    step at 50,000 cells); X is log1p of the counts scaled to ``target_sum`` per cell."""
+    import anndata as ad
+
+    from scfactor.preprocess.pipeline import normalise
+    rng = np.random.default_rng(3)
+    counts = sp.csr_matrix(rng.poisson(1.0, size=(40, 9)).astype(np.int32) + np.eye(40, 9, dtype=np.int32))
+    a = ad.AnnData(X=counts)
+    normalise(a, 1e4)
+    assert np.shares_memory(a.layers["counts"].data, counts.data)
+    lib = counts.sum(1).A.ravel()
+    np.testing.assert_allclose(a.X.toarray(), np.log1p(counts.toarray() / lib[:, None] * 1e4), rtol=1e-6)
+    assert a.X.dtype == np.float32 and sp.isspmatrix_csr(a.X)
 
 
 def test_liger_select_ignores_unexpressed_genes():

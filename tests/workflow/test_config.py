@@ -166,3 +166,20 @@ def test_report_contains_every_figure(tiny_run):
     for png in figures:
         assert any(n.endswith(png.name) for n in names), f"{png} missing from the report"
     assert any(n.endswith("config.tsv") for n in names)
+
+
+def test_environment_pins_match_the_lock():
+    """Every ``name==version`` of pyproject.toml and envs/*.yaml is requirements.lock's version (local build
+    tags such as torch's ``+cpu`` aside), and every environment pins pynndescent: a resolver's newest (0.7)
+    crashes scanpy's neighbours from 4096 cells on (docs/DESIGN.md, The environment)."""
+    import re
+
+    def norm(name):
+        return re.sub(r"[-_.]+", "-", name.lower().split("[")[0])
+    lock = {norm(n): v.split("+")[0] for n, v in
+            (line.split("==") for line in (REPO / "requirements.lock").read_text().split() if "==" in line)}
+    files = [REPO / "pyproject.toml", *sorted((REPO / "envs").glob("*.yaml"))]
+    for path in files:
+        pins = {norm(n): v for n, v in re.findall(r'([A-Za-z0-9_.\-\[\]]+)==([0-9][^\s",#]*)', path.read_text())}
+        assert {n: v for n, v in pins.items() if lock.get(n) != v} == {}, path
+        assert "pynndescent" in pins, path

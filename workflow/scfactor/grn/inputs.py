@@ -150,9 +150,11 @@ def transfer_labels(adata, *, k: int, n_pcs: int, min_agreement: float, seed: in
     PCA of the z-scored log expression of the highly variable genes (all genes when
     ``var['highly_variable']`` is absent); each unlabelled cell gets the majority label of its
     ``k`` nearest labelled cells (Euclidean; ties go to the alphabetically first label) when at
-    least ``min_agreement`` of them agree, else stays NaN.
+    least ``min_agreement`` of them agree, else stays NaN. The neighbours come from a tree over the labelled
+    cells (`sklearn.neighbors.NearestNeighbors`), queried in blocks of unlabelled cells: no all-pairs distance
+    matrix, memory linear in the cells.
     """
-    from scipy.spatial.distance import cdist
+    from sklearn.neighbors import NearestNeighbors
     lab = adata.obs["label"].astype(object)
     known = lab.notna().to_numpy()
     if known.all() or not known.any():
@@ -162,9 +164,9 @@ def transfer_labels(adata, *, k: int, n_pcs: int, min_agreement: float, seed: in
     k = min(k, int(known.sum()))
     zk, zu = z[known], z[~known]
     votes = np.zeros((len(zu), len(classes)))
-    for start in range(0, len(zu), 2048):                       # bounded memory on large data sets
-        d = cdist(zu[start:start + 2048], zk, metric="sqeuclidean")
-        nn = np.argsort(d, axis=1, kind="stable")[:, :k]
+    tree = NearestNeighbors(n_neighbors=k).fit(zk)
+    for start in range(0, len(zu), 65536):                      # bounded memory on large data sets
+        nn = tree.kneighbors(zu[start:start + 65536], return_distance=False)
         np.add.at(votes, (np.arange(start, start + len(nn))[:, None], codes[nn]), 1.0)
     best = votes.argmax(axis=1)
     ok = votes[np.arange(len(best)), best] / k >= min_agreement

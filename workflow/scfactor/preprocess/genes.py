@@ -7,13 +7,27 @@ import scipy.sparse as sp
 from scipy.stats import norm
 
 
-def sparse_mean_var(x) -> tuple[np.ndarray, np.ndarray]:
-    """Per-column mean and unbiased variance of a (sparse) cells x genes matrix, without densifying."""
+def sparse_mean_var(x, row_scale=None) -> tuple[np.ndarray, np.ndarray]:
+    """Per-column mean and unbiased variance of a (sparse) cells x genes matrix, without densifying.
+
+    ``row_scale`` (optional, one factor per row) scales the rows on the fly: a sparse matrix is read through
+    its non-zeros (column sums by `np.bincount`), never copied as a whole.
+    """
     n = x.shape[0]
     if sp.issparse(x):
-        mean = np.asarray(x.mean(axis=0)).ravel()
-        sq = np.asarray(x.multiply(x).mean(axis=0)).ravel()
+        x = sp.csr_matrix(x)
+        if not x.has_canonical_format:
+            x = x.copy()
+            x.sum_duplicates()
+        vals = x.data.astype(np.float64)
+        if row_scale is not None:
+            vals *= np.repeat(np.asarray(row_scale, dtype=np.float64), np.diff(x.indptr))
+        mean = np.bincount(x.indices, weights=vals, minlength=x.shape[1]) / n
+        sq = np.bincount(x.indices, weights=np.square(vals, out=vals), minlength=x.shape[1]) / n
     else:
+        x = np.asarray(x, dtype=np.float64)
+        if row_scale is not None:
+            x = x * np.asarray(row_scale, dtype=np.float64)[:, None]
         mean = x.mean(axis=0)
         sq = (x * x).mean(axis=0)
     var = (sq - mean ** 2) * n / max(n - 1, 1)
@@ -29,13 +43,13 @@ def liger_select(counts, var_thresh: float = 0.1, alpha_thresh: float = 0.99) ->
     expressed in the batch: LIGER drops unexpressed genes per data set before selecting), following
     rliger / pyliger.
     """
-    x = sp.csr_matrix(counts, dtype=np.float64)
-    lib = np.asarray(x.sum(axis=1)).ravel()
+    x = sp.csr_matrix(counts)
+    lib = np.asarray(x.sum(axis=1, dtype=np.float64)).ravel()
     keep_cells = lib > 0
-    x, lib = x[keep_cells], lib[keep_cells]
-    norm_x = sp.diags(1.0 / lib) @ x
-    mean, var = sparse_mean_var(norm_x)
-    n_cells = norm_x.shape[0]
+    if not keep_cells.all():
+        x, lib = x[keep_cells], lib[keep_cells]
+    mean, var = sparse_mean_var(x, row_scale=1.0 / lib)  # of the library-normalised counts, without a copy
+    n_cells = x.shape[0]
     n_genes = max(int((mean > 0).sum()), 1)
     nolan = np.mean(1.0 / lib)
     alpha = alpha_thresh / n_genes

@@ -197,12 +197,14 @@ def copy_labels(adata, label_key, path) -> None:
 
 def normalise(adata, target_sum: float) -> None:
     """Keep raw counts in ``layers['counts']``; ``X = log1p(counts / library size * target_sum)``."""
-    adata.layers["counts"] = adata.X.copy()
-    x = adata.X.astype(np.float32)
-    lib = np.asarray(x.sum(axis=1)).ravel()
-    x = sp.diags((target_sum / lib).astype(np.float32)) @ x
-    x.data = np.log1p(x.data)
-    adata.X = sp.csr_matrix(x, dtype=np.float32)
+    counts = sp.csr_matrix(adata.X)  # X is replaced below: the counts layer takes it over, no copy
+    x = counts.astype(np.float32)   # the one copy: scaled and logged in place
+    x.sum_duplicates()
+    lib = np.asarray(x.sum(axis=1, dtype=np.float64)).ravel()
+    x.data *= np.repeat((target_sum / np.where(lib > 0, lib, 1.0)).astype(np.float32), np.diff(x.indptr))
+    np.log1p(x.data, out=x.data)
+    adata.layers["counts"] = counts
+    adata.X = x
 
 
 def preprocess(path, opts, dataset: str | None = None, sheet=None) -> Preprocessed:

@@ -1,0 +1,173 @@
+#!/usr/bin/env python
+"""Scale benchmark (issue 19): every step at growing cell counts, wall / CPU / peak memory, growth exponents.
+
+    python benchmarks/scale/run.py                                  # 10k, 50k, 200k, 1M cells x 2000 genes
+    python benchmarks/scale/run.py --sizes 2000 5000 --limit 600    # a quick check
+
+For each size N the project's own simulator writes N cells x ``--genes`` genes in two batches
+(``workflow/scripts/simulate_batches.py``, chunked), then every step runs as its own subprocess through its
+workflow script with the schema defaults (a few overrides, listed in the table's ``command`` column):
+preprocess, integrate (batch and online), NB mixture EM (``k`` = the planted groups), the Leiden baseline,
+densification (1 epoch) and multilayer NMF (a few epochs), the model steps on the preprocessed file. Each
+child is measured with ``os.wait4``: wall time, CPU time (user + sys) and peak resident memory
+(``ru_maxrss``). A step still running after ``--limit`` seconds is killed (with its process group) and
+recorded as ``over limit``; steps needing its output are ``skipped``. Growth exponents are log-log slopes
+between consecutive sizes (1 = linear, 2 = quadratic).
+
+Writes ``<out>.tsv`` (one row per size and step) and ``<out>.md``; the first line of both is this
+command as run. Threads: ``--threads`` goes to every script and to the BLAS / OpenMP variables.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import shlex
+import signal
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parents[1]
+SCRIPTS = REPO / "workflow" / "scripts"
+STEPS = ("simulate", "preprocess", "integrate_batch", "integrate_online", "nbmix_em", "nbmix_leiden",
+         "densify_1_epoch", "layers")
+
+
+def step_commands(n: int, work: Path, a) -> dict[str, tuple[str | None, list]]:
+    """``{step: (step whose output it reads or None, argv)}`` for ``n`` cells, files under ``work``."""
+    sim, pre = work / "sim.h5ad", work / "pre.h5ad"
+    half = [n // 2, n - n // 2]
+    integ = ["--input", pre, "--k", a.k, "--device", "cpu"]
+    return {
+        "simulate": (None, ["simulate_batches.py", "--n-cells", *half, "--n-genes", a.genes, "--k-shared", a.groups,
+                            "--k-specific", 1, "--chunk", 10000, "--seed", 0, "--output", sim]),
+        "preprocess": ("simulate", ["preprocess.py", "--input", sim, "--batch-key", "batch", "--label-key", "label",
+                                    "--output", pre, "--qc-table", work / "qc.tsv", "--qc-figure", work / "qc.png"]),
+        "integrate_batch": ("preprocess", ["integrate.py", *integ, "--mode", "batch", "--output",
+                                           work / "ib.h5ad", "--metrics", work / "ib.tsv"]),
+        "integrate_online": ("preprocess", ["integrate.py", *integ, "--mode", "online", "--output",
+                                            work / "io.h5ad", "--metrics", work / "io.tsv"]),
+        "nbmix_em": ("preprocess", ["nbmix_fit.py", "--input", pre, "--k", a.groups, "--device", "cpu", "--output",
+                                    work / "nb.h5ad", "--metrics", work / "nb.tsv", "--trace", work / "nbt.tsv"]),
+        "nbmix_leiden": ("preprocess", ["nbmix_leiden.py", "--input", pre, "--output", work / "nl.h5ad",
+                                        "--metrics", work / "nl.tsv"]),
+        "densify_1_epoch": ("preprocess", ["densify.py", "--input", pre, "--epochs", 1, "--accelerator", "cpu",
+                                           "--checkpoint-dir", work / "ckpt", "--output", work / "dn.h5ad",
+                                           "--heldout-table", work / "dn.tsv"]),
+        "layers": ("preprocess", ["layers.py", "--input", pre, "--epochs", a.layers_epochs, "--device", "cpu",
+                                  "--output", work / "ly.h5ad", "--loss-table", work / "lyl.tsv",
+                                  "--metrics", work / "lym.tsv"]),
+    }
+
+
+def measure(argv: list, limit: float, threads: int, log: Path) -> dict:
+    """Run ``argv`` as a child (own process group, output to ``log``); its status, wall, CPU and peak RSS."""
+    import subprocess
+    env = dict(os.environ, PYTHONUNBUFFERED="1", **{v: str(threads) for v in (
+        "OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMBA_NUM_THREADS")})
+    t0 = time.monotonic()
+    with open(log, "w") as fh:
+        proc = subprocess.Popen([str(c) for c in argv], stdout=fh, stderr=subprocess.STDOUT, env=env,
+                                cwd=REPO, start_new_session=True)
+    over = False
+    while True:
+        pid, status, ru = os.wait4(proc.pid, os.WNOHANG)
+        if pid:
+            break
+        if time.monotonic() - t0 > limit:
+            over = True
+            os.killpg(proc.pid, signal.SIGKILL)
+            _, status, ru = os.wait4(proc.pid, 0)
+            break
+        time.sleep(0.2)
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    wall = time.monotonic() - t0
+    if over:
+        state = "over limit"
+    elif proc.returncode == 0:
+        state = "ok"
+    else:
+        tail = [ln for ln in log.read_text(errors="replace").splitlines() if ln.strip()][-1:]
+        state = f"failed ({proc.returncode}): {tail[0][:200] if tail else ''}"
+    return {"status": state, "wall_s": wall, "cpu_s": ru.ru_utime + ru.ru_stime, "user_s": ru.ru_utime,
+            "sys_s": ru.ru_stime, "peak_rss_gib": ru.ru_maxrss / 2 ** 20}  # ru_maxrss: KiB on Linux
+
+
+def growth(table: pd.DataFrame) -> pd.DataFrame:
+    """Log-log slopes of wall, CPU and peak RSS between consecutive sizes, per step (completed runs only)."""
+    rows = []
+    for step, t in table[table["status"] == "ok"].groupby("step", sort=False):
+        t = t.sort_values("cells")
+        for (_, lo), (_, hi) in zip(t.iloc[:-1].iterrows(), t.iloc[1:].iterrows()):
+            span = math.log(hi["cells"] / lo["cells"])
+            rows.append({"step": step, "from_cells": lo["cells"], "to_cells": hi["cells"],
+                         **{f"exp_{m}": math.log(hi[m] / lo[m]) / span if lo[m] > 0 and hi[m] > 0 else float("nan")
+                            for m in ("wall_s", "cpu_s", "peak_rss_gib")}})
+    return pd.DataFrame(rows, columns=["step", "from_cells", "to_cells", "exp_wall_s", "exp_cpu_s",
+                                       "exp_peak_rss_gib"])
+
+
+def write(table: pd.DataFrame, command: str, out: Path) -> None:
+    """``out``.tsv and ``out``.md, each starting with the command."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    shown = table.drop(columns=["command"])
+    with open(out.with_suffix(".tsv"), "w") as fh:
+        fh.write(f"# {command}\n")
+        table.to_csv(fh, sep="\t", index=False, float_format="%.4g")
+    slopes = growth(table)
+    text = [command, "", "Per step and size (wall and CPU in seconds, peak resident memory of the step's process "
+            "in GiB; the commands are in the .tsv; an `over limit` step's values are lower bounds):", "", shown.to_markdown(index=False, floatfmt=".4g"), "",
+            "Growth exponents (log-log slope between consecutive sizes; 1 = linear, 2 = quadratic):", "",
+            slopes.to_markdown(index=False, floatfmt=".3g") if len(slopes) else "(fewer than two sizes completed)",
+            ""]
+    out.with_suffix(".md").write_text("\n".join(text))
+
+
+def main(argv=None) -> int:
+    """Run the benchmark; returns 0 (failed or over-limit steps are results, not errors)."""
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--sizes", type=int, nargs="+", default=[10000, 50000, 200000, 1000000], help="cells")
+    ap.add_argument("--genes", type=int, default=2000)
+    ap.add_argument("--groups", type=int, default=10, help="planted groups (k_shared; the NB mixture's k)")
+    ap.add_argument("--k", type=int, default=20, help="iNMF factors")
+    ap.add_argument("--layers-epochs", type=int, default=10, help="multilayer NMF epochs")
+    ap.add_argument("--steps", nargs="+", choices=STEPS, default=list(STEPS), help="simulate always runs")
+    ap.add_argument("--limit", type=float, default=3600.0, help="seconds per step before it is killed")
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--work", default="/tmp/scfactor-bench-scale", help="data and logs (per size)")
+    ap.add_argument("--keep", action="store_true", help="keep each size's files (default: removed after it)")
+    ap.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "scale"), help="results stem")
+    a = ap.parse_args(argv)
+    command = "python " + shlex.join([str(Path(__file__).resolve().relative_to(REPO)), *sys.argv[1:]])
+    rows = []
+    for n in a.sizes:
+        work = Path(a.work) / f"n{n}"
+        work.mkdir(parents=True, exist_ok=True)
+        done = set()
+        for step, (needs, args) in step_commands(n, work, a).items():
+            if step != "simulate" and step not in a.steps:
+                continue
+            argv_step = [sys.executable, SCRIPTS / args[0], *args[1:], "--threads", a.threads]
+            if needs is not None and needs not in done:
+                res = {"status": f"skipped ({needs} did not finish)"}
+            else:
+                res = measure(argv_step, a.limit, a.threads, work / f"{step}.log")
+            if res["status"] == "ok":
+                done.add(step)
+            print(f"{n} cells, {step}: {res['status']}", flush=True)
+            rows.append({"cells": n, "step": step, **res, "command": shlex.join(
+                ["python", f"workflow/scripts/{args[0]}", *map(str, args[1:]), "--threads", str(a.threads)])})
+            write(pd.DataFrame(rows), command, Path(a.out))  # partial results survive an interrupted run
+        if not a.keep:
+            import shutil
+            shutil.rmtree(work, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
