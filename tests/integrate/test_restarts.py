@@ -60,10 +60,29 @@ def test_restart_r_is_the_single_fit_with_seed_plus_r(fits):
 def test_choose_keeps_the_consensus_restart_with_its_own_clustering(fits):
     _, kw, out = fits
     opts = dataclasses.replace(DEFAULTS, k=5, seed=kw["seed"], n_neighbors=10, leiden_starts=2)
-    by_objective = restarts.choose(out, dataclasses.replace(opts, keep_restart="objective"))
-    assert by_objective.fit is min(out, key=lambda f: f.objective) and by_objective.clustered is None
-    kept = restarts.choose(out, dataclasses.replace(opts, keep_restart="consensus"))
     labels = [restarts.cluster_fit(f.H, dataclasses.replace(opts, seed=f.seed)) for f in out]
+    lowest = int(np.argmin([f.objective for f in out]))
+    by_objective = restarts.choose(out, dataclasses.replace(opts, keep_restart="objective"))
+    assert by_objective.fit is out[lowest] and np.array_equal(by_objective.clustered[3], labels[lowest])
+    kept = restarts.choose(out, dataclasses.replace(opts, keep_restart="consensus"))
     best, mean = restarts.consensus(labels, [f.objective for f in out])
     assert kept.fit is out[best] and np.allclose(kept.agreement, mean)
     assert np.array_equal(kept.clustered[3], labels[best])
+
+
+@pytest.mark.parametrize("keep", ["consensus", "objective"])
+def test_integrate_step_records_the_kept_restart(tmp_path, sim, keep):
+    from conftest import run_cli
+    from scfactor.integrate.cli import integrate
+    out, met = tmp_path / "o.h5ad", tmp_path / "m.tsv"
+    proc = run_cli(integrate, "--input", sim, "--layer", "X", "--genes", "all", "--k", "4", "--max-iters", "10",
+                   "--agreement-dims", "4", "--min-cells", "5", "--knn-k", "5", "--n-neighbors", "8",
+                   "--leiden-starts", "2", "--nrep", "3", "--keep-restart", keep, "--device", "cpu",
+                   "--output", out, "--metrics", met)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    info = ad.read_h5ad(out).uns["inmf"]
+    if keep == "consensus":
+        agreement = np.asarray(info["rep_agreement"])
+        assert len(agreement) == 3 and agreement[info["best_rep"]] == agreement.max()
+    else:
+        assert info["best_rep"] == int(np.argmin(info["rep_objectives"])) and len(info["rep_agreement"]) == 0

@@ -1,8 +1,11 @@
 """Which iNMF restart the integrate step keeps (schema ``keep_restart``).
 
+Restart r is initialised with seed + r and its loadings are clustered with seed + r too (so a restart's
+result does not depend on which rule kept it).
+
 * ``objective``: the lowest final objective (LIGER's ``nrep`` rule).
 * ``consensus``: every restart is quantile-normalised and clustered (joint Leiden, the step's own
-  settings; restart r, initialised with seed + r, is clustered with seed + r too); the restart whose clustering agrees most with the other restarts' clusterings (mean
+  settings); the restart whose clustering agrees most with the other restarts' clusterings (mean
   adjusted Rand index, the medoid) is kept; ties go to the lower objective. Label-free: it keeps the
   partition the restarts agree on instead of the one with the lowest objective, which does not rank
   fits by how well they separate populations (docs/integrate.md, "Parity with LIGER and the defaults").
@@ -62,8 +65,8 @@ def consensus(clusterings: Sequence[np.ndarray], objectives: Sequence[float]) ->
 
 @dataclasses.dataclass
 class Kept:
-    """The restart kept: its fit, its `normalise_and_cluster` output (None = not computed yet) and every
-    restart's mean ARI to the others (empty unless ``consensus`` compared them)."""
+    """The restart kept: its fit, its `normalise_and_cluster` output (clustered with the restart's own seed)
+    and every restart's mean ARI to the others (empty unless ``consensus`` compared them)."""
     fit: object
     clustered: tuple | None
     agreement: list
@@ -73,7 +76,8 @@ def choose(fits: Sequence, opts, ref: int | None = None) -> Kept:
     """The restart of ``fits`` (`model.fit_restarts`) kept under ``opts.keep_restart``."""
     objectives = [f.objective for f in fits]
     if opts.keep_restart == "objective" or len(fits) < 3:
-        return Kept(fits[int(np.argmin(objectives))], None, [])
+        best = fits[int(np.argmin(objectives))]
+        return Kept(best, normalise_and_cluster(best.H, dataclasses.replace(opts, seed=best.seed), ref), [])
     clustered = [normalise_and_cluster(f.H, dataclasses.replace(opts, seed=f.seed), ref) for f in fits]
     best, agreement = consensus([c[3] for c in clustered], objectives)
     return Kept(fits[best], clustered[best], list(agreement))
