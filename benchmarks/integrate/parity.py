@@ -289,10 +289,10 @@ def behind_note(down):
         return "scfactor's ARI and NMI are at least pyliger's on every data set."
     return ("scfactor is below pyliger on: " + "; ".join(behind) + ". Fed pyliger's previous-step output, every "
             "scfactor step matches pyliger's (integrate_parity_steps.md: identical genes and scaling, objective "
-            "ratio ~1, clusterings of the same H_norm at ARI >= 0.99), so the difference comes from which iNMF "
-            "local optimum each chain keeps (pyliger: one start, 30 iterations; scfactor: the lowest objective "
-            "of 3 starts, run to tolerance); the objective does not rank fits by label agreement "
-            "(docs/integrate.md, 'Parity with LIGER and the defaults').")
+            "ratio ~1, clusterings of the same H_norm at ARI >= 0.99), so the difference comes from the iNMF "
+            "fit each chain keeps (pyliger: one start, 30 ANLS iterations; scfactor: the consensus of 5 HALS "
+            "starts run to tolerance); over seeds and restart rules: integrate_parity_seeds.md and "
+            "docs/integrate.md, 'Parity with LIGER and the defaults'.")
 
 
 if __name__ == "__main__":

@@ -17,7 +17,7 @@ from scfactor.integrate.cli import INTEGRATE, integrate
 from scfactor.integrate.smk import integrate_command
 
 FAST = ["--k", "4", "--max-iters", "5", "--agreement-dims", "4", "--min-cells", "5", "--knn-k", "5",
-        "--n-neighbors", "8", "--device", "cpu", "--layer", "X", "--genes", "all"]
+        "--n-neighbors", "8", "--device", "cpu", "--layer", "X", "--genes", "all", "--nrep", "1", "--leiden-starts", "2"]
 
 
 def _relabelled(tmp_path, sim, column, codes=False):

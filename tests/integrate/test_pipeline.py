@@ -16,7 +16,7 @@ from scfactor.integrate.snn import leiden_snn
 
 
 FAST = ["--k", "4", "--max-iters", "5", "--agreement-dims", "4", "--min-cells", "5", "--knn-k", "5",
-        "--n-neighbors", "8", "--device", "cpu"]
+        "--n-neighbors", "8", "--device", "cpu", "--nrep", "1", "--leiden-starts", "2"]
 
 
 def _neumf_files(tmp_path, sim, genes_b2=None, negative=False):

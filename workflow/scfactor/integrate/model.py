@@ -208,32 +208,37 @@ def _run_once(xs, k, lam, max_iters, thresh, seed, solver, hals_sweeps, device, 
     return w, v, ht, trace, it, time.perf_counter() - t0
 
 
-def fit_inmf(mats: Sequence, *, k: int, lam: float, max_iters: int, thresh: float, nrep: int, seed: int,
-             solver: str, hals_sweeps: int, device="cpu", dtype=torch.float64,
-             log: Callable[[str], None] | None = None) -> INMFResult:
-    """Fit iNMF to scaled per-batch matrices (cells x genes, dense or sparse) by block coordinate descent.
+def fit_restarts(mats: Sequence, *, k: int, lam: float, max_iters: int, thresh: float, nrep: int, seed: int,
+                 solver: str, hals_sweeps: int, device="cpu", dtype=torch.float64,
+                 log: Callable[[str], None] | None = None) -> list[INMFResult]:
+    """Fit iNMF ``nrep`` times to scaled per-batch matrices (cells x genes, dense or sparse) by block
+    coordinate descent; one result per restart, in order.
 
     The settings are those of the integrate schema (``lambda`` -> ``lam``); none has a default here.
 
-    Restart ``r`` (0-based) is initialised with seed ``seed + r``; the restart with the lowest final
-    objective is returned. Stops early when the relative objective change
-    ``|f_prev - f| / mean(f_prev, f)`` falls below ``thresh`` (LIGER's rule).
+    Restart ``r`` (0-based) is initialised with seed ``seed + r``. Each stops early when the relative
+    objective change ``|f_prev - f| / mean(f_prev, f)`` falls below ``thresh`` (LIGER's rule).
     """
     if solver not in SOLVERS:
         raise ScfactorError(f"unknown solver {solver!r}; choose one of {', '.join(SOLVERS)}")
     xs = [_Data(m, device, dtype) for m in mats]
-    best = None
-    rep_obj = []
+    out = []
     for r in range(nrep):
         w, v, ht, trace, iters, secs = _run_once(xs, k, lam, max_iters, thresh, seed + r, solver,
                                                  hals_sweeps, device, dtype, log, r)
-        rep_obj.append(trace[-1])
-        if best is None or trace[-1] < best.objective:
-            best = INMFResult(W=w.cpu().numpy(), V=[a.cpu().numpy() for a in v],
+        out.append(INMFResult(W=w.cpu().numpy(), V=[a.cpu().numpy() for a in v],
                               H=[h.T.cpu().numpy() for h in ht], objective=trace[-1], trace=trace,
-                              rep=r, seed=seed + r, iterations=iters, seconds=secs, solver=solver)
-    best.rep_objectives = rep_obj
-    return best
+                              rep=r, seed=seed + r, iterations=iters, seconds=secs, solver=solver))
+    objectives = [f.objective for f in out]
+    for f in out:
+        f.rep_objectives = objectives
+    return out
+
+
+def fit_inmf(mats: Sequence, **settings) -> INMFResult:
+    """`fit_restarts` (same keyword settings), the restart with the lowest final objective returned."""
+    fits = fit_restarts(mats, **settings)
+    return fits[int(np.argmin([f.objective for f in fits]))]
 
 
 def inmf_objective(mats, w, v, h, lam) -> float:

@@ -26,9 +26,7 @@ from ..core import io, metrics
 from ..core.errors import InputError, ScfactorError
 from ..core.log import LOG
 from ..preprocess import contract
-from . import model
-from .quantile_norm import quantile_normalize
-from .snn import leiden_snn
+from . import model, restarts
 
 #: the input layer of each source when ``layer`` is null
 DEFAULT_LAYER = {"counts": "counts", "neumf": "neumf"}
@@ -170,15 +168,18 @@ def integrate(b: Batches, opts, device, source: str, dtype=None):
     LOG.info("iNMF: %d batches (%s), %d cells, %d genes, k=%d, lambda=%g, solver=%s",
              len(xs), ", ".join(f"{n}:{x.shape[0]}" for n, x in zip(b.names, xs)), b.obs.shape[0],
              xs[0].shape[1], opts.k, opts.lambda_, opts.solver)
-    res = model.fit_inmf(xs, k=opts.k, lam=opts.lambda_, max_iters=opts.max_iters, thresh=opts.thresh,
-                         nrep=opts.nrep, seed=opts.seed, solver=opts.solver, hals_sweeps=opts.hals_sweeps,
-                         device=device, dtype=dtype, log=LOG.info)
-    LOG.info("iNMF: best restart %d, objective %.6g after %d iterations (%.1f s)", res.rep,
-             res.objective, res.iterations, res.seconds)
+    fits = model.fit_restarts(xs, k=opts.k, lam=opts.lambda_, max_iters=opts.max_iters, thresh=opts.thresh,
+                              nrep=opts.nrep, seed=opts.seed, solver=opts.solver, hals_sweeps=opts.hals_sweeps,
+                              device=device, dtype=dtype, log=LOG.info)
+    kept = restarts.choose(fits, opts, ref=_ref_index(b, opts))
+    res = kept.fit
+    LOG.info("iNMF: kept restart %d (%s), objective %.6g after %d iterations (%.1f s)", res.rep,
+             opts.keep_restart, res.objective, res.iterations, res.seconds)
     return assemble(b, xs, res.W, res.V, res.H, opts, source, res.trace,
                     {"objective": res.objective, "iterations": res.iterations, "seconds": res.seconds,
-                     "best_rep": res.rep, "rep_objectives": list(map(float, res.rep_objectives))},
-                    device=device, dtype=dtype)
+                     "best_rep": res.rep, "rep_objectives": list(map(float, res.rep_objectives)),
+                     "rep_agreement": list(map(float, kept.agreement))},
+                    device=device, dtype=dtype, clustered=kept.clustered)
 
 
 def params(opts) -> dict:
@@ -191,19 +192,25 @@ def params(opts) -> dict:
     return out
 
 
-def assemble(b: Batches, xs, w, v, h, opts, source, trace, fit_info, device, dtype=None):
-    """Quantile-normalise, cluster, embed and score a fitted factorisation; build the AnnData."""
+def _ref_index(b: Batches, opts) -> int | None:
+    """Index of the quantile normalisation reference ``opts.ref_batch`` (None = the largest batch)."""
+    if opts.ref_batch and opts.ref_batch not in b.names:
+        raise InputError(b.path, f"reference batch {opts.ref_batch!r} is not among {', '.join(b.names)}")
+    return b.names.index(opts.ref_batch) if opts.ref_batch else None
+
+
+def assemble(b: Batches, xs, w, v, h, opts, source, trace, fit_info, device, dtype=None, clustered=None):
+    """Quantile-normalise, cluster, embed and score a fitted factorisation; build the AnnData.
+
+    ``clustered``: the loadings' `restarts.normalise_and_cluster` output when already computed.
+    """
     import anndata as ad
     import scanpy as sc
 
     from ..core.clustering import import_umap_without_tensorflow
 
     t0 = time.perf_counter()
-    if opts.ref_batch and opts.ref_batch not in b.names:
-        raise InputError(b.path, f"reference batch {opts.ref_batch!r} is not among {', '.join(b.names)}")
-    ref = b.names.index(opts.ref_batch) if opts.ref_batch else None
-    h_norm, qclusters, ref = quantile_normalize(h, ref, quantiles=opts.quantiles, min_cells=opts.min_cells,
-                                                knn_k=opts.knn_k)
+    h_norm, qclusters, ref, leiden = clustered or restarts.normalise_and_cluster(h, opts, _ref_index(b, opts))
     x = sp.vstack([sp.csr_matrix(m, dtype=np.float32) for m in xs]).tocsr() if sp.issparse(xs[0]) \
         else np.vstack(xs).astype(np.float32)
     adata = ad.AnnData(X=x, obs=b.obs.copy(), var=pd.DataFrame(index=b.genes.astype(str)))
@@ -220,9 +227,7 @@ def assemble(b: Batches, xs, w, v, h, opts, source, trace, fit_info, device, dty
     import_umap_without_tensorflow()  # scanpy's neighbors imports umap
     sc.pp.neighbors(adata, n_neighbors=opts.n_neighbors, use_rep="X_inmf_norm", random_state=opts.seed,
                     transformer="sklearn")
-    adata.obs["leiden"] = pd.Categorical(leiden_snn(
-        adata.obsm["X_inmf_norm"].astype(np.float64), k=opts.n_neighbors, prune=opts.snn_prune,
-        resolution=opts.leiden_resolution, n_starts=opts.leiden_starts, seed=opts.seed).astype(str))
+    adata.obs["leiden"] = pd.Categorical(leiden.astype(str))
     LOG.info("Leiden: %d clusters, %.1f s", adata.obs["leiden"].nunique(), time.perf_counter() - t0)
     sc.tl.umap(adata, min_dist=opts.umap_min_dist, random_state=opts.seed)
     LOG.info("UMAP done, %.1f s", time.perf_counter() - t0)

@@ -1,0 +1,88 @@
+"""Which iNMF restart is kept: lowest objective or the consensus (medoid) clustering."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import anndata as ad
+import numpy as np
+import pytest
+from sklearn.metrics import adjusted_rand_score
+
+from scfactor.integrate import model, restarts
+
+from .conftest import DEFAULTS
+
+
+def _flip(labels, frac, rng):
+    out = labels.copy()
+    idx = rng.choice(len(out), int(frac * len(out)), replace=False)
+    out[idx] = rng.integers(0, labels.max() + 1, len(idx))
+    return out
+
+
+def test_consensus_is_the_medoid_not_the_lowest_objective():
+    rng = np.random.default_rng(0)
+    truth = rng.integers(0, 4, 400)
+    clusterings = [rng.integers(0, 4, 400), truth, _flip(truth, 0.05, rng), _flip(truth, 0.15, rng)]
+    objectives = [1.0, 3.0, 2.0, 4.0]  # the outlier has the lowest objective
+    best, mean = restarts.consensus(clusterings, objectives)
+    expected = [np.mean([adjusted_rand_score(c, o) for o in clusterings if o is not c]) for c in clusterings]
+    assert np.allclose(mean, expected)
+    assert best == int(np.argmax(expected)) == 1
+
+
+def test_consensus_ties_and_pairs_fall_back_to_the_objective():
+    c = np.array([0, 0, 1, 1, 2, 2])
+    assert restarts.consensus([c, c, c], [3.0, 1.0, 2.0])[0] == 1
+    assert restarts.consensus([c, c[::-1]], [2.0, 1.0])[0] == 1
+
+
+@pytest.fixture(scope="module")
+def fits(sim):
+    a = ad.read_h5ad(sim)
+    b = a.obs["batch"].astype(str).to_numpy()
+    xs = [model.liger_scale(a.X[b == name]) for name in ("b1", "b2")]
+    kw = dict(k=5, lam=DEFAULTS.lambda_, max_iters=30, thresh=DEFAULTS.thresh, seed=4, solver=DEFAULTS.solver,
+              hals_sweeps=DEFAULTS.hals_sweeps)
+    return xs, kw, model.fit_restarts(xs, nrep=3, **kw)
+
+
+def test_restart_r_is_the_single_fit_with_seed_plus_r(fits):
+    xs, kw, out = fits
+    one = model.fit_restarts(xs, nrep=1, **{**kw, "seed": kw["seed"] + 2})[0]
+    assert out[2].seed == kw["seed"] + 2 and out[2].objective == one.objective
+    assert np.array_equal(out[2].W, one.W)
+    best = model.fit_inmf(xs, nrep=3, **kw)
+    assert best.objective == min(f.objective for f in out) and best.rep_objectives == [f.objective for f in out]
+
+
+def test_choose_keeps_the_consensus_restart_with_its_own_clustering(fits):
+    _, kw, out = fits
+    opts = dataclasses.replace(DEFAULTS, k=5, seed=kw["seed"], n_neighbors=10, leiden_starts=2)
+    labels = [restarts.cluster_fit(f.H, dataclasses.replace(opts, seed=f.seed)) for f in out]
+    lowest = int(np.argmin([f.objective for f in out]))
+    by_objective = restarts.choose(out, dataclasses.replace(opts, keep_restart="objective"))
+    assert by_objective.fit is out[lowest] and np.array_equal(by_objective.clustered[3], labels[lowest])
+    kept = restarts.choose(out, dataclasses.replace(opts, keep_restart="consensus"))
+    best, mean = restarts.consensus(labels, [f.objective for f in out])
+    assert kept.fit is out[best] and np.allclose(kept.agreement, mean)
+    assert np.array_equal(kept.clustered[3], labels[best])
+
+
+@pytest.mark.parametrize("keep", ["consensus", "objective"])
+def test_integrate_step_records_the_kept_restart(tmp_path, sim, keep):
+    from conftest import run_cli
+    from scfactor.integrate.cli import integrate
+    out, met = tmp_path / "o.h5ad", tmp_path / "m.tsv"
+    proc = run_cli(integrate, "--input", sim, "--layer", "X", "--genes", "all", "--k", "4", "--max-iters", "10",
+                   "--agreement-dims", "4", "--min-cells", "5", "--knn-k", "5", "--n-neighbors", "8",
+                   "--leiden-starts", "2", "--nrep", "3", "--keep-restart", keep, "--device", "cpu",
+                   "--output", out, "--metrics", met)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    info = ad.read_h5ad(out).uns["inmf"]
+    if keep == "consensus":
+        agreement = np.asarray(info["rep_agreement"])
+        assert len(agreement) == 3 and agreement[info["best_rep"]] == agreement.max()
+    else:
+        assert info["best_rep"] == int(np.argmin(info["rep_objectives"])) and len(info["rep_agreement"]) == 0
