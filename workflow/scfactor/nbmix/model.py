@@ -45,6 +45,11 @@ LOG_INV_DISP_BOUNDS = (-12.0, 16.0)
 
 
 # --------------------------------------------------------------------------- data
+#: value types of a CSR that the counts keep as they are (others are converted to float64 once)
+_TORCH_VALUE_TYPES = tuple(np.dtype(t) for t in (np.float64, np.float32, np.int64, np.int32, np.int16,
+                                                 np.int8, np.uint8))
+
+
 class CountData:
     """Counts on a torch device in CSR form (nonzeros only), with size factors ``s_i = sum_j x_ij``.
 
@@ -90,11 +95,6 @@ class CountData:
     def nonzeros(self, nz) -> tuple[torch.Tensor, torch.Tensor]:
         """``(gene (int64), count (dtype))`` of the nonzeros ``nz`` (a slice or an index tensor)."""
         return self._indices[nz].long(), self._data[nz].to(self.dtype)
-
-
-#: value types of a CSR that the counts keep as they are (others are converted to float64 once)
-_TORCH_VALUE_TYPES = tuple(np.dtype(t) for t in (np.float64, np.float32, np.int64, np.int32, np.int16,
-                                                 np.int8, np.uint8))
 
 
 def validate_counts_matrix(x, path="X", k: int | None = None) -> None:

@@ -30,7 +30,7 @@ LEIDEN_INIT_NEIGHBORS = 15
 #: a subsample start draws at least this many cells per component (or all cells when there are fewer)
 SUBSAMPLE_MIN_PER_COMPONENT = 20
 #: cells scaled at a time by `log1p_pca` (bounds its temporary per-nonzero factors)
-ROW_CHUNK = 65536
+ROW_CHUNK = 8192
 
 
 def log1p_pca(x, n_pcs: int, seed: int, target_sum: float = 1e4):
