@@ -45,11 +45,18 @@ LOG_INV_DISP_BOUNDS = (-12.0, 16.0)
 
 
 # --------------------------------------------------------------------------- data
+#: value types of a CSR that the counts keep as they are (others are converted to float64 once)
+_TORCH_VALUE_TYPES = tuple(np.dtype(t) for t in (np.float64, np.float32, np.int64, np.int32, np.int16,
+                                                 np.int8, np.uint8))
+
+
 class CountData:
     """Counts on a torch device in CSR form (nonzeros only), with size factors ``s_i = sum_j x_ij``.
 
-    ``chunk_cells`` rows are processed at a time by the dense (zero-count) terms so that memory
-    stays at ``chunk_cells * k * p`` elements.
+    The nonzeros are kept as the CSR's own arrays (shared with ``x`` on the CPU, in their stored integer or
+    float type) and converted to int64 indices / ``dtype`` values one chunk at a time (`nonzeros`,
+    `chunk_rows`), so that the fit holds no per-nonzero copy of the matrix. ``chunk_cells`` rows are processed
+    at a time by the dense (zero-count) terms so that memory stays at ``chunk_cells * k * p`` elements.
     """
 
     def __init__(self, x, device="cpu", dtype=torch.float64, chunk_elems: int = 4_000_000, path="X"):
@@ -60,18 +67,18 @@ class CountData:
         self.device = torch.device(device)
         self.dtype = dtype
         self.csr = x
+        self.chunk_elems = int(chunk_elems)
         s = np.asarray(x.sum(axis=1), dtype=np.float64).ravel()
         self.s = torch.as_tensor(s, dtype=dtype, device=self.device)
         self.log_s = torch.log(self.s)
         self.indptr = x.indptr.astype(np.int64)
-        rows = np.repeat(np.arange(self.n, dtype=np.int64), np.diff(self.indptr))
-        self.rows = torch.as_tensor(rows, device=self.device)
-        self.cols = torch.as_tensor(x.indices.astype(np.int64), device=self.device)
-        self.vals = torch.as_tensor(x.data.astype(np.float64), dtype=dtype, device=self.device)
+        self._indices = torch.as_tensor(x.indices, device=self.device)
+        data = x.data if x.data.dtype in _TORCH_VALUE_TYPES else x.data.astype(np.float64)
+        self._data = torch.as_tensor(data, device=self.device)
         # sum_j lgamma(x_ij + 1): constant in the parameters, kept so that log-likelihoods are exact
-        lg = torch.lgamma(self.vals + 1)
-        self.lgamma_x1 = torch.zeros(self.n, dtype=dtype, device=self.device).index_add_(0, self.rows, lg)
-        self.chunk_elems = int(chunk_elems)
+        self.lgamma_x1 = torch.zeros(self.n, dtype=dtype, device=self.device)
+        for a, b, nz in self.chunks(1):
+            self.lgamma_x1[a:b].index_add_(0, self.chunk_rows(a, b), torch.lgamma(self.nonzeros(nz)[1] + 1))
 
     def chunks(self, k: int):
         """Yield ``(a, b, nz_slice)`` row ranges of at most ``chunk_elems / (k p)`` cells."""
@@ -79,6 +86,15 @@ class CountData:
         for a in range(0, self.n, step):
             b = min(self.n, a + step)
             yield a, b, slice(int(self.indptr[a]), int(self.indptr[b]))
+
+    def chunk_rows(self, a: int, b: int) -> torch.Tensor:
+        """Row of each nonzero of cells ``a:b``, counted from ``a`` (int64)."""
+        cnt = torch.as_tensor(np.diff(self.indptr[a:b + 1]), device=self.device)
+        return torch.repeat_interleave(torch.arange(b - a, device=self.device), cnt)
+
+    def nonzeros(self, nz) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(gene (int64), count (dtype))`` of the nonzeros ``nz`` (a slice or an index tensor)."""
+        return self._indices[nz].long(), self._data[nz].to(self.dtype)
 
 
 def validate_counts_matrix(x, path="X", k: int | None = None) -> None:
@@ -98,16 +114,14 @@ def validate_counts_matrix(x, path="X", k: int | None = None) -> None:
 
 
 # --------------------------------------------------------------------------- log-likelihood
-def _nz_parts(data: CountData, nz: slice, a0: int, log_mean, log_inv_disp):
-    """Per-nonzero quantities ``(rows_local, cols, x, m, r, u)`` with shape ``[nnz, k]``."""
-    rows = data.rows[nz] - a0
-    cols = data.cols[nz]
-    x = data.vals[nz].unsqueeze(1)
+def _nz_parts(data: CountData, a: int, b: int, nz: slice, log_mean, log_inv_disp):
+    """Nonzeros of cells ``a:b``: ``(rows_local, x, m, r, log_mean, log_r)``, all but the rows ``[nnz, k]``."""
+    rows = data.chunk_rows(a, b)
+    cols, x = data.nonzeros(nz)
     lm = log_mean[:, cols].T
     lr = log_inv_disp[:, cols].T
-    m = torch.exp(data.log_s[data.rows[nz]].unsqueeze(1) + lm)
-    r = torch.exp(lr)
-    return rows, cols, x, m, r, lm, lr
+    m = torch.exp(data.log_s[a:b][rows].unsqueeze(1) + lm)
+    return rows, x.unsqueeze(1), m, torch.exp(lr), lm, lr
 
 
 def component_loglik(data: CountData, log_mean, log_inv_disp) -> torch.Tensor:
@@ -121,7 +135,7 @@ def component_loglik(data: CountData, log_mean, log_inv_disp) -> torch.Tensor:
         s = data.s[a:b].view(-1, 1, 1)
         # zero-count part, dense over (cell, component, gene): -r log(1 + s mu / r)
         dense = -(r.unsqueeze(0) * torch.log1p(s * mu_over_r.unsqueeze(0))).sum(2)
-        rows, cols, x, m, rr, lm, lr = _nz_parts(data, nz, a, log_mean, log_inv_disp)
+        rows, x, m, rr, lm, lr = _nz_parts(data, a, b, nz, log_mean, log_inv_disp)
         log_u = torch.logaddexp(lr, torch.log(m))
         # count-dependent part on nonzeros: x log(m / (r + m)) + lgamma(x + r) - lgamma(r)
         term = x * (torch.log(m) - log_u) + torch.lgamma(x + rr) - torch.lgamma(rr)
@@ -144,34 +158,38 @@ class Pairs:
 
     The M step only needs cells with ``w_ik > 0``; after the first E step responsibilities are often
     exactly 0/1 in float64, so this cuts the dense work from ``n k p`` to about ``n p`` without any
-    approximation. Pairs are processed in chunks of ``chunk_elems / p`` pairs.
+    approximation. Pairs are processed in chunks of ``chunk_elems / p`` pairs; the nonzeros of a chunk's
+    pairs are gathered when it is processed (`chunk_nonzeros`), so that memory is per pair, not per nonzero.
     """
 
     def __init__(self, data: CountData, w: torch.Tensor, min_weight: float = 0.0):
         ii, kk = torch.nonzero(w > min_weight, as_tuple=True)
         self.ii, self.kk, self.w = ii, kk, w[ii, kk]
         indptr = torch.as_tensor(data.indptr, device=data.device)
-        start = indptr[ii]
-        cnt = indptr[ii + 1] - start
-        cum = torch.cumsum(cnt, 0)
-        self.cum = np.concatenate([[0], cum.cpu().numpy()])
-        pair = torch.repeat_interleave(torch.arange(len(ii), device=data.device), cnt)
-        offs = torch.arange(int(self.cum[-1]), device=data.device) - (cum - cnt)[pair]
-        nz = start[pair] + offs
-        self.nz_pair, self.nz_col, self.nz_x = pair, data.cols[nz], data.vals[nz].to(data.dtype)
+        self.start = indptr[ii]
+        self.cnt = indptr[ii + 1] - self.start
         self.k, self.p, self.data = w.shape[1], data.p, data
 
     def chunks(self):
-        """Yield ``(pair_slice, nonzero_slice)`` chunks."""
+        """Yield the pair slices of the chunks."""
         step = max(1, self.data.chunk_elems // max(1, self.p))
         n = len(self.ii)
         for a in range(0, n, step):
-            b = min(n, a + step)
-            yield slice(a, b), slice(int(self.cum[a]), int(self.cum[b]))
+            yield slice(a, min(n, a + step))
 
-    def nonzeros(self, nzs: slice, log_mean, log_inv_disp):
-        """``(flat (k, gene) index, weight, x, m, r, log r)`` of the nonzeros in ``nzs`` (all ``[nnz]``)."""
-        pe, col, x = self.nz_pair[nzs], self.nz_col[nzs], self.nz_x[nzs]
+    def chunk_nonzeros(self, ps: slice):
+        """``(pair, gene, count)`` of the nonzeros of the pairs ``ps`` (pair indices are global, int64)."""
+        cnt = self.cnt[ps]
+        cum = torch.cumsum(cnt, 0)
+        local = torch.repeat_interleave(torch.arange(len(cnt), device=cnt.device), cnt)
+        total = int(cum[-1]) if len(cnt) else 0
+        nz = self.start[ps][local] + torch.arange(total, device=cnt.device) - (cum - cnt)[local]
+        col, x = self.data.nonzeros(nz)
+        return local + ps.start, col, x
+
+    def nonzeros(self, ps: slice, log_mean, log_inv_disp):
+        """``(flat (k, gene) index, weight, x, m, r, log r)`` of the nonzeros of the pairs ``ps`` (all ``[nnz]``)."""
+        pe, col, x = self.chunk_nonzeros(ps)
         kk = self.kk[pe]
         lr = log_inv_disp[kk, col]
         m = torch.exp(self.data.log_s[self.ii[pe]] + log_mean[kk, col])
@@ -193,14 +211,14 @@ def _weighted_objective(pairs: Pairs, log_mean, log_inv_disp, genes: torch.Tenso
     r = torch.exp(log_inv_disp)
     mu_over_r = torch.exp(log_mean - log_inv_disp)
     acc = torch.zeros(k, p, dtype=data.dtype, device=data.device)
-    for ps, nzs in pairs.chunks():
+    for ps in pairs.chunks():
         kk = pairs.kk[ps]
         s = data.s[pairs.ii[ps]].unsqueeze(1)
         acc.index_add_(0, kk, pairs.w[ps].unsqueeze(1) * torch.log1p(s * mu_over_r[kk]))
     q = (-r * acc).contiguous()
     flat = q.view(-1)
-    for ps, nzs in pairs.chunks():
-        pe, col, x = pairs.nz_pair[nzs], pairs.nz_col[nzs], pairs.nz_x[nzs]
+    for ps in pairs.chunks():
+        pe, col, x = pairs.chunk_nonzeros(ps)
         if genes is not None:
             col = pos[col]
             keep = col >= 0
@@ -223,7 +241,7 @@ def _grad_hess(pairs: Pairs, log_mean, log_inv_disp):
     mu = torch.exp(log_mean)
     z = lambda: torch.zeros(k, p, dtype=data.dtype, device=data.device)  # noqa: E731
     s_mu, s_b, s_ru, s_mm = z(), z(), z(), z()
-    for ps, nzs in pairs.chunks():
+    for ps in pairs.chunks():
         kk = pairs.kk[ps]
         wc = pairs.w[ps].unsqueeze(1)
         m = data.s[pairs.ii[ps]].unsqueeze(1) * mu[kk]              # [c, p]
@@ -238,8 +256,8 @@ def _grad_hess(pairs: Pairs, log_mean, log_inv_disp):
     # zero-count (x = 0) terms; the nonzeros below add f(x) - f(0)
     ga, gb, haa, hab, extra = (t.contiguous() for t in (-r * s_mu, r * s_b, -r * s_ru, -r * s_mm, r * s_mm))
     fga, fgb, fhaa, fhab, fex = (t.view(-1) for t in (ga, gb, haa, hab, extra))
-    for ps, nzs in pairs.chunks():
-        idx, wn, x, m, rr, lr = pairs.nonzeros(nzs, log_mean, log_inv_disp)
+    for ps in pairs.chunks():
+        idx, wn, x, m, rr, lr = pairs.nonzeros(ps, log_mean, log_inv_disp)
         u = rr + m
         fga.index_add_(0, idx, wn * rr * x / u)
         fgb.index_add_(0, idx, wn * rr * (-x / u + torch.digamma(x + rr) - torch.digamma(rr)))
@@ -311,16 +329,17 @@ def m_step(data: CountData, w, log_mean, log_inv_disp, steps: int = 3, max_halvi
 def moment_init(data: CountData, w):
     """Weighted moment estimates ``(log_mean, log_inv_disp)`` for responsibilities ``w [n, k]``."""
     wt = w.T                                                         # [k, n]
-    x = torch.sparse_coo_tensor(torch.stack([data.rows, data.cols]), data.vals, (data.n, data.p),
-                                is_coalesced=True, check_invariants=False)
-    wx = torch.sparse.mm(x.t(), w).T                                 # [k, p] sum_i w x
-    idx = x.indices()
-    xs = torch.sparse_coo_tensor(idx, x.values() * data.s[idx[0]], x.shape, is_coalesced=True,
-                                 check_invariants=False)
-    wsx = torch.sparse.mm(xs.t(), w).T                               # sum_i w s x
-    xx = torch.sparse_coo_tensor(idx, x.values() ** 2, x.shape, is_coalesced=True,
-                                 check_invariants=False)
-    wxx = torch.sparse.mm(xx.t(), w).T                               # sum_i w x^2
+    k = w.shape[1]
+    # per gene and component: sum_i w x, sum_i w s x, sum_i w x^2 (over the nonzeros, a chunk of cells at a time)
+    acc = torch.zeros(3, data.p, k, dtype=w.dtype, device=w.device)
+    for a, b, nz in data.chunks(k):
+        rows = data.chunk_rows(a, b)
+        cols, x = data.nonzeros(nz)
+        wr, x = w[a:b][rows], x.unsqueeze(1)
+        acc[0].index_add_(0, cols, wr * x)
+        acc[1].index_add_(0, cols, wr * (x * data.s[a:b][rows].unsqueeze(1)))
+        acc[2].index_add_(0, cols, wr * x ** 2)
+    wx, wsx, wxx = acc.transpose(1, 2)                               # each [k, p]
     ws = (wt @ data.s).unsqueeze(1)                                  # [k, 1]
     ws2 = (wt @ data.s ** 2).unsqueeze(1)
     mu = (wx / ws.clamp_min(1e-12)).clamp_min(math.exp(LOG_MEAN_BOUNDS[0]))

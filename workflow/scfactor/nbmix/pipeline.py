@@ -50,10 +50,12 @@ def load_cells(path, opts):
     ``.h5ad``) with the run's ``batch``, ``genes`` and ``layer``; ``X`` becomes the raw counts (CSR).
 
     Cells with zero total count over the selected genes are dropped when ``opts.drop_empty_cells``, else an
-    `InputError`.
+    `InputError`. ``layers[layer]`` is the same matrix object as ``X`` (written as before, held once).
     """
     adata = contract.load_preprocessed(path, batch=opts.batch, genes=opts.genes, layer=opts.layer, integer=True)
     adata.X = sp.csr_matrix(adata.X)
+    if opts.layer in adata.layers:  # the layer and X hold the same counts: keep one copy in memory
+        adata.layers[opts.layer] = adata.X
     tot = np.asarray(adata.X.sum(axis=1)).ravel()
     empty = tot <= 0
     if empty.any():

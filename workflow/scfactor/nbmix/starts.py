@@ -29,15 +29,23 @@ STARTS = ("random", "kmeans", "kmeans++", "subsample", "leiden", "nmf")
 LEIDEN_INIT_NEIGHBORS = 15
 #: a subsample start draws at least this many cells per component (or all cells when there are fewer)
 SUBSAMPLE_MIN_PER_COMPONENT = 20
+#: cells scaled at a time by `log1p_pca` (bounds its temporary per-nonzero factors)
+ROW_CHUNK = 8192
 
 
 def log1p_pca(x, n_pcs: int, seed: int, target_sum: float = 1e4):
     """PCA scores of log1p(counts / s * target_sum) (sparse-friendly truncated SVD of the centred data)."""
     from sklearn.decomposition import PCA
-    x = sp.csr_matrix(x, dtype=np.float64)
-    s = np.asarray(x.sum(axis=1)).ravel()
-    y = sp.diags(target_sum / s) @ x
-    y.data = np.log1p(y.data)
+    x = sp.csr_matrix(x)
+    # the one float64 copy of the values (the indices are shared), scaled and logged in place
+    y = sp.csr_matrix((x.data.astype(np.float64), x.indices, x.indptr), shape=x.shape)
+    s = np.asarray(y.sum(axis=1)).ravel()
+    scale = target_sum / s
+    for a in range(0, y.shape[0], ROW_CHUNK):
+        b = min(y.shape[0], a + ROW_CHUNK)
+        lo, hi = y.indptr[a], y.indptr[b]
+        y.data[lo:hi] *= np.repeat(scale[a:b], np.diff(y.indptr[a:b + 1]))
+    np.log1p(y.data, out=y.data)
     n_comp = max(1, min(n_pcs, x.shape[0] - 1, x.shape[1] - 1))
     return PCA(n_components=n_comp, random_state=seed, svd_solver="arpack" if n_comp < min(x.shape) - 1
                else "full").fit_transform(y.toarray() if n_comp >= min(x.shape) - 1 else y)

@@ -41,6 +41,8 @@ def load_preprocessed(path, batch: str | Sequence[str] | None = None, genes: str
     adata = select_genes(adata, genes, path)
     x = get_matrix(adata, layer, path)
     validate_counts(x, path, what=layer or "X", integer=integer)
+    if layer not in (None, "X"):
+        adata.X = None  # the stored X goes before the layer is copied: one matrix less at the peak
     adata.X = x.copy() if sp.issparse(x) else np.asarray(x)
     return adata
 
