@@ -20,7 +20,7 @@ def test_integrate_at_12000_cells(tmp_path):
     write_simulation(SIMULATE.defaults(n_cells=(7000, 5000), n_genes=60, k_shared=4, k_specific=0, seed=3), sim)
     out, met = tmp_path / "out.h5ad", tmp_path / "m.tsv"
     proc = run_cli(integrate, "--input", sim, "--layer", "X", "--genes", "all", "--k", "4", "--max-iters", "30",
-                   "--agreement-dims", "4", "--leiden-starts", "1", "--device", "cpu",
+                   "--agreement-dims", "4", "--leiden-starts", "1", "--nrep", "1", "--device", "cpu",
                    "--output", out, "--metrics", met)
     assert proc.returncode == 0, proc.stderr[-3000:]
     a = ad.read_h5ad(out)

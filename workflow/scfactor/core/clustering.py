@@ -13,8 +13,44 @@ import numpy as np
 import scipy.sparse as sp
 
 
-def import_umap_without_tensorflow() -> None:
-    """Import umap-learn with TensorFlow hidden for the duration of the import.
+@contextlib.contextmanager
+def _numba_disk_cache():
+    """Compile every numba function defined meanwhile with ``cache=True`` (kept on disk, reused by later
+    processes).
+
+    pynndescent and umap-learn mark most of their numba functions ``cache=False``, and pynndescent compiles
+    dozens of distance functions when imported: each process that builds a k-NN graph or a UMAP spent 10-25
+    CPU seconds compiling the same code again (most of a small job's time). Cached, a later process loads
+    them; the compiled code, and so every result, is the same. The cache lives next to the packages' sources
+    (numba's default) or under ``NUMBA_CACHE_DIR``. A few functions cannot be cached (pynndescent's
+    ``nn_descent``, which refers to other compiled functions as globals): they compile as before, and
+    numba's warning saying so is silenced.
+    """
+    import functools
+    import warnings
+
+    import numba
+    from numba.core.errors import NumbaWarning
+
+    warnings.filterwarnings("ignore", message="Cannot cache compiled function", category=NumbaWarning)
+
+    def cached(decorator):
+        @functools.wraps(decorator)
+        def wrapper(*args, **kwargs):
+            return decorator(*args, **{**kwargs, "cache": True})
+        return wrapper
+
+    njit, jit = numba.njit, numba.jit
+    numba.njit, numba.jit = cached(njit), cached(jit)
+    try:
+        yield
+    finally:
+        numba.njit, numba.jit = njit, jit
+
+
+def import_umap() -> None:
+    """Import umap-learn (and pynndescent) with their numba code cached on disk (`_numba_disk_cache`) and
+    TensorFlow hidden for the duration of the import.
 
     umap-learn imports TensorFlow (for ParametricUMAP) when it is installed: that costs tens of seconds
     and TensorFlow's thread pools then slow every later PyTorch call in the same process. Nothing here
@@ -26,7 +62,8 @@ def import_umap_without_tensorflow() -> None:
     if hide:
         sys.modules["tensorflow"] = None
     try:
-        import umap  # noqa: F401
+        with _numba_disk_cache():
+            import umap  # noqa: F401
     finally:
         if hide:
             del sys.modules["tensorflow"]
@@ -80,7 +117,7 @@ def scanpy_pipeline(counts, n_pcs: int = 50, n_neighbors: int = 15, resolution: 
     Returns ``{'leiden': labels, 'X_pca': [n, n_pcs], 'X_umap': [n, 2] or None}``.
     """
     import anndata as ad
-    import_umap_without_tensorflow()
+    import_umap()
     import scanpy as sc
     with _keep_torch_threads():
         return _pipeline(ad.AnnData(X=sp.csr_matrix(counts, dtype=np.float32)), sc, n_pcs, n_neighbors,

@@ -207,7 +207,7 @@ def assemble(b: Batches, xs, w, v, h, opts, source, trace, fit_info, device, dty
     import anndata as ad
     import scanpy as sc
 
-    from ..core.clustering import import_umap_without_tensorflow
+    from ..core.clustering import import_umap
 
     t0 = time.perf_counter()
     h_norm, qclusters, ref, leiden = clustered or restarts.normalise_and_cluster(h, opts, _ref_index(b, opts))
@@ -224,7 +224,7 @@ def assemble(b: Batches, xs, w, v, h, opts, source, trace, fit_info, device, dty
     for name, vi in zip(b.names, v):
         adata.varm[f"V_{name}"] = np.asarray(vi).T.astype(np.float32)
     LOG.info("quantile normalisation: reference %s, %.1f s", b.names[ref], time.perf_counter() - t0)
-    import_umap_without_tensorflow()  # scanpy's neighbors imports umap
+    import_umap()  # scanpy's neighbors imports umap
     sc.pp.neighbors(adata, n_neighbors=opts.n_neighbors, use_rep="X_inmf_norm", random_state=opts.seed,
                     transformer="sklearn")
     adata.obs["leiden"] = pd.Categorical(leiden.astype(str))
