@@ -206,12 +206,3 @@ def seurat_hvg(moments: dict, var_names, n_top: int) -> np.ndarray:
                    inplace=True)
     df["highly_variable"] = np.arange(df.shape[0]) < n_top
     return df.loc[var_names, "highly_variable"].to_numpy(bool)
-
-
-def hvg_select(adata, n_top: int, batch_key: str | None = "batch") -> np.ndarray:
-    """scanpy ``highly_variable_genes`` (seurat flavour on log-normalised ``X``) as a mask."""
-    import scanpy as sc
-    n_top = min(n_top, adata.n_vars)
-    key = batch_key if batch_key and adata.obs[batch_key].nunique() > 1 else None
-    res = sc.pp.highly_variable_genes(adata, n_top_genes=n_top, batch_key=key, inplace=False)
-    return res["highly_variable"].to_numpy(bool)
