@@ -77,22 +77,21 @@ def open_h5ad(path, layer):
     import h5py
     from anndata.io import read_elem
     try:
-        f = h5py.File(path, "r")
-    except OSError:
+        with h5py.File(path, "r") as f:
+            node, encoding = h5ad_matrix(f, layer)
+            other_layers = set(f.get("layers", {}).keys()) - {"counts"}
+            if node is None or encoding not in ("csr_matrix", "array") or "raw" in f or other_layers:
+                return None
+            parts = {k: read_elem(f[k]) for k in ("obs", "var", "obsm", "varm", "obsp", "varp", "uns") if k in f}
+            shape = tuple(int(v) for v in (node.attrs["shape"] if encoding == "csr_matrix" else node.shape))
+            indptr = node["indptr"][()] if encoding == "csr_matrix" else None
+            dtype = node["data"].dtype if encoding == "csr_matrix" else node.dtype
+        adata = ad.AnnData(**parts)
+    except Exception:  # noqa: BLE001 (any unreadable part: read whole, which says what is wrong in one line)
         return None
-    with f:
-        node, encoding = h5ad_matrix(f, layer)
-        other_layers = set(f.get("layers", {}).keys()) - {"counts"}
-        if node is None or encoding not in ("csr_matrix", "array") or "raw" in f or other_layers:
-            return None
-        parts = {k: read_elem(f[k]) for k in ("obs", "var", "obsm", "varm", "obsp", "varp", "uns") if k in f}
-        shape = tuple(int(v) for v in (node.attrs["shape"] if encoding == "csr_matrix" else node.shape))
-        indptr = node["indptr"][()] if encoding == "csr_matrix" else None
-        dtype = node["data"].dtype if encoding == "csr_matrix" else node.dtype
-    adata = ad.AnnData(**parts)
     adata.obs_names = adata.obs_names.astype(str)
     adata.var_names = adata.var_names.astype(str)
-    if adata.shape != shape:
+    if adata.shape != shape or len(shape) != 2:
         return None
     key = "X" if layer in (None, "X") else f"layers/{layer}"
 
