@@ -3,6 +3,8 @@
 
     python benchmarks/scale/run.py                                  # 10k, 50k, 200k, 1M cells x 2000 genes
     python benchmarks/scale/run.py --sizes 2000 5000 --limit 600    # a quick check
+    python benchmarks/scale/run.py --sizes 50000 200000 1000000 --steps simulate preprocess --shared-machine \
+        --out benchmarks/results/scale_preprocess                   # one step's memory (results/scale_preprocess.md)
 
 For each size N the project's own simulator writes N cells x ``--genes`` genes in two batches
 (``workflow/scripts/simulate_batches.py``, chunked), then every step runs as its own subprocess through its
@@ -12,7 +14,9 @@ densification (1 epoch) and multilayer NMF (a few epochs), the model steps on th
 child is measured with ``os.wait4``: wall time, CPU time (user + sys) and peak resident memory
 (``ru_maxrss``). A step still running after ``--limit`` seconds is killed (with its process group) and
 recorded as ``over limit``; steps needing its output are ``skipped``. Growth exponents are log-log slopes
-between consecutive sizes (1 = linear, 2 = quadratic).
+between consecutive sizes (1 = linear, 2 = quadratic); the memory constant of a step is its extra peak memory
+per extra cell and per extra stored non-zero of the simulated counts between two sizes. ``--shared-machine``
+writes into the results that wall and CPU times were taken among other jobs (peak memory is still valid).
 
 Writes ``<out>.tsv`` (one row per size and step) and ``<out>.md``; the first line of both is this
 command as run. Threads: ``--threads`` goes to every script and to the BLAS / OpenMP variables.

@@ -19,9 +19,10 @@ from scfactor.preprocess.cli import preprocess
 from scfactor.preprocess.contract import compare_preprocessed
 
 
-def simulated(path, n=240, p=60, seed=0):
+def simulated(path, n=240, p=60, seed=0, store="csr"):
     """Two unequal batches of Poisson counts with a few empty cells, an undetected gene and a mitochondrial gene;
-    obsm / varm / uns to carry over."""
+    obsm / varm / uns to carry over. ``store``: the counts as CSR ``X``, dense ``X``, or ``layers['counts']``
+    beside a normalised ``X``."""
     rng = np.random.default_rng(seed)
     x = rng.poisson(rng.gamma(0.6, 2.0, size=(1, p)) * rng.lognormal(0, 0.5, size=(n, 1))).astype(np.int32)
     x[:, 7] = 0
@@ -31,6 +32,11 @@ def simulated(path, n=240, p=60, seed=0):
     var = pd.DataFrame(index=[f"g{j}" for j in range(p - 1)] + ["MT-1"])
     a = ad.AnnData(sp.csr_matrix(x), obs=obs, var=var, obsm={"emb": rng.normal(size=(n, 3))},
                    varm={"load": rng.normal(size=(p, 2))}, uns={"origin": "test"})
+    if store == "dense":
+        a.X = x
+    elif store == "layer":
+        a.layers["counts"] = a.X
+        a.X = sp.csr_matrix(x / 3.0)
     a.write_h5ad(path)
     return path
 
@@ -44,15 +50,17 @@ def run(tmp_path, monkeypatch, inp, name, chunk, stream=True, extra=()):
     proc = run_cli(preprocess, "--input", inp, "--output", out[0], "--qc-table", out[1], "--qc-figure", out[2],
                    "--batch-key", "cond", "--label-key", "cell_type", "--n-hvg", 12, "--min-cells", 3, *extra)
     assert proc.returncode == 0, proc.stderr
+    assert ("counts read from the file in blocks" in proc.stderr) == stream, proc.stderr
     monkeypatch.undo()
     return ad.read_h5ad(out[0]), pd.read_csv(out[1], sep="\t")
 
 
-@pytest.mark.parametrize("extra", [(), ("--max-cells-per-batch", 70, "--max-pct-mito", 30)])
-def test_blocks_give_the_whole_matrix_output(tmp_path, monkeypatch, extra):
+@pytest.mark.parametrize("store, extra", [("csr", ()), ("dense", ("--max-cells-per-batch", 70, "--max-pct-mito", 30)),
+                                          ("layer", ("--layer", "counts"))])
+def test_blocks_give_the_whole_matrix_output(tmp_path, monkeypatch, store, extra):
     """Streamed from the file in blocks of 17 cells (not aligned with the batches) = the whole matrix in memory
     in one block: X, counts, obs, var, obsm, varm, uns and the QC table."""
-    inp = simulated(tmp_path / "in.h5ad")
+    inp = simulated(tmp_path / "in.h5ad", store=store)
     whole, qc_whole = run(tmp_path, monkeypatch, inp, "whole", 10**9, stream=False, extra=extra)
     streamed, qc_streamed = run(tmp_path, monkeypatch, inp, "streamed", 17, extra=extra)
     assert compare_preprocessed(whole, streamed) == dict.fromkeys(compare_preprocessed(whole, whole), True)
@@ -117,3 +125,14 @@ def test_streamed_peak_memory_is_below_one_copy_of_the_counts(tmp_path, monkeypa
     assert proc.returncode == 0, proc.stderr
     one_copy = x.nnz * 8 + (n + 1) * 4
     assert peak < one_copy, (peak, one_copy)
+
+
+def test_seurat_moments_of_blocks_equal_scanpy():
+    """Mean and variance of expm1(X) from blocks of 33 cells equal scanpy's `_get_mean_var` of the whole, exactly."""
+    from scanpy.preprocessing._utils import _get_mean_var
+    x = sp.random(500, 40, density=0.3, random_state=1, format="csr", dtype=np.float32)
+    acc = genes.SeuratMoments(40)
+    for a in range(0, 500, 33):
+        acc.add(x[a:a + 33])
+    for got, want in zip(acc.mean_var(), _get_mean_var(np.expm1(x))):
+        np.testing.assert_array_equal(got, want)
