@@ -3,6 +3,8 @@
 
     python benchmarks/scale/run.py                                  # 10k, 50k, 200k, 1M cells x 2000 genes
     python benchmarks/scale/run.py --sizes 2000 5000 --limit 600    # a quick check
+    python benchmarks/scale/run.py --sizes 50000 200000 1000000 --steps simulate preprocess --shared-machine \
+        --out benchmarks/results/scale_preprocess                   # one step's memory (results/scale_preprocess.md)
 
 For each size N the project's own simulator writes N cells x ``--genes`` genes in two batches
 (``workflow/scripts/simulate_batches.py``, chunked), then every step runs as its own subprocess through its
@@ -12,7 +14,9 @@ densification (1 epoch) and multilayer NMF (a few epochs), the model steps on th
 child is measured with ``os.wait4``: wall time, CPU time (user + sys) and peak resident memory
 (``ru_maxrss``). A step still running after ``--limit`` seconds is killed (with its process group) and
 recorded as ``over limit``; steps needing its output are ``skipped``. Growth exponents are log-log slopes
-between consecutive sizes (1 = linear, 2 = quadratic).
+between consecutive sizes (1 = linear, 2 = quadratic); the memory constant of a step is its extra peak memory
+per extra cell and per extra stored non-zero of the simulated counts between two sizes. ``--shared-machine``
+writes into the results that wall and CPU times were taken among other jobs (peak memory is still valid).
 
 Writes ``<out>.tsv`` (one row per size and step) and ``<out>.md``; the first line of both is this
 command as run. Threads: ``--threads`` goes to every script and to the BLAS / OpenMP variables.
@@ -34,6 +38,8 @@ import pandas as pd
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
 SCRIPTS = REPO / "workflow" / "scripts"
+SHARED_NOTE = ("The wall and CPU columns were taken on a machine shared with other jobs: they are not valid "
+               "timings. Peak resident memory does not depend on the load.")
 STEPS = ("simulate", "preprocess", "integrate_batch", "integrate_online", "nbmix_em", "nbmix_leiden",
          "densify_1_epoch", "layers")
 
@@ -98,6 +104,13 @@ def measure(argv: list, limit: float, threads: int, log: Path) -> dict:
             "sys_s": ru.ru_stime, "peak_rss_gib": ru.ru_maxrss / 2 ** 20}  # ru_maxrss: KiB on Linux
 
 
+def stored_nonzeros(path: Path) -> int:
+    """Stored non-zeros of the counts ``X`` (CSR) of an ``.h5ad``."""
+    import h5py
+    with h5py.File(path, "r") as f:
+        return int(f["X"]["indptr"][-1])
+
+
 def growth(table: pd.DataFrame) -> pd.DataFrame:
     """Log-log slopes of wall, CPU and peak RSS between consecutive sizes, per step (completed runs only)."""
     rows = []
@@ -107,13 +120,15 @@ def growth(table: pd.DataFrame) -> pd.DataFrame:
             span = math.log(hi["cells"] / lo["cells"])
             rows.append({"step": step, "from_cells": lo["cells"], "to_cells": hi["cells"],
                          **{f"exp_{m}": math.log(hi[m] / lo[m]) / span if lo[m] > 0 and hi[m] > 0 else float("nan")
-                            for m in ("wall_s", "cpu_s", "peak_rss_gib")}})
+                            for m in ("wall_s", "cpu_s", "peak_rss_gib")},
+                         "bytes_per_cell": (hi["peak_rss_gib"] - lo["peak_rss_gib"]) * 2 ** 30 / (hi["cells"] - lo["cells"]),
+                         "bytes_per_nnz": (hi["peak_rss_gib"] - lo["peak_rss_gib"]) * 2 ** 30 / (hi["nnz"] - lo["nnz"])})
     return pd.DataFrame(rows, columns=["step", "from_cells", "to_cells", "exp_wall_s", "exp_cpu_s",
-                                       "exp_peak_rss_gib"])
+                                       "exp_peak_rss_gib", "bytes_per_cell", "bytes_per_nnz"])
 
 
-def write(table: pd.DataFrame, command: str, out: Path) -> None:
-    """``out``.tsv and ``out``.md, each starting with the command."""
+def write(table: pd.DataFrame, command: str, out: Path, shared: bool = False) -> None:
+    """``out``.tsv and ``out``.md, each starting with the command (``shared``: say that times are not valid)."""
     out.parent.mkdir(parents=True, exist_ok=True)
     shown = table.drop(columns=["command"])
     with open(out.with_suffix(".tsv"), "w") as fh:
@@ -121,8 +136,11 @@ def write(table: pd.DataFrame, command: str, out: Path) -> None:
         table.to_csv(fh, sep="\t", index=False, float_format="%.4g")
     slopes = growth(table)
     text = [command, "", "Per step and size (wall and CPU in seconds, peak resident memory of the step's process "
-            "in GiB; the commands are in the .tsv; an `over limit` step's values are lower bounds):", "", shown.to_markdown(index=False, floatfmt=".4g"), "",
-            "Growth exponents (log-log slope between consecutive sizes; 1 = linear, 2 = quadratic):", "",
+            "in GiB; the commands are in the .tsv; an `over limit` step's values are lower bounds):", "",
+            *([SHARED_NOTE, ""] if shared else []), shown.to_markdown(index=False, floatfmt=".4g"), "",
+            "Growth exponents (log-log slope between consecutive sizes; 1 = linear, 2 = quadratic) and the memory "
+            "constant: extra peak memory per extra cell and per extra stored non-zero of the simulated counts "
+            "(`nnz`) between the two sizes:", "",
             slopes.to_markdown(index=False, floatfmt=".3g") if len(slopes) else "(fewer than two sizes completed)",
             ""]
     out.with_suffix(".md").write_text("\n".join(text))
@@ -141,6 +159,8 @@ def main(argv=None) -> int:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--work", default="/tmp/scfactor-bench-scale", help="data and logs (per size)")
     ap.add_argument("--keep", action="store_true", help="keep each size's files (default: removed after it)")
+    ap.add_argument("--shared-machine", action="store_true",
+                    help="the machine runs other jobs: the results say that wall and CPU times are not valid")
     ap.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "scale"), help="results stem")
     a = ap.parse_args(argv)
     command = "python " + shlex.join([str(Path(__file__).resolve().relative_to(REPO)), *sys.argv[1:]])
@@ -148,7 +168,7 @@ def main(argv=None) -> int:
     for n in a.sizes:
         work = Path(a.work) / f"n{n}"
         work.mkdir(parents=True, exist_ok=True)
-        done = set()
+        done, nnz = set(), float("nan")
         for step, (needs, args) in step_commands(n, work, a).items():
             if step != "simulate" and step not in a.steps:
                 continue
@@ -159,10 +179,12 @@ def main(argv=None) -> int:
                 res = measure(argv_step, a.limit, a.threads, work / f"{step}.log")
             if res["status"] == "ok":
                 done.add(step)
+                if step == "simulate":
+                    nnz = stored_nonzeros(work / "sim.h5ad")
             print(f"{n} cells, {step}: {res['status']}", flush=True)
-            rows.append({"cells": n, "step": step, **res, "command": shlex.join(
+            rows.append({"cells": n, "nnz": nnz, "step": step, **res, "command": shlex.join(
                 ["python", f"workflow/scripts/{args[0]}", *map(str, args[1:]), "--threads", str(a.threads)])})
-            write(pd.DataFrame(rows), command, Path(a.out))  # partial results survive an interrupted run
+            write(pd.DataFrame(rows), command, Path(a.out), a.shared_machine)  # partial results survive an interrupted run
         if not a.keep:
             import shutil
             shutil.rmtree(work, ignore_errors=True)

@@ -280,19 +280,36 @@ def validate_counts(x, path, what: str = "X", integer: bool = True) -> None:
     if x.shape[0] == 0 or x.shape[1] == 0:
         raise InputError(path, f"{what} is empty ({x.shape[0]} cells x {x.shape[1]} genes)")
     v = matrix_values(x)
-    if v.dtype.kind not in "biuf":
-        raise InputError(path, f"{what} has non-numeric dtype {v.dtype}")
+    check_counts_dtype(v.dtype, path, what)
+    raise_bad_counts(count_bad_values(v, integer), path, what)
+
+
+def check_counts_dtype(dtype, path, what: str = "X") -> None:
+    """Raise `InputError` unless ``dtype`` is numeric (bool, int, unsigned or float)."""
+    if np.dtype(dtype).kind not in "biuf":
+        raise InputError(path, f"{what} has non-numeric dtype {dtype}")
+
+
+def count_bad_values(v: np.ndarray, integer: bool = True) -> np.ndarray:
+    """Counts of NaN / infinite, negative and (when ``integer``) non-integer values among ``v``: three ints that
+    add up over the chunks of a matrix read piece by piece (then `raise_bad_counts`)."""
+    bad = [0, int(np.count_nonzero(v < 0)), 0]
     if v.dtype.kind == "f":
-        n_bad = int(np.count_nonzero(~np.isfinite(v)))
-        if n_bad:
-            raise InputError(path, f"{what} has {n_bad} NaN or infinite values")
-    n_neg = int(np.count_nonzero(v < 0))
+        bad[0] = int(np.count_nonzero(~np.isfinite(v)))
+        if integer:
+            bad[2] = int(np.count_nonzero(v != np.round(v)))
+    return np.array(bad, dtype=np.int64)
+
+
+def raise_bad_counts(bad, path, what: str = "X") -> None:
+    """Raise `InputError` for the first non-zero count of `count_bad_values` (NaN, then negative, then fraction)."""
+    n_bad, n_neg, n_frac = map(int, bad)
+    if n_bad:
+        raise InputError(path, f"{what} has {n_bad} NaN or infinite values")
     if n_neg:
         raise InputError(path, f"{what} has {n_neg} negative values; counts must be >= 0")
-    if integer and v.dtype.kind == "f":
-        n_frac = int(np.count_nonzero(v != np.round(v)))
-        if n_frac:
-            raise InputError(path, f"{what} has {n_frac} non-integer values; raw counts are required")
+    if n_frac:
+        raise InputError(path, f"{what} has {n_frac} non-integer values; raw counts are required")
 
 
 def validate_names(adata, path) -> None:

@@ -25,11 +25,12 @@ def preprocess(argv=None) -> int:
     args = cli.start(p, argv)
     from ..core.plotting import figure_paths, save_figure
     from .pipeline import preprocess as run
+    from .write import write_preprocessed
     figure_paths(args.qc_figure)  # a bad figure name fails before any work
     out = run(args.input, STEP.from_args(args), args.dataset, sheet=args.sample_sheet)
     with io.all_or_nothing(args.output, args.qc_table, *figure_paths(args.qc_figure)):
         io.write_table(out.qc_table, args.qc_table)
         save_figure(out.figure, args.qc_figure)
-        io.write_h5ad(out.adata, args.output)
+        write_preprocessed(out, args.output)
     cli.LOG.info("wrote %s (%d cells x %d genes)", args.output, out.adata.n_obs, out.adata.n_vars)
     return 0

@@ -65,3 +65,30 @@ def select_genes(adata, genes: str, path):
         hint = f" ({match.n_ignoring_case} match ignoring case)" if match.n_ignoring_case else ""
         raise InputError(genes, f"none of its {len(names)} gene names occurs in {path}{hint}")
     return adata[:, match.found].copy()
+
+
+def same_matrix(a, b) -> bool:
+    """Same CSR matrix to the bit: value dtype, values, column indices and row pointers."""
+    return (a.shape == b.shape and a.dtype == b.dtype and np.array_equal(a.data, b.data)
+            and np.array_equal(a.indices, b.indices) and np.array_equal(a.indptr, b.indptr))
+
+
+def same_value(a, b) -> bool:
+    """Nested equality of ``uns`` / ``obsm`` values (arrays compared exactly)."""
+    if isinstance(a, dict):
+        return isinstance(b, dict) and a.keys() == b.keys() and all(same_value(a[k], b[k]) for k in a)
+    if isinstance(a, np.ndarray) or isinstance(b, np.ndarray):
+        return np.array_equal(np.asarray(a), np.asarray(b))
+    return a == b
+
+
+def compare_preprocessed(a, b, ignore=("input", "dataset")) -> dict[str, bool]:
+    """``{element: same}`` for two preprocessed AnnData: ``X`` and ``layers['counts']`` bit for bit, ``obs``,
+    ``var``, ``obsm``, ``varm`` and ``uns`` (less the ``ignore`` keys of ``uns['preprocess']``, which name the
+    input)."""
+    ua, ub = ({**u, "preprocess": {k: v for k, v in u["preprocess"].items() if k not in ignore}}
+              for u in (dict(a.uns), dict(b.uns)))
+    return {"X": same_matrix(a.X, b.X), "layers['counts']": same_matrix(a.layers["counts"], b.layers["counts"]),
+            "layers": set(a.layers) == set(b.layers), "obs": a.obs.equals(b.obs), "var": a.var.equals(b.var),
+            "obsm": same_value(dict(a.obsm), dict(b.obsm)), "varm": same_value(dict(a.varm), dict(b.varm)),
+            "uns": same_value(ua, ub)}

@@ -14,18 +14,24 @@ from ..core import io
 from ..core.errors import InputError, ScfactorError
 from ..core.gene_names import choose_gene_names, gene_columns, looks_like_ids, match_genes
 from ..core.log import LOG
+from . import counts as blocks
 from . import genes, qc
+from .counts import Counts
 from .plots import qc_figure
 from .sheet import join_samples, read_sheet
 
 
 @dataclass
 class Preprocessed:
-    """The outputs of one data set: the AnnData, the per-batch QC table and the QC figure."""
+    """The outputs of one data set: the AnnData without its matrices (``X`` None), the per-batch QC table, the
+    QC figure, and the `Counts` with the target sum that give ``layers['counts']`` and ``X`` block by block
+    (`scfactor.preprocess.write.write_preprocessed`)."""
 
     adata: object
     qc_table: pd.DataFrame
     figure: object
+    counts: Counts
+    target_sum: float
 
 
 #: values of a batch column that mean "no value" (pandas writes a missing value as 'nan' once cast to text)
@@ -83,16 +89,42 @@ def read_counts(path, opts):
     return adata
 
 
+def open_counts(path, opts):
+    """The AnnData of ``path`` without its counts (``X`` None) and its `Counts`, validated like `read_counts`:
+    an ``.h5ad`` is read block by block from the file where it can be (`scfactor.preprocess.counts.open_h5ad`),
+    anything else whole."""
+    fmt = io.detect_format(io.require_file(path)) if opts.format == "auto" else opts.format
+    opened = blocks.open_h5ad(path, opts.layer) if fmt == "h5ad" else None
+    if opened is None:
+        return detach_counts(read_counts(path, opts))
+    adata, counts = opened
+    LOG.info("%s: counts read from the file in blocks of %d cells", path, blocks.CHUNK_CELLS)
+    gene_columns(adata, path, opts.symbol_column, opts.id_column)
+    blocks.validate_blocks(counts, path, opts.layer)
+    return adata, counts
+
+
+def detach_counts(adata):
+    """Move the int32 counts ``adata.X`` into a `Counts`; the AnnData keeps everything else (``X`` None,
+    without a stored ``layers['counts']``, which the output replaces)."""
+    counts = Counts.in_memory(adata)
+    adata.X = None
+    adata.layers.pop("counts", None)
+    return adata, counts
+
+
 def read_input(path, opts):
-    """Read and validate the counts of ``path``: `read_counts`, gene names (`choose_gene_names`), unique
-    cell names, then the ``opts.gene_list`` restriction (`restrict_genes`)."""
-    adata = read_counts(path, opts)
+    """Read and validate the counts of ``path`` (`open_counts`), gene names (`choose_gene_names`), unique
+    cell names, then the ``opts.gene_list`` restriction (`restrict_genes`). Returns the AnnData (``X`` None)
+    and its `Counts`."""
+    adata, counts = open_counts(path, opts)
     choose_gene_names(adata, path, opts.gene_names, opts.make_unique)
     io.validate_names(adata, path)
+    counts.var_names = adata.var_names
     LOG.info("read %s: %d cells x %d genes", path, adata.n_obs, adata.n_vars)
     if opts.gene_list:
         adata = restrict_genes(adata, opts.gene_list, path)
-    return adata
+    return adata, counts
 
 
 def restrict_genes(adata, gene_list, path):
@@ -169,11 +201,14 @@ def mito_genes(adata, opts, path) -> str:
     return column
 
 
-def keep_detected_genes(adata, min_cells, path):
+def keep_detected_genes(adata, counts: Counts, min_cells, path):
     """Keep genes detected in ``min_cells`` cells of at least one batch; record ``var['n_cells_<batch>']``."""
+    rows, cols = counts.positions(adata)
     batches = adata.obs["batch"].to_numpy()
-    detected = {b: np.asarray((adata.X[batches == b] > 0).sum(axis=0)).ravel()
-                for b in adata.obs["batch"].cat.categories}
+    detected = {b: np.zeros(adata.n_vars, np.int64) for b in adata.obs["batch"].cat.categories}
+    for where, x in counts.blocks(rows, cols):
+        for b, n in detected.items():
+            n += np.asarray((x[batches[where] == b] > 0).sum(axis=0)).ravel()
     keep = np.zeros(adata.n_vars, bool)
     for n in detected.values():
         keep |= n >= max(min_cells, 1)
@@ -183,6 +218,34 @@ def keep_detected_genes(adata, min_cells, path):
     for b, n in detected.items():
         adata.var[f"n_cells_{b}"] = n[keep].astype(np.int64)
     return adata
+
+
+def cell_metrics(adata, counts: Counts, names, mito_pattern) -> pd.DataFrame:
+    """`scfactor.preprocess.qc.cell_metrics` of the cells of ``adata``, block by block."""
+    rows, cols = counts.positions(adata)
+    parts = [qc.cell_metrics(x, names, mito_pattern) for _, x in counts.blocks(rows, cols)]
+    metrics = pd.concat(parts, ignore_index=True)
+    metrics.index = adata.obs_names
+    return metrics
+
+
+def select_genes(adata, counts: Counts, opts) -> None:
+    """``var['liger_selected']`` and ``var['highly_variable']`` from one pass over the blocks of kept cells:
+    the LIGER statistics of the counts and scanpy's seurat statistics of ``X`` per batch (`scfactor.preprocess.genes`)."""
+    rows, cols = counts.positions(adata)
+    batches = adata.obs["batch"].to_numpy()
+    names = adata.obs["batch"].cat.categories
+    liger = {b: genes.LigerMoments(adata.n_vars) for b in names}
+    seurat = {b: genes.SeuratMoments(adata.n_vars) for b in names}
+    for where, x in counts.blocks(rows, cols):
+        norm = normalise_counts(x, opts.target_sum)
+        for b in names:
+            in_b = batches[where] == b
+            if in_b.any():
+                liger[b].add(x[in_b])
+                seurat[b].add(norm[in_b])
+    adata.var["liger_selected"] = genes.liger_union(liger, opts.liger_var_thresh, opts.liger_alpha_thresh)
+    adata.var["highly_variable"] = genes.seurat_hvg(seurat, adata.var_names, opts.n_hvg)
 
 
 def copy_labels(adata, label_key, path) -> None:
@@ -195,16 +258,22 @@ def copy_labels(adata, label_key, path) -> None:
     LOG.info("labels: %d of %d cells labelled", int(lab.notna().sum()), adata.n_obs)
 
 
-def normalise(adata, target_sum: float) -> None:
-    """Keep raw counts in ``layers['counts']``; ``X = log1p(counts / library size * target_sum)``."""
-    counts = sp.csr_matrix(adata.X)  # X is replaced below: the counts layer takes it over, no copy
-    x = counts.astype(np.float32)   # the one copy: scaled and logged in place
+def normalise_counts(counts, target_sum: float):
+    """``log1p(counts / library size * target_sum)`` as float32 CSR (duplicates summed): one copy of the
+    counts, scaled and logged in place; row by row, so a block of cells gives the rows of the whole."""
+    x = sp.csr_matrix(counts).astype(np.float32)
     x.sum_duplicates()
     lib = np.asarray(x.sum(axis=1, dtype=np.float64)).ravel()
     x.data *= np.repeat((target_sum / np.where(lib > 0, lib, 1.0)).astype(np.float32), np.diff(x.indptr))
     np.log1p(x.data, out=x.data)
+    return x
+
+
+def normalise(adata, target_sum: float) -> None:
+    """Keep raw counts in ``layers['counts']``; ``X = log1p(counts / library size * target_sum)``."""
+    counts = sp.csr_matrix(adata.X)  # X is replaced below: the counts layer takes it over, no copy
+    adata.X = normalise_counts(counts, target_sum)
     adata.layers["counts"] = counts
-    adata.X = x
 
 
 def preprocess(path, opts, dataset: str | None = None, sheet=None) -> Preprocessed:
@@ -216,9 +285,10 @@ def preprocess(path, opts, dataset: str | None = None, sheet=None) -> Preprocess
     dataset = dataset or Path(source).stem
     batch_key = opts.batch_key
     if sheet is None:
-        adata = read_input(path, opts)
+        adata, counts = read_input(path, opts)
     else:
         adata, samples = read_sheet_samples(sheet, opts)
+        adata, counts = detach_counts(adata)
         if batch_key is None:
             batch_key = samples.default_batch_key
             LOG.info("batches: the sample sheet's %s column (set batch_key to choose another column)", batch_key)
@@ -230,8 +300,7 @@ def preprocess(path, opts, dataset: str | None = None, sheet=None) -> Preprocess
 
     symbol_column = mito_genes(adata, opts, source)
     names = adata.var[symbol_column].astype(str) if symbol_column else adata.var_names
-    metrics = qc.cell_metrics(adata.X, names, opts.mito_pattern)
-    metrics.index = adata.obs_names
+    metrics = cell_metrics(adata, counts, names, opts.mito_pattern)
     kept = qc.cell_filter(metrics, opts.min_genes, opts.min_counts, opts.max_pct_mito)
     summary = qc.qc_summary(metrics, adata.obs["batch"], kept)
     empty = summary.loc[summary["cells_kept"] == 0, "batch"]
@@ -242,13 +311,10 @@ def preprocess(path, opts, dataset: str | None = None, sheet=None) -> Preprocess
     adata = adata[kept].copy()
     for col in metrics.columns:
         adata.obs[col] = metrics.loc[kept, col].to_numpy()
-    adata = keep_detected_genes(adata, opts.min_cells, source)
+    adata = keep_detected_genes(adata, counts, opts.min_cells, source)
     if opts.label_key:
         copy_labels(adata, opts.label_key, source)
-    normalise(adata, opts.target_sum)
-    adata.var["liger_selected"] = genes.liger_select_union(
-        adata.layers["counts"], adata.obs["batch"].to_numpy(), opts.liger_var_thresh, opts.liger_alpha_thresh)
-    adata.var["highly_variable"] = genes.hvg_select(adata, opts.n_hvg)
+    select_genes(adata, counts, opts)
     LOG.info("genes: %d kept, %d LIGER-selected, %d highly variable", adata.n_vars,
              int(adata.var["liger_selected"].sum()), int(adata.var["highly_variable"].sum()))
     adata.uns["preprocess"] = {
@@ -258,4 +324,4 @@ def preprocess(path, opts, dataset: str | None = None, sheet=None) -> Preprocess
     }
     if sheet is not None:
         adata.uns["preprocess"]["samples"] = [s.name for s in samples.samples]
-    return Preprocessed(adata, summary, fig)
+    return Preprocessed(adata, summary, fig, counts, opts.target_sum)
