@@ -72,6 +72,11 @@ def set_threads(n: int) -> None:
         numba.set_num_threads(min(n, numba.config.NUMBA_NUM_THREADS))
     else:
         os.environ["NUMBA_NUM_THREADS"] = str(n)
+        if numba_pool is not None:
+            # numba imported already (a step module's import): its config and the pool size it read at
+            # import must follow, else the pool starts at the old size and the next compile raises
+            sys.modules["numba"].core.config.reload_config()
+            numba_pool.NUM_THREADS = n
     try:
         from threadpoolctl import threadpool_limits
         threadpool_limits(n)
