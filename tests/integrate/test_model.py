@@ -85,6 +85,18 @@ def test_restarts_keep_best_and_are_deterministic(sim_scaled):
     np.testing.assert_array_equal(r1.W, r2.W)
 
 
+def test_default_stop_is_rligers_iteration_count(sim_scaled):
+    """The defaults stop every restart at rliger's 30 iterations (thresh 1e-6 is not reached first), where
+    a looser tolerance with a higher cap stops at a different point (docs/integrate.md, the trade-off)."""
+    _, _, xs = sim_scaled
+    r = fit(xs, nrep=1)
+    assert (DEFAULTS.max_iters, DEFAULTS.thresh) == (30, 1e-6)
+    assert r.iterations == DEFAULTS.max_iters and len(r.trace) == DEFAULTS.max_iters + 1
+    assert abs(r.trace[-2] - r.trace[-1]) / r.trace[-1] >= DEFAULTS.thresh
+    loose = fit(xs, nrep=1, max_iters=100, thresh=1e-5)
+    assert loose.iterations != DEFAULTS.max_iters
+
+
 def test_recovers_planted_shared_factors(sim, sim_scaled):
     a, _, xs = sim_scaled
     r = fit(xs, k=SIM.k_shared + 2, lam=5.0, max_iters=30, seed=1)
