@@ -423,14 +423,20 @@ class BackedSource:
         data, indices = data[:pos], indices[:pos]  # scaling drops stored zeros: at most the first pass's count
         x = sp.csr_matrix((data, indices, indptr), shape=(row, len(self.genes)), copy=False)
         starts = np.cumsum([0, *self.n_cells])
-        parts = [sp.csr_matrix((data[indptr[a]:indptr[z]], indices[indptr[a]:indptr[z]],
-                                indptr[a:z + 1] - indptr[a]), shape=(z - a, x.shape[1]), copy=False)
-                 for a, z in zip(starts[:-1], starts[1:])]
-        return x, parts
+        return x, [_row_view(x, a, z) for a, z in zip(starts[:-1], starts[1:])]
 
     def close(self):
         """Close the backed file."""
         self.file.close()
+
+
+def _row_view(x: sp.csr_matrix, start: int, stop: int) -> sp.csr_matrix:
+    """Rows ``start:stop`` of the CSR ``x`` sharing its data and indices (scipy's constructor copies a view
+    smaller than half its buffer, so the arrays are set after construction)."""
+    p0, p1 = x.indptr[start], x.indptr[stop]
+    out = sp.csr_matrix((stop - start, x.shape[1]), dtype=x.dtype)
+    out.data, out.indices, out.indptr = x.data[p0:p1], x.indices[p0:p1], x.indptr[start:stop + 1] - p0
+    return out
 
 
 def integrate_online(path, opts, layer: str, device, source: str, dtype=None):
