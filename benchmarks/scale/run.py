@@ -48,7 +48,8 @@ def step_commands(n: int, work: Path, a) -> dict[str, tuple[str | None, list]]:
     """``{step: (step whose output it reads or None, argv)}`` for ``n`` cells, files under ``work``."""
     sim, pre = work / "sim.h5ad", work / "pre.h5ad"
     half = [n // 2, n - n // 2]
-    integ = ["--input", pre, "--k", a.k, "--device", "cpu"]
+    integ = ["--input", pre, "--k", a.k, "--device", "cpu",
+             *(["--leiden-starts", a.leiden_starts] if a.leiden_starts else [])]
     return {
         "simulate": (None, ["simulate_batches.py", "--n-cells", *half, "--n-genes", a.genes, "--k-shared", a.groups,
                             "--k-specific", 1, "--chunk", 10000, "--seed", 0, "--output", sim]),
@@ -153,6 +154,8 @@ def main(argv=None) -> int:
     ap.add_argument("--genes", type=int, default=2000)
     ap.add_argument("--groups", type=int, default=10, help="planted groups (k_shared; the NB mixture's k)")
     ap.add_argument("--k", type=int, default=20, help="iNMF factors")
+    ap.add_argument("--leiden-starts", type=int, default=None,
+                    help="integrate's Leiden starts (default: the schema's); the peak memory holds one start")
     ap.add_argument("--layers-epochs", type=int, default=10, help="multilayer NMF epochs")
     ap.add_argument("--steps", nargs="+", choices=STEPS, default=list(STEPS), help="simulate always runs")
     ap.add_argument("--limit", type=float, default=3600.0, help="seconds per step before it is killed")

@@ -9,7 +9,7 @@ import pytest
 import scipy.sparse as sp
 
 from conftest import assert_clean_failure, run_cli
-from scfactor.integrate.cli import integrate
+from scfactor.integrate.cli import integrate, integrate_figures
 from scfactor.integrate.pipeline import BackedSource, load_counts
 from scfactor.integrate.model import library_normalize
 from scfactor.integrate.snn import leiden_snn
@@ -145,7 +145,6 @@ def test_missing_gene_set_fails_cleanly(tmp_path, sim, genes, mention):
 
 # ------------------------------------------------------------------ figures
 def test_figures_write_png_and_pdf(tmp_path, sim):
-    from scfactor.integrate.cli import integrate_figures
     out, met = tmp_path / "out.h5ad", tmp_path / "m.tsv"
     proc = run_cli(integrate, "--input", sim, "--layer", "X", "--genes", "all", *FAST, "--output", out,
                    "--metrics", met)
@@ -159,3 +158,43 @@ def test_figures_write_png_and_pdf(tmp_path, sim):
     bad = run_cli(integrate_figures, "--dataset", "sim", "--run", f"counts={met}", "--metrics", f"counts={met}",
                   "--umap", tmp_path / "x.png", "--bars", tmp_path / "y.png")
     assert_clean_failure(bad, mentions=str(met), outputs=[tmp_path / "x.png", tmp_path / "y.png"])
+
+
+
+def _run_online(tmp_path, sim, name, *extra):
+    out, met = tmp_path / f"{name}.h5ad", tmp_path / f"{name}.tsv"
+    proc = run_cli(integrate, "--input", sim, "--layer", "X", "--genes", "all", "--mode", "online", "--online-minibatch", "64", *FAST, *extra,
+                   "--output", out, "--metrics", met)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return ad.read_h5ad(out), pd.read_csv(met, sep="\t").set_index(["metric", "batch"])["value"], out
+
+
+def test_umap_and_metrics_subsample(tmp_path, sim):
+    """UMAP on a subsample (umap_max_cells), alignment / agreement on one (metrics_max_cells); the rest as the full run."""
+    full, tf, _ = _run_online(tmp_path, sim, "full")
+    sub, ts, path = _run_online(tmp_path, sim, "sub", "--umap-max-cells", "150", "--metrics-max-cells", "120")
+    # the fit, the stored counts and the clusters do not depend on the subsamples
+    assert (full.X != sub.X).nnz == 0 and full.X.dtype == np.float32
+    np.testing.assert_array_equal(full.obsm["X_inmf_norm"], sub.obsm["X_inmf_norm"])
+    assert (full.obs["leiden"] == sub.obs["leiden"]).all()
+    for m in ("ari", "nmi", "n_labelled", "n_clusters"):
+        pd.testing.assert_series_equal(tf.xs(m, drop_level=False), ts.xs(m, drop_level=False))
+    # UMAP: 150 cells embedded, the others NaN, marked and recorded; the full run has no marks
+    xy = sub.obsm["X_umap"]
+    shown = np.isfinite(xy).all(1)
+    assert shown.sum() == 150 and (sub.obs["umap_sample"].to_numpy() == shown).all()
+    assert dict(sub.uns["umap_subsample"]) == {"cells": 150, "of": 500} and "connectivities" not in sub.obsp
+    assert np.isfinite(full.obsm["X_umap"]).all() and "umap_sample" not in full.obs
+    # alignment / agreement on 60 cells per batch: other estimates of the same scores
+    for m in ("alignment_raw", "alignment", "agreement"):
+        assert ts[(m, "all")] != tf[(m, "all")] and 0 <= ts[(m, "all")] <= 2
+    assert ts[("alignment", "all")] > ts[("alignment_raw", "all")]
+    # the figure draws the subsample and says so
+    u, bars = tmp_path / "u.png", tmp_path / "b.png"
+    proc = run_cli(integrate_figures, "--run", f"counts={path}", "--metrics", f"counts={tmp_path / 'sub.tsv'}",
+                   "--dataset", "sim", "--umap", u, "--bars", bars)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert u.stat().st_size > 0
+    from scfactor.integrate import plots
+    assert "random subsample of 150 of 500 cells" in plots.umap_figure({"counts": sub}, "sim")._suptitle.get_text()
+    assert "subsample" not in plots.umap_figure({"counts": full}, "sim")._suptitle.get_text()

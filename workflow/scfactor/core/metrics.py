@@ -42,10 +42,12 @@ def knn(x: np.ndarray, k: int, include_self: bool = False) -> np.ndarray:
 
 
 def alignment_score(emb: np.ndarray, batch, k: int | None = None, seed: int = 1,
-                    per_cell: bool = False):
+                    per_cell: bool = False, max_cells: int | None = None):
     """LIGER alignment score of an embedding (cells x dims) with batch labels ``batch``.
 
-    Every batch is downsampled (seeded) to the size of the smallest one; with N batches and
+    Every batch is downsampled (seeded) to the size of the smallest one (and, with ``max_cells``, to at
+    most ``max_cells // N`` cells, so that memory, which grows as n * k = 0.01 n^2, stays bounded: the
+    score is a subsample estimate either way); with N batches and
     ``k`` neighbours (default ``min(max(floor(0.01 n), 10), n - 1)`` over the ``n`` sampled cells),
     a cell with ``s`` same-batch neighbours (itself excluded) scores ``1 - (s - k/N) / (k - k/N)``; the mean
     is returned (and the per-cell scores with the sampled indices when ``per_cell``).
@@ -62,14 +64,14 @@ def alignment_score(emb: np.ndarray, batch, k: int | None = None, seed: int = 1,
     if len(names) < 2:
         raise ValueError("alignment needs at least two batches")
     rng = np.random.default_rng(seed)
-    m = counts.min()
+    m = int(counts.min()) if max_cells is None else int(min(counts.min(), max(max_cells // len(names), 2)))
     idx = np.sort(np.concatenate([rng.choice(np.flatnonzero(batch == b), m, replace=False) for b in names]))
     n = len(idx)
     if k is None:
         k = int(min(max(np.floor(0.01 * n), 10), n - 1))
     k = int(min(k, n - 1))
     nb = knn(np.asarray(emb)[idx], k)
-    b = batch[idx]
+    b = np.searchsorted(names, batch[idx]).astype(np.int16)  # codes: n x k compares without strings
     same = (b[nb] == b[:, None]).sum(1)
     nbat = len(names)
     scores = 1 - (same - k / nbat) / (k - k / nbat)

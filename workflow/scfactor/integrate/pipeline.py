@@ -199,20 +199,20 @@ def _ref_index(b: Batches, opts) -> int | None:
     return b.names.index(opts.ref_batch) if opts.ref_batch else None
 
 
-def assemble(b: Batches, xs, w, v, h, opts, source, trace, fit_info, device, dtype=None, clustered=None):
+def assemble(b: Batches, xs, w, v, h, opts, source, trace, fit_info, device, dtype=None, clustered=None,
+             x=None):
     """Quantile-normalise, cluster, embed and score a fitted factorisation; build the AnnData.
 
-    ``clustered``: the loadings' `restarts.normalise_and_cluster` output when already computed.
+    ``clustered``: the loadings' `restarts.normalise_and_cluster` output when already computed; ``x``: the
+    float32 stack of ``xs`` (cells of all batches) when already built (it becomes the output's ``X``).
     """
     import anndata as ad
-    import scanpy as sc
-
-    from ..core.clustering import import_umap
 
     t0 = time.perf_counter()
     h_norm, qclusters, ref, leiden = clustered or restarts.normalise_and_cluster(h, opts, _ref_index(b, opts))
-    x = sp.vstack([sp.csr_matrix(m, dtype=np.float32) for m in xs]).tocsr() if sp.issparse(xs[0]) \
-        else np.vstack(xs).astype(np.float32)
+    if x is None:
+        x = sp.vstack([sp.csr_matrix(m, dtype=np.float32) for m in xs]).tocsr() if sp.issparse(xs[0]) \
+            else np.vstack(xs).astype(np.float32)
     adata = ad.AnnData(X=x, obs=b.obs.copy(), var=pd.DataFrame(index=b.genes.astype(str)))
     adata.obs["batch"] = pd.Categorical(adata.obs["batch"], categories=b.names)
     if opts.label_key in adata.obs and opts.label_key != "batch":
@@ -224,12 +224,9 @@ def assemble(b: Batches, xs, w, v, h, opts, source, trace, fit_info, device, dty
     for name, vi in zip(b.names, v):
         adata.varm[f"V_{name}"] = np.asarray(vi).T.astype(np.float32)
     LOG.info("quantile normalisation: reference %s, %.1f s", b.names[ref], time.perf_counter() - t0)
-    import_umap()  # scanpy's neighbors imports umap
-    sc.pp.neighbors(adata, n_neighbors=opts.n_neighbors, use_rep="X_inmf_norm", random_state=opts.seed,
-                    transformer="sklearn")
     adata.obs["leiden"] = pd.Categorical(leiden.astype(str))
     LOG.info("Leiden: %d clusters, %.1f s", adata.obs["leiden"].nunique(), time.perf_counter() - t0)
-    sc.tl.umap(adata, min_dist=opts.umap_min_dist, random_state=opts.seed)
+    embed(adata, opts)
     LOG.info("UMAP done, %.1f s", time.perf_counter() - t0)
     table = score(adata, b, xs, h, h_norm, opts, device, dtype)
     LOG.info("metrics done, %.1f s", time.perf_counter() - t0)
@@ -243,23 +240,73 @@ def assemble(b: Batches, xs, w, v, h, opts, source, trace, fit_info, device, dty
     return adata, table
 
 
+def embed(adata, opts) -> None:
+    """scanpy's neighbour graph and UMAP of ``obsm['X_inmf_norm']`` into ``obsm['X_umap']`` (and ``obsp``).
+
+    Above ``opts.umap_max_cells`` cells both run on a seeded random subsample of that many cells (display only):
+    the other cells get NaN coordinates, ``obs['umap_sample']`` marks the subsample, no ``obsp`` graph is
+    stored and ``uns['umap_subsample']`` gives the sizes (the figure says so).
+    """
+    import anndata as ad
+    import scanpy as sc
+
+    from ..core.clustering import import_umap
+
+    import_umap()  # scanpy's neighbors imports umap
+    n, m = adata.n_obs, opts.umap_max_cells
+    sub = adata
+    if n > m:
+        keep = np.sort(np.random.default_rng(opts.seed).choice(n, m, replace=False))
+        sub = ad.AnnData(obs=pd.DataFrame(index=adata.obs_names[keep]),
+                         obsm={"X_inmf_norm": adata.obsm["X_inmf_norm"][keep]})
+        LOG.info("UMAP on a random subsample of %d of %d cells (umap_max_cells)", m, n)
+    sc.pp.neighbors(sub, n_neighbors=opts.n_neighbors, use_rep="X_inmf_norm", random_state=opts.seed,
+                    transformer="sklearn")
+    sc.tl.umap(sub, min_dist=opts.umap_min_dist, random_state=opts.seed)
+    if sub is not adata:
+        xy = np.full((n, 2), np.nan, dtype=sub.obsm["X_umap"].dtype)
+        xy[keep] = sub.obsm["X_umap"]
+        adata.obsm["X_umap"] = xy
+        adata.obs["umap_sample"] = np.isin(np.arange(n), keep)
+        adata.uns["umap_subsample"] = {"cells": int(m), "of": int(n)}
+
+
+def _subsample(xs, h_norm, max_cells: int, seed: int):
+    """Per batch, a seeded sorted subsample of at most ``max_cells // batches`` cells of ``xs`` and ``h_norm``
+    (every cell of a smaller batch)."""
+    cap = max(max_cells // len(xs), 2)
+    rng = np.random.default_rng(seed)
+    out_x, out_h = [], []
+    for x, hn in zip(xs, h_norm):
+        if x.shape[0] <= cap:
+            out_x.append(x)
+            out_h.append(hn)
+            continue
+        keep = np.sort(rng.choice(x.shape[0], cap, replace=False))
+        out_x.append(x[keep])
+        out_h.append(np.asarray(hn)[keep])
+    return out_x, out_h
+
+
 def score(adata, b: Batches, xs, h, h_norm, opts, device, dtype=None) -> pd.DataFrame:
     """Metrics table: alignment (before/after quantile normalisation), agreement, ARI/NMI per batch.
 
-    ARI / NMI are computed on the cells `scfactor.core.metrics.label_vector` selects (``opts.label_key``,
+    Alignment and agreement are subsample estimates on at most ``opts.metrics_max_cells`` cells (split evenly
+    between batches; every cell below that). ARI / NMI are
+    computed on the cells `scfactor.core.metrics.label_vector` selects (``opts.label_key``,
     ``opts.labels_keep``); when none can be scored they are NaN and a warning says why.
     """
     import torch
 
     batch = adata.obs["batch"].astype(str).to_numpy()
-    rows = [("alignment_raw", "all", metrics.alignment_score(adata.obsm["X_inmf"], batch, seed=opts.seed),
-             adata.n_obs),
-            ("alignment", "all", metrics.alignment_score(adata.obsm["X_inmf_norm"], batch, seed=opts.seed),
-             adata.n_obs)]
-    dims = min(opts.agreement_dims, min(x.shape[1] for x in xs) - 1, min(x.shape[0] for x in xs) - 1)
+    cap = opts.metrics_max_cells
+    rows = [(name, "all", metrics.alignment_score(adata.obsm[key], batch, seed=opts.seed, max_cells=cap),
+             adata.n_obs) for name, key in (("alignment_raw", "X_inmf"), ("alignment", "X_inmf_norm"))]
+    xs_a, h_a = _subsample(xs, h_norm, cap, opts.seed)
+    dims = min(opts.agreement_dims, min(x.shape[1] for x in xs_a) - 1, min(x.shape[0] for x in xs_a) - 1)
     alone = [model.nmf(x, dims, max_iters=opts.max_iters, seed=opts.seed, solver=opts.solver,
-                       hals_sweeps=opts.hals_sweeps, device=device, dtype=dtype or torch.float64) for x in xs]
-    rows.append(("agreement", "all", metrics.agreement(alone, h_norm, k=opts.agreement_k), adata.n_obs))
+                       hals_sweeps=opts.hals_sweeps, device=device, dtype=dtype or torch.float64) for x in xs_a]
+    rows.append(("agreement", "all", metrics.agreement(alone, h_a, k=opts.agreement_k), adata.n_obs))
     labels, scored, warning = metrics.label_vector(adata.obs, opts.label_key, opts.labels_keep)
     if warning:
         LOG.warning("ARI / NMI: %s", warning)
@@ -317,6 +364,7 @@ class BackedSource:
         cols = ["batch"] + ([label_key] if label_key in obs and label_key != "batch" else [])
         self.obs = _cell_table(pd.concat([obs.iloc[r][cols] for r in self.rows]), label_key)
         self.inv_rms = [np.ones(self.mask.sum()) for _ in self.names]
+        self.nnz = [0 for _ in self.names]
 
     @property
     def n_cells(self) -> list[int]:
@@ -341,12 +389,14 @@ class BackedSource:
         return m
 
     def fit_scale(self, chunk: int) -> None:
-        """One streaming pass: per batch and gene, the RMS of the normalised values."""
+        """One streaming pass: per batch and gene, the RMS of the normalised values (and the stored entries)."""
         for bi, n in enumerate(self.n_cells):
             sq = np.zeros(self.mask.sum())
+            self.nnz[bi] = 0
             for s0 in range(0, n, chunk):
                 m = self.read(bi, s0, min(s0 + chunk, n), scaled=False)
                 sq += np.asarray(m.multiply(m).sum(axis=0)).ravel()
+                self.nnz[bi] += m.nnz
             rms = np.sqrt(sq / max(n - 1, 1))
             self.inv_rms[bi] = 1.0 / np.where(rms > 0, rms, 1.0)
 
@@ -355,9 +405,38 @@ class BackedSource:
         for bi, s0, s1 in model.minibatch_order(self.n_cells, chunk, seed):
             yield bi, np.arange(s0, s1), self.read(bi, s0, s1)
 
+    def matrix(self, chunk: int):
+        """Every batch's scaled rows, stacked in batch order into one float32 CSR filled chunk by chunk (no
+        float64 copy of the whole matrix; needs `fit_scale`, whose entry count bounds the buffers), and one CSR per batch sharing its buffers."""
+        total = int(sum(self.nnz))
+        idx = np.int32 if total < 2 ** 31 else np.int64
+        data, indices = np.empty(total, np.float32), np.empty(total, idx)
+        indptr = np.zeros(sum(self.n_cells) + 1, idx)
+        row = pos = 0
+        for bi, n in enumerate(self.n_cells):
+            for s0 in range(0, n, chunk):
+                m = self.read(bi, s0, min(s0 + chunk, n))
+                data[pos:pos + m.nnz] = m.data
+                indices[pos:pos + m.nnz] = m.indices
+                indptr[row + 1:row + m.shape[0] + 1] = m.indptr[1:] + pos
+                row, pos = row + m.shape[0], pos + m.nnz
+        data, indices = data[:pos], indices[:pos]  # scaling drops stored zeros: at most the first pass's count
+        x = sp.csr_matrix((data, indices, indptr), shape=(row, len(self.genes)), copy=False)
+        starts = np.cumsum([0, *self.n_cells])
+        return x, [_row_view(x, a, z) for a, z in zip(starts[:-1], starts[1:])]
+
     def close(self):
         """Close the backed file."""
         self.file.close()
+
+
+def _row_view(x: sp.csr_matrix, start: int, stop: int) -> sp.csr_matrix:
+    """Rows ``start:stop`` of the CSR ``x`` sharing its data and indices (scipy's constructor copies a view
+    smaller than half its buffer, so the arrays are set after construction)."""
+    p0, p1 = x.indptr[start], x.indptr[stop]
+    out = sp.csr_matrix((stop - start, x.shape[1]), dtype=x.dtype)
+    out.data, out.indices, out.indptr = x.data[p0:p1], x.indices[p0:p1], x.indptr[start:stop + 1] - p0
+    return out
 
 
 def integrate_online(path, opts, layer: str, device, source: str, dtype=None):
@@ -381,12 +460,11 @@ def integrate_online(path, opts, layer: str, device, source: str, dtype=None):
         res = model.fit_online_inmf(lambda e: src.stream(minibatch, opts.seed + 1 + e), src.n_cells, n_genes,
                                     k=opts.k, lam=opts.lambda_, epochs=epochs, seed=opts.seed, device=device,
                                     dtype=dtype, h_stream=lambda: src.stream(minibatch, opts.seed), log=LOG.info)
-        xs = [sp.vstack([src.read(bi, s0, min(s0 + minibatch, n)) for s0 in range(0, n, minibatch)]).tocsr()
-              for bi, n in enumerate(src.n_cells)]
+        x, xs = src.matrix(minibatch)
         b = Batches(xs, src.names, src.obs, src.genes, str(path))
     finally:
         src.close()
     return assemble(b, xs, res.W, res.V, res.H, opts, source, res.epoch_objectives + [res.objective],
                     {"objective": res.objective, "iterations": epochs, "seconds": res.seconds,
                      "best_rep": 0, "rep_objectives": [res.objective], "mode": "online"},
-                    device=device, dtype=dtype)
+                    device=device, dtype=dtype, x=x)

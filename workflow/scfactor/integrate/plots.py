@@ -29,16 +29,23 @@ def _scatter(ax, xy, values, title, max_legend=30):
 
 
 def umap_figure(runs: dict, dataset: str):
-    """One (batch, cluster) UMAP panel pair per source, side by side. ``runs``: source -> AnnData."""
+    """One (batch, cluster) UMAP panel pair per source, side by side. ``runs``: source -> AnnData. Cells
+    without coordinates (outside the integrate step's UMAP subsample) are left out and the title says so."""
     import matplotlib.pyplot as plt
     n = len(runs)
     fig, axes = plt.subplots(1, 2 * n, figsize=(9.5 * n, 4.2), squeeze=False)
+    notes = []
     for j, (source, a) in enumerate(runs.items()):
         xy = np.asarray(a.obsm["X_umap"])
-        _scatter(axes[0, 2 * j], xy, a.obs["batch"].astype(str), f"{source}: coloured by batch")
-        _scatter(axes[0, 2 * j + 1], xy, a.obs["leiden"].astype(str),
+        shown = np.isfinite(xy).all(1)  # cells outside a UMAP subsample (umap_max_cells) have NaN coordinates
+        if not shown.all():
+            notes.append(f"{source}: random subsample of {shown.sum():,} of {len(xy):,} cells")
+        obs = a.obs[shown]
+        _scatter(axes[0, 2 * j], xy[shown], obs["batch"].astype(str), f"{source}: coloured by batch")
+        _scatter(axes[0, 2 * j + 1], xy[shown], obs["leiden"].astype(str),
                  f"{source}: Leiden clusters ({a.obs['leiden'].nunique()})")
-    fig.suptitle(f"{dataset}: LIGER-style iNMF integration (UMAP of quantile-normalised loadings)")
+    fig.suptitle(f"{dataset}: LIGER-style iNMF integration (UMAP of quantile-normalised loadings)"
+                 + (f"\nUMAP of {'; '.join(notes)}" if notes else ""))
     fig.tight_layout()
     return fig
 

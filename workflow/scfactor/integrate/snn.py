@@ -20,16 +20,26 @@ import scipy.sparse as sp
 from .quantile_norm import knn_indices
 
 
-def snn_graph(x: np.ndarray, k: int, prune: float) -> sp.csr_matrix:
-    """Symmetric SNN matrix (Jaccard of the ``k``-NN sets, self included) with weights < ``prune`` removed."""
+def snn_graph(x: np.ndarray, k: int, prune: float, block: int = 65536) -> sp.csr_matrix:
+    """Symmetric SNN matrix (Jaccard of the ``k``-NN sets, self included) with weights < ``prune`` removed.
+
+    Built ``block`` rows at a time (the unpruned product holds up to k^2 entries per row; only the pruned
+    rows are kept), so memory is linear in the cells.
+    """
     nn = knn_indices(x, k)
     n, kk = nn.shape
-    a = sp.csr_matrix((np.ones(n * kk), (np.repeat(np.arange(n), kk), nn.ravel())), shape=(n, n))
-    s = (a @ a.T).tocsr()
-    s.data = s.data / (2 * kk - s.data)
-    s.data[s.data < prune] = 0.0
-    s.eliminate_zeros()
-    return s
+    a = sp.csr_matrix((np.ones(n * kk, dtype=np.float32), np.sort(nn, axis=1).ravel().astype(np.int32),
+                       np.arange(0, n * kk + 1, kk)), shape=(n, n))
+    at = sp.csr_matrix(a.T)
+    rows = []
+    for start in range(0, n, block):
+        s = (a[start:start + block] @ at).tocsr()
+        s.data = s.data.astype(np.float64)  # shared-neighbour counts (exact in float32)
+        s.data = s.data / (2 * kk - s.data)
+        s.data[s.data < prune] = 0.0
+        s.eliminate_zeros()
+        rows.append(s)
+    return sp.vstack(rows, format="csr") if len(rows) > 1 else rows[0]
 
 
 def _relabel(labels: np.ndarray) -> np.ndarray:
@@ -72,8 +82,9 @@ def leiden_snn(x: np.ndarray, *, k: int, prune: float, resolution: float, n_star
 
     snn = snn_graph(x, k, prune)
     coo = snn.tocoo()
-    g = ig.Graph(n=x.shape[0], edges=np.column_stack([coo.row, coo.col]).tolist(), directed=False)
+    g = ig.Graph(n=x.shape[0], edges=np.column_stack([coo.row, coo.col]), directed=False)
     weights = coo.data.tolist()
+    del coo
     rng = np.random.default_rng(seed)
     best, best_q = None, -np.inf
     for _ in range(n_starts):
