@@ -76,6 +76,8 @@ class CountData:
         data = x.data if x.data.dtype in _TORCH_VALUE_TYPES else x.data.astype(np.float64)
         self._data = torch.as_tensor(data, device=self.device)
         # sum_j lgamma(x_ij + 1): constant in the parameters, kept so that log-likelihoods are exact
+        #: E steps (`component_loglik` calls) over these cells so far
+        self.e_steps = 0
         self.lgamma_x1 = torch.zeros(self.n, dtype=dtype, device=self.device)
         for a, b, nz in self.chunks(1):
             self.lgamma_x1[a:b].index_add_(0, self.chunk_rows(a, b), torch.lgamma(self.nonzeros(nz)[1] + 1))
@@ -131,6 +133,7 @@ def component_loglik(data: CountData, log_mean, log_inv_disp) -> torch.Tensor:
     r = torch.exp(log_inv_disp)
     mu_over_r = torch.exp(log_mean - log_inv_disp)
     out = torch.empty(data.n, k, dtype=data.dtype, device=data.device)
+    data.e_steps += 1
     for a, b, nz in data.chunks(k):
         s = data.s[a:b].view(-1, 1, 1)
         # zero-count part, dense over (cell, component, gene): -r log(1 + s mu / r)
@@ -369,6 +372,8 @@ class NBMixFit:
     restarts: list = field(default_factory=list)
     rounds: list = field(default_factory=list)
     restart_labels: list = field(default_factory=list)
+    full_e_steps: int = 0
+    restart_cells: int = 0
 
     @property
     def labels(self) -> np.ndarray:
@@ -443,9 +448,7 @@ def _subsample_start(data: CountData, k: int, seed: int, fraction: float, stop: 
     lm, lr, pi, _, rounds, _ = _em_once(sub, random_responsibilities(len(rows), k, seed), stop, newton_steps,
                                         first_newton_steps, log_every, f"{tag} subsample")
     LOG.info("%s: subsample of %d cells fitted in %d rounds", tag, len(rows), len(rounds))
-    t = lambda v: torch.as_tensor(v, dtype=data.dtype, device=data.device)  # noqa: E731
-    _, w = mixture_loglik(component_loglik(data, t(lm), t(lr)), torch.log(t(pi).clamp_min(1e-300)))
-    return w.cpu().numpy()
+    return _params_e_step(data, lm, lr, pi)
 
 
 def _mark_best(restarts: list, labels: list, best: int, best_tol: float) -> None:
@@ -458,33 +461,16 @@ def _mark_best(restarts: list, labels: list, best: int, best_tol: float) -> None
         rec["ari_vs_best"] = float(ari(labels[best], lab))
 
 
-def fit_em(x, k: int, *, init: str, restarts, nrep: int, seed: int, max_iters: int, tol: float, resp_tol: float,
-           best_tol: float, subsample_fraction: float, newton_steps: int, first_newton_steps: int, n_pcs: int,
-           leiden_resolution: float, dtype, device="cpu", init_resp: np.ndarray | None = None,
-           chunk_elems: int = 4_000_000, log_every: int = 10, path="X") -> NBMixFit:
-    """Batch EM for the NB mixture with ``nrep`` restarts; keeps the restart with the highest log-likelihood.
-
-    Restart ``r`` (seed ``seed + r``) starts from `start_kinds` ``(init, restarts, nrep)[r]``
-    (`scfactor.nbmix.starts`); ``init_resp`` (``[n, k]``) replaces the first start. Each restart stops by
-    `StopRule` (``max_iters``, ``tol``, ``resp_tol``). The records in ``NBMixFit.restarts`` say which restarts
-    reached the best log-likelihood (``best_tol``, per cell) and how their partitions agree with the best one.
-
-    The settings come from the step's options (`scfactor.nbmix.pipeline.em_settings`); ``dtype`` is a
-    torch dtype."""
-    validate_counts_matrix(x, path, k=k)
-    if k < 1:
-        raise ScfactorError(f"k must be >= 1 (got {k})")
-    data = CountData(x, device=device, dtype=dtype, chunk_elems=chunk_elems, path=path)
-    stop = StopRule(max_iters, tol, resp_tol)
+def _run_restarts(data: CountData, k: int, kinds: list, seed: int, stop: StopRule, subsample_fraction: float,
+                  newton_steps: int, first_newton_steps: int, n_pcs: int, leiden_resolution: float,
+                  init_resp, chunk_elems: int, log_every: int, tag_cells: str = ""):
+    """EM from each start of ``kinds`` on ``data``: ``(best (ll, rep, _em_once result), records, labels, rounds)``."""
+    nrep = len(kinds)
     starts = Starts(data.csr, k, n_pcs, leiden_resolution, seed)
-    kinds = start_kinds(init, restarts, nrep)
-    if init_resp is not None:
-        kinds[0] = "given"
     best, records, labels, rounds_all = None, [], [], []
-    t_all = time.time()
     for rep, kind in enumerate(kinds):
         t0 = time.time()
-        tag = f"[restart {rep + 1}/{nrep}: {kind}, seed {seed + rep}]"
+        tag = f"[restart {rep + 1}/{nrep}: {kind}, seed {seed + rep}{tag_cells}]"
         if kind == "given":
             z0 = np.asarray(init_resp, dtype=float)
             if z0.shape != (data.n, k):
@@ -497,20 +483,85 @@ def fit_em(x, k: int, *, init: str, restarts, nrep: int, seed: int, max_iters: i
         res = _em_once(data, z0, stop, newton_steps, first_newton_steps, log_every, tag)
         ll = res[4][-1]["loglik"]
         records.append({"rep": rep, "init": kind, "seed": seed + rep, "loglik": ll, "loglik_per_cell": ll / data.n,
-                        "n_iter": len(res[4]), "converged": res[5], "seconds": time.time() - t0})
+                        "n_iter": len(res[4]), "converged": res[5], "seconds": time.time() - t0,
+                        "cells": data.n})
         labels.append(res[3].argmax(1))
         rounds_all += [{"restart": rep, "init": kind, **row} for row in res[4]]
         LOG.info("%s: log-likelihood %.6g (%.6g per cell) after %d rounds%s, %.2f s", tag, ll, ll / data.n,
                  len(res[4]), "" if res[5] else " (not converged)", time.time() - t0)
         if best is None or ll > best[0]:
             best = (ll, rep, res)
-    ll, rep, (lm, lr, pi, w, rounds, conv) = best
-    _mark_best(records, labels, rep, best_tol)
+    return best, records, labels, rounds_all
+
+
+def _params_e_step(data: CountData, lm, lr, pi) -> np.ndarray:
+    """Responsibilities ``[n, k]`` of all cells of ``data`` under the parameters ``(lm, lr, pi)`` (one E step)."""
+    t = lambda v: torch.as_tensor(v, dtype=data.dtype, device=data.device)  # noqa: E731
+    _, w = mixture_loglik(component_loglik(data, t(lm), t(lr)), torch.log(t(pi).clamp_min(1e-300)))
+    return w.cpu().numpy()
+
+
+def fit_em(x, k: int, *, init: str, restarts, nrep: int, seed: int, max_iters: int, tol: float, resp_tol: float,
+           best_tol: float, subsample_fraction: float, newton_steps: int, first_newton_steps: int, n_pcs: int,
+           leiden_resolution: float, dtype, restart_subsample_above: int, restart_subsample_cells: int,
+           device="cpu", init_resp: np.ndarray | None = None,
+           chunk_elems: int = 4_000_000, log_every: int = 10, path="X") -> NBMixFit:
+    """Batch EM for the NB mixture with ``nrep`` restarts; keeps the restart with the highest log-likelihood.
+
+    Restart ``r`` (seed ``seed + r``) starts from `start_kinds` ``(init, restarts, nrep)[r]``
+    (`scfactor.nbmix.starts`); ``init_resp`` (``[n, k]``) replaces the first start. Each restart stops by
+    `StopRule` (``max_iters``, ``tol``, ``resp_tol``). The records in ``NBMixFit.restarts`` say which restarts
+    reached the best log-likelihood (``best_tol``, per cell) and how their partitions agree with the best one.
+
+    With more than ``restart_subsample_above`` cells (and no ``init_resp``) the restarts run on a random
+    subsample of ``restart_subsample_cells`` cells (drawn with ``seed``); the best of them gives one E step on
+    all cells and one EM on all cells from there (its rounds are restart ``nrep`` in ``rounds``, ``rep`` =
+    ``nrep``). ``NBMixFit.full_e_steps`` counts the E steps over all cells either way.
+
+    The settings come from the step's options (`scfactor.nbmix.pipeline.em_settings`); ``dtype`` is a
+    torch dtype."""
+    validate_counts_matrix(x, path, k=k)
+    if k < 1:
+        raise ScfactorError(f"k must be >= 1 (got {k})")
+    data = CountData(x, device=device, dtype=dtype, chunk_elems=chunk_elems, path=path)
+    stop = StopRule(max_iters, tol, resp_tol)
+    kinds = start_kinds(init, restarts, nrep)
+    if init_resp is not None:
+        kinds[0] = "given"
+    sub_mode = init_resp is None and data.n > restart_subsample_above and restart_subsample_cells < data.n
+    t_all = time.time()
+    common = dict(seed=seed, stop=stop, subsample_fraction=subsample_fraction, newton_steps=newton_steps,
+                  first_newton_steps=first_newton_steps, n_pcs=n_pcs, leiden_resolution=leiden_resolution,
+                  chunk_elems=chunk_elems, log_every=log_every)
+    if not sub_mode:
+        best, records, labels, rounds_all = _run_restarts(data, k, kinds, init_resp=init_resp, **common)
+        ll, rep, (lm, lr, pi, w, rounds, conv) = best
+        _mark_best(records, labels, rep, best_tol)
+        kept = kinds[rep]
+    else:
+        rows = subsample_rows(data.n, k, restart_subsample_cells / data.n, seed)
+        LOG.info("%d cells > %d: %d restarts on a subsample of %d cells, then one EM on all cells", data.n,
+                 restart_subsample_above, nrep, len(rows))
+        sub = CountData(data.csr[rows], device=data.device, dtype=data.dtype, chunk_elems=chunk_elems, path=path)
+        best, records, labels, rounds_all = _run_restarts(sub, k, kinds, init_resp=None,
+                                                          tag_cells=f", {len(rows)} cells", **common)
+        _, sub_rep, (s_lm, s_lr, s_pi, _, _, _) = best
+        _mark_best(records, labels, sub_rep, best_tol)
+        del sub, best
+        rep, kept = nrep, f"{kinds[sub_rep]} (subsample)"
+        tag = f"[all {data.n} cells from restart {sub_rep + 1} ({kinds[sub_rep]})]"
+        lm, lr, pi, w, rounds, conv = _em_once(data, _params_e_step(data, s_lm, s_lr, s_pi), stop, newton_steps,
+                                               first_newton_steps, log_every, tag)
+        ll = rounds[-1]["loglik"]
+        rounds_all += [{"restart": rep, "init": kept, **row} for row in rounds]
+        LOG.info("%s: log-likelihood %.6g (%.6g per cell) after %d rounds%s", tag, ll, ll / data.n, len(rounds),
+                 "" if conv else " (not converged)")
     fit = NBMixFit(log_mean=lm, log_inv_disp=lr, pi=pi, resp=w, trace=[r["loglik"] for r in rounds], loglik=ll,
-                   n_iter=len(rounds), converged=conv, init=kinds[rep], rep=rep, seconds=time.time() - t_all,
-                   restarts=records, rounds=rounds_all, restart_labels=labels)
-    LOG.info("best of %d restarts: restart %d (%s), log-likelihood %.6g; %d restart(s) within %.3g per cell of it",
-             nrep, rep + 1, kinds[rep], ll, fit.n_at_best, best_tol)
+                   n_iter=len(rounds), converged=conv, init=kept, rep=rep, seconds=time.time() - t_all,
+                   restarts=records, rounds=rounds_all, restart_labels=labels, full_e_steps=data.e_steps,
+                   restart_cells=records[0]["cells"])
+    LOG.info("best of %d restarts: %s, log-likelihood %.6g; %d restart(s) within %.3g per cell of the best restart; "
+             "%d E steps over all %d cells", nrep, kept, ll, fit.n_at_best, best_tol, data.e_steps, data.n)
     return fit
 
 def predict_proba(x, log_mean, log_inv_disp, pi, device="cpu", dtype=torch.float64, path="X"):

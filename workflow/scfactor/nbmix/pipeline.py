@@ -130,7 +130,8 @@ def em_settings(opts) -> dict:
     return dict(init=opts.init, restarts=list(opts.restarts), nrep=opts.nrep, max_iters=opts.max_iters,
                 tol=opts.tol, resp_tol=opts.resp_tol, best_tol=opts.best_tol,
                 subsample_fraction=opts.subsample_fraction, newton_steps=opts.newton_steps, first_newton_steps=opts.first_newton_steps, n_pcs=opts.n_pcs,
-                leiden_resolution=opts.leiden_resolution,
+                leiden_resolution=opts.leiden_resolution, restart_subsample_above=opts.restart_subsample_above,
+                restart_subsample_cells=opts.restart_subsample_cells,
                 dtype=torch.float64 if opts.dtype == "float64" else torch.float32)
 
 
@@ -188,6 +189,7 @@ def fit(path, opts, dataset: str | None = None) -> FitOutputs:
         "converged": bool(res.converged), "seconds": float(res.seconds), "label_kind": opts.labels,
         "label_key": opts.label_key, "labels_keep": [str(v) for v in opts.labels_keep], "dataset": dataset,
         "restarts": pd.DataFrame(res.restarts).to_dict(orient="list") if res.restarts else {},
+        "full_e_steps": int(res.full_e_steps), "restart_cells": int(res.restart_cells),
     }
     return FitOutputs(adata, table, trace)
 
