@@ -269,13 +269,6 @@ def normalise_counts(counts, target_sum: float):
     return x
 
 
-def normalise(adata, target_sum: float) -> None:
-    """Keep raw counts in ``layers['counts']``; ``X = log1p(counts / library size * target_sum)``."""
-    counts = sp.csr_matrix(adata.X)  # X is replaced below: the counts layer takes it over, no copy
-    adata.X = normalise_counts(counts, target_sum)
-    adata.layers["counts"] = counts
-
-
 def preprocess(path, opts, dataset: str | None = None, sheet=None) -> Preprocessed:
     """Run the whole step with options ``opts`` (`scfactor.preprocess.cli.STEP`) on the counts at ``path``,
     or on the samples of the sample sheet ``sheet`` (exactly one of the two)."""
