@@ -16,18 +16,17 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import scipy.sparse as sp
 
 from . import remote
-from .io import atomic_output
+from .io import atomic_output, is_sparse
 from .log import LOG
 
 _HEADER = "__checkpoint__"
 
 
 def _update(h, value) -> None:
-    if sp.issparse(value):
-        value = sp.csr_matrix(value)
+    if is_sparse(value):
+        value = value.tocsr()
         for a in (np.asarray(value.shape, np.int64), value.indptr.astype(np.int64),
                   value.indices.astype(np.int64), value.data.astype(np.float64)):
             h.update(np.ascontiguousarray(a).tobytes())

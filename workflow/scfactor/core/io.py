@@ -18,7 +18,6 @@ from typing import Iterator, Sequence
 
 import numpy as np
 import pandas as pd
-import scipy.sparse as sp
 
 from .errors import InputError
 
@@ -141,6 +140,7 @@ def read_counts(path, fmt: str = "auto", csv_orientation: str = "auto"):
     except Exception as exc:  # any parser failure is an unreadable file, said in one line
         msg = str(exc).splitlines()[0] if str(exc) else exc.__class__.__name__
         raise InputError(p, f"cannot read as {fmt}: {msg}") from None
+    import scipy.sparse as sp
     if not sp.issparse(adata.X):
         adata.X = sp.csr_matrix(adata.X)
     adata.X = sp.csr_matrix(adata.X)
@@ -250,6 +250,7 @@ def _read_csv(p, orientation: str = "auto"):
         cells, genes, x = df.columns, df.index, df.to_numpy().T
     else:
         cells, genes, x = df.index, df.columns, df.to_numpy()
+    import scipy.sparse as sp
     return ad.AnnData(X=sp.csr_matrix(x), obs=pd.DataFrame(index=pd.Index(cells.astype(str))),
                       var=pd.DataFrame(index=pd.Index(genes.astype(str))))
 
@@ -257,6 +258,7 @@ def _read_csv(p, orientation: str = "auto"):
 def _read_nnmf_h5(p):
     import anndata as ad
     import h5py
+    import scipy.sparse as sp
     with h5py.File(p, "r") as f:
         m = f["matrix"]
         shape = tuple(int(v) for v in m["shape"][()])
@@ -272,7 +274,15 @@ _READERS = {"h5ad": _read_h5ad, "10x_mtx": _read_10x_mtx, "10x_h5": _read_10x_h5
 
 def matrix_values(x) -> np.ndarray:
     """The stored values of a sparse or dense matrix (no copy for CSR/CSC)."""
-    return x.data if sp.issparse(x) else np.asarray(x).ravel()
+    return x.data if is_sparse(x) else np.asarray(x).ravel()
+
+
+def is_sparse(x) -> bool:
+    """Whether ``x`` is a scipy sparse matrix, without importing scipy (0.1-0.3 CPU s; a process that holds
+    one has imported it already): `scfactor.core` is imported by every step, most never touch sparse data."""
+    import sys
+    sp = sys.modules.get("scipy.sparse")
+    return sp is not None and sp.issparse(x)
 
 
 def validate_counts(x, path, what: str = "X", integer: bool = True) -> None:

@@ -224,8 +224,8 @@ def read_activity(path, log2: bool) -> pd.DataFrame:
     df = read_table(path, index_col=0)
     if df.shape[1] == 0 or df.shape[0] == 0:
         raise InputError(path, "activity table is empty (needs TF rows and gene columns)")
-    bad = [c for c in df.columns if not pd.api.types.is_numeric_dtype(df[c])]
-    if bad:
+    bad = df.columns[~df.dtypes.map(pd.api.types.is_numeric_dtype).to_numpy(dtype=bool)]
+    if len(bad):
         raise InputError(path, f"non-numeric values in gene column {bad[0]!r}")
     df.index = df.index.astype(str)
     df.columns = df.columns.astype(str)

@@ -7,9 +7,21 @@ imports TensorFlow, whose import and tracing otherwise dominate the CPU time of 
 
 Backward pass (``d`` = dLoss/dpred, ``m_i`` = ReLU masks)::
 
-    d = -2 (y - yhat) / (genes x batch);  dW_i = h_{i-1}^T dz_i;  dz_i = (dz_{i+1} W_{i+1}^T) * m_i
-    dw0 = A * sum_b(dz0 * e) + C * sum_b(dz0);  dc0 = sum_b(dz0)
-    trace norm: + lam/2 U V^T (thin SVD of each unfolded kernel);  L1: + l1/genes sign(kernel)
+    d = -2 (y - yhat) / (genes x batch);  dW_i = h_{i-1}^T dz_i;  dz_i = (dz_{i+1} W_{i+1}^T) * m_i  (i >= 2)
+    trace norm: + lam/2 (M M^T)^(-1/2) M  (= U V^T, one eigendecomposition of the small Gram matrix);
+    L1: + l1/genes sign(kernel)
+
+The first layer, ``h0 = m0 * (e w + c)`` (``w``, ``c``: per gene and TF, ``A``, ``C`` folded into ``w0``, ``c0``),
+is where the genes x batch x TFs arrays live. With ``Q1 = (m0 e)^T dz1`` and ``Q0 = m0^T dz1`` (genes x TFs
+x 64, two batched matmuls)::
+
+    dW1 = w Q1 + c Q0;  sum_b(dz0 e) = sum_j W1 Q1;  sum_b(dz0) = sum_j W1 Q0
+    dw0 = A * sum_b(dz0 e) + C * sum_b(dz0);  dc0 = sum_b(dz0)
+
+so the backward pass never forms ``dz0 = (dz1 W1^T) * m0`` (genes x batch x TFs): the same three
+batch x TFs x 64 matmuls per gene as the direct route (forward, ``dW1``, ``dz1 W1^T``), and per step six
+elementwise passes over genes x batch x TFs (gather, x w, + c, mask, ReLU, mask x e) instead of nine,
+all into preallocated buffers.
 """
 
 from __future__ import annotations
@@ -36,22 +48,28 @@ def fold(m: np.ndarray, axis: int, shape) -> np.ndarray:
 def nuclear_norm(m: np.ndarray, grad: bool = True):
     """(Sum of singular values of ``m``, its gradient ``U V^T`` or None), through the float64 Gram matrix.
 
-    ``U``: eigenvectors of the smaller Gram matrix (``m m^T``, or ``m^T m`` for a tall ``m``); the rows
-    of ``U^T m`` are ``s_i v_i``, so their norms are the singular values and, normalised, the right
-    singular vectors. As accurate as a float32 SVD, in a fraction of its time (a shard's W1 unfolds to
-    25 x 12800), and like the SVD every direction with a nonzero singular value contributes ``u_i v_i^T``.
+    With ``K = m m^T = U diag(s^2) U^T`` (the smaller Gram matrix: ``m^T m`` for a tall ``m``), the
+    singular values are ``s`` and ``U V^T = U diag(1/s) U^T m``: one eigendecomposition of the small
+    Gram matrix and one product with ``m`` (a shard's W1 unfolds to 25 x 12800: the Gram matrix and that
+    product are its two 25 x 25 x 12800 products). The Gram matrix and its eigendecomposition are float64,
+    so that small singular values keep float32 accuracy; the product is float32, like the TensorFlow
+    engine's float32 SVD (relative error about eps32 x max(s) / min(s)). Directions with ``s^2`` at the
+    Gram matrix's rounding level (below ``max(s^2) x max(shape) x eps64``: s below ~1e-6 max(s) for W1) are
+    left out of the gradient: a valid subgradient at a rank-deficient ``m``, where the SVD's ``U V^T`` is
+    arbitrary in those directions.
     """
     wide = m.shape[0] <= m.shape[1]
     m64 = m.astype(np.float64) if wide else m.T.astype(np.float64)
-    u = np.linalg.eigh(m64 @ m64.T)[1]
-    b = u.T @ m64                                              # rows s_i v_i^T
-    s = np.sqrt(np.einsum("ij,ij->i", b, b))
-    value = np.float32(s.sum())
+    gram = m64 @ m64.T
     if not grad:
-        return value, None
-    keep = s > 0
-    g = u[:, keep] @ (b[keep] / s[keep, None])
-    return value, (g if wide else g.T).astype(np.float32)
+        return np.float32(np.sqrt(np.clip(np.linalg.eigvalsh(gram), 0, None)).sum()), None
+    ev, u = np.linalg.eigh(gram)
+    ev = np.clip(ev, 0, None)
+    s = np.sqrt(ev)
+    keep = ev > ev[-1] * max(m.shape) * np.finfo(np.float64).eps
+    uk = u[:, keep]
+    g = ((uk / s[keep]) @ uk.T).astype(np.float32) @ (m if wide else m.T)
+    return np.float32(s.sum()), (g if wide else g.T)
 
 
 def trace_norm(w: np.ndarray, axis: int, grad: bool = True):
@@ -68,6 +86,7 @@ class NumpyMTL:
         self.vars = {k: np.array(v, dtype=np.float32) for k, v in init.items()}
         self.hidden = tuple(hidden)
         self.G, self.T = self.vars["w0"].shape[:2]
+        self._buffers = {}
 
     def arrays(self) -> dict:
         """The weights as numpy arrays, by name (copies)."""
@@ -77,17 +96,45 @@ class NumpyMTL:
         """Names of the kernels that carry the L1 penalty (per-TF, 64, 32, 16 layers)."""
         return ["w0"] + [f"W{i + 1}" for i in range(len(self.hidden))]
 
+    def buffers(self, shape) -> dict:
+        """Work arrays of the first layer for gathered expression of ``shape`` (genes x batch x TFs), kept
+        per shape (a shard's batches have at most two): ``e`` (the gathered expression), ``h0``, ``m0`` (its
+        ReLU mask as 0/1), ``me`` (mask x expression)."""
+        shape = tuple(shape)
+        if shape not in self._buffers:
+            self._buffers[shape] = {k: np.empty(shape, dtype=np.float32) for k in ("e", "h0", "m0", "me")}
+        return self._buffers[shape]
+
+    def _first_layer(self, e, A, C, h0, m0=None):
+        """Per gene and TF the folded weight ``w`` and bias ``c`` of the first layer; ``h0 = relu(e w + c)`` is
+        written into ``h0`` and, when given, the mask ``h0 > 0`` (as 0/1) into ``m0``."""
+        v = self.vars
+        w = (A * v["w0"]).sum(-1)                                  # genes x TFs
+        c = (C * v["w0"]).sum(-1) + v["c0"]
+        np.multiply(e, w[:, None, :], out=h0)
+        h0 += c[:, None, :]
+        if m0 is None:
+            np.maximum(h0, 0, out=h0)
+        else:
+            np.greater(h0, 0, out=m0)
+            h0 *= m0
+        return w, c
+
+    def _hidden(self, h0):
+        """ReLU outputs of the hidden layers after the first, and the predictions (genes x batch)."""
+        v = self.vars
+        hs = [h0]
+        for i in range(len(self.hidden)):
+            z = hs[-1] @ v[f"W{i + 1}"]
+            z += v[f"b{i + 1}"][:, None, :]
+            hs.append(np.maximum(z, 0, out=z))
+        return (hs[-1] @ v["w_out"])[..., 0] + v["b_out"], hs
+
     def forward(self, e, A, C):
         """(predictions genes x batch, ReLU outputs of every layer) for gathered expression ``e`` (genes x batch x TFs)."""
-        v = self.vars
-        w_eff = (A * v["w0"]).sum(-1)                              # genes x TFs
-        c_eff = (C * v["w0"]).sum(-1) + v["c0"]
-        h = e * w_eff[:, None, :]
-        h += c_eff[:, None, :]
-        hs = [np.maximum(h, 0, out=h)]
-        for i in range(len(self.hidden)):
-            hs.append(np.maximum(hs[-1] @ v[f"W{i + 1}"] + v[f"b{i + 1}"][:, None, :], 0))
-        return (hs[-1] @ v["w_out"])[..., 0] + v["b_out"], hs
+        h0 = np.empty(e.shape, dtype=np.float32)
+        self._first_layer(e, A, C, h0)
+        return self._hidden(h0)
 
     def __call__(self, e, A, C):
         """Predictions (genes x batch) from gathered expression ``e`` (genes x batch x TFs)."""
@@ -96,34 +143,42 @@ class NumpyMTL:
     def gradients(self, e, y, A, C, lam: float, l1: float, axis: int):
         """(loss, mse, trace norm, gradients by name) of one batch; ``y``: genes x batch targets."""
         v = self.vars
-        pred, hs = self.forward(e, A, C)
+        buf = self.buffers(e.shape)
+        w, c = self._first_layer(e, A, C, buf["h0"], buf["m0"])
+        pred, hs = self._hidden(buf["h0"])
         r = y - pred
         mse = np.mean(np.square(r))
         d = r * np.float32(-2.0 / r.size)                          # dLoss/dpred
         g = {"b_out": d.sum(1, keepdims=True), "w_out": hs[-1].transpose(0, 2, 1) @ d[..., None]}
         dh = d[..., None] * v["w_out"][:, None, :, 0]
-        for i in reversed(range(len(self.hidden))):
-            dz = dh * (hs[i + 1] > 0)
+        for i in reversed(range(1, len(self.hidden))):
+            dz = np.multiply(dh, hs[i + 1] > 0, out=dh)
             g[f"W{i + 1}"] = hs[i].transpose(0, 2, 1) @ dz
             g[f"b{i + 1}"] = dz.sum(1)
             dh = dz @ v[f"W{i + 1}"].transpose(0, 2, 1)
-        dz0 = dh * (hs[0] > 0)
-        dc = dz0.sum(1)
+        dz1 = np.multiply(dh, hs[1] > 0, out=dh)
+        g["b1"] = dz1.sum(1)
+        me = np.multiply(e, buf["m0"], out=buf["me"])
+        q1 = me.transpose(0, 2, 1) @ dz1                           # genes x TFs x 64
+        q0 = buf["m0"].transpose(0, 2, 1) @ dz1
+        g["W1"] = w[..., None] * q1 + c[..., None] * q0
+        s1 = np.einsum("gtj,gtj->gt", v["W1"], q1)                 # sum_b dz0 * e
+        dc = np.einsum("gtj,gtj->gt", v["W1"], q0)                 # sum_b dz0
         g["c0"] = dc
-        g["w0"] = A * (dz0 * e).sum(1)[..., None] + C * dc[..., None]
+        g["w0"] = A * s1[..., None] + C * dc[..., None]
         tn1, g1 = trace_norm(v["W1"], axis, grad=lam != 0)
         tn2, g2 = trace_norm(v["W2"], axis, grad=lam != 0)
         tn = np.float32(0.5) * (tn1 + tn2)
         loss = mse + np.float32(lam) * tn
         if lam != 0:
-            g["W1"] = g["W1"] + np.float32(0.5 * lam) * g1
-            g["W2"] = g["W2"] + np.float32(0.5 * lam) * g2
+            g["W1"] += np.float32(0.5 * lam) * g1
+            g["W2"] += np.float32(0.5 * lam) * g2
         if l1 != 0:
             pen = sum(np.abs(v[k]).sum(dtype=np.float32) for k in self.l1_kernels()) / np.float32(self.G)
             loss = loss + np.float32(l1) * pen
             for k in self.l1_kernels():
-                g[k] = g[k] + np.float32(l1 / self.G) * np.sign(v[k])
-        return float(loss), float(mse), float(tn), g
+                g[k] += np.float32(l1 / self.G) * np.sign(v[k])
+        return float(loss), float(mse), float(tn), {k: g[k] for k in self.names}
 
 
 class NumpyAdam:
@@ -137,19 +192,26 @@ class NumpyAdam:
         self.lr, self.beta1, self.beta2, self.eps = (np.float32(x) for x in (lr, beta1, beta2, eps))
         self.m = [np.zeros_like(p) for p in params]
         self.v = [np.zeros_like(p) for p in params]
+        self._work = [(np.empty_like(p), np.empty_like(p)) for p in params]
         self.step = 0
 
     def apply(self, grads: list) -> None:
-        """One Adam step with ``grads`` (same order as ``params``)."""
+        """One Adam step with ``grads`` (same order as ``params``); the same float32 operations, in the same
+        order, as ``m = b1 m + (1 - b1) g; v = b2 v + (1 - b2) g^2; p -= alpha m / (sqrt(v) + eps)``, written
+        into two work arrays per parameter instead of new arrays."""
         self.step += 1
         t, one = np.float32(self.step), np.float32(1.0)
         alpha = self.lr * np.sqrt(one - self.beta2 ** t) / (one - self.beta1 ** t)
-        for g, p, m, v in zip(grads, self.params, self.m, self.v):
+        for g, p, m, v, (t1, t2) in zip(grads, self.params, self.m, self.v, self._work):
             m *= self.beta1
-            m += (one - self.beta1) * g
+            m += np.multiply(one - self.beta1, g, out=t1)
             v *= self.beta2
-            v += (one - self.beta2) * np.square(g)
-            p -= alpha * m / (np.sqrt(v) + self.eps)
+            np.square(g, out=t1)
+            v += np.multiply(one - self.beta2, t1, out=t1)
+            np.sqrt(v, out=t1)
+            t1 += self.eps
+            np.multiply(alpha, m, out=t2)
+            p -= np.divide(t2, t1, out=t2)
 
     def state(self) -> dict:
         """Moments and step as arrays."""
@@ -179,8 +241,10 @@ class NumpyEngine:
 
     def step(self, idx):
         """One Adam step on a genes x batch index array; (loss, mse, trace norm)."""
-        loss, mse, tn, g = self.model.gradients(self.E[idx], self.Y[self.rows, idx], self.A, self.C,
-                                                self.lam, self.l1, self.axis)
+        e = np.take(self.E, idx, axis=0, out=self.model.buffers((*idx.shape, self.E.shape[1]))["e"],
+                    mode="clip")                                   # cell indices are in range: no checked copy
+        loss, mse, tn, g = self.model.gradients(e, self.Y[self.rows, idx], self.A, self.C, self.lam, self.l1,
+                                                self.axis)
         self.opt.apply([g[k] for k in self.model.names])
         return loss, mse, tn
 

@@ -129,7 +129,8 @@ def test_r2(predict, shard: ShardData) -> np.ndarray:
 def save_weights(path, arrays: dict, genes, attrs: dict) -> None:
     """Final weights (``arrays``: name -> genes x ...) as ``.npz`` plus ``genes`` and ``attrs``.
 
-    Written with fixed zip timestamps so that the same weights always give the same bytes.
+    Written with fixed zip timestamps so that the same weights always give the same bytes; stored without
+    compression (trained float32 weights deflate by ~6%, for ~1% of a paper-size shard's CPU time).
     """
     import io as _io
     import zipfile
@@ -138,10 +139,10 @@ def save_weights(path, arrays: dict, genes, attrs: dict) -> None:
     out = {"genes": np.array([str(g) for g in genes]), "attrs": np.array(json.dumps(attrs, sort_keys=True))}
     out.update(arrays)
     with atomic_output(path) as tmp:
-        with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as z:
+        with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_STORED) as z:
             for k, a in out.items():
                 buf = _io.BytesIO()
                 np.lib.format.write_array(buf, np.ascontiguousarray(a), allow_pickle=False)
                 info = zipfile.ZipInfo(f"{k}.npy", date_time=(1980, 1, 1, 0, 0, 0))
-                info.compress_type = zipfile.ZIP_DEFLATED
+                info.compress_type = zipfile.ZIP_STORED
                 z.writestr(info, buf.getvalue())
