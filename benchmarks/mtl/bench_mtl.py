@@ -1,11 +1,13 @@
 #!/usr/bin/env python
 """Benchmark: the trace-norm MTL notebook's per-gene Keras models vs the batched trace-norm model, on one simulated shard.
 
-In ONE run (same process, same threads): seconds per epoch and test R2 of (a) a faithful
+In ONE run (same process, same threads): CPU and wall seconds per epoch and test R2 of (a) a faithful
 re-creation of the notebook's training (benchmarks/mtl/seed_keras.py), with its eager step and with
 the same step compiled by ``tf.function`` (``--seed-variants``), and (b) scfactor's batched model
 (workflow/scfactor/mtl/model.py, the TensorFlow engine), same shard, split, epochs, lambda, learning
-rate, batch. The results files start with the command that wrote them.
+rate, batch; the ratios of each notebook variant to each batched engine are CPU-time ratios (wall beside them),
+per steady epoch (median of the epochs after the first) and per whole fit (every epoch, tracing included).
+The results files start with the command that wrote them.
 Then, in a child process, peak memory (max RSS) of the batched model training on a large shard
 (default 25 genes x 1600 TFs x 5000 cells). Writes benchmarks/results/mtl.tsv and mtl.md.
 
@@ -55,11 +57,33 @@ def run_batched(shard, epochs, lam, lr, batch, seed=0, engine="tensorflow"):
     mtl = model_np if engine == "numpy" else tf_model
     from scfactor.mtl.cli import TRAIN_SHARD
     opts = TRAIN_SHARD.defaults(epochs=epochs, batch_size=batch, learning_rate=lr, lam=lam, l1=0.0)
-    t0 = time.time()
+    t0, c0 = time.perf_counter(), time.process_time()
     model, hist = mtl.train_shard(shard, opts, seed_seq=mtl_data.shard_seed(seed, "tissue1", 0, 0),
                                   log_every=max(1, epochs))
-    wall = time.time() - t0
-    return mtl.test_r2(model, shard), [h["seconds"] for h in hist], wall
+    wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+    return mtl.test_r2(model, shard), [h["seconds"] for h in hist], wall, [h["cpu_seconds"] for h in hist], cpu
+
+
+def timing_row(implementation, r2, wall_epochs, wall, cpu_epochs, cpu) -> dict:
+    """One results row: steady (median after the first) and first epoch, whole fit; CPU and wall; test R2."""
+    def steady(x):
+        return float(np.median(x[1:])) if len(x) > 1 else float(x[0])
+    return dict(implementation=implementation, epochs=len(wall_epochs), cpu_s_per_epoch=steady(cpu_epochs),
+                s_per_epoch=steady(wall_epochs), first_epoch_cpu_s=cpu_epochs[0], first_epoch_s=wall_epochs[0],
+                fit_cpu_s=cpu, fit_wall_s=wall, mean_test_r2=float(np.mean(r2)), median_test_r2=float(np.median(r2)))
+
+
+def ratio_lines(df) -> list:
+    """Per notebook variant and batched engine: CPU ratio (wall beside it) per steady epoch and per whole fit."""
+    out = []
+    for seed in df[df["implementation"].str.startswith("notebook")].itertuples():
+        for ours in df[df["implementation"].str.startswith("batched")].itertuples():
+            out.append(f"{seed.implementation} / {ours.implementation}: steady epoch "
+                       f"**{seed.cpu_s_per_epoch / ours.cpu_s_per_epoch:.1f}x CPU** "
+                       f"({seed.s_per_epoch / ours.s_per_epoch:.1f}x wall), whole fit "
+                       f"**{seed.fit_cpu_s / ours.fit_cpu_s:.1f}x CPU** ({seed.fit_wall_s / ours.fit_wall_s:.1f}x wall); "
+                       f"mean test R2 {seed.mean_test_r2:.3f} vs {ours.mean_test_r2:.3f}")
+    return out
 
 
 def vm_hwm_mib() -> float:
@@ -77,7 +101,7 @@ def peak_memory_child(args):
     with tempfile.TemporaryDirectory() as tmp:
         shard = make_shard(tmp, args.mem_genes, args.mem_tfs, args.mem_cells)
         base = vm_hwm_mib()
-        r2, secs, _ = run_batched(shard, 1, args.lam, args.lr, args.batch)
+        r2, secs, *_ = run_batched(shard, 1, args.lam, args.lr, args.batch)
     peak = vm_hwm_mib()
     print(json.dumps({"peak_rss_mib": peak, "rss_after_data_mib": base, "epoch_s": secs[0],
                       "mean_r2": float(np.mean(r2))}))
@@ -119,30 +143,21 @@ def main(argv=None):
             shard = make_shard(tmp, args.genes, args.tfs, args.cells)
             print(f"shard: {shard.n_genes} genes x {shard.n_tfs} TFs x {shard.expr.shape[0]} cells, "
                   f"{min(map(len, shard.train))}-{max(map(len, shard.train))} training cells per gene", flush=True)
-            r2_b, sec_b, wall_b = run_batched(shard, args.epochs, args.lam, args.lr, args.batch)
-            steady_b = float(np.median(sec_b[1:])) if len(sec_b) > 1 else sec_b[0]
-            rows.append(dict(implementation="batched (scfactor), tensorflow engine", epochs=args.epochs, s_per_epoch=steady_b,
-                             first_epoch_s=sec_b[0], wall_s=wall_b, mean_test_r2=float(np.mean(r2_b)),
-                             median_test_r2=float(np.median(r2_b))))
-            print(rows[-1], flush=True)
-            r2_n, sec_n, wall_n = run_batched(shard, args.epochs, args.lam, args.lr, args.batch, engine="numpy")
-            rows.append(dict(implementation="batched (scfactor), numpy engine", epochs=args.epochs,
-                             s_per_epoch=float(np.median(sec_n[1:])) if len(sec_n) > 1 else sec_n[0],
-                             first_epoch_s=sec_n[0], wall_s=wall_n, mean_test_r2=float(np.mean(r2_n)),
-                             median_test_r2=float(np.median(r2_n))))
-            print(rows[-1], flush=True)
+            for engine in ("tensorflow", "numpy"):
+                r2_b, sec_b, wall_b, cpu_b, fit_cpu_b = run_batched(shard, args.epochs, args.lam, args.lr, args.batch,
+                                                                    engine=engine)
+                rows.append(timing_row(f"batched (scfactor), {engine} engine", r2_b, sec_b, wall_b, cpu_b, fit_cpu_b))
+                print(rows[-1], flush=True)
             if not args.skip_seed:
                 from seed_keras import test_seed, train_seed
                 for variant in args.seed_variants:
-                    t0 = time.time()
-                    models, sec_s = train_seed(shard, args.epochs, batch_size=args.batch, lam=args.lam, lr=args.lr,
-                                               compiled=variant == "compiled")
-                    wall_s = time.time() - t0
+                    t0, c0 = time.perf_counter(), time.process_time()
+                    models, sec_s, cpu_s = train_seed(shard, args.epochs, batch_size=args.batch, lam=args.lam,
+                                                      lr=args.lr, compiled=variant == "compiled")
+                    wall_s, fit_cpu_s = time.perf_counter() - t0, time.process_time() - c0
                     r2_s = test_seed(models, shard)
-                    steady_s = float(np.median(sec_s[1:])) if len(sec_s) > 1 else sec_s[0]
-                    rows.append(dict(implementation=f"notebook per-gene Keras (re-created), {variant} step",
-                                     epochs=args.epochs, s_per_epoch=steady_s, first_epoch_s=sec_s[0], wall_s=wall_s,
-                                     mean_test_r2=float(np.mean(r2_s)), median_test_r2=float(np.median(r2_s))))
+                    rows.append(timing_row(f"notebook per-gene Keras (re-created), {variant} step", r2_s, sec_s,
+                                           wall_s, cpu_s, fit_cpu_s))
                     print(rows[-1], flush=True)
     child = subprocess.run([sys.executable, __file__, "--memory-child", "--mem-genes", str(args.mem_genes),
                             "--mem-tfs", str(args.mem_tfs), "--mem-cells", str(args.mem_cells),
@@ -158,9 +173,7 @@ def main(argv=None):
     with open(f"{out}.tsv", "w") as fh:
         fh.write(f"# {cmd}\n")
         df.round(4).to_csv(fh, sep="\t", index=False)
-    ref = df["s_per_epoch"].iloc[0]
-    speed = [f"{r.implementation}: {r.s_per_epoch / ref:.1f}x the batched model's steady epoch, mean test R2 "
-             f"{r.mean_test_r2:.3f}" for r in df.iloc[1:].itertuples()]
+    speed = ratio_lines(df)
     seed_feat_gb = args.mem_genes * args.mem_cells * args.mem_tfs * 5 * 8 / 1e9
     md = [f"<!-- {cmd} -->", "",
           "# MTL benchmark (the trace-norm MTL notebook): per-gene Keras models vs one batched model",
@@ -168,7 +181,9 @@ def main(argv=None):
           f"Command: `{cmd}`{' (memory row re-measured, timing rows kept from the earlier file)' if args.memory_only else ''}.  ",
           f"Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs visible, "
           f"TF {tf.__version__}, {args.threads} thread(s), CPU only; 1-minute load average at the end "
-          f"{os.getloadavg()[0]:.2f}. Steady epoch = median of the epochs after the first.",
+          f"{os.getloadavg()[0]:.2f}. Steady epoch = median of the epochs after the first; `fit_*` = all epochs "
+          "(the first one traces) plus set-up (the notebook's: per-gene feature lists and Keras models); `cpu` = "
+          "process CPU seconds (user + system), the others wall seconds.",
           "",
           f"Shard: {args.genes} genes x {args.tfs} TFs x {args.cells} cells (simulator (d), one planted cluster, "
           f"rank 3), test ratio 0.1, {args.epochs} epochs, lambda {args.lam}, Adam lr {args.lr}, batch {args.batch}.",
