@@ -81,7 +81,8 @@ def ratio_lines(df) -> list:
             out.append(f"{seed.implementation} / {ours.implementation}: steady epoch "
                        f"**{seed.cpu_s_per_epoch / ours.cpu_s_per_epoch:.1f}x CPU** "
                        f"({seed.s_per_epoch / ours.s_per_epoch:.1f}x wall), whole fit "
-                       f"**{seed.fit_cpu_s / ours.fit_cpu_s:.1f}x CPU** ({seed.fit_wall_s / ours.fit_wall_s:.1f}x wall); "
+                       f"**{seed.fit_cpu_s / ours.fit_cpu_s:.1f}x CPU** "
+                       f"({seed.fit_wall_s / ours.fit_wall_s:.1f}x wall); "
                        f"mean test R2 {seed.mean_test_r2:.3f} vs {ours.mean_test_r2:.3f}")
     return out
 

@@ -10,6 +10,8 @@ genes, in the planted clusters when there are ``n_clusters`` of them (else dealt
 Per engine and repeat (engines alternate), two child processes, each with one thread:
 
 * ``whole``: the real script ``workflow/scripts/mtl_train_shard.py``; CPU (user + system, from wait4) and wall.
+  Both children get ``--checkpoint-dir`` as the rule passes it (a checkpoint after every epoch, counted in
+  ``epochs``; removed at the end).
 * ``phases``: this file in ``--child`` mode runs the same ``mtl_train_shard`` function in-process and reads
   the process CPU clock (getrusage) at the phase boundaries: ``start`` (interpreter start, up to this
   file's first line), ``imports`` (the modules the shard imports, TensorFlow and Keras for engine
@@ -188,7 +190,7 @@ def main(argv=None) -> int:
             for engine in args.engines:
                 shard_args = ["--layout", str(root), "--tissue", "tissue1", "--clusters", str(clusters),
                               "--cluster", "0", "--rep", "0", *shlex.split(settings["train"]),
-                              "--engine", engine, "--threads", "1",
+                              "--engine", engine, "--threads", "1", "--checkpoint-dir", str(tmp / f"ckpt_{engine}"),
                               "--output", str(tmp / f"{engine}.tsv"), "--weights", str(tmp / f"{engine}.npz")]
                 row = dict(engine=engine, repeat=rep, load_avg=os.getloadavg()[0])
                 row.update(run_whole([sys.executable, str(SCRIPT), *shard_args], env))

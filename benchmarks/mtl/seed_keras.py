@@ -126,8 +126,8 @@ def train_seed(shard, epochs, batch_size=256, lam=0.01, lr=0.01, seed=0, max_ste
         dt = (time.perf_counter() - t0) * scale
         per_epoch.append(dt)
         cpu_epoch.append((time.process_time() - c0) * scale)
-        log(f"seed{' (tf.function)' if compiled else ''} epoch {ep + 1}/{epochs}: loss {float(loss):.4f} mse {float(m):.4f}, "
-            f"{dt:.1f} s/epoch ({cpu_epoch[-1]:.1f} CPU s)")
+        log(f"seed{' (tf.function)' if compiled else ''} epoch {ep + 1}/{epochs}: loss {float(loss):.4f} "
+            f"mse {float(m):.4f}, {dt:.1f} s/epoch ({cpu_epoch[-1]:.1f} CPU s)")
     return models, per_epoch, cpu_epoch
 
 
