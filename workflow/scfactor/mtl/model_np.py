@@ -161,9 +161,11 @@ class NumpyMTL:
         me = np.multiply(e, buf["m0"], out=buf["me"])
         q1 = me.transpose(0, 2, 1) @ dz1                           # genes x TFs x 64
         q0 = buf["m0"].transpose(0, 2, 1) @ dz1
-        g["W1"] = w[..., None] * q1 + c[..., None] * q0
         s1 = np.einsum("gtj,gtj->gt", v["W1"], q1)                 # sum_b dz0 * e
         dc = np.einsum("gtj,gtj->gt", v["W1"], q0)                 # sum_b dz0
+        q1 *= w[..., None]
+        q0 *= c[..., None]
+        g["W1"] = np.add(q1, q0, out=q1)                           # w Q1 + c Q0
         g["c0"] = dc
         g["w0"] = A * s1[..., None] + C * dc[..., None]
         tn1, g1 = trace_norm(v["W1"], axis, grad=lam != 0)
