@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -62,8 +66,10 @@ def test_nuclear_norm_gradient_is_uvt_of_the_svd():
         np.testing.assert_allclose(value, s.sum(), rtol=1e-6)
         np.testing.assert_allclose(g, u @ vt, atol=1e-5)
     low = (rng.standard_normal((6, 2)) @ rng.standard_normal((2, 30))).astype(np.float32)   # rank 2
-    s = np.linalg.svd(low.astype(np.float64), compute_uv=False)
+    u, s, vt = np.linalg.svd(low.astype(np.float64), full_matrices=False)
     np.testing.assert_allclose(npm.nuclear_norm(low, grad=False)[0], s.sum(), rtol=1e-6)
+    # rank-deficient: the gradient is U_r V_r^T of the nonzero singular values (null directions left out)
+    np.testing.assert_allclose(npm.nuclear_norm(low)[1], u[:, :2] @ vt[:2], atol=1e-5)
 
 
 def test_adam_steps_follow_tensorflow(shard):
@@ -102,3 +108,19 @@ def test_trained_engines_agree_far_below_the_trace_norm_gain(tmp_path):
     assert gain["numpy"] > 0.03 and gain["tf"] > 0.03, gain
     for lam in (0.03, 0.0):
         assert abs(r2["numpy", lam].mean() - r2["tf", lam].mean()) < 0.25 * gain["tf"], (lam, gain)
+
+
+def test_numpy_shard_process_imports_neither_tensorflow_nor_scipy(layout, tmp_path):
+    """A numpy-engine shard process (the paper run's 1200 jobs) never imports TensorFlow, Keras or scipy: their
+    imports would cost more CPU than the shard's training at the paper's size."""
+    root, cl = layout
+    code = ("import sys; sys.path.insert(0, sys.argv[1]); from scfactor.mtl.cli import mtl_train_shard; "
+            "rc = mtl_train_shard(sys.argv[2:]); "
+            "print(rc, sorted({m.split('.')[0] for m in sys.modules} & {'tensorflow', 'keras', 'scipy', 'sklearn'}))")
+    args = ["--layout", str(root), "--tissue", "tissue1", "--clusters", str(cl), "--cluster", "0", "--rep", "0",
+            "--epochs", "1", "--batch-size", "16", "--engine", "numpy",
+            "--output", str(tmp_path / "s.tsv"), "--weights", str(tmp_path / "s.npz")]
+    p = subprocess.run([sys.executable, "-c", code, str(Path(npm.__file__).parents[2]), *args],
+                       capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0, p.stderr[-2000:]
+    assert p.stdout.split()[-2:] == ["0", "[]"], p.stdout
