@@ -11,7 +11,7 @@
 
 Large data (more cells than ``exact_max_cells``, the schema's): the kNN search is approximate
 (`scfactor.core.clustering.approximate_knn`) and Leiden runs igraph's implementation (``community_leiden``,
-modularity with ``resolution``, much faster than leidenalg) on the same weighted graph: each SNN pair once
+modularity with ``resolution``) on the same weighted graph: each SNN pair once
 with twice its weight and each self-loop once, which is the graph of step 3, so the objective is the same.
 
 Clusters are renumbered by decreasing size (ties: first appearance) so that labels are stable.
