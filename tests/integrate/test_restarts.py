@@ -84,8 +84,10 @@ def test_integrate_step_records_the_kept_restart(tmp_path, sim, keep):
     if keep == "consensus":
         agreement = np.asarray(info["rep_agreement"])
         assert len(agreement) == 3 and agreement[info["best_rep"]] == agreement.max()
+        assert info["rep_agreement_cells"] == 500  # every cell: below exact_max_cells
     else:
         assert info["best_rep"] == int(np.argmin(info["rep_objectives"])) and len(info["rep_agreement"]) == 0
+        assert info["rep_agreement_cells"] == 0
 
 
 def test_consensus_subsample_is_seeded_proportional_and_only_above_the_threshold():
