@@ -100,6 +100,7 @@ def test_consensus_subsample_is_seeded_proportional_and_only_above_the_threshold
         assert (np.diff(i) > 0).all() and i.min() >= 0 and i.max() < n
 
 
+@pytest.mark.slow  # pynndescent compiles its search (numba) in each process
 def test_consensus_on_a_subsample_above_exact_max_cells(sim, fits, monkeypatch):
     """Above ``exact_max_cells`` the restarts are compared on the common subsample (each clustered exactly as
     small data) and the kept one is clustered on all cells by the large-data path (approximate kNN, igraph's
