@@ -84,5 +84,55 @@ def test_integrate_step_records_the_kept_restart(tmp_path, sim, keep):
     if keep == "consensus":
         agreement = np.asarray(info["rep_agreement"])
         assert len(agreement) == 3 and agreement[info["best_rep"]] == agreement.max()
+        assert info["rep_agreement_cells"] == 500  # every cell: below exact_max_cells
     else:
         assert info["best_rep"] == int(np.argmin(info["rep_objectives"])) and len(info["rep_agreement"]) == 0
+        assert info["rep_agreement_cells"] == 0
+
+
+def test_consensus_subsample_is_seeded_proportional_and_only_above_the_threshold():
+    assert restarts.consensus_subsample([300, 200], 500, seed=1) is None
+    sub = restarts.consensus_subsample([300, 200], 100, seed=1)
+    again = restarts.consensus_subsample([300, 200], 100, seed=1)
+    assert all(np.array_equal(a, b) for a, b in zip(sub, again))
+    assert sum(len(i) for i in sub) == 100 and 45 <= len(sub[0]) <= 75  # about 300/500 of the cells
+    for i, n in zip(sub, (300, 200)):
+        assert (np.diff(i) > 0).all() and i.min() >= 0 and i.max() < n
+
+
+@pytest.mark.slow  # pynndescent compiles its search (numba) in each process
+def test_consensus_on_a_subsample_above_exact_max_cells(sim, fits, monkeypatch):
+    """Above ``exact_max_cells`` the restarts are compared on the common subsample (each clustered exactly as
+    small data) and the kept one is clustered on all cells by the large-data path (approximate kNN, igraph's
+    Leiden); at the threshold nothing changes."""
+    from scfactor.core import clustering
+    _, kw, out = fits
+    obs = ad.read_h5ad(sim).obs
+    sim_labels = np.concatenate([obs["label"].astype(str)[obs["batch"] == b].to_numpy() for b in ("b1", "b2")])
+    opts = dataclasses.replace(DEFAULTS, k=5, seed=kw["seed"], n_neighbors=10, leiden_starts=2)
+    n = sum(h.shape[0] for h in out[0].H)
+    exact = restarts.choose(out, dataclasses.replace(opts, exact_max_cells=n))
+    assert exact.compared_cells == n
+    same = restarts.choose(out, dataclasses.replace(opts, exact_max_cells=10 * n))
+    assert same.fit is exact.fit and np.array_equal(same.clustered[3], exact.clustered[3])
+    assert all(np.array_equal(a, b) for a, b in zip(same.clustered[0], exact.clustered[0]))
+
+    calls = []
+    approx = clustering.approximate_knn
+    monkeypatch.setattr(clustering, "approximate_knn", lambda x, k, seed: calls.append(len(x)) or approx(x, k, seed))
+    small = dataclasses.replace(opts, exact_max_cells=250)
+    large = restarts.choose(out, small)
+    assert large.compared_cells == 250 and len(large.agreement) == len(out)
+    sub = restarts.consensus_subsample([h.shape[0] for h in out[0].H], 250, opts.seed)
+    labels = [restarts.cluster_fit([h[i] for h, i in zip(f.H, sub)], dataclasses.replace(small, seed=f.seed))
+              for f in out]
+    best, mean = restarts.consensus(labels, [f.objective for f in out])
+    assert large.fit is out[best] and np.allclose(large.agreement, mean)
+    # the kept restart on all cells: kNN searches over more than 250 points are approximate (the SNN graph of
+    # all 500 cells, the refinement of the 300-cell batch), the 200-cell batch's is exact
+    assert sorted(calls) == [300, n] and len(large.clustered[3]) == n
+    again = restarts.choose(out, small)
+    assert np.array_equal(again.clustered[3], large.clustered[3])  # seeded
+    # as good as the exact path against the planted groups
+    exact_ari = adjusted_rand_score(sim_labels, exact.clustered[3])
+    assert adjusted_rand_score(sim_labels, large.clustered[3]) >= exact_ari - 0.05

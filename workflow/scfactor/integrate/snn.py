@@ -9,6 +9,11 @@
    random starts, each iterated until no improvement; the partition of highest quality is kept.
 4. Singletons join the cluster they are most connected to (rliger ``groupSingletons``).
 
+Large data (more cells than ``exact_max_cells``, the schema's): the kNN search is approximate
+(`scfactor.core.clustering.approximate_knn`) and Leiden runs igraph's implementation (``community_leiden``,
+modularity with ``resolution``) on the same weighted graph: each SNN pair once
+with twice its weight and each self-loop once, which is the graph of step 3, so the objective is the same.
+
 Clusters are renumbered by decreasing size (ties: first appearance) so that labels are stable.
 """
 
@@ -20,13 +25,15 @@ import scipy.sparse as sp
 from .quantile_norm import knn_indices
 
 
-def snn_graph(x: np.ndarray, k: int, prune: float, block: int = 65536) -> sp.csr_matrix:
+def snn_graph(x: np.ndarray, k: int, prune: float, block: int = 65536, exact_max_cells: int | None = None,
+              seed: int = 0) -> sp.csr_matrix:
     """Symmetric SNN matrix (Jaccard of the ``k``-NN sets, self included) with weights < ``prune`` removed.
 
     Built ``block`` rows at a time (the unpruned product holds up to k^2 entries per row; only the pruned
-    rows are kept), so memory is linear in the cells.
+    rows are kept), so memory is linear in the cells. The kNN search is approximate above
+    ``exact_max_cells`` cells (`knn_indices`, seeded with ``seed``).
     """
-    nn = knn_indices(x, k)
+    nn = knn_indices(x, k, exact_max_cells, seed)
     n, kk = nn.shape
     a = sp.csr_matrix((np.ones(n * kk, dtype=np.float32), np.sort(nn, axis=1).ravel().astype(np.int32),
                        np.arange(0, n * kk + 1, kk)), shape=(n, n))
@@ -71,26 +78,59 @@ def group_singletons(labels: np.ndarray, snn: sp.csr_matrix) -> np.ndarray:
     return labels
 
 
-def leiden_snn(x: np.ndarray, *, k: int, prune: float, resolution: float, n_starts: int, seed: int) -> np.ndarray:
-    """LIGER's SNN + Leiden clustering of ``x`` (cells x dims); returns integer labels (0 = largest cluster).
-
-    Settings are the integrate schema's (``n_neighbors``, ``snn_prune``, ``leiden_resolution``,
-    ``leiden_starts``, ``seed``).
-    """
+def _leidenalg_starts(snn: sp.csr_matrix, resolution: float, seeds) -> np.ndarray:
+    """leidenalg (RB configuration) from each seed on the SNN matrix as rliger builds the graph (every non-zero
+    an edge); the membership of highest quality."""
     import igraph as ig
     import leidenalg
 
-    snn = snn_graph(x, k, prune)
     coo = snn.tocoo()
-    g = ig.Graph(n=x.shape[0], edges=np.column_stack([coo.row, coo.col]), directed=False)
+    g = ig.Graph(n=snn.shape[0], edges=np.column_stack([coo.row, coo.col]), directed=False)
     weights = coo.data.tolist()
     del coo
-    rng = np.random.default_rng(seed)
     best, best_q = None, -np.inf
-    for _ in range(n_starts):
+    for s in seeds:
         part = leidenalg.find_partition(g, leidenalg.RBConfigurationVertexPartition, weights=weights,
-                                        resolution_parameter=resolution, n_iterations=-1,
-                                        seed=int(rng.integers(0, 2 ** 31 - 1)))
+                                        resolution_parameter=resolution, n_iterations=-1, seed=s)
         if part.quality() > best_q:
             best, best_q = np.asarray(part.membership), part.quality()
+    return best
+
+
+def _igraph_starts(snn: sp.csr_matrix, resolution: float, seeds) -> np.ndarray:
+    """igraph's Leiden (modularity with ``resolution``) from each seed on the graph of `_leidenalg_starts`,
+    stored once per pair (upper triangle, off-diagonal weights doubled); the membership of highest quality."""
+    import random
+
+    import igraph as ig
+
+    up = sp.triu(snn, k=0).tocoo()
+    weights = np.where(up.row == up.col, 1.0, 2.0) * up.data
+    g = ig.Graph(n=snn.shape[0], edges=np.column_stack([up.row, up.col]), directed=False)
+    del up
+    best, best_q = None, -np.inf
+    try:
+        for s in seeds:
+            ig.set_random_number_generator(random.Random(s))
+            part = g.community_leiden(objective_function="modularity", weights=weights, resolution=resolution,
+                                      n_iterations=-1)
+            if part.quality > best_q:
+                best, best_q = np.asarray(part.membership), part.quality
+    finally:
+        ig.set_random_number_generator(random)
+    return best
+
+
+def leiden_snn(x: np.ndarray, *, k: int, prune: float, resolution: float, n_starts: int, seed: int,
+               exact_max_cells: int | None = None) -> np.ndarray:
+    """LIGER's SNN + Leiden clustering of ``x`` (cells x dims); returns integer labels (0 = largest cluster).
+
+    Settings are the integrate schema's (``n_neighbors``, ``snn_prune``, ``leiden_resolution``,
+    ``leiden_starts``, ``seed``, ``exact_max_cells``: above it, approximate kNN and igraph's Leiden).
+    """
+    snn = snn_graph(x, k, prune, exact_max_cells=exact_max_cells, seed=seed)
+    rng = np.random.default_rng(seed)
+    seeds = [int(rng.integers(0, 2 ** 31 - 1)) for _ in range(n_starts)]
+    large = exact_max_cells is not None and x.shape[0] > exact_max_cells
+    best = (_igraph_starts if large else _leidenalg_starts)(snn, resolution, seeds)
     return _relabel(group_singletons(best, snn))
