@@ -3,6 +3,7 @@ dispatch on ``minibatch_cells`` (below it the step is the full-batch fit, unchan
 
 from __future__ import annotations
 
+import filecmp
 import os
 import subprocess
 import sys
@@ -51,6 +52,16 @@ def test_chunks_cover_every_cell_once_and_are_seeded():
     assert chunk_slabs(50, 100, seed=0) == [[(0, 50)]]  # no slab below 32 cells, one per chunk at least
 
 
+def test_minibatch_settings_have_no_defaults_of_their_own():
+    """The minibatch fit's settings come from the schema only (minibatch_size, minibatch_epochs and
+    minibatch_cell_iters arrive as batch_size, epochs, cell_iters)."""
+    import inspect
+    params = inspect.signature(fit_layered_nmf_minibatch).parameters
+    for name in ("layers", "solver", "epochs", "lr", "seed", "inner_iters", "batch_size", "cell_iters"):
+        assert params[name].default is inspect.Parameter.empty, name
+    assert {"minibatch_cells", "minibatch_size", "minibatch_epochs", "minibatch_cell_iters"} <= set(FIT.defaults().__dict__)
+
+
 @pytest.mark.parametrize("solver,lr", [("poisson", 0.05), ("nnls", 0.2)])
 def test_minibatch_recovers_the_blocks_as_well_as_full_batch(sim, solver, lr):
     """8 chunks of 100 cells, 20 passes vs the full-batch fit's 150 epochs: ARI within 0.02 of it, factor
@@ -77,12 +88,10 @@ MB = ("--minibatch-cells", 500, "--minibatch-size", 100, "--minibatch-epochs", 4
 
 def test_minibatch_step_outputs_and_determinism(sim_file, tmp_path):
     a, b = tmp_path / "a", tmp_path / "b"
-    for d in (a, b):
-        d.mkdir()
-        proc = _fit(sim_file, d, *MB)
-        assert proc.returncode == 0, proc.stderr
-    for name in ("loss.tsv", "metrics.tsv"):
-        assert (a / name).read_bytes() == (b / name).read_bytes()
+    a.mkdir(), b.mkdir()
+    runs = [_fit(sim_file, d, *MB) for d in (a, b)]
+    assert [r.returncode for r in runs] == [0, 0], runs[0].stderr
+    assert all(filecmp.cmp(a / n, b / n, shallow=False) for n in ("loss.tsv", "metrics.tsv"))
     fa, fb = io.read_h5ad(a / "fit.h5ad"), io.read_h5ad(b / "fit.h5ad")
     np.testing.assert_array_equal(fa.uns["theta_l1"], fb.uns["theta_l1"])
     np.testing.assert_array_equal(fa.varm["beta_l2"], fb.varm["beta_l2"])
@@ -104,18 +113,25 @@ def test_below_the_threshold_the_step_is_the_full_batch_fit(sim, sim_file, tmp_p
     assert "minibatch" not in got.uns["layers"]
 
 
+#: the child runs the step, then prints its own peak resident memory (VmHWM of its own address space: the
+#: rusage of a child counts the parent's peak too, as exec keeps the forking process's high-water mark)
+_CHILD = ("import sys; sys.argv = ['layers.py', *sys.argv[1:]]; from scfactor.core.cli import run; "
+          "from scfactor.layers.cli import layers; rc = run(layers); "
+          "print([ln for ln in open('/proc/self/status') if ln.startswith('VmHWM')][0]); sys.exit(rc)")
+
+
 def _peak_rss_mib(n_cells: int, tmp: Path) -> float:
     """Peak resident memory (MiB) of the minibatch step on ``n_cells`` x 400 genes (1 epoch), in a child process."""
-    path = _write(simulate(SIMULATE.defaults(n_cells=n_cells, n_genes=400, n_factors=4, seed=1)), tmp / f"{n_cells}.h5ad")
-    env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1")
-    argv = [sys.executable, REPO / "workflow/scripts/layers.py", "--input", path, "--genes", "all", "--device", "cpu",
-            "--layers", 6, 4, "--minibatch-cells", 1, "--minibatch-size", 500, "--minibatch-epochs", 1,
-            "--minibatch-cell-iters", 1, "--output", tmp / "f.h5ad", "--loss-table", tmp / "l.tsv",
-            "--metrics", tmp / "m.tsv"]
-    proc = subprocess.Popen([str(a) for a in argv], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    _, status, usage = os.wait4(proc.pid, 0)
-    assert os.waitstatus_to_exitcode(status) == 0, proc.stderr.read().decode()[-2000:]
-    return usage.ru_maxrss / 1024
+    counts = simulate(SIMULATE.defaults(n_cells=n_cells, n_genes=400, n_factors=4, seed=1))
+    path = _write(counts, tmp / f"{n_cells}.h5ad")
+    env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1",
+               PYTHONPATH=str(REPO / "workflow"))
+    argv = ["--input", path, "--genes", "all", "--device", "cpu", "--layers", 6, 4, "--minibatch-cells", 1,
+            "--minibatch-size", 500, "--minibatch-epochs", 1, "--minibatch-cell-iters", 1, "--output", tmp / "f.h5ad",
+            "--loss-table", tmp / "l.tsv", "--metrics", tmp / "m.tsv"]
+    proc = subprocess.run([sys.executable, "-c", _CHILD, *map(str, argv)], env=env, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return int(proc.stdout.split("VmHWM:")[1].split()[0]) / 1024  # kB
 
 
 def test_minibatch_memory_per_cell_is_far_below_the_dense_matrix(tmp_path):

@@ -35,7 +35,8 @@ import torch
 
 from ..core.log import Progress
 from ..core.nnls import hals_sweep
-from .model import _EPS, SOLVERS, LayeredNMFResult, _loss, _mu_poisson, _mu_step, _solve_on_support, validate_layers
+from .model import (_EPS, SOLVERS, LayeredNMFResult, _loss, _mu_poisson, _mu_step, _solve_on_support, descend,
+                    reconstruct, record, validate_layers)
 
 #: contiguous slabs dealt to each chunk (mixing of a sorted file vs. number of reads)
 SLABS_PER_CHUNK = 16
@@ -148,8 +149,8 @@ def _mean(read, n: int, m: int, batch_size: int) -> float:
 
 
 def fit_layered_nmf_minibatch(read, n: int, m: int, *, layers, solver: str, epochs: int, lr: float, seed: int,
-                              inner_iters: int, batch_size: int, cell_iters: int, device="cpu", log_every: int | None = None,
-                              dtype=None) -> LayeredNMFResult:
+                              inner_iters: int, batch_size: int, cell_iters: int, device="cpu",
+                              log_every: int | None = None, dtype=None) -> LayeredNMFResult:
     """Fit the multilayer NMF to ``n`` cells x ``m`` genes read by ``read(start, stop)`` (a dense float array of
     those rows) on minibatches of about ``batch_size`` cells (see the module docstring).
 
@@ -192,38 +193,23 @@ def fit_layered_nmf_minibatch(read, n: int, m: int, *, layers, solver: str, epoc
         for c in order_rng.permutation(len(chunks)):
             xb, idx = load(c), rows[c]
             with torch.no_grad():
-                w = s_prev[-1]
-                for a in reversed(shared):
-                    w = a @ w
-                theta1[idx] = _solve_cells(solver, xb, theta1[idx], w, cell_iters)
+                theta1[idx] = _solve_cells(solver, xb, theta1[idx], reconstruct(shared, s_prev[-1]), cell_iters)
             a1 = theta1[idx]
             s, (za, zb) = _solve_layer1(solver, stats, c, xb, a1, s_prev[0], inner_iters)
             s_list = [s]
             for li, a in enumerate(shared, start=1):
                 s = _deeper(solver, s, a, s_prev[li], inner_iters)
                 s_list.append(s)
-            xhat = s_list[-1]
-            for a in reversed(shared):
-                xhat = a @ xhat
-            xhat = a1 @ xhat
             xlogx = float((torch.special.xlogy(xb, xb) - xb).mean()) if solver == "poisson" else 0.0
-            loss = _loss(xb, xhat, solver, xlogx)
+            loss = _loss(xb, reconstruct([a1, *shared], s_list[-1]), solver, xlogx)
             if opt is not None:
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
+                descend(opt, loss, shared)
             with torch.no_grad():
-                for a in shared:
-                    a.clamp_min_(0.0)
                 stats.store(c, za.detach(), zb.detach())
                 for li, sl in enumerate(s_list):
                     s_prev[li] = sl.detach().clamp_min(_EPS) if solver == "poisson" else sl.detach()
             acc += float(loss.detach()) * len(idx) / n
-        trace[epoch] = acc
-        if not math.isfinite(acc):
-            raise FloatingPointError(f"loss became {acc} at epoch {epoch + 1}; lower the learning rate")
-        if progress is not None and ((epoch + 1) % log_every == 0 or epoch == 0 or epoch + 1 == epochs):
-            progress.log(epoch + 1, loss=acc)
+        record(trace, epoch, acc, progress, log_every)
     betas = _final_betas(solver, load, chunks, rows, theta1, shared, s_prev, stats, inner_iters)
     return LayeredNMFResult(thetas=[t.detach().cpu().numpy().astype(np.float64) for t in [theta1, *shared]],
                             betas=betas, loss=trace, layers=layers, solver=solver,
