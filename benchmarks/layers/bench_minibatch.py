@@ -47,6 +47,8 @@ def main(argv=None) -> int:
     ap.add_argument("--solver", default=d.solver, choices=("poisson", "nnls"))
     ap.add_argument("--minibatch-sizes", type=int, nargs="+", default=[d.minibatch_size])
     ap.add_argument("--minibatch-epochs", type=int, nargs="+", default=[d.minibatch_epochs])
+    ap.add_argument("--no-full-batch", action="store_true",
+                    help="skip the full-batch fit (deterministic: its row from an earlier run of the same size stands)")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "layers_minibatch"))
     a = ap.parse_args(argv)
@@ -63,7 +65,8 @@ def main(argv=None) -> int:
         rows.append({"fit": fit_name, "settings": settings, "final_loss": final_loss(x, res), **m})
         print(rows[-1], flush=True)
 
-    add("full batch", f"epochs={opts.epochs}", fit(x, opts, device="cpu"))
+    if not a.no_full_batch:
+        add("full batch", f"epochs={opts.epochs}", fit(x, opts, device="cpu"))
     for size in a.minibatch_sizes:
         for epochs in a.minibatch_epochs:
             res = fit_layered_nmf_minibatch(lambda s, e: x[s:e], *x.shape, layers=opts.layers, solver=opts.solver,
