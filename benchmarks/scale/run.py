@@ -10,7 +10,8 @@ For each size N the project's own simulator writes N cells x ``--genes`` genes i
 (``workflow/scripts/simulate_batches.py``, chunked), then every step runs as its own subprocess through its
 workflow script with the schema defaults (a few overrides, listed in the table's ``command`` column):
 preprocess, integrate (batch and online), NB mixture EM (``k`` = the planted groups), the Leiden baseline,
-densification (1 epoch) and multilayer NMF (a few epochs), the model steps on the preprocessed file. Each
+densification (1 epoch) and multilayer NMF (a few epochs; on minibatches above its ``minibatch_cells``), the
+model steps on the preprocessed file. Each
 child is measured with ``os.wait4``: wall time, CPU time (user + sys) and peak resident memory
 (``ru_maxrss``). A step still running after ``--limit`` seconds is killed (with its process group) and
 recorded as ``over limit``; steps needing its output are ``skipped``. Growth exponents are log-log slopes
@@ -66,7 +67,9 @@ def step_commands(n: int, work: Path, a) -> dict[str, tuple[str | None, list]]:
         "densify_1_epoch": ("preprocess", ["densify.py", "--input", pre, "--epochs", 1, "--accelerator", "cpu",
                                            "--checkpoint-dir", work / "ckpt", "--output", work / "dn.h5ad",
                                            "--heldout-table", work / "dn.tsv"]),
-        "layers": ("preprocess", ["layers.py", "--input", pre, "--epochs", a.layers_epochs, "--device", "cpu",
+        "layers": ("preprocess", ["layers.py", "--input", pre, "--epochs", a.layers_epochs, "--minibatch-epochs",
+                                  a.layers_epochs, *(["--minibatch-cells", a.layers_minibatch_cells]
+                                                     if a.layers_minibatch_cells else []), "--device", "cpu",
                                   "--output", work / "ly.h5ad", "--loss-table", work / "lyl.tsv",
                                   "--metrics", work / "lym.tsv"]),
     }
@@ -156,7 +159,11 @@ def main(argv=None) -> int:
     ap.add_argument("--k", type=int, default=20, help="iNMF factors")
     ap.add_argument("--leiden-starts", type=int, default=None,
                     help="integrate's Leiden starts (default: the schema's); the peak memory holds one start")
-    ap.add_argument("--layers-epochs", type=int, default=10, help="multilayer NMF epochs")
+    ap.add_argument("--layers-epochs", type=int, default=10,
+                    help="multilayer NMF epochs (passes over the cells when it runs on minibatches)")
+    ap.add_argument("--layers-minibatch-cells", type=int, default=None,
+                    help="multilayer NMF minibatch_cells: above this many cells it runs on minibatches (default: the "
+                         "schema's; 1 = minibatches at every size)")
     ap.add_argument("--steps", nargs="+", choices=STEPS, default=list(STEPS), help="simulate always runs")
     ap.add_argument("--limit", type=float, default=3600.0, help="seconds per step before it is killed")
     ap.add_argument("--threads", type=int, default=1)

@@ -94,7 +94,9 @@ def test_bad_model_options():
 def test_model_settings_have_no_defaults_of_their_own():
     """The settings of the fit come from the schema only (the model once defaulted to 300 epochs)."""
     params = inspect.signature(lnmf.fit_layered_nmf).parameters
-    schema_keys = {o.dest for o in FIT.options} - {"genes", "layer", "device", "label_key", "labels_keep"}
+    schema_keys = {o.dest for o in FIT.options} - {"genes", "layer", "device", "label_key", "labels_keep",
+                                                   "minibatch_cells", "minibatch_size", "minibatch_epochs",
+                                                   "minibatch_cell_iters"}  # the minibatch fit's (test_minibatch)
     assert schema_keys <= set(params)
     assert all(params[k].default is inspect.Parameter.empty for k in schema_keys)
     assert FIT.defaults().epochs == 150

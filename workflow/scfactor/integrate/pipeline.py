@@ -77,13 +77,6 @@ def _check_two(path, names: Sequence[str]) -> None:
         raise InputError(path, f"integration needs at least 2 batches, got {len(names)} ({', '.join(names)})")
 
 
-def gene_mask(var: pd.DataFrame, genes: str, path) -> np.ndarray:
-    """Boolean mask over ``var`` of the gene set ``genes`` (`scfactor.preprocess.contract.select_genes`)."""
-    import anndata as ad
-    keep = contract.select_genes(ad.AnnData(var=var.copy()), genes, path).var_names
-    return np.asarray(var.index.isin(keep))
-
-
 def load_counts(path, batches: Sequence[str], layer: str, genes: str, label_key: str) -> Batches:
     """Batches of a preprocessed ``.h5ad`` (all when ``batches`` is empty), library-size normalised over all
     genes (LIGER ``normalize``), then restricted to the gene set ``genes``; CSR matrices. The cell table keeps
@@ -94,7 +87,7 @@ def load_counts(path, batches: Sequence[str], layer: str, genes: str, label_key:
         raise InputError(path, "has no obs['batch'] column")
     names = list(batches) or _present_batches(adata.obs)
     _check_two(path, names)
-    mask = gene_mask(adata.var, genes, path)
+    mask = contract.gene_mask(adata.var, genes, path)
     b = adata.obs["batch"].astype(str).to_numpy()
     mat = sp.csr_matrix(adata.X)
     mats, obs = [], []
@@ -362,7 +355,7 @@ class BackedSource:
         if missing:
             raise InputError(path, f"batch {missing[0]!r} has no cells (batches: {', '.join(present)})")
         _check_two(path, self.names)
-        self.mask = gene_mask(var, genes, path)  # the same gene sets as `load_counts`
+        self.mask = contract.gene_mask(var, genes, path)  # the same gene sets as `load_counts`
         self.genes = pd.Index(var.index.astype(str))[self.mask]
         self.rows = [np.flatnonzero(b == n) for n in self.names]
         cols = ["batch"] + ([label_key] if label_key in obs and label_key != "batch" else [])

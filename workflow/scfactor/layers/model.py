@@ -85,6 +85,34 @@ def _mu_step(y, a, s):
     return s * (a.T @ (y / (a @ s).clamp_min(_EPS))) / a.sum(0).clamp_min(_EPS).unsqueeze(1)
 
 
+def reconstruct(thetas, s_last):
+    """The deepest reconstruction ``theta1 theta2 ... thetaL S_L`` (multiplied from the right)."""
+    xhat = s_last
+    for a in reversed(thetas):
+        xhat = a @ xhat
+    return xhat
+
+
+def descend(opt, loss, params) -> None:
+    """One step of ``opt`` on ``loss``, then ``params`` projected onto >= 0."""
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    opt.step()
+    with torch.no_grad():
+        for a in params:
+            a.clamp_min_(0.0)
+
+
+def record(trace: np.ndarray, epoch: int, value: float, progress, log_every) -> None:
+    """Store epoch ``epoch``'s loss; `FloatingPointError` when it is not finite; log the first, every
+    ``log_every``-th and the last epoch (``progress``: a `Progress` or None)."""
+    trace[epoch] = value
+    if not math.isfinite(value):
+        raise FloatingPointError(f"loss became {value} at epoch {epoch + 1}; lower the learning rate")
+    if progress is not None and ((epoch + 1) % log_every == 0 or epoch == 0 or epoch + 1 == len(trace)):
+        progress.log(epoch + 1, loss=value)
+
+
 def _loss(x, xhat, solver, xlogx=0.0):
     """MSE (nnls) or mean Poisson deviance ``2 mean(x log(x/xhat) - x + xhat)`` (poisson).
 
@@ -164,21 +192,9 @@ def fit_layered_nmf(x, *, layers, solver: str, epochs: int, lr: float, seed: int
                 s_prev[li] = s.detach().clamp_min(_EPS)
             s_list.append(s)
             y = s
-        xhat = s_list[-1]
-        for a in reversed(thetas):
-            xhat = a @ xhat
-        loss = _loss(X, xhat, solver, xlogx)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        with torch.no_grad():
-            for a in thetas:
-                a.clamp_min_(0.0)
-        trace[epoch] = float(loss.detach())
-        if not math.isfinite(trace[epoch]):
-            raise FloatingPointError(f"loss became {trace[epoch]} at epoch {epoch + 1}; lower the learning rate")
-        if progress is not None and ((epoch + 1) % log_every == 0 or epoch == 0 or epoch + 1 == epochs):
-            progress.log(epoch + 1, loss=float(trace[epoch]))
+        loss = _loss(X, reconstruct(thetas, s_list[-1]), solver, xlogx)
+        descend(opt, loss, thetas)
+        record(trace, epoch, float(loss.detach()), progress, log_every)
     # final factors: S_l re-solved for the final thetas (the thetas are stored once, at the end)
     with torch.no_grad():
         y = X

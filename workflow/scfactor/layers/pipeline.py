@@ -57,21 +57,20 @@ def label_scores(obs: pd.DataFrame, factor: np.ndarray, opts) -> dict:
 def layers(path, opts) -> LayersOutput:
     """Fit the multilayer NMF to the preprocessed ``.h5ad`` at ``path``; score it (labels, simulation truth).
 
-    Raises `InputError` / `DeviceError` / `ScfactorError` (one line) for a bad input, an absent device or
-    a diverging fit.
+    Up to ``opts.minibatch_cells`` cells the matrix is loaded and fitted at once (`fit`); above, the cells are
+    read from the file chunk by chunk and fitted on minibatches (`layers_minibatch`). Raises `InputError` /
+    `DeviceError` / `ScfactorError` (one line) for a bad input, an absent device or a diverging fit.
     """
-    import anndata as ad
-
     from ..core.device import torch_device
     from ..preprocess import contract
-    from .model import recovery_metrics, validate_layers
+    from .stream import n_cells
 
+    n = n_cells(path)
+    if n is not None and n > opts.minibatch_cells:
+        return layers_minibatch(path, opts)
     device = torch_device(opts.device)
     adata = contract.load_preprocessed(path, genes=opts.genes, layer=opts.layer, integer=False)
-    try:
-        widths = validate_layers(opts.layers, adata.n_obs, adata.n_vars)
-    except ValueError as exc:
-        raise InputError(path, f"{exc} ({adata.n_obs} cells x {adata.n_vars} genes)") from None
+    widths = _widths(opts, *adata.shape, path)
     if float(adata.X.sum()) == 0:
         raise InputError(path, f"layer {opts.layer!r} is all zeros")
     LOG.info("fitting %s layers %s (%s beta) on %d cells x %d genes, device %s", path, widths,
@@ -80,10 +79,57 @@ def layers(path, opts) -> LayersOutput:
         res = fit(adata.X, opts, device=device, log_every=max(1, opts.epochs // 10))
     except FloatingPointError as exc:
         raise ScfactorError(f"{path}: {exc}") from None
+    return _output(res, adata.obs, adata.var, widths, opts, path, device, truth_of(adata), {})
+
+
+def layers_minibatch(path, opts) -> LayersOutput:
+    """`layers` on minibatches: the cells are read from the file in row ranges (`stream.CountRows`) and fitted by
+    `minibatch.fit_layered_nmf_minibatch`; the whole matrix is never loaded."""
+    from ..core.device import torch_device
+    from .minibatch import AllZero, fit_layered_nmf_minibatch
+    from .stream import CountRows
+
+    device = torch_device(opts.device)
+    src = CountRows(path, opts.layer, opts.genes)
+    try:
+        widths = _widths(opts, *src.shape, path)
+        LOG.info("fitting %s layers %s (%s beta) on %d cells x %d genes in minibatches of %d cells, %d epochs, "
+                 "device %s", path, widths, opts.solver, *src.shape, opts.minibatch_size, opts.minibatch_epochs,
+                 device)
+        try:
+            res = fit_layered_nmf_minibatch(
+                src.read, *src.shape, layers=opts.layers, solver=opts.solver, epochs=opts.minibatch_epochs,
+                lr=opts.lr, seed=opts.seed, inner_iters=opts.inner_iters, batch_size=opts.minibatch_size,
+                cell_iters=opts.minibatch_cell_iters, device=device, log_every=max(1, opts.minibatch_epochs // 10))
+        except AllZero:
+            raise InputError(path, f"layer {opts.layer!r} is all zeros") from None
+        except FloatingPointError as exc:
+            raise ScfactorError(f"{path}: {exc}") from None
+        truth = src.truth()
+    finally:
+        src.close()
+    extra = {"minibatch": True, "minibatch_size": opts.minibatch_size, "minibatch_epochs": opts.minibatch_epochs,
+             "minibatch_cell_iters": opts.minibatch_cell_iters}
+    return _output(res, src.obs, src.var, widths, opts, path, device, truth, extra)
+
+
+def _widths(opts, n_cells: int, n_genes: int, path) -> list:
+    """The checked layer widths (`model.validate_layers`), or `InputError` naming the file and its shape."""
+    from .model import validate_layers
+    try:
+        return validate_layers(opts.layers, n_cells, n_genes)
+    except ValueError as exc:
+        raise InputError(path, f"{exc} ({n_cells} cells x {n_genes} genes)") from None
+
+
+def _output(res, obs, var, widths, opts, path, device, truth, extra: dict) -> LayersOutput:
+    """The fit as written: AnnData (factors, strongest factor per cell, settings), loss and metrics tables."""
+    import anndata as ad
+
+    from .model import recovery_metrics
     LOG.info("fit done in %.2f s wall, %.2f s CPU; loss %.6g -> %.6g", res.seconds, res.cpu_seconds,
              res.loss[0], res.loss[-1])
-
-    out = ad.AnnData(obs=adata.obs.copy(), var=adata.var.copy())
+    out = ad.AnnData(obs=obs.copy(), var=var.copy())
     for level, (theta, beta) in enumerate(zip(res.thetas, res.betas), start=1):
         out.uns[f"theta_l{level}"] = theta
         out.varm[f"beta_l{level}"] = beta
@@ -96,12 +142,11 @@ def layers(path, opts) -> LayersOutput:
                          "inner_iters": opts.inner_iters, "seed": opts.seed, "genes": opts.genes,
                          "label_key": opts.label_key, "labels_keep": [str(v) for v in opts.labels_keep],
                          "layer": opts.layer, "input": str(path), "loss": res.loss,
-                         "seconds": res.seconds, "cpu_seconds": res.cpu_seconds, "device": str(device)}
+                         "seconds": res.seconds, "cpu_seconds": res.cpu_seconds, "device": str(device), **extra}
 
     loss = pd.DataFrame({"epoch": np.arange(1, len(res.loss) + 1), "loss": res.loss})
-    metrics = {"n_cells": adata.n_obs, "n_genes": adata.n_vars, "final_loss": res.loss[-1]}
-    metrics.update(label_scores(adata.obs, weighted.argmax(1), opts))
-    truth = truth_of(adata)
+    metrics = {"n_cells": out.n_obs, "n_genes": out.n_vars, "final_loss": res.loss[-1]}
+    metrics.update(label_scores(obs, weighted.argmax(1), opts))
     if truth is not None:
         metrics.update(recovery_metrics(res, *truth))
         LOG.info("recovery: %s", ", ".join(f"{k}={v:.3f}" for k, v in metrics.items()

@@ -67,6 +67,13 @@ def select_genes(adata, genes: str, path):
     return adata[:, match.found].copy()
 
 
+def gene_mask(var, genes: str, path) -> np.ndarray:
+    """Boolean mask over a ``var`` table of the gene set ``genes`` (`select_genes` without the matrix)."""
+    import anndata as ad
+    keep = select_genes(ad.AnnData(var=var.copy()), genes, path).var_names
+    return np.asarray(var.index.isin(keep))
+
+
 def same_matrix(a, b) -> bool:
     """Same CSR matrix to the bit: value dtype, values, column indices and row pointers."""
     return (a.shape == b.shape and a.dtype == b.dtype and np.array_equal(a.data, b.data)
