@@ -17,7 +17,7 @@ from conftest import step_command
 from densify.data import cpu_strategy, densify_args, planted_counts, write_preprocessed
 from scfactor.densify.cli import DENSIFY, densify
 
-SMALL = dict(embedding_dim=4, layers=(8, 4), batch_size=256)
+SMALL = dict(embedding_dim=4, layers=(8, 4), block_entries=256)
 
 
 @pytest.fixture(scope="module")
@@ -72,7 +72,7 @@ def test_checkpoint_holds_the_optimiser_state(tf_cpu, tmp_path):
         step = int(z["adam/step"])
     assert set(res.model.state_names) <= names
     assert {"adam/step", "adam/m0", "adam/v0"} <= names
-    assert step == 2 * int(np.ceil(60 * 40 / 256))
+    assert step == 2 * int(np.ceil(60 / (256 // 40)))  # blocks of 6 whole cells x 40 genes
 
 
 @pytest.mark.parametrize("damage", ["garbage", "truncated", "old_format"])

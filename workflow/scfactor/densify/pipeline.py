@@ -67,7 +67,7 @@ def prepare_tf(opts, threads: int):
     LOG.info("TensorFlow %s, strategy %s with %d replica(s)", tf.__version__,
              type(strategy).__name__, strategy.num_replicas_in_sync)
     if strategy.num_replicas_in_sync > 1:
-        LOG.info("the global batch is split across %d replicas", strategy.num_replicas_in_sync)
+        LOG.info("each block of cells is split across %d replicas", strategy.num_replicas_in_sync)
     return strategy
 
 
@@ -80,9 +80,6 @@ def densify_batch(adata, opts, strategy, checkpoint_dir=None, source=None):
 
     from .train import fit, predict_dense
     x = sp.csr_matrix(adata.X)
-    if opts.batch_size % strategy.num_replicas_in_sync:
-        raise ScfactorError(f"--batch-size {opts.batch_size} is not divisible by the "
-                            f"{strategy.num_replicas_in_sync} replicas")
     train, held = heldout.mask_nonzeros(x, opts.heldout_frac, opts.seed)
     LOG.info("%d cells x %d genes, %d nonzeros; %d hidden for evaluation", x.shape[0], x.shape[1],
              x.nnz, len(held))
