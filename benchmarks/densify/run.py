@@ -97,7 +97,7 @@ def sgemm_peak(n: int, repeats: int) -> float:
 
 
 # --------------------------------------------------------------------------- our side of a pair
-def ours_speed(matrix, held_npz, epochs: int, levels, eval_every: int) -> dict:
+def ours_speed(matrix, held_npz, epochs: int, levels, eval_every: int, block_entries=None) -> dict:
     """Train this implementation at one thread, scoring the held-out entries every ``eval_every`` entries.
 
     Times are CPU seconds of this process's training (the scoring's own CPU time left out).
@@ -108,7 +108,8 @@ def ours_speed(matrix, held_npz, epochs: int, levels, eval_every: int) -> dict:
     from scfactor.densify.cli import DENSIFY
     from scfactor.densify.pipeline import prepare_tf
     from scfactor.densify.train import cells_per_block, fit, size_factors
-    opts = DENSIFY.defaults(epochs=epochs, accelerator="cpu", seed=0)
+    opts = DENSIFY.defaults(epochs=epochs, accelerator="cpu", seed=0,
+                            **({"block_entries": block_entries} if block_entries else {}))
     strategy = prepare_tf(opts, 1)
     x = sp.load_npz(matrix)
     with np.load(held_npz) as z:
@@ -184,7 +185,7 @@ def speed(args, train_npz, held_npz, n_entries, env) -> tuple[dict, list]:
                 "--seconds", args.seed_seconds, "--epochs", args.seed_epochs, "--threads", 1,
                 "--eval-every", max(1, eval_every // 128), "--levels", *levels]
     ours_cmd = [sys.executable, __file__, "--_ours", train_npz, held_npz, args.speed_epochs, eval_every,
-                "--levels", *levels]
+                "--levels", *levels, *(["--block-entries", args.block_entries] if args.block_entries else [])]
     rows = []
     for rep in range(args.repeats):
         for name, cmd in (("seed", seed_cmd), ("ours", ours_cmd)):
@@ -208,10 +209,11 @@ def quality(args, train, held, tmp, env) -> pd.DataFrame:
     preds, info = {}, {}
     cache = Path(args.cache) / f"{Path(args.input).stem}_{args.batch}_{args.genes}_s{args.seed}"
     for loss in args.losses:
-        d = cache / f"neumf_{loss}_e{args.epochs}"
+        block = ["--block-entries", args.block_entries] if args.block_entries else []
+        d = cache / f"neumf_{loss}_e{args.epochs}{'_b%d' % args.block_entries if args.block_entries else ''}"
         cmd = [sys.executable, REPO / "workflow/scripts/densify.py", "--input", args.input, "--batch", args.batch,
                "--genes", args.genes, "--loss", loss, "--epochs", args.epochs, "--threads", args.threads,
-               "--seed", args.seed, "--output", d / "out.h5ad", "--heldout-table", d / "out.tsv"]
+               "--seed", args.seed, *block, "--output", d / "out.h5ad", "--heldout-table", d / "out.tsv"]
         if not (d / "out.h5ad").exists():  # the same command finished before: reuse its output
             proc, _, _ = run_child(cmd, env)
             if proc.returncode != 0:
@@ -324,6 +326,8 @@ def main(argv=None):
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--losses", nargs="+", default=["nb", "poisson"])
     p.add_argument("--epochs", type=int, default=10, help="epochs of the quality runs")
+    p.add_argument("--block-entries", type=int, default=None,
+                   help="densify's block_entries in our runs (default: the schema's)")
     p.add_argument("--skip-speed", action="store_true")
     p.add_argument("--skip-quality", action="store_true")
     p.add_argument("--repeats", type=int, default=2, help="alternating (seed loop, ours) pairs")
@@ -349,7 +353,7 @@ def main(argv=None):
         return 0
     if args._ours:
         m, h, e, every = args._ours
-        print(json.dumps(ours_speed(m, h, int(e), args.levels, int(float(every)))))
+        print(json.dumps(ours_speed(m, h, int(e), args.levels, int(float(every)), args.block_entries)))
         return 0
 
     command = command_line()
