@@ -69,7 +69,7 @@ def model_flops(n_entries: int, embedding_dim: int, layers) -> dict:
     """Training FLOPs per epoch (forward + backward = 3 x forward, a multiply-add = 2) of NeuMF.
 
     ``nominal``: the model as written per (cell, gene) pair (GMF product, ``concat`` -> layer 1 ->
-    ... -> output), the count the issue's ~230 GFLOP refers to. ``executed``: what the dense block
+    ... -> output), the count the issue's ~230 GFLOP refers to. ``executed``: what the dense tile
     computation runs per entry: layer 1 is a broadcast sum of a per-cell and a per-gene product
     (their matmuls are per cell / per gene, negligible), the later layers and the GMF product over
     the genes are matrix products.
@@ -97,26 +97,26 @@ def sgemm_peak(n: int, repeats: int) -> float:
 
 
 # --------------------------------------------------------------------------- our side of a pair
-def ours_speed(matrix, held_npz, epochs: int, levels, eval_every: int, block_entries=None) -> dict:
+def ours_speed(matrix, held_npz, epochs: int, levels, eval_every: int, blocks: dict) -> dict:
     """Train this implementation at one thread, scoring the held-out entries every ``eval_every`` entries.
 
-    Times are CPU seconds of this process's training (the scoring's own CPU time left out).
+    Times are CPU seconds of this process's training (the scoring's own CPU time left out). ``blocks``:
+    densify options overriding the schema's (block_entries, block_genes).
     """
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import tensorflow as tf
 
     from scfactor.densify.cli import DENSIFY
     from scfactor.densify.pipeline import prepare_tf
-    from scfactor.densify.train import cells_per_block, fit, size_factors
-    opts = DENSIFY.defaults(epochs=epochs, accelerator="cpu", seed=0,
-                            **({"block_entries": block_entries} if block_entries else {}))
+    from scfactor.densify.train import fit, size_factors, tile_shape
+    opts = DENSIFY.defaults(epochs=epochs, accelerator="cpu", seed=0, **blocks)
     strategy = prepare_tf(opts, 1)
     x = sp.load_npz(matrix)
     with np.load(held_npz) as z:
         rows, cols, vals = z["rows"], z["cols"], z["values"]
     offset = np.log(size_factors(x)).astype(np.float32)
     c_t, g_t = tf.constant(rows.astype(np.int32)), tf.constant(cols.astype(np.int32))
-    per_block = cells_per_block(opts.block_entries, x.shape[1]) * x.shape[1]
+    per_block = int(np.prod(tile_shape(opts.block_entries, opts.block_genes, *x.shape)))
     state = {"scoring": 0.0, "seen": 0, "next": eval_every, "reached": {}, "trace": [], "epoch_end": {}}
     levels = sorted(levels)
 
@@ -148,7 +148,8 @@ def ours_speed(matrix, held_npz, epochs: int, levels, eval_every: int, block_ent
     final = score(res.model)
     ends = [state["epoch_end"][e] for e in sorted(state["epoch_end"])]
     per_epoch = np.diff([0.0, *ends])
-    return {"impl": f"scfactor_neumf_{opts.loss}", "block_entries": opts.block_entries, "fit_cpu_s": cpu,
+    return {"impl": f"scfactor_neumf_{opts.loss}", "block_entries": opts.block_entries,
+            "block_genes": opts.block_genes, "fit_cpu_s": cpu,
             "epochs_seen": epochs, "entries_seen": int(x.shape[0] * x.shape[1] * epochs),
             "samples_per_cpu_s": x.shape[0] * x.shape[1] * epochs / cpu,
             "first_epoch_cpu_s": float(per_epoch[0]),
@@ -185,7 +186,7 @@ def speed(args, train_npz, held_npz, n_entries, env) -> tuple[dict, list]:
                 "--seconds", args.seed_seconds, "--epochs", args.seed_epochs, "--threads", 1,
                 "--eval-every", max(1, eval_every // 128), "--levels", *levels]
     ours_cmd = [sys.executable, __file__, "--_ours", train_npz, held_npz, args.speed_epochs, eval_every,
-                "--levels", *levels, *(["--block-entries", args.block_entries] if args.block_entries else [])]
+                "--levels", *levels, *_block_args(args)]
     rows = []
     for rep in range(args.repeats):
         for name, cmd in (("seed", seed_cmd), ("ours", ours_cmd)):
@@ -202,6 +203,15 @@ def speed(args, train_npz, held_npz, n_entries, env) -> tuple[dict, list]:
     return info, rows
 
 
+def _block_args(args) -> list:
+    """``--block-entries`` / ``--block-genes`` of our runs, when given (else the schema's defaults apply)."""
+    out = []
+    for flag, v in (("--block-entries", args.block_entries), ("--block-genes", args.block_genes)):
+        if v is not None:
+            out += [flag, v]
+    return out
+
+
 # --------------------------------------------------------------------------- quality
 def quality(args, train, held, tmp, env) -> pd.DataFrame:
     """Held-out scores of densify.py (each loss), the baselines and the peers on the same hidden entries."""
@@ -209,8 +219,8 @@ def quality(args, train, held, tmp, env) -> pd.DataFrame:
     preds, info = {}, {}
     cache = Path(args.cache) / f"{Path(args.input).stem}_{args.batch}_{args.genes}_s{args.seed}"
     for loss in args.losses:
-        block = ["--block-entries", args.block_entries] if args.block_entries else []
-        d = cache / f"neumf_{loss}_e{args.epochs}{'_b%d' % args.block_entries if args.block_entries else ''}"
+        block = _block_args(args)
+        d = cache / "_".join([f"neumf_{loss}_e{args.epochs}", *map(str, block)])
         cmd = [sys.executable, REPO / "workflow/scripts/densify.py", "--input", args.input, "--batch", args.batch,
                "--genes", args.genes, "--loss", loss, "--epochs", args.epochs, "--threads", args.threads,
                "--seed", args.seed, *block, "--output", d / "out.h5ad", "--heldout-table", d / "out.tsv"]
@@ -222,7 +232,9 @@ def quality(args, train, held, tmp, env) -> pd.DataFrame:
         assert np.array_equal(np.asarray(o.uns["neumf"]["heldout_rows"]), held.rows), \
             "densify.py hid other entries than the benchmark"
         preds[f"neumf_{loss}"] = np.asarray(o.layers["neumf"])[held.rows, held.cols]
-        info[f"neumf_{loss}"] = {"note": f"{args.epochs} epochs, block_entries {o.uns['neumf']['params']['block_entries']}"}
+        prm = o.uns["neumf"]["params"]
+        info[f"neumf_{loss}"] = {"note": f"{args.epochs} epochs, block_entries {prm['block_entries']}, "
+                                         f"block_genes {prm['block_genes']}"}
     for k, v in heldout.baselines(train, held, 20, args.seed).items():
         preds[k], info[k] = v, {"note": ""}
     if args.peers:
@@ -280,12 +292,12 @@ def write_markdown(path, command, meta, info, speed_rows, table, args):
                   f"sgemm peak at one thread (numpy float32 {args.peak_n}x{args.peak_n}, best of "
                   f"{args.peak_repeats}): {peak / 1e9:.1f} GFLOP/s. Model FLOPs per training epoch: "
                   f"{nom / 1e9:.1f} GFLOP as written per pair (nominal), {exe / 1e9:.1f} GFLOP as executed "
-                  "by the dense blocks.", "",
+                  "by the dense tiles.", "",
                   "| repeat | implementation | batch | process CPU s | fit CPU s | epochs | held-out Pearson | "
                   + " | ".join(f"fit CPU s to {lev}" for lev in args.levels) + " |",
                   "|---" * (7 + len(args.levels)) + "|"]
         for r in speed_rows:
-            batch = r.get("batch_size", f"{r.get('block_entries')} (block)")
+            batch = r.get("batch_size", f"{r.get('block_entries')} (tile, {r.get('block_genes')} genes)")
             lines.append(f"| {r['repeat']} | {r['impl']} | {batch} | {r['process_cpu_s']:.1f} | {r['fit_cpu_s']:.1f} | "
                          f"{r['epochs_seen']:.2f} | {_f(r['final_pearson_log1p'])} | "
                          + " | ".join(_f(r[f'cpu_s_to_{lev}'], '{:.1f}') for lev in args.levels) + " |")
@@ -328,6 +340,8 @@ def main(argv=None):
     p.add_argument("--epochs", type=int, default=10, help="epochs of the quality runs")
     p.add_argument("--block-entries", type=int, default=None,
                    help="densify's block_entries in our runs (default: the schema's)")
+    p.add_argument("--block-genes", type=int, default=None,
+                   help="densify's block_genes in our runs (default: the schema's)")
     p.add_argument("--skip-speed", action="store_true")
     p.add_argument("--skip-quality", action="store_true")
     p.add_argument("--repeats", type=int, default=2, help="alternating (seed loop, ours) pairs")
@@ -353,7 +367,8 @@ def main(argv=None):
         return 0
     if args._ours:
         m, h, e, every = args._ours
-        print(json.dumps(ours_speed(m, h, int(e), args.levels, int(float(every)), args.block_entries)))
+        blocks = {k: getattr(args, k) for k in ("block_entries", "block_genes") if getattr(args, k) is not None}
+        print(json.dumps(ours_speed(m, h, int(e), args.levels, int(float(every)), blocks)))
         return 0
 
     command = command_line()

@@ -17,7 +17,7 @@ from conftest import step_command
 from densify.data import cpu_strategy, densify_args, planted_counts, write_preprocessed
 from scfactor.densify.cli import DENSIFY, densify
 
-SMALL = dict(embedding_dim=4, layers=(8, 4), block_entries=256)
+SMALL = dict(embedding_dim=4, layers=(8, 4), block_entries=256, block_genes=16)
 
 
 @pytest.fixture(scope="module")

@@ -16,8 +16,8 @@ Losses, and what the dense prediction means:
 * ``bce``: implicit feedback as in NCF: nonzero = 1, ``num_neg`` sampled zeros per nonzero = 0;
   predicts the probability that the gene is detected in the cell (not a count).
 
-The computation is dense (`NeuMF.grid_logits`): a block of whole cells against every gene as
-matrix products, the MLP's first layer split into a per-cell and a per-gene part.
+The computation is dense (`NeuMF.grid_logits`): a tile of cells x genes (every gene when predicting)
+as matrix products, the MLP's first layer split into a per-cell and a per-gene part.
 
 The model is a plain object holding variables created under the caller's distribution strategy
 (aggregation ``ONLY_FIRST_REPLICA``: every replica applies the same all-reduced update). It has no
@@ -115,33 +115,38 @@ class NeuMF:
         self._tf = tf
 
     # ------------------------------------------------------------------ forward pass
-    def grid_logits(self, cells, training: bool = False, step=None):
-        """The linear predictor ``eta`` of a block of whole cells x every gene, shape (len(cells), genes).
+    def grid_logits(self, cells, genes=None, training: bool = False, step=None):
+        """The linear predictor ``eta`` of a tile of cells x genes, shape (len(cells), len(genes)).
 
-        Dense matrix products, no (cell, gene) pairs: the GMF tower's output is
-        ``(cell_emb * w_gmf) @ gene_emb.T``; the MLP tower's first layer on ``concat(cell, gene)``
-        splits into a cell part and a gene part (``cell_emb @ W0[:d]`` + ``gene_emb @ W0[d:]``), so
-        it is a broadcast sum over the grid, and the later layers are matrix products over the
-        (cells x genes) rows. ``training``: batch statistics (over the whole grid) and dropout;
-        ``step`` (the optimiser's step counter) then keys the dropout masks.
+        ``genes``: the tile's genes (int32 indices), or None for every gene. Dense matrix products,
+        no (cell, gene) pairs: the GMF tower's output is ``(cell_emb * w_gmf) @ gene_emb.T``; the MLP
+        tower's first layer on ``concat(cell, gene)`` splits into a cell part and a gene part
+        (``cell_emb @ W0[:d]`` + ``gene_emb @ W0[d:]``), so it is a broadcast sum over the tile, and
+        the later layers are matrix products over the (cells x genes) rows. ``training``: batch
+        statistics (over the whole tile) and dropout; ``step`` (the optimiser's step counter) then
+        keys the dropout masks.
         """
         tf = self._tf
         v = self.vars
+
+        def gene_rows(name):
+            return v[name] if genes is None else tf.gather(v[name], genes)
+
         d = self.emb_dim
-        n_g = v["gene_bias"].shape[0]
         out_w = v["out_w"]
-        eta = v["out_b"][0] + v["gene_bias"][None, :]
+        gene_bias = gene_rows("gene_bias")
+        eta = v["out_b"][0] + gene_bias[None, :]
         if self.arch in ("gmf", "neumf"):
             cell = tf.gather(v["gmf_cell"], cells) * tf.transpose(out_w[:d])
-            eta = eta + tf.matmul(cell, v["gmf_gene"], transpose_b=True)
+            eta = eta + tf.matmul(cell, gene_rows("gmf_gene"), transpose_b=True)
         if self.arch in ("mlp", "neumf"):
             w0 = v["mlp_w0"]
             a = tf.matmul(tf.gather(v["mlp_cell"], cells), w0[:d])
-            b = tf.matmul(v["mlp_gene"], w0[d:]) + v["mlp_b0"]
+            b = tf.matmul(gene_rows("mlp_gene"), w0[d:]) + v["mlp_b0"]
             h = tf.reshape(a[:, None, :] + b[None, :, :], [-1, self.layers[0]])
             h = self._tower(h, training, step)
             w_out = out_w[d:] if self.arch == "neumf" else out_w
-            eta = eta + tf.reshape(tf.matmul(h, w_out), [-1, n_g])
+            eta = eta + tf.reshape(tf.matmul(h, w_out), [-1, tf.shape(b)[0]])
         return eta
 
     def logits(self, c, g):
@@ -197,11 +202,12 @@ class NeuMF:
         return tf.nn.batch_normalization(h, mean, var, v[f"bn_beta{i}"], v[f"bn_gamma{i}"], eps)
 
     # ------------------------------------------------------------------ likelihoods
-    def entry_loss(self, y, eta, offset):
-        """Per-entry loss (negative log-likelihood, constants included) of a (cells x genes) grid.
+    def entry_loss(self, y, eta, offset, genes=None):
+        """Per-entry loss (negative log-likelihood, constants included) of a (cells x genes) tile.
 
-        ``offset``: the cells' log size factors, shape (cells, 1); per-gene terms (the NB
-        dispersion) broadcast over the last axis, computed once per gene.
+        ``offset``: the cells' log size factors, shape (cells, 1); ``genes``: the tile's genes (None:
+        every gene); per-gene terms (the NB dispersion) broadcast over the last axis, computed once
+        per gene.
         """
         tf = self._tf
         if self.loss == "poisson":
@@ -209,7 +215,7 @@ class NeuMF:
             return tf.exp(log_mu) - y * log_mu + tf.math.lgamma(y + 1.0)
         if self.loss == "nb":
             log_mu = eta + offset
-            log_theta = self.vars["log_theta"]
+            log_theta = self.vars["log_theta"] if genes is None else tf.gather(self.vars["log_theta"], genes)
             theta = tf.exp(log_theta)
             log_tm = tf.maximum(log_theta, log_mu) + tf.math.log1p(tf.exp(-tf.abs(log_theta - log_mu)))
             ll = (tf.math.lgamma(y + theta) - tf.math.lgamma(theta) - tf.math.lgamma(y + 1.0)

@@ -1,21 +1,24 @@
-"""Training blocks of whole cells x every gene, streamed from a sparse count matrix.
+"""Training tiles of cells x genes, streamed from a sparse count matrix.
 
-An epoch walks over the cells in a seeded random order (seeded by ``(seed, epoch)``, so an epoch
-can be replayed exactly after a restart), cut into ``ceil(cells / cells_per_block)`` blocks of
-near-equal size (at most ``cells_per_block``, sizes differing by at most one), and yields for each
-block the cells' indices, their dense counts against every gene and a weight per entry. Nothing of
-size cells x genes is ever built, only one block at a time. The weights are normalised so that the
-weighted sum of a block's per-entry losses is the block's mean loss (the train step sums).
+An epoch shuffles the cells and the genes (seeded by ``(seed, epoch)``, so an epoch can be replayed
+exactly after a restart), cuts them into ``ceil(cells / cells_per_block)`` cell blocks and
+``ceil(genes / genes_per_block)`` gene blocks of near-equal size (sizes differing by at most one),
+and visits every (cell block, gene block) tile once, in a seeded random order. For each tile it
+yields the cells' and genes' indices, their dense counts and a weight per entry. Nothing of size
+cells x genes is ever built, only one tile at a time. Every tile of an epoch touches a new mix of
+cells and genes, so each cell's embeddings get ``gene blocks`` updates per epoch (one with whole-cell
+blocks, ``genes_per_block >= genes``). The weights are normalised so that the weighted sum of a tile's
+per-entry losses is the tile's mean loss (the train step sums).
 
-Two sampling schemes, both expressed as weights on the dense block (every entry is computed; the
+Two sampling schemes, both expressed as weights on the dense tile (every entry is computed; the
 weights say which ones count, and how much):
 
 * ``pointwise`` (losses poisson / nb / mse): every entry, zeros included. With ``zero_keep < 1``
   each zero is kept with that probability and weighted ``1 / zero_keep`` (an unbiased estimate of
-  the block's mean loss over all its entries).
+  the tile's mean loss over all its entries).
 * ``implicit`` (loss bce, as NCF): each nonzero is a positive (label 1) and ``num_neg`` negatives per
-  positive are drawn uniformly, with replacement, among that cell's zeros (label 0); a zero's weight
-  is the number of times it was drawn. The block's loss is the mean over these samples.
+  positive are drawn uniformly, with replacement, among that cell's zeros in the tile (label 0); a
+  zero's weight is the number of times it was drawn. The tile's loss is the mean over these samples.
 """
 
 from __future__ import annotations
@@ -27,10 +30,10 @@ import scipy.sparse as sp
 
 
 class BlockStream:
-    """Epoch-wise generator of (cells, dense counts, weights) blocks over a CSR cells x genes matrix."""
+    """Epoch-wise generator of (cells, genes, dense counts, weights) tiles over a CSR cells x genes matrix."""
 
     def __init__(self, x, cells_per_block: int, seed: int, *, zero_keep: float, num_neg: int,
-                 mode: str = "pointwise"):
+                 mode: str = "pointwise", genes_per_block: int | None = None):
         if mode not in ("pointwise", "implicit"):
             raise ValueError(f"unknown sampling mode {mode!r}")
         if not 0 < zero_keep <= 1:
@@ -39,6 +42,8 @@ class BlockStream:
         self.x.sort_indices()
         self.n_cells, self.n_genes = self.x.shape
         self.cells_per_block = max(1, min(int(cells_per_block), self.n_cells))
+        g = self.n_genes if genes_per_block is None else genes_per_block
+        self.genes_per_block = max(1, min(int(g), self.n_genes))
         self.seed = int(seed)
         self.mode = mode
         self.zero_keep = float(zero_keep)
@@ -46,22 +51,38 @@ class BlockStream:
         self.entries_per_epoch = self.n_cells * self.n_genes
 
     @property
-    def steps_per_epoch(self) -> int:
-        """Blocks per epoch."""
+    def cell_blocks(self) -> int:
+        """Cell blocks per epoch."""
         return math.ceil(self.n_cells / self.cells_per_block)
 
+    @property
+    def gene_blocks(self) -> int:
+        """Gene blocks per epoch."""
+        return math.ceil(self.n_genes / self.genes_per_block)
+
+    @property
+    def steps_per_epoch(self) -> int:
+        """Tiles per epoch."""
+        return self.cell_blocks * self.gene_blocks
+
     def epoch(self, epoch: int, max_blocks: int | None = None):
-        """Yield ``(cells int32 (b,), y float32 (b, genes), w float32 (b, genes))`` blocks of epoch ``epoch``."""
+        """Yield ``(cells int32 (b,), genes int32 (g,), y float32 (b, g), w float32 (b, g))`` tiles of
+        epoch ``epoch`` (the first ``max_blocks`` only, when given)."""
         rng = np.random.default_rng([self.seed, int(epoch)])
-        order = rng.permutation(self.n_cells).astype(np.int32)
-        for k, cells in enumerate(np.array_split(order, self.steps_per_epoch)):
+        cell_parts = np.array_split(rng.permutation(self.n_cells).astype(np.int32), self.cell_blocks)
+        gene_parts = np.array_split(rng.permutation(self.n_genes).astype(np.int32), self.gene_blocks)
+        tiles = rng.permutation(self.steps_per_epoch)
+        whole = self.gene_blocks == 1
+        for k, t in enumerate(tiles):
             if max_blocks is not None and k >= max_blocks:
                 return
-            y = self.x[cells].toarray()
+            cells = cell_parts[t // self.gene_blocks]
+            genes = np.arange(self.n_genes, dtype=np.int32) if whole else np.sort(gene_parts[t % self.gene_blocks])
+            y = self.x[cells].toarray() if whole else self.x[cells].toarray()[:, genes]
             w = self._implicit(y, rng) if self.mode == "implicit" else self._pointwise(y, rng)
             if self.mode == "implicit":
                 y = (y > 0).astype(np.float32)
-            yield cells, y, w
+            yield cells, genes, y, w
 
     def _pointwise(self, y, rng) -> np.ndarray:
         if self.zero_keep >= 1.0:

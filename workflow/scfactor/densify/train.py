@@ -8,8 +8,9 @@ training matrix and every setting that changes the result, ``epochs`` included (
 so a checkpoint of another run is discarded with a warning and training starts over. A rerun with
 the same fingerprint resumes after the last saved epoch ("resuming from epoch N") and, because
 blocks and dropout masks are seeded by (seed, epoch, step), ends with the same weights as an
-uninterrupted run. Training and prediction both run on blocks of whole cells x every gene as dense
-matrix products (`NeuMF.grid_logits`); `predict_dense` fills a cells x genes float32 array that way.
+uninterrupted run. Training runs on tiles of cells x genes and prediction on blocks of whole cells x
+every gene, both as dense matrix products (`NeuMF.grid_logits`); `predict_dense` fills a cells x genes
+float32 array that way.
 """
 
 from __future__ import annotations
@@ -93,22 +94,29 @@ def _restore(path: Path, fp: str, model: NeuMF, opt):
 
 
 def cells_per_block(block_entries: int, n_genes: int) -> int:
-    """Whole cells per training or prediction block: ``block_entries // n_genes``, at least 1."""
+    """Cells per training tile or prediction block of ``n_genes`` genes: ``block_entries // n_genes``, at least 1."""
     return max(1, int(block_entries) // max(1, int(n_genes)))
 
 
-def _train_step_fn(model: NeuMF, opt, strategy, offset_t, jit: bool):
-    """A compiled distributed train step on a block of whole cells; returns the block's (global) loss.
+def tile_shape(block_entries: int, block_genes: int, n_cells: int, n_genes: int) -> tuple[int, int]:
+    """(cells, genes) per training tile: ``block_genes`` genes (every gene when 0 or more than there are)
+    and ``block_entries // genes`` cells (at least one, at most every cell)."""
+    genes = n_genes if block_genes <= 0 else min(int(block_genes), n_genes)
+    return min(cells_per_block(block_entries, genes), n_cells), genes
 
-    The block's weights are normalised by the stream (`scfactor.densify.pairs`), so the weighted sum
-    over every replica's part is the block's mean loss.
+
+def _train_step_fn(model: NeuMF, opt, strategy, offset_t, jit: bool):
+    """A compiled distributed train step on a tile of cells x genes; returns the tile's (global) loss.
+
+    The tile's weights are normalised by the stream (`scfactor.densify.pairs`), so the weighted sum
+    over every replica's part (its share of the tile's cells, every gene of the tile) is the tile's mean loss.
     """
     import tensorflow as tf
 
-    def replica_step(cells, y, w):
+    def replica_step(cells, genes, y, w):
         with tf.GradientTape() as tape:
-            eta = model.grid_logits(cells, training=True, step=opt.step)
-            per = model.entry_loss(y, eta, tf.gather(offset_t, cells)[:, None])
+            eta = model.grid_logits(cells, genes, training=True, step=opt.step)
+            per = model.entry_loss(y, eta, tf.gather(offset_t, cells)[:, None], genes)
             loss = tf.reduce_sum(w * per)
         grads = tape.gradient(loss, model.trainable)
         grads = [tf.convert_to_tensor(gr) for gr in grads]
@@ -124,23 +132,27 @@ def _train_step_fn(model: NeuMF, opt, strategy, offset_t, jit: bool):
     return tf.function(step, jit_compile=jit or None, reduce_retracing=True)
 
 
-def _distribute(strategy, arrays):
-    """A block's arrays as the step's input: split by cells across the replicas (near-equal parts)."""
+def _distribute(strategy, cells, genes, y, w):
+    """A tile as the step's input: cells, counts and weights split by cells across the replicas
+    (near-equal parts), the tile's genes given to every replica."""
     import tensorflow as tf
     n = strategy.num_replicas_in_sync
     if n == 1:
-        return tuple(tf.constant(a) for a in arrays)
-    parts = [np.array_split(a, n) for a in arrays]
-    return strategy.experimental_distribute_values_from_function(
-        lambda ctx: tuple(tf.constant(p[ctx.replica_id_in_sync_group]) for p in parts))
+        return tuple(tf.constant(a) for a in (cells, genes, y, w))
+    parts = [np.array_split(a, n) for a in (cells, y, w)]
+
+    def replica(ctx):
+        c, yy, ww = (p[ctx.replica_id_in_sync_group] for p in parts)
+        return tf.constant(c), tf.constant(genes), tf.constant(yy), tf.constant(ww)
+    return strategy.experimental_distribute_values_from_function(replica)
 
 
 def train_phase(model: NeuMF, x, offset, opts, strategy, epochs: int, phase: str,
                 checkpoint_dir=None, max_blocks_per_epoch=None, on_block=None) -> tuple[list, float]:
     """Train ``model`` for ``epochs`` epochs with a fresh Adam (resuming from ``checkpoint_dir/<phase>.npz``).
 
-    An epoch is every block of ``opts.block_entries // genes`` whole cells x all genes once, in a
-    seeded random order of cells (`scfactor.densify.pairs.BlockStream`). ``opts``: the densify options
+    An epoch is every tile of ``opts.block_entries // opts.block_genes`` cells x ``opts.block_genes``
+    genes once (`tile_shape`), in a seeded random order (`scfactor.densify.pairs.BlockStream`). ``opts``: the densify options
     (`scfactor.densify.cli.DENSIFY`). Returns the per-epoch trace (dicts with epoch, loss, seconds,
     samples_per_s) and the number of (cell, gene) entries processed in this call. ``on_block``: called
     as ``on_block(model, phase, epoch, block)`` after every training step (the benchmark scores the model there).
@@ -148,10 +160,11 @@ def train_phase(model: NeuMF, x, offset, opts, strategy, epochs: int, phase: str
     import tensorflow as tf
     mode = "implicit" if model.loss == "bce" else "pointwise"
     n_rep = strategy.num_replicas_in_sync
-    # near-equal blocks of at least 2 cells per replica leave every replica a part of every block
-    per_block = cells_per_block(opts.block_entries, x.shape[1]) if n_rep == 1 else \
-        max(cells_per_block(opts.block_entries, x.shape[1]), 2 * n_rep)
-    stream = BlockStream(x, per_block, opts.seed, mode=mode, zero_keep=opts.zero_keep, num_neg=opts.num_neg)
+    per_block, per_tile_genes = tile_shape(opts.block_entries, opts.block_genes, *x.shape)
+    if n_rep > 1:  # near-equal blocks of at least 2 cells per replica leave every replica a part of every tile
+        per_block = max(per_block, 2 * n_rep)
+    stream = BlockStream(x, per_block, opts.seed, mode=mode, zero_keep=opts.zero_keep, num_neg=opts.num_neg,
+                         genes_per_block=per_tile_genes)
     opt = make_optimizer(model, opts.lr, strategy)
     fp = checkpoint.fingerprint(x, settings=training_settings(opts, phase, strategy))
     ckpt = Path(checkpoint_dir) / f"{phase}.npz" if checkpoint_dir else None
@@ -170,8 +183,8 @@ def train_phase(model: NeuMF, x, offset, opts, strategy, epochs: int, phase: str
     for epoch in range(start, epochs):
         t0 = time.perf_counter()
         total, n_blocks, n_samples = 0.0, 0, 0
-        for cells, y, w in stream.epoch(epoch, max_blocks_per_epoch):
-            total += float(step(_distribute(strategy, (cells, y, w))))
+        for cells, genes, y, w in stream.epoch(epoch, max_blocks_per_epoch):
+            total += float(step(_distribute(strategy, cells, genes, y, w)))
             n_blocks += 1
             n_samples += y.size
             if on_block is not None:
@@ -229,8 +242,8 @@ def fit(x, opts, strategy, checkpoint_dir=None, on_block=None) -> FitResult:
     return FitResult(model, offset, trace, secs, samples / secs if secs > 0 else float("nan"))
 
 
-def predict_dense(model: NeuMF, offset, n_cells: int, n_genes: int, block_entries: int, out=None) -> np.ndarray:
-    """Predictions for every (cell, gene) as a float32 cells x genes array, a block of whole cells at a time.
+def predict_blocks(model: NeuMF, offset, n_cells: int, n_genes: int, block_entries: int):
+    """Yield ``(start, stop, float32 (stop - start) x genes predictions)`` for consecutive blocks of whole cells.
 
     A block is ``block_entries // n_genes`` cells (at least one) x all genes (`NeuMF.grid_logits`);
     peak extra memory is a few arrays of ``block_entries`` x (widest layer) floats, independent of
@@ -244,8 +257,15 @@ def predict_dense(model: NeuMF, offset, n_cells: int, n_genes: int, block_entrie
     def block(cells):
         return model.mean(model.grid_logits(cells, training=False), tf.gather(off_t, cells)[:, None])
 
-    out = np.empty((n_cells, n_genes), dtype=np.float32) if out is None else out
     for start in range(0, n_cells, per_block):
         stop = min(start + per_block, n_cells)
-        out[start:stop] = block(tf.constant(np.arange(start, stop, dtype=np.int32))).numpy()
+        yield start, stop, block(tf.constant(np.arange(start, stop, dtype=np.int32))).numpy()
+
+
+def predict_dense(model: NeuMF, offset, n_cells: int, n_genes: int, block_entries: int, out=None) -> np.ndarray:
+    """Predictions for every (cell, gene) as a float32 cells x genes array (or into ``out``, e.g. an h5py
+    dataset), a block of whole cells at a time (`predict_blocks`)."""
+    out = np.empty((n_cells, n_genes), dtype=np.float32) if out is None else out
+    for start, stop, values in predict_blocks(model, offset, n_cells, n_genes, block_entries):
+        out[start:stop] = values
     return out
