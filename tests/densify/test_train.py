@@ -72,7 +72,7 @@ def test_checkpoint_holds_the_optimiser_state(tf_cpu, tmp_path):
         step = int(z["adam/step"])
     assert set(res.model.state_names) <= names
     assert {"adam/step", "adam/m0", "adam/v0"} <= names
-    assert step == 2 * int(np.ceil(60 / (256 // 40)))  # blocks of 6 whole cells x 40 genes
+    assert step == 2 * int(np.ceil(60 / (256 // 16))) * int(np.ceil(40 / 16))  # tiles of 16 cells x 16 genes
 
 
 @pytest.mark.parametrize("damage", ["garbage", "truncated", "old_format"])
