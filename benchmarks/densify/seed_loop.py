@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""A faithful re-creation of the NeuMF/LIGER notebook's NeuMF training loop, for throughput comparison only.
+"""A faithful re-creation of the NeuMF/LIGER notebook's NeuMF training loop, for the speed comparison only.
 
 TF1-style: ``tf.compat.v1`` graph with placeholders of shape (None, 1), ``tf.Variable`` embeddings
 (``random_uniform``, 20 per tower), the notebook's NeuMF layer stack (section 6 of the notebook: MLP
@@ -9,8 +9,11 @@ Adam(lr 0.001, epsilon 1), mini-batches of 128 made by ``sklearn.utils.shuffle``
 and one ``session.run([step, loss], feed_dict)`` per batch with ``np.array(...).reshape(-1, 1)``
 as in the notebook. The notebook's tqdm bar is left out (it only makes the notebook's loop slower).
 
-Prints one JSON line: samples/s of the loop over ``--steps`` batches and the time of the per-epoch
-shuffle, so that an epoch time can be extrapolated.
+Trains until ``--seconds`` of CPU time (training only) or ``--epochs`` epochs, whichever comes first,
+scoring the held-out entries (``--heldout``, `scfactor.densify.heldout` metrics) every
+``--eval-every`` mini-batches with the CPU time of scoring left out. Prints one JSON line: the
+training CPU seconds at which each ``--levels`` held-out Pearson(log1p) was first reached, the
+trace of (CPU seconds, entries seen, Pearson), the final held-out scores and samples/s.
 """
 
 from __future__ import annotations
@@ -21,24 +24,36 @@ import math
 import os
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "workflow"))
 
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--matrix", required=True, help=".npz with a CSR training matrix (scipy.sparse.save_npz)")
-    p.add_argument("--steps", type=int, default=3000, help="mini-batches to time")
+    p.add_argument("--heldout", required=True, help=".npz with the hidden entries: rows, cols, values")
+    p.add_argument("--seconds", type=float, default=600.0, help="CPU-second budget of training")
+    p.add_argument("--epochs", type=float, default=10.0, help="epoch budget of training")
+    p.add_argument("--eval-every", type=int, default=2000, help="mini-batches between held-out scorings")
+    p.add_argument("--levels", type=float, nargs="+", default=[0.5, 0.6, 0.7, 0.8])
     p.add_argument("--batch-size", type=int, default=128)
-    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--seed", type=int, default=0)
     args = p.parse_args(argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import scipy.sparse as sp
     import tensorflow.compat.v1 as tf
     from sklearn.utils import shuffle
+
+    from scfactor.densify.heldout import heldout_metrics
     tf.disable_v2_behavior()
 
     x = sp.load_npz(args.matrix).toarray()
+    with np.load(args.heldout) as z:
+        h_rows, h_cols, h_vals = z["rows"], z["cols"], z["values"]
     n_cells, n_genes = x.shape
     # the notebook's long table: every (cell, gene, expression) entry, zeros included
     cids = np.repeat(np.arange(n_cells), n_genes)
@@ -48,6 +63,7 @@ def main(argv=None):
 
     graph = tf.Graph()
     with graph.as_default():
+        tf.set_random_seed(args.seed)
         cell = tf.placeholder(tf.int32, shape=(None, 1))
         gene = tf.placeholder(tf.int32, shape=(None, 1))
         label = tf.placeholder(tf.int32, shape=(None, 1))
@@ -83,31 +99,45 @@ def main(argv=None):
     session = tf.Session(config=config, graph=graph)
     session.run(init)
 
-    # the notebook's random_mini_batches (sklearn shuffle + slicing), timed as the per-epoch overhead
-    t0 = time.perf_counter()
-    shuffled_c, shuffled_g, shuffled_l = shuffle(cids, gids, values, random_state=0)
-    n_batches = int(math.ceil(len(cids) / args.batch_size))
-    t_shuffle = time.perf_counter() - t0
-    steps = min(args.steps, n_batches)
+    def score():
+        pred = session.run(output_layer, {cell: h_rows.reshape(-1, 1), gene: h_cols.reshape(-1, 1)}).ravel()
+        return heldout_metrics(pred, h_vals)
+
     b = args.batch_size
-    for k in range(20):  # warm-up
-        session.run([step, loss], {cell: np.array(shuffled_c[k * b:(k + 1) * b]).reshape(-1, 1),
-                                   gene: np.array(shuffled_g[k * b:(k + 1) * b]).reshape(-1, 1),
-                                   label: np.array(shuffled_l[k * b:(k + 1) * b]).reshape(-1, 1)})
-    t0 = time.perf_counter()
-    for k in range(steps):
-        minibatch = (shuffled_c[k * b:(k + 1) * b], shuffled_g[k * b:(k + 1) * b], shuffled_l[k * b:(k + 1) * b])
-        feed_dict = {cell: np.array(minibatch[0]).reshape(-1, 1),
-                     gene: np.array(minibatch[1]).reshape(-1, 1),
-                     label: np.array(minibatch[2]).reshape(-1, 1)}
-        _, l = session.run([step, loss], feed_dict)
-    dt = time.perf_counter() - t0
-    sps = steps * b / dt
-    entries = n_cells * n_genes
-    print(json.dumps({"impl": "seed_tf1_feed_dict", "batch_size": b, "steps_timed": steps,
-                      "samples_per_s": sps, "shuffle_s": t_shuffle,
-                      "epoch_s_extrapolated": entries / sps + t_shuffle, "entries": entries,
-                      "final_loss": float(l)}))
+    n_batches = int(math.ceil(len(cids) / b))
+    levels = sorted(args.levels)
+    reached, trace = {}, []
+    cpu, seen, epoch, l = 0.0, 0, 0, float("nan")
+    wall0 = time.perf_counter()
+    while cpu < args.seconds and epoch < args.epochs:
+        t0 = time.process_time()
+        # the notebook's random_mini_batches (sklearn shuffle + slicing), once per epoch
+        shuffled_c, shuffled_g, shuffled_l = shuffle(cids, gids, values, random_state=args.seed + epoch)
+        cpu += time.process_time() - t0
+        for k in range(n_batches):
+            t0 = time.process_time()
+            minibatch = (shuffled_c[k * b:(k + 1) * b], shuffled_g[k * b:(k + 1) * b], shuffled_l[k * b:(k + 1) * b])
+            feed_dict = {cell: np.array(minibatch[0]).reshape(-1, 1),
+                         gene: np.array(minibatch[1]).reshape(-1, 1),
+                         label: np.array(minibatch[2]).reshape(-1, 1)}
+            _, l = session.run([step, loss], feed_dict)
+            cpu += time.process_time() - t0
+            seen += len(minibatch[0])
+            if (k + 1) % args.eval_every == 0 or k == n_batches - 1:
+                r = score()["pearson_log1p"]
+                trace.append([round(cpu, 3), seen, r])
+                for lev in levels:
+                    if lev not in reached and r >= lev:
+                        reached[lev] = cpu
+            if cpu >= args.seconds or seen >= args.epochs * len(cids):
+                break
+        epoch += 1
+    final = score()
+    print(json.dumps({"impl": "seed_tf1_feed_dict", "batch_size": b, "fit_cpu_s": cpu,
+                      "fit_wall_s": time.perf_counter() - wall0, "entries_seen": seen,
+                      "epochs_seen": seen / len(cids), "samples_per_cpu_s": seen / cpu,
+                      "time_to_level": {str(k): reached.get(k) for k in levels}, "trace": trace,
+                      "final_loss": float(l), **{f"final_{k}": v for k, v in final.items()}}))
     return 0
 
 

@@ -35,7 +35,7 @@ def write_preprocessed(path, counts, batch="b1", float_counts=False):
 def densify_args(inp, out_dir, *extra, epochs=2):
     """Arguments of the densify step for a small, fast run writing out.h5ad / out.tsv in ``out_dir``."""
     out_dir = Path(out_dir)
-    return ["--input", inp, "--batch", "b1", "--genes", "all", "--epochs", epochs, "--batch-size", 512,
+    return ["--input", inp, "--batch", "b1", "--genes", "all", "--epochs", epochs, "--block-entries", 512,
             "--embedding-dim", 8, "--layers", 16, 8, "--threads", 1, "--output", out_dir / "out.h5ad",
             "--heldout-table", out_dir / "out.tsv", *extra]
 

@@ -26,7 +26,7 @@ def test_recovers_planted_low_rank_poisson(tf_cpu, arch, loss):
     from scfactor.densify.train import fit, predict_dense
     x, mu = planted_counts()
     train, held = heldout.mask_nonzeros(x, 0.1, seed=0)
-    opts = DENSIFY.defaults(arch=arch, loss=loss, embedding_dim=8, layers=(16, 8), epochs=15, batch_size=1024,
+    opts = DENSIFY.defaults(arch=arch, loss=loss, embedding_dim=8, layers=(16, 8), epochs=15, block_entries=1024,
                             lr=0.01)
     res = fit(train, opts, tf_cpu)
     pred = predict_dense(res.model, res.offset, *x.shape, block_entries=1000)
@@ -46,10 +46,17 @@ def test_recovers_planted_low_rank_poisson(tf_cpu, arch, loss):
 def test_block_prediction_does_not_depend_on_block_size(tf_cpu):
     from scfactor.densify.train import fit, predict_dense
     x, _ = planted_counts(40, 30)
-    res = fit(x, DENSIFY.defaults(embedding_dim=4, layers=(8, 4), epochs=1, batch_size=256), tf_cpu)
+    res = fit(x, DENSIFY.defaults(embedding_dim=4, layers=(8, 4), epochs=1, block_entries=256, block_genes=8), tf_cpu)
     a = predict_dense(res.model, res.offset, *x.shape, block_entries=1)  # one cell per block
     b = predict_dense(res.model, res.offset, *x.shape, block_entries=10 ** 6)
     np.testing.assert_allclose(a, b, rtol=1e-5)
+    # a tile of some cells x some genes (training's form) is the per-pair model at those pairs
+    cells, genes = np.array([3, 7, 11], np.int32), np.array([2, 5, 29], np.int32)
+    tile = res.model.grid_logits(cells, genes).numpy()
+    c, g = np.meshgrid(cells, genes, indexing="ij")
+    pairs = res.model.logits(c.ravel(), g.ravel()).numpy().reshape(tile.shape)
+    np.testing.assert_allclose(tile, pairs, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(res.model.grid_logits(cells).numpy()[:, genes], tile, rtol=1e-5, atol=1e-6)
 
 
 def test_pretraining_learns_and_implicit_loss_runs(tf_cpu):
@@ -57,13 +64,13 @@ def test_pretraining_learns_and_implicit_loss_runs(tf_cpu):
     from scfactor.densify.train import fit, predict_dense
     x, _ = planted_counts(60, 40)
     res = fit(x, DENSIFY.defaults(loss="bce", embedding_dim=4, layers=(8, 4), epochs=1, pretrain_epochs=4,
-                                  batch_size=256), tf_cpu)
+                                  block_entries=256), tf_cpu)
     assert set(res.trace) == {"pretrain_gmf", "pretrain_mlp", "neumf"}
     for phase in ("pretrain_gmf", "pretrain_mlp"):
         loss = [e["loss"] for e in res.trace[phase]]
         assert len(loss) == 4 and loss[-1] < loss[0], (phase, loss)
     cold = fit(x, DENSIFY.defaults(loss="bce", embedding_dim=4, layers=(8, 4), epochs=1, pretrain_epochs=0,
-                                   batch_size=256), tf_cpu)
+                                   block_entries=256), tf_cpu)
     assert res.trace["neumf"][0]["loss"] < cold.trace["neumf"][0]["loss"]
     p = predict_dense(res.model, res.offset, *x.shape, block_entries=DENSIFY.defaults().predict_block)
     assert np.all((p >= 0) & (p <= 1))
@@ -76,7 +83,7 @@ def test_training_with_dropout_needs_the_optimiser_step(tf_cpu):
     opts = DENSIFY.defaults(arch="mlp", embedding_dim=4, layers=(8, 4))
     model = build_model("mlp", x, size_factors(x), opts, tf_cpu)
     with pytest.raises(ValueError, match="step"):
-        model.logits(np.arange(4, dtype=np.int32), np.arange(4, dtype=np.int32), training=True)
+        model.grid_logits(np.arange(4, dtype=np.int32), training=True)
 
 
 MIRRORED = r'''
@@ -89,7 +96,8 @@ from densify.data import planted_counts
 from scfactor.densify.cli import DENSIFY
 from scfactor.densify.train import fit
 x, _ = planted_counts(100, 60)
-opts = DENSIFY.defaults(arch="neumf", loss="nb", embedding_dim=8, layers=(16, 8), epochs=3, batch_size=512, lr=0.01)
+opts = DENSIFY.defaults(arch="neumf", loss="nb", embedding_dim=8, layers=(16, 8), epochs=3, block_entries=512,
+                        block_genes=32, lr=0.01)
 out = {}
 for name, st in [("one", tf.distribute.OneDeviceStrategy("/cpu:0")),
                  ("mirrored", tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"]))]:

@@ -1,4 +1,4 @@
-"""Streaming (cell, gene) training batches from a sparse matrix."""
+"""Training tiles of cells x genes (whole-cell blocks when a tile holds every gene), streamed from a sparse matrix."""
 
 from __future__ import annotations
 
@@ -6,52 +6,76 @@ import numpy as np
 import pytest
 
 from densify.data import planted_counts
-from scfactor.densify.pairs import PairStream
+from scfactor.densify.pairs import BlockStream
 
-FULL = dict(zero_keep=1.0, num_neg=4, chunk_entries=1 << 20)
-
-
-def _collect(stream, epoch):
-    parts = list(stream.epoch(epoch))
-    return [np.concatenate([p[i] for p in parts]) for i in range(4)]
+FULL = dict(zero_keep=1.0, num_neg=4)
 
 
-def test_pointwise_epoch_visits_every_entry_once_in_a_new_order():
+def test_pointwise_epoch_visits_every_cell_once_in_a_new_order():
     x, _ = planted_counts(50, 30)
-    s = PairStream(x, batch_size=256, seed=1, **{**FULL, "chunk_entries": 300})
-    c, g, y, w = _collect(s, 0)
-    real = w > 0
-    assert real.sum() == 50 * 30
-    keys = c[real].astype(np.int64) * 30 + g[real]
-    assert np.unique(keys).size == 50 * 30
-    np.testing.assert_array_equal(y[real], x.toarray()[c[real], g[real]])
-    c0, g0, _, _ = _collect(s, 0)
-    c1, _, _, _ = _collect(s, 1)
-    np.testing.assert_array_equal(c, c0)
-    assert not np.array_equal(c, c1)
-    assert all(p[0].size == 256 for p in s.epoch(0))
+    s = BlockStream(x, cells_per_block=7, seed=1, **FULL)
+    blocks = list(s.epoch(0))
+    assert len(blocks) == s.steps_per_epoch == 8
+    assert {b[0].size for b in blocks} <= {6, 7}  # near-equal blocks, at most 7 cells
+    cells = np.concatenate([b[0] for b in blocks])
+    np.testing.assert_array_equal(np.sort(cells), np.arange(50))
+    dense = x.toarray()
+    for c, g, y, w in blocks:
+        np.testing.assert_array_equal(g, np.arange(30))
+        assert y.shape == w.shape == (c.size, 30)
+        np.testing.assert_array_equal(y, dense[c])
+        np.testing.assert_allclose(w.sum(), 1.0, rtol=1e-5)  # weights give the block's mean loss
+    again = np.concatenate([b[0] for b in s.epoch(0)])
+    other = np.concatenate([b[0] for b in s.epoch(1)])
+    np.testing.assert_array_equal(cells, again)
+    assert not np.array_equal(cells, other)
+    assert len(list(s.epoch(0, max_blocks=3))) == 3
+
+
+def test_tiles_cover_every_entry_once_per_epoch_in_a_new_order():
+    x, _ = planted_counts(50, 30)
+    s = BlockStream(x, cells_per_block=7, seed=1, genes_per_block=8, **FULL)
+    assert (s.cell_blocks, s.gene_blocks, s.steps_per_epoch) == (8, 4, 32)
+    dense = x.toarray()
+    seen = np.zeros(dense.shape, dtype=int)
+    tiles = list(s.epoch(0))
+    for c, g, y, w in tiles:
+        assert c.size in (6, 7) and g.size in (7, 8) and np.all(np.diff(g) > 0)
+        np.testing.assert_array_equal(y, dense[np.ix_(c, g)])
+        np.testing.assert_allclose(w.sum(), 1.0, rtol=1e-5)
+        seen[np.ix_(c, g)] += 1
+    np.testing.assert_array_equal(seen, 1)  # every (cell, gene) entry exactly once
+    # consecutive tiles mix cell blocks (not all gene blocks of one cell block in a row)
+    firsts = [frozenset(t[0]) for t in tiles[:4]]
+    assert len(set(firsts)) > 1
+    again = [(t[0].tolist(), t[1].tolist()) for t in s.epoch(0)]
+    other = [(t[0].tolist(), t[1].tolist()) for t in s.epoch(1)]
+    assert again == [(t[0].tolist(), t[1].tolist()) for t in tiles] and other != again
 
 
 def test_zero_subsampling_weights_are_unbiased():
     x, _ = planted_counts(300, 40)
-    s = PairStream(x, batch_size=1024, seed=0, **{**FULL, "zero_keep": 0.2})
-    est = []
-    for e in range(5):
-        c, g, y, w = _collect(s, e)
-        n_kept = (w > 0).sum()
-        est.append((w * (y == 0)).sum() / n_kept)  # estimates the fraction of zeros in the matrix
-        np.testing.assert_allclose((w * y).sum() / n_kept, x.sum() / (300 * 40), rtol=0.05)
-    frac_zero = 1 - x.nnz / (300 * 40)
-    assert np.mean(est) == pytest.approx(frac_zero, rel=0.05)
-    assert s.samples_per_epoch < 0.8 * 300 * 40
-
-
-def test_implicit_negatives_are_zeros():
-    x, _ = planted_counts(60, 200)
-    s = PairStream(x, batch_size=512, seed=0, mode="implicit", **{**FULL, "num_neg": 3})
-    c, g, y, w = _collect(s, 0)
-    real = w > 0
+    s = BlockStream(x, cells_per_block=50, seed=0, **{**FULL, "zero_keep": 0.2})
     dense = x.toarray()
-    assert (y[real] == 1).sum() == x.nnz
-    assert np.all(dense[c[real & (y == 0)], g[real & (y == 0)]] == 0)
-    assert np.all(dense[c[real & (y == 1)], g[real & (y == 1)]] > 0)
+    est_zero, est_mean = [], []
+    for e in range(5):
+        for c, _, y, w in s.epoch(e):
+            np.testing.assert_allclose(w[y > 0], 1.0 / y.size, rtol=1e-6)  # every nonzero counts once
+            est_zero.append((w * (y == 0)).sum() / (dense[c] == 0).mean())
+            est_mean.append((w * y).sum() / dense[c].mean())
+    assert np.mean(est_zero) == pytest.approx(1.0, rel=0.03)
+    assert np.mean(est_mean) == pytest.approx(1.0, rel=1e-5)
+    assert np.mean([(w > 0).mean() for *_, w in s.epoch(0)]) < 0.8
+
+
+def test_implicit_negatives_are_zeros_of_the_same_cell():
+    x, _ = planted_counts(60, 200)
+    s = BlockStream(x, cells_per_block=16, seed=0, mode="implicit", **{**FULL, "num_neg": 3})
+    dense = x.toarray()
+    for c, _, y, w in s.epoch(0):
+        np.testing.assert_array_equal(y, (dense[c] > 0).astype(np.float32))
+        draws = np.round(w * w[y == 1][0] ** -1).astype(int)  # weights in units of one sample
+        assert np.all(draws[y == 1] == 1)
+        np.testing.assert_array_equal(draws[y == 0].reshape(-1) >= 0, True)
+        # each cell: its positives and num_neg draws per positive, all among its own zeros
+        np.testing.assert_array_equal((draws * (y == 0)).sum(axis=1), 3 * (dense[c] > 0).sum(axis=1))

@@ -15,7 +15,7 @@ def test_rule_options_and_targets():
     cfg = {"datasets": {"kang": {"batch_key": "condition", "batches": ["ctrl", "stim"]}, "p": {}},
            "densify": {"targets": {"kang": ["ctrl"], "p": ["all"]}, "genes": "liger", "layer": "counts",
                        "arch": "neumf", "loss": "nb", "embedding_dim": 20, "dropout": 0.2, "bn_layers": 2,
-                       "epochs": 3, "batch_size": 100, "lr": 0.01, "zero_keep": 1.0, "num_neg": 4,
+                       "epochs": 3, "block_entries": 100, "lr": 0.01, "zero_keep": 1.0, "num_neg": 4,
                        "pretrain_epochs": 0, "heldout_frac": 0.1, "svd_rank": 20, "predict_block": 1000,
                        "accelerator": "auto", "seed": 0, "layers": [64, 32], "threads": 2, "mem_mb": 4000,
                        "runtime": 60}}

@@ -27,12 +27,11 @@ def densify(argv=None) -> int:
     check_options(opts)
     adata = validate_input(args.input, args.batch, opts)
     strategy = prepare_tf(opts, args.threads)
-    out, table = densify_batch(adata, opts, strategy, checkpoint_dir=remote.stage(args.checkpoint_dir),
-                               source=dict(input=str(args.input), batch=args.batch))
     with io.all_or_nothing(args.output, args.heldout_table):
-        io.write_h5ad(out, args.output)
+        table = densify_batch(adata, opts, strategy, args.output, checkpoint_dir=remote.stage(args.checkpoint_dir),
+                              source=dict(input=str(args.input), batch=args.batch))
         io.write_table(table, args.heldout_table)
-    cli.LOG.info("wrote %s (%d cells x %d genes) and %s", args.output, out.n_obs, out.n_vars, args.heldout_table)
+    cli.LOG.info("wrote %s (%d cells x %d genes) and %s", args.output, adata.n_obs, adata.n_vars, args.heldout_table)
     return 0
 
 

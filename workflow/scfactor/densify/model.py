@@ -16,6 +16,9 @@ Losses, and what the dense prediction means:
 * ``bce``: implicit feedback as in NCF: nonzero = 1, ``num_neg`` sampled zeros per nonzero = 0;
   predicts the probability that the gene is detected in the cell (not a count).
 
+The computation is dense (`NeuMF.grid_logits`): a tile of cells x genes (every gene when predicting)
+as matrix products, the MLP's first layer split into a per-cell and a per-gene part.
+
 The model is a plain object holding variables created under the caller's distribution strategy
 (aggregation ``ONLY_FIRST_REPLICA``: every replica applies the same all-reduced update). It has no
 optimiser of its own: training (`scfactor.densify.train`) uses `scfactor.core.optim.Adam`, whose step
@@ -112,11 +115,45 @@ class NeuMF:
         self._tf = tf
 
     # ------------------------------------------------------------------ forward pass
-    def logits(self, c, g, training: bool = False, step=None):
-        """The linear predictor ``eta`` for index vectors ``c`` (cells) and ``g`` (genes).
+    def grid_logits(self, cells, genes=None, training: bool = False, step=None):
+        """The linear predictor ``eta`` of a tile of cells x genes, shape (len(cells), len(genes)).
 
-        ``training``: batch statistics and dropout; ``step`` (the optimiser's step counter, a variable
-        or tensor) then keys the dropout masks and is required when ``dropout > 0``.
+        ``genes``: the tile's genes (int32 indices), or None for every gene. Dense matrix products,
+        no (cell, gene) pairs: the GMF tower's output is ``(cell_emb * w_gmf) @ gene_emb.T``; the MLP
+        tower's first layer on ``concat(cell, gene)`` splits into a cell part and a gene part
+        (``cell_emb @ W0[:d]`` + ``gene_emb @ W0[d:]``), so it is a broadcast sum over the tile, and
+        the later layers are matrix products over the (cells x genes) rows. ``training``: batch
+        statistics (over the whole tile) and dropout; ``step`` (the optimiser's step counter) then
+        keys the dropout masks.
+        """
+        tf = self._tf
+        v = self.vars
+
+        def gene_rows(name):
+            return v[name] if genes is None else tf.gather(v[name], genes)
+
+        d = self.emb_dim
+        out_w = v["out_w"]
+        gene_bias = gene_rows("gene_bias")
+        eta = v["out_b"][0] + gene_bias[None, :]
+        if self.arch in ("gmf", "neumf"):
+            cell = tf.gather(v["gmf_cell"], cells) * tf.transpose(out_w[:d])
+            eta = eta + tf.matmul(cell, gene_rows("gmf_gene"), transpose_b=True)
+        if self.arch in ("mlp", "neumf"):
+            w0 = v["mlp_w0"]
+            a = tf.matmul(tf.gather(v["mlp_cell"], cells), w0[:d])
+            b = tf.matmul(gene_rows("mlp_gene"), w0[d:]) + v["mlp_b0"]
+            h = tf.reshape(a[:, None, :] + b[None, :, :], [-1, self.layers[0]])
+            h = self._tower(h, training, step)
+            w_out = out_w[d:] if self.arch == "neumf" else out_w
+            eta = eta + tf.reshape(tf.matmul(h, w_out), [-1, tf.shape(b)[0]])
+        return eta
+
+    def logits(self, c, g):
+        """``eta`` at (cell, gene) index pairs ``c``, ``g`` (inference: running batch-norm statistics).
+
+        The per-pair form of `grid_logits` (gathered embeddings, ``concat`` then layer 1), kept as
+        the reference the grid computation is tested against.
         """
         tf = self._tf
         v = self.vars
@@ -124,43 +161,29 @@ class NeuMF:
         if self.arch in ("gmf", "neumf"):
             parts.append(tf.gather(v["gmf_cell"], c) * tf.gather(v["gmf_gene"], g))
         if self.arch in ("mlp", "neumf"):
-            h = self._first_layer(c, g)
-            for i in range(len(self.layers)):
-                if i > 0:
-                    h = tf.matmul(h, v[f"mlp_w{i}"])
-                h = tf.nn.relu(h + v[f"mlp_b{i}"])
-                if i < self.bn_layers:
-                    h = self._batch_norm(h, i, training)
-                    h = self._dropout(h, training, i + 1, step)
-            parts.append(h)
+            h = tf.concat([tf.gather(v["mlp_cell"], c), tf.gather(v["mlp_gene"], g)], axis=1)
+            parts.append(self._tower(tf.matmul(h, v["mlp_w0"]) + v["mlp_b0"], False, None))
         z = parts[0] if len(parts) == 1 else tf.concat(parts, axis=1)
         return tf.squeeze(tf.matmul(z, v["out_w"]), 1) + v["out_b"][0] + tf.gather(v["gene_bias"], g)
 
-    def _first_layer(self, c, g):
-        """``concat(cell_emb, gene_emb) @ W0`` for a batch, without bias.
-
-        When the batch is larger than the number of cells + genes, the product is computed per
-        cell and per gene once (``cell_emb @ W0[:d]`` and ``gene_emb @ W0[d:]``) and gathered,
-        which is the same number but skips a (batch x 2d x units) matrix product.
-        """
+    def _tower(self, h, training, step):
+        """The MLP tower from layer 1's pre-activation (bias included) to its last layer's output."""
         tf = self._tf
         v = self.vars
-        d = self.emb_dim
-        w0 = v["mlp_w0"]
-        n_c, n_g = v["mlp_cell"].shape[0], v["mlp_gene"].shape[0]
-        batch = c.shape[0]
-        if batch is not None and batch > n_c + n_g:
-            a = tf.matmul(v["mlp_cell"], w0[:d])
-            b = tf.matmul(v["mlp_gene"], w0[d:])
-            return tf.gather(a, c) + tf.gather(b, g)
-        h = tf.concat([tf.gather(v["mlp_cell"], c), tf.gather(v["mlp_gene"], g)], axis=1)
-        return tf.matmul(h, w0)
+        for i in range(len(self.layers)):
+            if i > 0:
+                h = tf.matmul(h, v[f"mlp_w{i}"]) + v[f"mlp_b{i}"]
+            h = tf.nn.relu(h)
+            if i < self.bn_layers:
+                h = self._batch_norm(h, i, training)
+                h = self._dropout(h, training, i + 1, step)
+        return h
 
     def _dropout(self, h, training, layer, step):
         if not training or self.dropout <= 0:
             return h
         if step is None:
-            raise ValueError("training with dropout needs the optimiser's step (logits(..., step=opt.step))")
+            raise ValueError("training with dropout needs the optimiser's step (grid_logits(..., step=opt.step))")
         tf = self._tf
         ctx = tf.distribute.get_replica_context()
         rid = tf.cast(ctx.replica_id_in_sync_group, tf.int64) if ctx is not None else tf.constant(0, tf.int64)
@@ -179,17 +202,22 @@ class NeuMF:
         return tf.nn.batch_normalization(h, mean, var, v[f"bn_beta{i}"], v[f"bn_gamma{i}"], eps)
 
     # ------------------------------------------------------------------ likelihoods
-    def entry_loss(self, y, eta, offset, g):
-        """Per-entry loss (negative log-likelihood up to nothing: constants included)."""
+    def entry_loss(self, y, eta, offset, genes=None):
+        """Per-entry loss (negative log-likelihood, constants included) of a (cells x genes) tile.
+
+        ``offset``: the cells' log size factors, shape (cells, 1); ``genes``: the tile's genes (None:
+        every gene); per-gene terms (the NB dispersion) broadcast over the last axis, computed once
+        per gene.
+        """
         tf = self._tf
         if self.loss == "poisson":
             log_mu = eta + offset
             return tf.exp(log_mu) - y * log_mu + tf.math.lgamma(y + 1.0)
         if self.loss == "nb":
             log_mu = eta + offset
-            log_theta = tf.gather(self.vars["log_theta"], g)
+            log_theta = self.vars["log_theta"] if genes is None else tf.gather(self.vars["log_theta"], genes)
             theta = tf.exp(log_theta)
-            log_tm = tf.reduce_logsumexp(tf.stack([log_theta, log_mu]), axis=0)
+            log_tm = tf.maximum(log_theta, log_mu) + tf.math.log1p(tf.exp(-tf.abs(log_theta - log_mu)))
             ll = (tf.math.lgamma(y + theta) - tf.math.lgamma(theta) - tf.math.lgamma(y + 1.0)
                   + theta * (log_theta - log_tm) + y * (log_mu - log_tm))
             return -ll

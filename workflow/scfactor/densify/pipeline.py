@@ -1,9 +1,9 @@
 """The densify steps' logic: input checks, TensorFlow set-up, train + evaluate + assemble, figure inputs.
 
-`validate_input` opens and checks the preprocessed matrix of one batch, `prepare_tf` sets threads /
-determinism and picks the distribution strategy (`scfactor.core.device`), `densify_batch` hides the
-held-out entries, trains (`scfactor.densify.train.fit`), predicts the whole matrix and returns the
-output AnnData and the held-out metrics table. `heldout_figure` reads a densify output back and draws
+`validate_input` reads and checks the counts of one batch block by block (`scfactor.densify.stream`),
+`prepare_tf` sets threads / determinism and picks the distribution strategy (`scfactor.core.device`),
+`densify_batch` hides the held-out entries, trains (`scfactor.densify.train.fit`), writes the output
+with the whole matrix predicted one block of cells at a time, and returns the held-out metrics table. `heldout_figure` reads a densify output back and draws
 its figure (`scfactor.densify.plots`).
 """
 
@@ -17,8 +17,7 @@ import scipy.sparse as sp
 
 from ..core.errors import InputError, ScfactorError
 from ..core.log import LOG
-from ..preprocess import contract
-from . import heldout
+from . import heldout, stream
 from .model import COUNT_LOSSES
 
 _PREDICTS = {
@@ -38,11 +37,12 @@ def check_options(opts) -> None:
 
 
 def validate_input(path, batch, opts):
-    """Open the preprocessed matrix of ``batch`` and check it suits ``opts.loss`` (or raise `InputError`)."""
+    """Read and check the counts of ``batch`` for ``opts.loss`` (or raise `InputError`), block by block
+    (`scfactor.densify.stream.read_counts`: the matrix is never dense in memory)."""
     needs_counts = opts.loss in COUNT_LOSSES
     layer = opts.layer
     try:
-        adata = contract.load_preprocessed(path, batch=batch, genes=opts.genes, layer=layer, integer=needs_counts)
+        adata = stream.read_counts(path, batch, opts.genes, layer, integer=needs_counts)
     except InputError as exc:
         if needs_counts and "non-integer" in exc.problem:
             raise InputError(exc.path, f"{exc.problem} (loss {opts.loss} models counts; "
@@ -67,42 +67,63 @@ def prepare_tf(opts, threads: int):
     LOG.info("TensorFlow %s, strategy %s with %d replica(s)", tf.__version__,
              type(strategy).__name__, strategy.num_replicas_in_sync)
     if strategy.num_replicas_in_sync > 1:
-        LOG.info("the global batch is split across %d replicas", strategy.num_replicas_in_sync)
+        LOG.info("each block of cells is split across %d replicas", strategy.num_replicas_in_sync)
     return strategy
 
 
-def densify_batch(adata, opts, strategy, checkpoint_dir=None, source=None):
-    """Train on ``adata.X`` (CSR counts) with a held-out mask; return (output AnnData, metrics table).
+def densify_batch(adata, opts, strategy, output, checkpoint_dir=None, source=None) -> pd.DataFrame:
+    """Train on ``adata.X`` (CSR counts) with a held-out mask, write the output .h5ad to ``output`` (its
+    dense ``layers['neumf']`` one block of cells at a time, `scfactor.densify.stream.write_densified`) and
+    return the held-out metrics table.
 
     ``source``: names recorded in ``uns['neumf']['params']`` besides the options (input, batch).
     """
     import anndata as ad
 
-    from .train import fit, predict_dense
+    from .train import fit, predict_blocks
     x = sp.csr_matrix(adata.X)
-    if opts.batch_size % strategy.num_replicas_in_sync:
-        raise ScfactorError(f"--batch-size {opts.batch_size} is not divisible by the "
-                            f"{strategy.num_replicas_in_sync} replicas")
     train, held = heldout.mask_nonzeros(x, opts.heldout_frac, opts.seed)
     LOG.info("%d cells x %d genes, %d nonzeros; %d hidden for evaluation", x.shape[0], x.shape[1],
              x.nnz, len(held))
     result = fit(train, opts, strategy, checkpoint_dir=checkpoint_dir)
-    LOG.info("trained in %.1f s (%.0f samples/s); predicting %d x %d in blocks of %d entries",
-             result.seconds, result.samples_per_s, x.shape[0], x.shape[1], opts.predict_block)
-    dense = predict_dense(result.model, result.offset, x.shape[0], x.shape[1], opts.predict_block)
-    name = f"{opts.arch}_{opts.loss}"
-    if len(held):
-        preds = {name: dense[held.rows, held.cols], **heldout.baselines(train, held, opts.svd_rank, opts.seed)}
-        table = heldout.evaluate(preds, held)
-        for _, r in table.iterrows():
-            LOG.info("held-out %s: Pearson(log1p) %.4f, Spearman(log1p) %.4f, median |err| %.3f, RMSE %.3f",
-                     r["method"], r["pearson_log1p"], r["spearman_log1p"], r["median_abs_error"], r["rmse"])
-    else:
-        table = heldout.evaluate({}, held)
+    LOG.info("trained in %.1f s (%.0f samples/s); predicting %d x %d in blocks of %d entries into %s",
+             result.seconds, result.samples_per_s, x.shape[0], x.shape[1], opts.predict_block, output)
+    held_pred = np.empty(len(held), dtype=np.float32)
+    order = np.argsort(held.rows, kind="stable")
+    sorted_rows = held.rows[order]
+
+    def blocks():
+        for start, stop, values in predict_blocks(result.model, result.offset, *x.shape, opts.predict_block):
+            sel = order[np.searchsorted(sorted_rows, start):np.searchsorted(sorted_rows, stop)]
+            held_pred[sel] = values[held.rows[sel] - start, held.cols[sel]]
+            yield start, stop, values
+
+    table = {}
+
+    def uns():
+        table["t"] = _heldout_table(f"{opts.arch}_{opts.loss}", held_pred, train, held, opts)
+        return {"neumf": _record(opts, source, result, table["t"], held)}
+
     out = ad.AnnData(X=sp.csr_matrix(x, dtype=np.float32), obs=adata.obs.copy(), var=adata.var.copy())
     out.layers["counts"] = sp.csr_matrix(x, dtype=np.int32) if opts.loss in COUNT_LOSSES else x.copy()
-    out.layers["neumf"] = dense
-    out.uns["neumf"] = {
+    stream.write_densified(output, out, blocks(), uns)
+    return table["t"]
+
+
+def _heldout_table(name, pred, train, held, opts) -> pd.DataFrame:
+    """The held-out metrics of the model (``pred`` at the hidden entries) and of the baselines, logged."""
+    if not len(held):
+        return heldout.evaluate({}, held)
+    table = heldout.evaluate({name: pred, **heldout.baselines(train, held, opts.svd_rank, opts.seed)}, held)
+    for _, r in table.iterrows():
+        LOG.info("held-out %s: Pearson(log1p) %.4f, Spearman(log1p) %.4f, median |err| %.3f, RMSE %.3f",
+                 r["method"], r["pearson_log1p"], r["spearman_log1p"], r["median_abs_error"], r["rmse"])
+    return table
+
+
+def _record(opts, source, result, table, held) -> dict:
+    """``uns['neumf']`` of the output: every setting, what the layer means, the trace and the held-out scores."""
+    return {
         "params": {**_plain(asdict(opts)), **_plain(source or {})},
         "predicts": _PREDICTS[opts.loss],
         "trace": {phase: pd.DataFrame(t).to_dict(orient="list") for phase, t in result.trace.items()},
@@ -113,7 +134,6 @@ def densify_batch(adata, opts, strategy, checkpoint_dir=None, source=None):
         "heldout_rows": held.rows.astype(np.int32),
         "heldout_cols": held.cols.astype(np.int32),
     }
-    return out, table
 
 
 def _plain(d: dict) -> dict:

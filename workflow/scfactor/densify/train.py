@@ -7,8 +7,10 @@ checkpointed after every epoch with `scfactor.core.checkpoint` to ``<checkpoint_
 training matrix and every setting that changes the result, ``epochs`` included (`training_settings`),
 so a checkpoint of another run is discarded with a warning and training starts over. A rerun with
 the same fingerprint resumes after the last saved epoch ("resuming from epoch N") and, because
-batches and dropout masks are seeded by (seed, epoch, step), ends with the same weights as an
-uninterrupted run. `predict_dense` fills a cells x genes float32 array a block of cells at a time.
+blocks and dropout masks are seeded by (seed, epoch, step), ends with the same weights as an
+uninterrupted run. Training runs on tiles of cells x genes and prediction on blocks of whole cells x
+every gene, both as dense matrix products (`NeuMF.grid_logits`); `predict_dense` fills a cells x genes
+float32 array that way.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from ..core import checkpoint
 from ..core.errors import ScfactorError
 from ..core.log import LOG, Progress
 from .model import COUNT_LOSSES, NeuMF, gene_bias_init, init_from_pretrained
-from .pairs import PairStream
+from .pairs import BlockStream
 
 #: options that do not change the trained model (left out of the checkpoint fingerprint); the
 #: accelerator is replaced by the strategy actually used
@@ -91,15 +93,31 @@ def _restore(path: Path, fp: str, model: NeuMF, opt):
     return ck.epoch, list(ck.meta.get("trace", []))
 
 
-def _train_step_fn(model: NeuMF, opt, strategy, offset_t, global_batch: int, jit: bool):
-    """A compiled distributed train step returning the (global) batch loss."""
+def cells_per_block(block_entries: int, n_genes: int) -> int:
+    """Cells per training tile or prediction block of ``n_genes`` genes: ``block_entries // n_genes``, at least 1."""
+    return max(1, int(block_entries) // max(1, int(n_genes)))
+
+
+def tile_shape(block_entries: int, block_genes: int, n_cells: int, n_genes: int) -> tuple[int, int]:
+    """(cells, genes) per training tile: ``block_genes`` genes (every gene when 0 or more than there are)
+    and ``block_entries // genes`` cells (at least one, at most every cell)."""
+    genes = n_genes if block_genes <= 0 else min(int(block_genes), n_genes)
+    return min(cells_per_block(block_entries, genes), n_cells), genes
+
+
+def _train_step_fn(model: NeuMF, opt, strategy, offset_t, jit: bool):
+    """A compiled distributed train step on a tile of cells x genes; returns the tile's (global) loss.
+
+    The tile's weights are normalised by the stream (`scfactor.densify.pairs`), so the weighted sum
+    over every replica's part (its share of the tile's cells, every gene of the tile) is the tile's mean loss.
+    """
     import tensorflow as tf
 
-    def replica_step(c, g, y, w):
+    def replica_step(cells, genes, y, w):
         with tf.GradientTape() as tape:
-            eta = model.logits(c, g, training=True, step=opt.step)
-            per = model.entry_loss(y, eta, tf.gather(offset_t, c), g)
-            loss = tf.reduce_sum(w * per) / global_batch
+            eta = model.grid_logits(cells, genes, training=True, step=opt.step)
+            per = model.entry_loss(y, eta, tf.gather(offset_t, cells)[:, None], genes)
+            loss = tf.reduce_sum(w * per)
         grads = tape.gradient(loss, model.trainable)
         grads = [tf.convert_to_tensor(gr) for gr in grads]
         ctx = tf.distribute.get_replica_context()
@@ -107,36 +125,46 @@ def _train_step_fn(model: NeuMF, opt, strategy, offset_t, global_batch: int, jit
         opt.apply(grads)
         return loss
 
-    def step(batch):
-        per_replica = strategy.run(replica_step, args=batch)
+    def step(block):
+        per_replica = strategy.run(replica_step, args=block)
         return strategy.reduce(tf.distribute.ReduceOp.SUM, per_replica, axis=None)
 
-    return tf.function(step, jit_compile=jit or None)
+    return tf.function(step, jit_compile=jit or None, reduce_retracing=True)
 
 
-def _dataset(stream: PairStream, epoch: int, max_batches=None):
+def _distribute(strategy, cells, genes, y, w):
+    """A tile as the step's input: cells, counts and weights split by cells across the replicas
+    (near-equal parts), the tile's genes given to every replica."""
     import tensorflow as tf
-    b = stream.batch_size
-    sig = (tf.TensorSpec((b,), tf.int32), tf.TensorSpec((b,), tf.int32),
-           tf.TensorSpec((b,), tf.float32), tf.TensorSpec((b,), tf.float32))
-    ds = tf.data.Dataset.from_generator(lambda: stream.epoch(epoch, max_batches), output_signature=sig)
-    opts = tf.data.Options()
-    opts.deterministic = True
-    opts.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.OFF
-    return ds.with_options(opts).prefetch(2)
+    n = strategy.num_replicas_in_sync
+    if n == 1:
+        return tuple(tf.constant(a) for a in (cells, genes, y, w))
+    parts = [np.array_split(a, n) for a in (cells, y, w)]
+
+    def replica(ctx):
+        c, yy, ww = (p[ctx.replica_id_in_sync_group] for p in parts)
+        return tf.constant(c), tf.constant(genes), tf.constant(yy), tf.constant(ww)
+    return strategy.experimental_distribute_values_from_function(replica)
 
 
 def train_phase(model: NeuMF, x, offset, opts, strategy, epochs: int, phase: str,
-                checkpoint_dir=None, max_batches_per_epoch=None) -> tuple[list, float]:
+                checkpoint_dir=None, max_blocks_per_epoch=None, on_block=None) -> tuple[list, float]:
     """Train ``model`` for ``epochs`` epochs with a fresh Adam (resuming from ``checkpoint_dir/<phase>.npz``).
 
-    ``opts``: the densify options (`scfactor.densify.cli.DENSIFY`). Returns the per-epoch trace (dicts
-    with epoch, loss, seconds, samples_per_s) and the number of samples processed in this call.
+    An epoch is every tile of ``opts.block_entries // opts.block_genes`` cells x ``opts.block_genes``
+    genes once (`tile_shape`), in a seeded random order (`scfactor.densify.pairs.BlockStream`). ``opts``: the densify options
+    (`scfactor.densify.cli.DENSIFY`). Returns the per-epoch trace (dicts with epoch, loss, seconds,
+    samples_per_s) and the number of (cell, gene) entries processed in this call. ``on_block``: called
+    as ``on_block(model, phase, epoch, block)`` after every training step (the benchmark scores the model there).
     """
     import tensorflow as tf
     mode = "implicit" if model.loss == "bce" else "pointwise"
-    stream = PairStream(x, opts.batch_size, opts.seed, mode=mode, zero_keep=opts.zero_keep,
-                        num_neg=opts.num_neg, chunk_entries=opts.chunk_entries)
+    n_rep = strategy.num_replicas_in_sync
+    per_block, per_tile_genes = tile_shape(opts.block_entries, opts.block_genes, *x.shape)
+    if n_rep > 1:  # near-equal blocks of at least 2 cells per replica leave every replica a part of every tile
+        per_block = max(per_block, 2 * n_rep)
+    stream = BlockStream(x, per_block, opts.seed, mode=mode, zero_keep=opts.zero_keep, num_neg=opts.num_neg,
+                         genes_per_block=per_tile_genes)
     opt = make_optimizer(model, opts.lr, strategy)
     fp = checkpoint.fingerprint(x, settings=training_settings(opts, phase, strategy))
     ckpt = Path(checkpoint_dir) / f"{phase}.npz" if checkpoint_dir else None
@@ -149,20 +177,21 @@ def train_phase(model: NeuMF, x, offset, opts, strategy, epochs: int, phase: str
             LOG.info("%s: resuming from epoch %d (checkpoint %s)", phase, start, ckpt)
     with strategy.scope():
         offset_t = tf.constant(offset, tf.float32)
-    step = _train_step_fn(model, opt, strategy, offset_t, opts.batch_size, opts.jit)
+    step = _train_step_fn(model, opt, strategy, offset_t, opts.jit)
     n_samples_total = 0.0
     progress = Progress(f"{phase} epoch", epochs, start)
     for epoch in range(start, epochs):
         t0 = time.perf_counter()
-        ds = strategy.experimental_distribute_dataset(_dataset(stream, epoch, max_batches_per_epoch))
-        total, n_batches = 0.0, 0
-        for batch in ds:
-            total += float(step(batch))
-            n_batches += 1
+        total, n_blocks, n_samples = 0.0, 0, 0
+        for cells, genes, y, w in stream.epoch(epoch, max_blocks_per_epoch):
+            total += float(step(_distribute(strategy, cells, genes, y, w)))
+            n_blocks += 1
+            n_samples += y.size
+            if on_block is not None:
+                on_block(model, phase, epoch, n_blocks)
         dt = time.perf_counter() - t0
-        n_samples = n_batches * opts.batch_size
         n_samples_total += n_samples
-        loss = total / max(n_batches, 1)
+        loss = total / max(n_blocks, 1)
         if not math.isfinite(loss):
             raise ScfactorError(f"{phase}: training diverged at epoch {epoch + 1} (loss {loss}); "
                                 "lower the learning rate")
@@ -182,10 +211,11 @@ def build_model(arch, x, sf, opts, strategy, seed_offset=0) -> NeuMF:
                      gene_bias=gene_bias_init(x, opts.loss, sf), seed=opts.seed + seed_offset)
 
 
-def fit(x, opts, strategy, checkpoint_dir=None) -> FitResult:
+def fit(x, opts, strategy, checkpoint_dir=None, on_block=None) -> FitResult:
     """Train the configured model on CSR counts ``x`` (pretraining first when asked).
 
     ``opts``: the densify options object (`scfactor.densify.cli.DENSIFY`; ``DENSIFY.defaults(...)``).
+    ``on_block``: see `train_phase`.
     """
     x = sp.csr_matrix(x, dtype=np.float32)
     sf = size_factors(x)
@@ -200,37 +230,42 @@ def fit(x, opts, strategy, checkpoint_dir=None) -> FitResult:
         for k, arch in enumerate(("gmf", "mlp")):
             towers[arch] = build_model(arch, x, sf, opts, strategy, seed_offset=k + 1)
             trace[f"pretrain_{arch}"], n = train_phase(towers[arch], x, offset, opts, strategy,
-                                                       opts.pretrain_epochs, f"pretrain_{arch}", checkpoint_dir)
+                                                       opts.pretrain_epochs, f"pretrain_{arch}", checkpoint_dir,
+                                                       on_block=on_block)
             samples += n
         init_from_pretrained(model, towers["gmf"], towers["mlp"])
         LOG.info("initialised NeuMF from the pretrained GMF and MLP towers")
-    trace[opts.arch], n = train_phase(model, x, offset, opts, strategy, opts.epochs, opts.arch, checkpoint_dir)
+    trace[opts.arch], n = train_phase(model, x, offset, opts, strategy, opts.epochs, opts.arch, checkpoint_dir,
+                                      on_block=on_block)
     samples += n
     secs = time.perf_counter() - t0
     return FitResult(model, offset, trace, secs, samples / secs if secs > 0 else float("nan"))
 
 
-def predict_dense(model: NeuMF, offset, n_cells: int, n_genes: int, block_entries: int, out=None) -> np.ndarray:
-    """Predictions for every (cell, gene) as a float32 cells x genes array, ``block_entries`` at a time.
+def predict_blocks(model: NeuMF, offset, n_cells: int, n_genes: int, block_entries: int):
+    """Yield ``(start, stop, float32 (stop - start) x genes predictions)`` for consecutive blocks of whole cells.
 
-    Peak extra memory is a few arrays of ``block_entries`` x (widest layer) floats, independent of
+    A block is ``block_entries // n_genes`` cells (at least one) x all genes (`NeuMF.grid_logits`);
+    peak extra memory is a few arrays of ``block_entries`` x (widest layer) floats, independent of
     the number of cells.
     """
     import tensorflow as tf
-    cells_per_block = max(1, int(block_entries) // max(1, n_genes))
-    size = cells_per_block * n_genes
+    per_block = cells_per_block(block_entries, n_genes)
     off_t = tf.constant(np.asarray(offset, np.float32))
 
-    @tf.function(input_signature=[tf.TensorSpec((size,), tf.int32), tf.TensorSpec((size,), tf.int32)])
-    def block(c, g):
-        return model.mean(model.logits(c, g, training=False), tf.gather(off_t, c))
+    @tf.function(input_signature=[tf.TensorSpec((None,), tf.int32)], autograph=False)
+    def block(cells):
+        return model.mean(model.grid_logits(cells, training=False), tf.gather(off_t, cells)[:, None])
 
+    for start in range(0, n_cells, per_block):
+        stop = min(start + per_block, n_cells)
+        yield start, stop, block(tf.constant(np.arange(start, stop, dtype=np.int32))).numpy()
+
+
+def predict_dense(model: NeuMF, offset, n_cells: int, n_genes: int, block_entries: int, out=None) -> np.ndarray:
+    """Predictions for every (cell, gene) as a float32 cells x genes array (or into ``out``, e.g. an h5py
+    dataset), a block of whole cells at a time (`predict_blocks`)."""
     out = np.empty((n_cells, n_genes), dtype=np.float32) if out is None else out
-    genes = np.tile(np.arange(n_genes, dtype=np.int32), cells_per_block)
-    for start in range(0, n_cells, cells_per_block):
-        stop = min(start + cells_per_block, n_cells)
-        rows = np.arange(start, start + cells_per_block, dtype=np.int32)
-        rows = np.minimum(rows, n_cells - 1)  # pad the last block with the last cell
-        pred = block(tf.constant(np.repeat(rows, n_genes)), tf.constant(genes)).numpy()
-        out[start:stop] = pred.reshape(cells_per_block, n_genes)[: stop - start]
+    for start, stop, values in predict_blocks(model, offset, n_cells, n_genes, block_entries):
+        out[start:stop] = values
     return out

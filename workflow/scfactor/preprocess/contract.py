@@ -30,14 +30,7 @@ def load_preprocessed(path, batch: str | Sequence[str] | None = None, genes: str
     """
     adata = read_h5ad(path)
     if batch is not None:
-        wanted = [batch] if isinstance(batch, str) else list(batch)
-        if "batch" not in adata.obs:
-            raise InputError(path, "has no obs['batch'] column")
-        known = set(adata.obs["batch"].astype(str))
-        missing = [b for b in wanted if b not in known]
-        if missing:
-            raise InputError(path, f"batch {missing[0]!r} has no cells (batches: {', '.join(sorted(known))})")
-        adata = adata[adata.obs["batch"].astype(str).isin(wanted)].copy()
+        adata = adata[batch_mask(adata, batch, path)].copy()
     adata = select_genes(adata, genes, path)
     x = get_matrix(adata, layer, path)
     validate_counts(x, path, what=layer or "X", integer=integer)
@@ -45,6 +38,19 @@ def load_preprocessed(path, batch: str | Sequence[str] | None = None, genes: str
         adata.X = None  # the stored X goes before the layer is copied: one matrix less at the peak
     adata.X = x.copy() if sp.issparse(x) else np.asarray(x)
     return adata
+
+
+def batch_mask(adata, batch: str | Sequence[str], path) -> np.ndarray:
+    """Boolean mask of the cells whose ``obs['batch']`` is ``batch`` (or in this list); `InputError` for a
+    missing column or a batch without cells."""
+    wanted = [batch] if isinstance(batch, str) else list(batch)
+    if "batch" not in adata.obs:
+        raise InputError(path, "has no obs['batch'] column")
+    known = set(adata.obs["batch"].astype(str))
+    missing = [b for b in wanted if b not in known]
+    if missing:
+        raise InputError(path, f"batch {missing[0]!r} has no cells (batches: {', '.join(sorted(known))})")
+    return adata.obs["batch"].astype(str).isin(wanted).to_numpy()
 
 
 def select_genes(adata, genes: str, path):

@@ -42,16 +42,18 @@ class Counts:
             raise ValueError("the cells and genes must be an ordered subset of the count matrix's")
         return rows, cols
 
-    def blocks(self, rows: np.ndarray, cols: np.ndarray | None = None) -> Iterator[tuple[slice, sp.csr_matrix]]:
-        """``(where, block)`` per group of ``CHUNK_CELLS`` input rows: the int32 CSR block of the ``rows``
-        (ascending) among them, restricted to ``cols``, and the slice of ``rows`` it covers."""
+    def blocks(self, rows: np.ndarray, cols: np.ndarray | None = None,
+               dtype=np.int32) -> Iterator[tuple[slice, sp.csr_matrix]]:
+        """``(where, block)`` per group of ``CHUNK_CELLS`` input rows: the CSR block (``dtype``; None keeps
+        the file's) of the ``rows`` (ascending) among them, restricted to ``cols``, and the slice of ``rows`` it covers."""
         rows = np.asarray(rows)
         start = 0
         for a in range(0, self.n_obs, CHUNK_CELLS):
             b = min(a + CHUNK_CELLS, self.n_obs)
             end = int(np.searchsorted(rows, b))
             if end > start:
-                block = sp.csr_matrix(self._block(a, b)).astype(np.int32)
+                block = sp.csr_matrix(self._block(a, b))
+                block = block if dtype is None else block.astype(dtype)
                 if end - start < b - a or rows[start] != a:
                     block = block[rows[start:end] - a]
                 if cols is not None and not (len(cols) == block.shape[1] and (cols == np.arange(len(cols))).all()):
