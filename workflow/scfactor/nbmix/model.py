@@ -430,6 +430,11 @@ class NBMixFit:
         return self.resp.argmax(axis=1)
 
     @property
+    def restart_rounds(self) -> int:
+        """EM rounds of all restarts together (on the restarts' cells: all, or the large-data subsample)."""
+        return int(sum(r["n_iter"] for r in self.restarts))
+
+    @property
     def n_at_best(self) -> int:
         """How many restarts reached the best log-likelihood (within the fit's ``best_tol``)."""
         return int(sum(r["at_best"] for r in self.restarts))
