@@ -42,6 +42,9 @@ from .starts import Starts, random_responsibilities, subsample_rows
 
 LOG_MEAN_BOUNDS = (-40.0, 5.0)
 LOG_INV_DISP_BOUNDS = (-12.0, 16.0)
+#: the M step sums the zero-count terms per (component, distinct size factor) instead of per (cell, component)
+#: pair when that leaves at most this fraction of the rows (`Pairs`); exact up to the order of summation
+SIZE_GROUPS_MAX_FRACTION = 0.25
 
 
 # --------------------------------------------------------------------------- data
@@ -214,11 +217,24 @@ class Pairs:
         self.start = indptr[ii]
         self.cnt = indptr[ii + 1] - self.start
         self.k, self.p, self.data = w.shape[1], data.p, data
+        # rows of the zero-count (dense) terms, which depend on a cell only through s_i: (component, s, weight)
+        # per pair, or per (component, distinct s) with the weights summed when that makes at most
+        # SIZE_GROUPS_MAX_FRACTION of the rows (many cells: far fewer distinct library sizes than cells)
+        key = kk * len(data.s_unique) + data.s_inverse[ii]
+        groups = torch.unique(key)
+        if len(groups) <= SIZE_GROUPS_MAX_FRACTION * len(key):
+            wsum = torch.zeros(w.shape[1] * len(data.s_unique), dtype=w.dtype, device=w.device)
+            wsum.index_add_(0, key, self.w)
+            self.dense_kk = groups // len(data.s_unique)
+            self.dense_s = data.s_unique[groups % len(data.s_unique)]
+            self.dense_w = wsum[groups]
+        else:
+            self.dense_kk, self.dense_s, self.dense_w = kk, data.s[ii], self.w
 
-    def chunks(self):
-        """Yield the pair slices of the chunks."""
+    def chunks(self, dense: bool = False):
+        """Yield the pair slices of the chunks (``dense``: of the zero-count rows ``dense_*``)."""
         step = max(1, self.data.chunk_elems // max(1, self.p))
-        n = len(self.ii)
+        n = len(self.dense_kk if dense else self.ii)
         for a in range(0, n, step):
             yield slice(a, min(n, a + step))
 
@@ -259,10 +275,10 @@ def _weighted_objective(pairs: Pairs, log_mean, log_inv_disp, genes: torch.Tenso
     r = torch.exp(log_inv_disp)
     mu_over_r = torch.exp(log_mean - log_inv_disp)
     acc = torch.zeros(k, p, dtype=data.dtype, device=data.device)
-    for ps in pairs.chunks():
-        kk = pairs.kk[ps]
-        s = data.s[pairs.ii[ps]].unsqueeze(1)
-        acc.index_add_(0, kk, pairs.w[ps].unsqueeze(1) * torch.log1p(s * mu_over_r[kk]))
+    for ps in pairs.chunks(dense=True):
+        kk = pairs.dense_kk[ps]
+        s = pairs.dense_s[ps].unsqueeze(1)
+        acc.index_add_(0, kk, pairs.dense_w[ps].unsqueeze(1) * torch.log1p(s * mu_over_r[kk]))
     q = (-r * acc).contiguous()
     flat = q.view(-1)
     lg_r = torch.lgamma(r)
@@ -289,10 +305,10 @@ def _grad_hess(pairs: Pairs, log_mean, log_inv_disp):
     mu = torch.exp(log_mean)
     z = lambda: torch.zeros(k, p, dtype=data.dtype, device=data.device)  # noqa: E731
     s_mu, s_b, s_ru, s_mm = z(), z(), z(), z()
-    for ps in pairs.chunks():
-        kk = pairs.kk[ps]
-        wc = pairs.w[ps].unsqueeze(1)
-        m = data.s[pairs.ii[ps]].unsqueeze(1) * mu[kk]              # [c, p]
+    for ps in pairs.chunks(dense=True):
+        kk = pairs.dense_kk[ps]
+        wc = pairs.dense_w[ps].unsqueeze(1)
+        m = pairs.dense_s[ps].unsqueeze(1) * mu[kk]                 # [c, p]
         u = r[kk] + m
         mu_ = m / u                                                  # m / (r + m)
         ru = 1 - mu_                                                 # r / (r + m)
@@ -558,7 +574,7 @@ def _params_e_step(data: CountData, lm, lr, pi) -> np.ndarray:
 def fit_em(x, k: int, *, init: str, restarts, nrep: int, seed: int, max_iters: int, tol: float, resp_tol: float,
            best_tol: float, subsample_fraction: float, newton_steps: int, first_newton_steps: int, n_pcs: int,
            leiden_resolution: float, dtype, restart_subsample_above: int, restart_subsample_cells: int,
-           device="cpu", init_resp: np.ndarray | None = None,
+           full_max_iters: int, device="cpu", init_resp: np.ndarray | None = None,
            chunk_elems: int = 4_000_000, log_every: int = 10, path="X") -> NBMixFit:
     """Batch EM for the NB mixture with ``nrep`` restarts; keeps the restart with the highest log-likelihood.
 
@@ -569,8 +585,8 @@ def fit_em(x, k: int, *, init: str, restarts, nrep: int, seed: int, max_iters: i
 
     With more than ``restart_subsample_above`` cells (and no ``init_resp``) the restarts run on a random
     subsample of ``restart_subsample_cells`` cells (drawn with ``seed``); the best of them gives one E step on
-    all cells and one EM on all cells from there (its rounds are restart ``nrep`` in ``rounds``, ``rep`` =
-    ``nrep``). ``NBMixFit.full_e_steps`` counts the E steps over all cells either way.
+    all cells and one EM on all cells from there (its first M step from the moment estimates of those
+    responsibilities, as every restart's), stopped after at most ``full_max_iters`` rounds (its rounds are restart ``nrep`` in ``rounds``, ``rep`` = ``nrep``). ``NBMixFit.full_e_steps`` counts the E steps over all cells either way.
 
     The settings come from the step's options (`scfactor.nbmix.pipeline.em_settings`); ``dtype`` is a
     torch dtype."""
@@ -604,8 +620,9 @@ def fit_em(x, k: int, *, init: str, restarts, nrep: int, seed: int, max_iters: i
         del sub, best
         rep, kept = nrep, f"{kinds[sub_rep]} (subsample)"
         tag = f"[all {data.n} cells from restart {sub_rep + 1} ({kinds[sub_rep]})]"
-        lm, lr, pi, w, rounds, conv = _em_once(data, _params_e_step(data, s_lm, s_lr, s_pi), stop, newton_steps,
-                                               first_newton_steps, log_every, tag)
+        full_stop = StopRule(min(max_iters, full_max_iters), tol, resp_tol)
+        lm, lr, pi, w, rounds, conv = _em_once(data, _params_e_step(data, s_lm, s_lr, s_pi), full_stop,
+                                               newton_steps, first_newton_steps, log_every, tag)
         ll = rounds[-1]["loglik"]
         rounds_all += [{"restart": rep, "init": kept, **row} for row in rounds]
         LOG.info("%s: log-likelihood %.6g (%.6g per cell) after %d rounds%s", tag, ll, ll / data.n, len(rounds),
