@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """NB mixture on many cells (issue 19): restarts on a subsample + one EM on all cells, against the full EM.
 
-    python benchmarks/nbmix/large.py                                   # 20k, 50k, 100k cells x 2000 genes
+    python benchmarks/nbmix/large.py --reuse-full                     # 10k and 20k cells x 2000 genes
     python benchmarks/nbmix/large.py --sizes 3000 --restart-cells 1000 --genes 500 --out /tmp/nbl  # a quick check
 
 For each size N the scale benchmark's simulator (``workflow/scripts/simulate_batches.py``: two batches,
@@ -11,7 +11,8 @@ kmeans, kmeans++, subsample):
 
 * ``full``: every restart an EM on all cells (``restart_subsample_above`` = N);
 * ``subsample``: the restarts on ``--restart-cells`` random cells, then one EM on all cells from the best
-  (``restart_subsample_above`` = 0), for each value of ``--restart-cells``.
+  (``restart_subsample_above`` = 0), for each value of ``--restart-cells`` below N (the others would be the
+  full EM again); at most ``full_max_iters`` (schema default) rounds on all cells.
 
 Reported per fit: ARI against the planted labels and against the full EM's partition, the mean per-cell
 log-likelihood (and its difference to the full EM's), the number of E steps over all cells (full-data passes;
@@ -93,14 +94,15 @@ def row(n, p, k, name, fit, truth, full=None) -> dict:
 def write(rows: list[dict], out: Path, command: str, reused: bool = False) -> None:
     """``<out>.tsv`` and ``<out>.md``, the command on their first line."""
     table = pd.DataFrame(rows, columns=COLUMNS)
+    d = em_kwargs(1)
     out.parent.mkdir(parents=True, exist_ok=True)
     with open(out.with_suffix(".tsv"), "w") as f:
         f.write(f"# {command}\n")
         table.to_csv(f, sep="\t", index=False)
     md = [f"Command: `{command}`", "", "# NB mixture on many cells: subsample restarts + one full EM vs the full EM",
-          "", "Schema defaults (nrep 3: kmeans, kmeans++, subsample; max_iters 100); `full`: every restart an EM on "
-          "all cells; `subsample`: the restarts on `restart_cells` random cells, then one EM on all cells from the "
-          "best. `full_e_steps`: E steps over all cells (full-data passes; one per EM round on all cells, plus one "
+          "", f"Schema defaults (nrep {d['nrep']}: {d['init']}, {', '.join(d['restarts'])}; max_iters {d['max_iters']}; "
+          f"full_max_iters {d['full_max_iters']}); `full`: every restart an EM on all cells; `subsample`: the restarts on `restart_cells` random cells, then one E step and "
+          "at most full_max_iters EM rounds on all cells from the best. `full_e_steps`: E steps over all cells (full-data passes; one per EM round on all cells, plus one "
           "per subsample start). `restart_rounds`: EM rounds of all restarts together (on the restarts' cells). ARI "
           "against the planted labels (`ari_truth`) and the full EM's partition.", "",
           *(["The `full` rows were read back from the full EMs this script saved under --work (--reuse-full).", ""]
@@ -111,11 +113,11 @@ def write(rows: list[dict], out: Path, command: str, reused: bool = False) -> No
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--sizes", type=int, nargs="+", default=[20000, 50000, 100000], help="cells")
+    ap.add_argument("--sizes", type=int, nargs="+", default=[10000, 20000], help="cells")
     ap.add_argument("--genes", type=int, default=2000)
     ap.add_argument("--groups", type=int, default=10, help="planted shared groups")
     ap.add_argument("--k", type=int, default=None, help="mixture components (default: the planted labels)")
-    ap.add_argument("--restart-cells", type=int, nargs="*", default=[5000, 10000],
+    ap.add_argument("--restart-cells", type=int, nargs="*", default=[2500, 5000, 10000],
                     help="subsample sizes of the restarts (none: the full EM only)")
     ap.add_argument("--reuse-full", action="store_true", help="read the full EM saved under --work when there")
     ap.add_argument("--seed", type=int, default=0)
@@ -141,7 +143,7 @@ def main(argv=None) -> int:
             full = model.fit_em(x, k, seed=a.seed, log_every=0, **em_kwargs(k, restart_subsample_above=m))
             save_full(full, saved)
         rows.append(row(m, a.genes, k, "full", full, truth))
-        for c in a.restart_cells:
+        for c in (c for c in a.restart_cells if c < m):  # a subsample of all cells would be the full EM again
             sub = model.fit_em(x, k, seed=a.seed, log_every=0,
                                **em_kwargs(k, restart_subsample_above=0, restart_subsample_cells=c))
             rows.append(row(m, a.genes, k, "subsample", sub, truth, full))

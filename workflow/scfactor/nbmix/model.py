@@ -95,7 +95,10 @@ class CountData:
         nonzero, ``pair`` (int32) its pair's index. The special functions of ``x + r`` (lgamma, digamma, trigamma)
         are evaluated once per pair and component (`pair_table`) instead of once per nonzero and component."""
         x = self.csr
-        top = np.asarray(x.max(axis=0).todense()).ravel().astype(np.int64) if x.nnz else np.zeros(self.p, np.int64)
+        top = np.zeros(self.p, dtype=np.int64)                       # largest count per gene, rows in chunks
+        rows = max(1, self.chunk_elems // max(1, self.p))
+        for a in range(0, self.n, rows):
+            np.maximum(top, x[a:a + rows].max(axis=0).toarray().ravel().astype(np.int64), out=top)
         offset = np.concatenate([[0], np.cumsum(top + 1)])          # gene j's counts 0..top_j at offset_j + x
         seen = np.zeros(int(offset[-1]), dtype=bool)
         step = max(1, self.chunk_elems)
