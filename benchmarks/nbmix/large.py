@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """NB mixture on many cells (issue 19): restarts on a subsample + one EM on all cells, against the full EM.
 
-    python benchmarks/nbmix/large.py --reuse-full                     # 10k and 20k cells x 2000 genes
+    python benchmarks/nbmix/large.py                                   # 10k and 20k cells x 2000 genes
     python benchmarks/nbmix/large.py --sizes 3000 --restart-cells 1000 --genes 500 --out /tmp/nbl  # a quick check
 
 For each size N the scale benchmark's simulator (``workflow/scripts/simulate_batches.py``: two batches,
@@ -20,9 +20,9 @@ each EM round is one E step and one M step over all cells), EM rounds of the kep
 restarts at the best. No timings (the machine is shared). Writes ``<out>.tsv`` and ``<out>.md``, the command on
 their first line.
 
-The full EM is the slow part: its result (labels and the reported numbers) is saved under ``--work``, and
-``--reuse-full`` reads it from there instead of fitting again (the .md then says so); ``--restart-cells`` with
-no value fits the full EM only.
+The full EM is the slow part: every fit's result (labels and the reported numbers) is saved under ``--work``,
+and ``--reuse`` reads it from there instead of fitting again (the .md then says so); ``--fits`` runs only some
+(e.g. the full EM and the subsample fits in two processes, then one ``--reuse`` run writes the table).
 """
 
 from __future__ import annotations
@@ -43,7 +43,7 @@ from common import REPO, command_line, em_kwargs, one_thread_env  # noqa: E402
 COLUMNS = ["cells", "genes", "k", "fit", "restart_cells", "ari_truth", "ari_vs_full", "loglik_per_cell",
            "loglik_per_cell_minus_full", "full_e_steps", "kept_rounds", "restart_rounds", "kept_start", "n_at_best",
            "converged"]
-#: what is saved of the full EM (`save_full`): these columns and its labels
+#: what is saved of a fit (`save_fit`): these attributes and its labels
 SAVED = ("loglik", "full_e_steps", "n_iter", "restart_rounds", "init", "n_at_best", "converged", "restart_cells")
 
 
@@ -66,7 +66,7 @@ def load(path: Path):
 
 
 class Saved:
-    """A full EM read back from `save_full` (the `NBMixFit` attributes that `row` reads)."""
+    """A fit read back from `save_fit` (the `NBMixFit` attributes that `row` reads)."""
 
     def __init__(self, path: Path):
         with np.load(path, allow_pickle=False) as f:
@@ -75,18 +75,19 @@ class Saved:
                 setattr(self, key, f[key].item())
 
 
-def save_full(fit, path: Path) -> None:
-    """Save what `row` reads of the full EM ``fit`` (its labels and the `SAVED` numbers) to ``path`` (.npz)."""
+def save_fit(fit, path: Path) -> None:
+    """Save what `row` reads of ``fit`` (its labels and the `SAVED` numbers) to ``path`` (.npz)."""
     np.savez(path, labels=fit.labels, **{key: np.asarray(getattr(fit, key)) for key in SAVED})
 
 
 def row(n, p, k, name, fit, truth, full=None) -> dict:
-    """One results row of ``fit``."""
+    """One results row of ``fit`` (compared with ``full`` when given)."""
     from scfactor.core.metrics import ari
+    nan = float("nan")
     ll = fit.loglik / n
     return {"cells": n, "genes": p, "k": k, "fit": name, "restart_cells": fit.restart_cells,
-            "ari_truth": ari(truth, fit.labels), "ari_vs_full": 1.0 if full is None else ari(full.labels, fit.labels),
-            "loglik_per_cell": ll, "loglik_per_cell_minus_full": 0.0 if full is None else ll - full.loglik / n,
+            "ari_truth": ari(truth, fit.labels), "ari_vs_full": nan if full is None else ari(full.labels, fit.labels),
+            "loglik_per_cell": ll, "loglik_per_cell_minus_full": nan if full is None else ll - full.loglik / n,
             "full_e_steps": fit.full_e_steps, "kept_rounds": fit.n_iter, "restart_rounds": fit.restart_rounds,
             "kept_start": fit.init, "n_at_best": fit.n_at_best, "converged": fit.converged}
 
@@ -105,7 +106,7 @@ def write(rows: list[dict], out: Path, command: str, reused: bool = False) -> No
           "at most full_max_iters EM rounds on all cells from the best. `full_e_steps`: E steps over all cells (full-data passes; one per EM round on all cells, plus one "
           "per subsample start). `restart_rounds`: EM rounds of all restarts together (on the restarts' cells). ARI "
           "against the planted labels (`ari_truth`) and the full EM's partition.", "",
-          *(["The `full` rows were read back from the full EMs this script saved under --work (--reuse-full).", ""]
+          *(["Fits saved under --work by earlier runs of this script were read back (--reuse).", ""]
             if reused else []),
           table.to_markdown(index=False, floatfmt=".6g"), ""]
     out.with_suffix(".md").write_text("\n".join(md))
@@ -119,7 +120,9 @@ def main(argv=None) -> int:
     ap.add_argument("--k", type=int, default=None, help="mixture components (default: the planted labels)")
     ap.add_argument("--restart-cells", type=int, nargs="*", default=[2500, 5000, 10000],
                     help="subsample sizes of the restarts (none: the full EM only)")
-    ap.add_argument("--reuse-full", action="store_true", help="read the full EM saved under --work when there")
+    ap.add_argument("--fits", nargs="*", choices=["full", "subsample"], default=["full", "subsample"],
+                    help="fits to run (the others only read back with --reuse)")
+    ap.add_argument("--reuse", action="store_true", help="read the fits saved under --work when there")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--work", default="/tmp/scfactor-bench-nbmix-large")
     ap.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "nbmix_large"))
@@ -136,18 +139,27 @@ def main(argv=None) -> int:
         x, truth = load(path)
         k = a.k or len(np.unique(truth))
         m = x.shape[0]
-        saved = work / f"full_{m}x{a.genes}_k{k}_seed{a.seed}.npz"
-        if a.reuse_full and saved.exists():
-            full = Saved(saved)
-        else:
-            full = model.fit_em(x, k, seed=a.seed, log_every=0, **em_kwargs(k, restart_subsample_above=m))
-            save_full(full, saved)
-        rows.append(row(m, a.genes, k, "full", full, truth))
+        tag = f"{m}x{a.genes}_k{k}_seed{a.seed}"
+
+        def fitted(name, saved, **over):
+            """The fit read back from ``saved`` (--reuse) or fitted now and saved there."""
+            if a.reuse and saved.exists():
+                return Saved(saved)
+            if name not in a.fits:
+                return None
+            fit = model.fit_em(x, k, seed=a.seed, log_every=0, **em_kwargs(k, **over))
+            save_fit(fit, saved)
+            return fit
+
+        full = fitted("full", work / f"full_{tag}.npz", restart_subsample_above=m)
+        if full is not None:
+            rows.append(row(m, a.genes, k, "full", full, truth, full))
         for c in (c for c in a.restart_cells if c < m):  # a subsample of all cells would be the full EM again
-            sub = model.fit_em(x, k, seed=a.seed, log_every=0,
-                               **em_kwargs(k, restart_subsample_above=0, restart_subsample_cells=c))
-            rows.append(row(m, a.genes, k, "subsample", sub, truth, full))
-        write(rows, out, command, a.reuse_full)  # after every size, so that a long run leaves its finished sizes
+            sub = fitted("subsample", work / f"subsample{c}_{tag}.npz", restart_subsample_above=0,
+                         restart_subsample_cells=c)
+            if sub is not None:
+                rows.append(row(m, a.genes, k, "subsample", sub, truth, full))
+        write(rows, out, command, a.reuse)  # after every size, so that a long run leaves its finished sizes
         path.unlink()
         print(pd.DataFrame(rows, columns=COLUMNS).tail(1 + len(a.restart_cells)).to_string(index=False), flush=True)
     return 0
