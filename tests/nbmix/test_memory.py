@@ -130,3 +130,17 @@ def test_zero_count_rows_grouped_by_size_factor():
     # and a few cells with distinct sizes keep one row per pair (the small-data results stay bit-identical)
     small = nbmix.Pairs(nbmix.CountData(x[:50]), w[:50])
     assert torch.equal(small.dense_kk, small.kk)
+
+
+def test_count_pairs_index_every_nonzero(small):
+    """Each nonzero's (gene, count) pair is its own gene and count, the pairs are distinct, and the tables of the
+    special functions per pair equal the functions per nonzero."""
+    x, _, _, lr = small
+    data = nbmix.CountData(x, chunk_elems=150)
+    pair = data.pair.astype(np.int64)
+    np.testing.assert_array_equal(data.pair_gene.numpy()[pair], x.indices)
+    np.testing.assert_array_equal(data.pair_x.numpy()[pair], x.data)
+    assert len(set(zip(data.pair_gene.tolist(), data.pair_x.tolist()))) == len(data.pair_x) < x.nnz
+    table = data.pair_table(torch.lgamma, lr).numpy()[:, pair]
+    direct = torch.lgamma(torch.tensor(x.data, dtype=torch.float64) + torch.exp(lr[:, x.indices])).numpy()
+    np.testing.assert_array_equal(table, direct)
