@@ -133,10 +133,14 @@ def test_above_the_threshold_restarts_run_on_a_subsample(sim300, full):
     # then one EM on all cells from the best restart's parameters: its rounds are restart nrep, and kept
     assert fit.rep == 3 and fit.init == f"{sub.init} (subsample)"
     assert [r["round"] for r in fit.rounds if r["restart"] == 3] == list(range(1, fit.n_iter + 1))
+    # from one E step on all cells under the best restart's parameters: the same as an EM from those
+    # responsibilities, stopped after at most full_max_iters rounds
     w0 = nbmix.predict_proba(x, sub.log_mean, sub.log_inv_disp, sub.pi)[0]
     again = nbmix.fit_em(x, 3, **em(nrep=1, init_resp=w0))
-    assert again.loglik == fit.loglik
+    assert again.trace[:fit.n_iter] == fit.trace and fit.n_iter <= em()["full_max_iters"]
     assert fit.full_e_steps == fit.n_iter + 1 < full.full_e_steps
+    capped = nbmix.fit_em(x, 3, **em(restart_subsample_above=200, restart_subsample_cells=150, full_max_iters=1))
+    assert capped.n_iter == 1 and capped.full_e_steps == 2 and capped.trace[0] == fit.trace[0]
     # same optimum as the full EM here
     assert metrics.ari(full.labels, fit.labels) == 1.0 and metrics.ari(truth, fit.labels) == 1.0
     np.testing.assert_allclose(fit.loglik, full.loglik, rtol=1e-9)

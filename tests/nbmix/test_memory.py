@@ -108,3 +108,39 @@ def test_log1p_pca_makes_one_copy(monkeypatch):
     from sklearn.decomposition import PCA
     ref = PCA(n_components=5, random_state=0, svd_solver="arpack").fit_transform(y)
     np.testing.assert_allclose(got, ref, rtol=1e-6, atol=1e-8)
+
+
+def test_zero_count_rows_grouped_by_size_factor():
+    """With many cells per distinct library size, the M step's zero-count terms run once per (component, distinct
+    size factor) with the weights summed: the weighted objective, gradient and Hessian equal those per cell."""
+    x = counts(600, 30, 0.3)
+    x = sp.vstack([x] * 5).tocsr()  # every library size five times
+    w = torch.tensor(np.random.default_rng(1).dirichlet(np.ones(3), size=x.shape[0]))
+    rng = np.random.default_rng(2)
+    lm = torch.tensor(rng.uniform(-7, -3, size=(3, 30)))
+    lr = torch.tensor(rng.uniform(-1, 3, size=(3, 30)))
+    data = nbmix.CountData(x)
+    grouped = nbmix.Pairs(data, w)
+    assert len(grouped.dense_kk) <= nbmix.SIZE_GROUPS_MAX_FRACTION * len(grouped.ii)
+    per_cell = nbmix.Pairs(data, w)
+    per_cell.dense_kk, per_cell.dense_s, per_cell.dense_w = per_cell.kk, data.s[per_cell.ii], per_cell.w
+    for a, b in zip([nbmix._weighted_objective(grouped, lm, lr), *nbmix._grad_hess(grouped, lm, lr)],
+                    [nbmix._weighted_objective(per_cell, lm, lr), *nbmix._grad_hess(per_cell, lm, lr)]):
+        np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-12, atol=1e-9)
+    # and a few cells with distinct sizes keep one row per pair (the small-data results stay bit-identical)
+    small = nbmix.Pairs(nbmix.CountData(x[:50]), w[:50])
+    assert torch.equal(small.dense_kk, small.kk)
+
+
+def test_count_pairs_index_every_nonzero(small):
+    """Each nonzero's (gene, count) pair is its own gene and count, the pairs are distinct, and the tables of the
+    special functions per pair equal the functions per nonzero."""
+    x, _, _, lr = small
+    data = nbmix.CountData(x, chunk_elems=150)
+    pair = data.pair.astype(np.int64)
+    np.testing.assert_array_equal(data.pair_gene.numpy()[pair], x.indices)
+    np.testing.assert_array_equal(data.pair_x.numpy()[pair], x.data)
+    assert len(set(zip(data.pair_gene.tolist(), data.pair_x.tolist()))) == len(data.pair_x) < x.nnz
+    table = data.pair_table(torch.lgamma, lr).numpy()[:, pair]
+    direct = torch.lgamma(torch.tensor(x.data, dtype=torch.float64) + torch.exp(lr[:, x.indices])).numpy()
+    np.testing.assert_array_equal(table, direct)

@@ -42,6 +42,9 @@ from .starts import Starts, random_responsibilities, subsample_rows
 
 LOG_MEAN_BOUNDS = (-40.0, 5.0)
 LOG_INV_DISP_BOUNDS = (-12.0, 16.0)
+#: the M step sums the zero-count terms per (component, distinct size factor) instead of per (cell, component)
+#: pair when that leaves at most this fraction of the rows (`Pairs`); exact up to the order of summation
+SIZE_GROUPS_MAX_FRACTION = 0.25
 
 
 # --------------------------------------------------------------------------- data
@@ -81,6 +84,45 @@ class CountData:
         self.lgamma_x1 = torch.zeros(self.n, dtype=dtype, device=self.device)
         for a, b, nz in self.chunks(1):
             self.lgamma_x1[a:b].index_add_(0, self.chunk_rows(a, b), torch.lgamma(self.nonzeros(nz)[1] + 1))
+        self._count_pairs()
+        # distinct size factors: the zero-count term depends on a cell only through s_i
+        s_unique, s_inverse = np.unique(s, return_inverse=True)
+        self.s_unique = torch.as_tensor(s_unique, dtype=dtype, device=self.device)
+        self.s_inverse = torch.as_tensor(s_inverse.ravel(), device=self.device)
+
+    def _count_pairs(self) -> None:
+        """The distinct (gene, count) pairs of the nonzeros: ``pair_gene`` (int64), ``pair_x`` (``dtype``) and, per
+        nonzero, ``pair`` (int32) its pair's index. The special functions of ``x + r`` (lgamma, digamma, trigamma)
+        are evaluated once per pair and component (`pair_table`) instead of once per nonzero and component."""
+        x = self.csr
+        top = np.zeros(self.p, dtype=np.int64)                       # largest count per gene, rows in chunks
+        rows = max(1, self.chunk_elems // max(1, self.p))
+        for a in range(0, self.n, rows):
+            np.maximum(top, x[a:a + rows].max(axis=0).toarray().ravel().astype(np.int64), out=top)
+        offset = np.concatenate([[0], np.cumsum(top + 1)])          # gene j's counts 0..top_j at offset_j + x
+        seen = np.zeros(int(offset[-1]), dtype=bool)
+        step = max(1, self.chunk_elems)
+        for lo in range(0, x.nnz, step):
+            seen[offset[x.indices[lo:lo + step]] + x.data[lo:lo + step].astype(np.int64)] = True
+        keys = np.flatnonzero(seen)
+        slot = np.zeros(len(seen), dtype=np.int32)
+        slot[keys] = np.arange(len(keys), dtype=np.int32)
+        self.pair = np.empty(x.nnz, dtype=np.int32)
+        for lo in range(0, x.nnz, step):
+            self.pair[lo:lo + step] = slot[offset[x.indices[lo:lo + step]] + x.data[lo:lo + step].astype(np.int64)]
+        del seen, slot
+        gene = np.searchsorted(offset, keys, side="right") - 1
+        self._pair = torch.as_tensor(self.pair, device=self.device)
+        self.pair_gene = torch.as_tensor(gene, device=self.device)
+        self.pair_x = torch.as_tensor(keys - offset[gene], dtype=self.dtype, device=self.device)
+
+    def pair_table(self, fn, log_inv_disp) -> torch.Tensor:
+        """``[k, pairs]``: ``fn(x + r_kj)`` for every distinct (gene j, count x) pair (`_count_pairs`)."""
+        return fn(self.pair_x + torch.exp(log_inv_disp[:, self.pair_gene]))
+
+    def pair_of(self, nz) -> torch.Tensor:
+        """Pair index (int64) of the nonzeros ``nz`` (a slice or an index tensor)."""
+        return self._pair[nz].long()
 
     def chunks(self, k: int):
         """Yield ``(a, b, nz_slice)`` row ranges of at most ``chunk_elems / (k p)`` cells."""
@@ -134,14 +176,20 @@ def component_loglik(data: CountData, log_mean, log_inv_disp) -> torch.Tensor:
     mu_over_r = torch.exp(log_mean - log_inv_disp)
     out = torch.empty(data.n, k, dtype=data.dtype, device=data.device)
     data.e_steps += 1
+    # zero-count part, dense over (distinct size factor, component, gene): -sum_j r log(1 + s mu / r)
+    zero = torch.empty(len(data.s_unique), k, dtype=data.dtype, device=data.device)
+    step = max(1, data.chunk_elems // max(1, k * data.p))
+    for a in range(0, len(data.s_unique), step):
+        s = data.s_unique[a:a + step].view(-1, 1, 1)
+        zero[a:a + step] = -(r.unsqueeze(0) * torch.log1p(s * mu_over_r.unsqueeze(0))).sum(2)
+    lg_xr = data.pair_table(torch.lgamma, log_inv_disp).T.contiguous()   # [pairs, k]
+    lg_r = torch.lgamma(r).T.contiguous()                                 # [p, k]
     for a, b, nz in data.chunks(k):
-        s = data.s[a:b].view(-1, 1, 1)
-        # zero-count part, dense over (cell, component, gene): -r log(1 + s mu / r)
-        dense = -(r.unsqueeze(0) * torch.log1p(s * mu_over_r.unsqueeze(0))).sum(2)
+        dense = zero[data.s_inverse[a:b]]
         rows, x, m, rr, lm, lr = _nz_parts(data, a, b, nz, log_mean, log_inv_disp)
         log_u = torch.logaddexp(lr, torch.log(m))
         # count-dependent part on nonzeros: x log(m / (r + m)) + lgamma(x + r) - lgamma(r)
-        term = x * (torch.log(m) - log_u) + torch.lgamma(x + rr) - torch.lgamma(rr)
+        term = x * (torch.log(m) - log_u) + lg_xr[data.pair_of(nz)] - lg_r[data.nonzeros(nz)[0]]
         dense.index_add_(0, rows, term)
         out[a:b] = dense - data.lgamma_x1[a:b].unsqueeze(1)
     del mu
@@ -172,31 +220,46 @@ class Pairs:
         self.start = indptr[ii]
         self.cnt = indptr[ii + 1] - self.start
         self.k, self.p, self.data = w.shape[1], data.p, data
+        # rows of the zero-count (dense) terms, which depend on a cell only through s_i: (component, s, weight)
+        # per pair, or per (component, distinct s) with the weights summed when that makes at most
+        # SIZE_GROUPS_MAX_FRACTION of the rows (many cells: far fewer distinct library sizes than cells)
+        key = kk * len(data.s_unique) + data.s_inverse[ii]
+        groups = torch.unique(key)
+        if len(groups) <= SIZE_GROUPS_MAX_FRACTION * len(key):
+            wsum = torch.zeros(w.shape[1] * len(data.s_unique), dtype=w.dtype, device=w.device)
+            wsum.index_add_(0, key, self.w)
+            self.dense_kk = groups // len(data.s_unique)
+            self.dense_s = data.s_unique[groups % len(data.s_unique)]
+            self.dense_w = wsum[groups]
+        else:
+            self.dense_kk, self.dense_s, self.dense_w = kk, data.s[ii], self.w
 
-    def chunks(self):
-        """Yield the pair slices of the chunks."""
+    def chunks(self, dense: bool = False):
+        """Yield the pair slices of the chunks (``dense``: of the zero-count rows ``dense_*``)."""
         step = max(1, self.data.chunk_elems // max(1, self.p))
-        n = len(self.ii)
+        n = len(self.dense_kk if dense else self.ii)
         for a in range(0, n, step):
             yield slice(a, min(n, a + step))
 
     def chunk_nonzeros(self, ps: slice):
-        """``(pair, gene, count)`` of the nonzeros of the pairs ``ps`` (pair indices are global, int64)."""
+        """``(pair, gene, count, (gene, count) pair)`` of the nonzeros of the pairs ``ps`` (pair indices are global,
+        int64; the last is the index into `CountData.pair_table`)."""
         cnt = self.cnt[ps]
         cum = torch.cumsum(cnt, 0)
         local = torch.repeat_interleave(torch.arange(len(cnt), device=cnt.device), cnt)
         total = int(cum[-1]) if len(cnt) else 0
         nz = self.start[ps][local] + torch.arange(total, device=cnt.device) - (cum - cnt)[local]
         col, x = self.data.nonzeros(nz)
-        return local + ps.start, col, x
+        return local + ps.start, col, x, self.data.pair_of(nz)
 
     def nonzeros(self, ps: slice, log_mean, log_inv_disp):
-        """``(flat (k, gene) index, weight, x, m, r, log r)`` of the nonzeros of the pairs ``ps`` (all ``[nnz]``)."""
-        pe, col, x = self.chunk_nonzeros(ps)
+        """``(flat (k, gene) index, flat (k, count pair) index, weight, x, m, r)`` of the nonzeros of the pairs
+        ``ps`` (all ``[nnz]``; the second indexes ``CountData.pair_table(...).view(-1)``)."""
+        pe, col, x, pair = self.chunk_nonzeros(ps)
         kk = self.kk[pe]
         lr = log_inv_disp[kk, col]
         m = torch.exp(self.data.log_s[self.ii[pe]] + log_mean[kk, col])
-        return kk * self.p + col, self.w[pe], x, m, torch.exp(lr), lr
+        return kk * self.p + col, kk * len(self.data.pair_x) + pair, self.w[pe], x, m, torch.exp(lr)
 
 
 def _weighted_objective(pairs: Pairs, log_mean, log_inv_disp, genes: torch.Tensor | None = None) -> torch.Tensor:
@@ -206,6 +269,7 @@ def _weighted_objective(pairs: Pairs, log_mean, log_inv_disp, genes: torch.Tenso
     the line-search re-evaluations of a few pending (k, gene) entries cheap.
     """
     data = pairs.data
+    lg_xr = data.pair_table(torch.lgamma, log_inv_disp)             # [k, pairs]: lgamma(x + r)
     if genes is not None:
         log_mean, log_inv_disp = log_mean[:, genes], log_inv_disp[:, genes]
         pos = torch.full((data.p,), -1, dtype=torch.int64, device=data.device)
@@ -214,25 +278,25 @@ def _weighted_objective(pairs: Pairs, log_mean, log_inv_disp, genes: torch.Tenso
     r = torch.exp(log_inv_disp)
     mu_over_r = torch.exp(log_mean - log_inv_disp)
     acc = torch.zeros(k, p, dtype=data.dtype, device=data.device)
-    for ps in pairs.chunks():
-        kk = pairs.kk[ps]
-        s = data.s[pairs.ii[ps]].unsqueeze(1)
-        acc.index_add_(0, kk, pairs.w[ps].unsqueeze(1) * torch.log1p(s * mu_over_r[kk]))
+    for ps in pairs.chunks(dense=True):
+        kk = pairs.dense_kk[ps]
+        s = pairs.dense_s[ps].unsqueeze(1)
+        acc.index_add_(0, kk, pairs.dense_w[ps].unsqueeze(1) * torch.log1p(s * mu_over_r[kk]))
     q = (-r * acc).contiguous()
     flat = q.view(-1)
+    lg_r = torch.lgamma(r)
     for ps in pairs.chunks():
-        pe, col, x = pairs.chunk_nonzeros(ps)
+        pe, col, x, pair = pairs.chunk_nonzeros(ps)
         if genes is not None:
             col = pos[col]
             keep = col >= 0
-            pe, col, x = pe[keep], col[keep], x[keep]
+            pe, col, x, pair = pe[keep], col[keep], x[keep], pair[keep]
         kk = pairs.kk[pe]
         lr = log_inv_disp[kk, col]
         lm_s = data.log_s[pairs.ii[pe]] + log_mean[kk, col]          # log m
-        rr = torch.exp(lr)
         log_u = torch.logaddexp(lr, lm_s)
         flat.index_add_(0, kk * p + col,
-                        pairs.w[pe] * (x * (lm_s - log_u) + torch.lgamma(x + rr) - torch.lgamma(rr)))
+                        pairs.w[pe] * (x * (lm_s - log_u) + lg_xr[kk, pair] - lg_r[kk, col]))
     return q
 
 
@@ -244,10 +308,10 @@ def _grad_hess(pairs: Pairs, log_mean, log_inv_disp):
     mu = torch.exp(log_mean)
     z = lambda: torch.zeros(k, p, dtype=data.dtype, device=data.device)  # noqa: E731
     s_mu, s_b, s_ru, s_mm = z(), z(), z(), z()
-    for ps in pairs.chunks():
-        kk = pairs.kk[ps]
-        wc = pairs.w[ps].unsqueeze(1)
-        m = data.s[pairs.ii[ps]].unsqueeze(1) * mu[kk]              # [c, p]
+    for ps in pairs.chunks(dense=True):
+        kk = pairs.dense_kk[ps]
+        wc = pairs.dense_w[ps].unsqueeze(1)
+        m = pairs.dense_s[ps].unsqueeze(1) * mu[kk]                 # [c, p]
         u = r[kk] + m
         mu_ = m / u                                                  # m / (r + m)
         ru = 1 - mu_                                                 # r / (r + m)
@@ -259,15 +323,19 @@ def _grad_hess(pairs: Pairs, log_mean, log_inv_disp):
     # zero-count (x = 0) terms; the nonzeros below add f(x) - f(0)
     ga, gb, haa, hab, extra = (t.contiguous() for t in (-r * s_mu, r * s_b, -r * s_ru, -r * s_mm, r * s_mm))
     fga, fgb, fhaa, fhab, fex = (t.view(-1) for t in (ga, gb, haa, hab, extra))
+    # digamma / trigamma of x + r once per (component, distinct (gene, count) pair), of r once per (component, gene)
+    dg_xr = data.pair_table(torch.digamma, log_inv_disp).view(-1)
+    tg_xr = data.pair_table(lambda v: torch.polygamma(1, v), log_inv_disp).view(-1)
+    dg_r, tg_r = torch.digamma(r).view(-1), torch.polygamma(1, r).view(-1)
     for ps in pairs.chunks():
-        idx, wn, x, m, rr, lr = pairs.nonzeros(ps, log_mean, log_inv_disp)
+        idx, pidx, wn, x, m, rr = pairs.nonzeros(ps, log_mean, log_inv_disp)
         u = rr + m
         fga.index_add_(0, idx, wn * rr * x / u)
-        fgb.index_add_(0, idx, wn * rr * (-x / u + torch.digamma(x + rr) - torch.digamma(rr)))
+        fgb.index_add_(0, idx, wn * rr * (-x / u + dg_xr[pidx] - dg_r[idx]))
         rmx = wn * rr * m * x / (u * u)
         fhaa.index_add_(0, idx, -rmx)
         fhab.index_add_(0, idx, rmx)
-        fex.index_add_(0, idx, wn * rr * rr * (x / (u * u) + torch.polygamma(1, x + rr) - torch.polygamma(1, rr)))
+        fex.index_add_(0, idx, wn * rr * rr * (x / (u * u) + tg_xr[pidx] - tg_r[idx]))
     hbb = gb + extra
     return ga, gb, haa, hab, hbb
 
@@ -379,6 +447,11 @@ class NBMixFit:
     def labels(self) -> np.ndarray:
         """Hard assignments (argmax responsibility)."""
         return self.resp.argmax(axis=1)
+
+    @property
+    def restart_rounds(self) -> int:
+        """EM rounds of all restarts together (on the restarts' cells: all, or the large-data subsample)."""
+        return int(sum(r["n_iter"] for r in self.restarts))
 
     @property
     def n_at_best(self) -> int:
@@ -504,7 +577,7 @@ def _params_e_step(data: CountData, lm, lr, pi) -> np.ndarray:
 def fit_em(x, k: int, *, init: str, restarts, nrep: int, seed: int, max_iters: int, tol: float, resp_tol: float,
            best_tol: float, subsample_fraction: float, newton_steps: int, first_newton_steps: int, n_pcs: int,
            leiden_resolution: float, dtype, restart_subsample_above: int, restart_subsample_cells: int,
-           device="cpu", init_resp: np.ndarray | None = None,
+           full_max_iters: int, device="cpu", init_resp: np.ndarray | None = None,
            chunk_elems: int = 4_000_000, log_every: int = 10, path="X") -> NBMixFit:
     """Batch EM for the NB mixture with ``nrep`` restarts; keeps the restart with the highest log-likelihood.
 
@@ -515,8 +588,8 @@ def fit_em(x, k: int, *, init: str, restarts, nrep: int, seed: int, max_iters: i
 
     With more than ``restart_subsample_above`` cells (and no ``init_resp``) the restarts run on a random
     subsample of ``restart_subsample_cells`` cells (drawn with ``seed``); the best of them gives one E step on
-    all cells and one EM on all cells from there (its rounds are restart ``nrep`` in ``rounds``, ``rep`` =
-    ``nrep``). ``NBMixFit.full_e_steps`` counts the E steps over all cells either way.
+    all cells and one EM on all cells from there (its first M step from the moment estimates of those
+    responsibilities, as every restart's), stopped after at most ``full_max_iters`` rounds (its rounds are restart ``nrep`` in ``rounds``, ``rep`` = ``nrep``). ``NBMixFit.full_e_steps`` counts the E steps over all cells either way.
 
     The settings come from the step's options (`scfactor.nbmix.pipeline.em_settings`); ``dtype`` is a
     torch dtype."""
@@ -550,8 +623,9 @@ def fit_em(x, k: int, *, init: str, restarts, nrep: int, seed: int, max_iters: i
         del sub, best
         rep, kept = nrep, f"{kinds[sub_rep]} (subsample)"
         tag = f"[all {data.n} cells from restart {sub_rep + 1} ({kinds[sub_rep]})]"
-        lm, lr, pi, w, rounds, conv = _em_once(data, _params_e_step(data, s_lm, s_lr, s_pi), stop, newton_steps,
-                                               first_newton_steps, log_every, tag)
+        full_stop = StopRule(min(max_iters, full_max_iters), tol, resp_tol)
+        lm, lr, pi, w, rounds, conv = _em_once(data, _params_e_step(data, s_lm, s_lr, s_pi), full_stop,
+                                               newton_steps, first_newton_steps, log_every, tag)
         ll = rounds[-1]["loglik"]
         rounds_all += [{"restart": rep, "init": kept, **row} for row in rounds]
         LOG.info("%s: log-likelihood %.6g (%.6g per cell) after %d rounds%s", tag, ll, ll / data.n, len(rounds),
