@@ -24,6 +24,7 @@ from typing import Sequence
 import numpy as np
 from sklearn.metrics import adjusted_rand_score
 
+from ..core.log import Progress
 from .quantile_norm import quantile_normalize
 from .snn import leiden_snn
 
@@ -94,6 +95,12 @@ def _own_seed(opts, fit):
     return dataclasses.replace(opts, seed=fit.seed)
 
 
+def _logged(progress: Progress, done: int, result, fit):
+    """``result`` after logging that ``done`` restarts (the last one ``fit``) are clustered."""
+    progress.log(done, rep=fit.rep)
+    return result
+
+
 def choose(fits: Sequence, opts, ref: int | None = None) -> Kept:
     """The restart of ``fits`` (`model.fit_restarts`) kept under ``opts.keep_restart`` (on large data the
     consensus compares the restarts on `consensus_subsample`)."""
@@ -102,11 +109,14 @@ def choose(fits: Sequence, opts, ref: int | None = None) -> Kept:
         best = fits[int(np.argmin(objectives))]
         return Kept(best, normalise_and_cluster(best.H, _own_seed(opts, best), ref), [])
     sub = consensus_subsample([h.shape[0] for h in fits[0].H], opts.exact_max_cells, opts.seed)
+    progress = Progress("consensus: restart clustered", len(fits), unit="restarts")
     if sub is None:
-        clustered = [normalise_and_cluster(f.H, _own_seed(opts, f), ref) for f in fits]
+        clustered = [_logged(progress, r, normalise_and_cluster(f.H, _own_seed(opts, f), ref), f)
+                     for r, f in enumerate(fits, 1)]
         best, agreement = consensus([c[3] for c in clustered], objectives)
         return Kept(fits[best], clustered[best], list(agreement), sum(h.shape[0] for h in fits[0].H))
-    labels = [cluster_fit([np.asarray(h)[i] for h, i in zip(f.H, sub)], _own_seed(opts, f), ref) for f in fits]
+    labels = [_logged(progress, r, cluster_fit([np.asarray(h)[i] for h, i in zip(f.H, sub)], _own_seed(opts, f),
+                                               ref), f) for r, f in enumerate(fits, 1)]
     best, agreement = consensus(labels, objectives)
     kept = fits[best]
     return Kept(kept, normalise_and_cluster(kept.H, _own_seed(opts, kept), ref), list(agreement),
