@@ -78,12 +78,43 @@ def trace_norm(w: np.ndarray, axis: int, grad: bool = True):
     return value, (fold(g, axis, w.shape) if grad else None)
 
 
+def sum_features(p: np.ndarray) -> np.ndarray:
+    """``p.sum(-1)`` for the short feature axis (5): added left to right, as numpy's reduction adds fewer
+    than 8 numbers (the same bits), in four whole-array additions instead of a reduction per row."""
+    out = p[..., 0] + p[..., 1]
+    for i in range(2, p.shape[-1]):
+        out += p[..., i]
+    return out
+
+
+def flat_views(flat: np.ndarray, shapes) -> list:
+    """Consecutive views of the 1-d array ``flat`` with ``shapes`` (which fill it exactly)."""
+    out, o = [], 0
+    for shape in shapes:
+        n = int(np.prod(shape))
+        out.append(flat[o:o + n].reshape(shape))
+        o += n
+    assert o == flat.size, (o, flat.size)
+    return out
+
+
 class NumpyMTL:
-    """The per-gene networks of one shard as gene-batched float32 arrays (``vars``, in the order ``names``)."""
+    """The per-gene networks of one shard as gene-batched float32 arrays (``vars``, in the order ``names``).
+
+    All weights are views of one flat vector (``flat``) and all gradients views of another (``grad_flat``),
+    so that the optimizer updates every weight with a few passes over one array instead of a dozen passes
+    over each of thirteen small ones.
+    """
 
     def __init__(self, init: dict, hidden=HIDDEN):
         self.names = list(init)
-        self.vars = {k: np.array(v, dtype=np.float32) for k, v in init.items()}
+        self.shapes = [np.shape(init[k]) for k in self.names]
+        self.flat = np.empty(sum(int(np.prod(s)) for s in self.shapes), dtype=np.float32)
+        self.vars = dict(zip(self.names, flat_views(self.flat, self.shapes)))
+        for k in self.names:
+            self.vars[k][...] = init[k]
+        self.grad_flat = np.zeros_like(self.flat)
+        self.grads = dict(zip(self.names, flat_views(self.grad_flat, self.shapes)))
         self.hidden = tuple(hidden)
         self.G, self.T = self.vars["w0"].shape[:2]
         self._buffers = {}
@@ -97,77 +128,98 @@ class NumpyMTL:
         return ["w0"] + [f"W{i + 1}" for i in range(len(self.hidden))]
 
     def buffers(self, shape) -> dict:
-        """Work arrays of the first layer for gathered expression of ``shape`` (genes x batch x TFs), kept
-        per shape (a shard's batches have at most two): ``e`` (the gathered expression), ``h0``, ``m0`` (its
-        ReLU mask as 0/1), ``me`` (mask x expression)."""
+        """Work arrays of one batch shape (genes x batch x TFs), kept per shape (a shard's batches have at most
+        two): `work_arrays` plus ``e`` (the gathered expression), ``me`` (mask x expression), ``q1``, ``q0``
+        (genes x TFs x 64) and per later hidden layer ``d<i>`` (dLoss / its output)."""
         shape = tuple(shape)
         if shape not in self._buffers:
-            self._buffers[shape] = {k: np.empty(shape, dtype=np.float32) for k in ("e", "h0", "m0", "me")}
+            G, B, T = shape
+            buf = self.work_arrays(shape)
+            buf.update({k: np.empty(shape, dtype=np.float32) for k in ("e", "me")})
+            for k in ("q1", "q0"):
+                buf[k] = np.empty((G, T, self.hidden[0]), dtype=np.float32)
+            for i, n in enumerate(self.hidden):
+                buf[f"d{i + 1}"] = np.empty((G, B, n), dtype=np.float32)
+            self._buffers[shape] = buf
         return self._buffers[shape]
 
-    def _first_layer(self, e, A, C, h0, m0=None):
+    def work_arrays(self, shape) -> dict:
+        """New arrays of the forward pass for ``shape`` (genes x batch x TFs): ``h0`` and ``m0`` (the first
+        layer's ReLU output and mask as 0/1), per later hidden layer ``z<i>`` and ``m<i>`` (the same)."""
+        G, B, T = shape
+        buf = {k: np.empty(shape, dtype=np.float32) for k in ("h0", "m0")}
+        for i, n in enumerate(self.hidden):
+            for k in ("z", "m"):
+                buf[f"{k}{i + 1}"] = np.empty((G, B, n), dtype=np.float32)
+        return buf
+
+    def _first_layer(self, e, A, C, h0, m0):
         """Per gene and TF the folded weight ``w`` and bias ``c`` of the first layer; ``h0 = relu(e w + c)`` is
-        written into ``h0`` and, when given, the mask ``h0 > 0`` (as 0/1) into ``m0``."""
+        written into ``h0`` and the mask ``h0 > 0`` (as 0/1) into ``m0``."""
         v = self.vars
-        w = (A * v["w0"]).sum(-1)                                  # genes x TFs
-        c = (C * v["w0"]).sum(-1) + v["c0"]
+        w = sum_features(A * v["w0"])                              # genes x TFs
+        c = sum_features(C * v["w0"]) + v["c0"]
         np.multiply(e, w[:, None, :], out=h0)
         h0 += c[:, None, :]
-        if m0 is None:
-            np.maximum(h0, 0, out=h0)
-        else:
-            np.greater(h0, 0, out=m0)
-            h0 *= m0
+        np.greater(h0, 0, out=m0)
+        h0 *= m0
         return w, c
 
-    def _hidden(self, h0):
-        """ReLU outputs of the hidden layers after the first, and the predictions (genes x batch)."""
+    def _hidden(self, h0, buf):
+        """The predictions (genes x batch) from the first layer's output ``h0``; the later layers' ReLU outputs
+        and masks go to ``buf`` (`work_arrays`)."""
         v = self.vars
-        hs = [h0]
+        h = h0
         for i in range(len(self.hidden)):
-            z = hs[-1] @ v[f"W{i + 1}"]
+            z, m = buf[f"z{i + 1}"], buf[f"m{i + 1}"]
+            np.matmul(h, v[f"W{i + 1}"], out=z)
             z += v[f"b{i + 1}"][:, None, :]
-            hs.append(np.maximum(z, 0, out=z))
-        return (hs[-1] @ v["w_out"])[..., 0] + v["b_out"], hs
+            np.greater(z, 0, out=m)
+            h = np.multiply(z, m, out=z)
+        return (h @ v["w_out"])[..., 0] + v["b_out"]
 
     def forward(self, e, A, C):
-        """(predictions genes x batch, ReLU outputs of every layer) for gathered expression ``e`` (genes x batch x TFs)."""
-        h0 = np.empty(e.shape, dtype=np.float32)
-        self._first_layer(e, A, C, h0)
-        return self._hidden(h0)
+        """Predictions (genes x batch) for gathered expression ``e`` (genes x batch x TFs)."""
+        buf = self.work_arrays(e.shape)
+        self._first_layer(e, A, C, buf["h0"], buf["m0"])
+        return self._hidden(buf["h0"], buf)
 
     def __call__(self, e, A, C):
         """Predictions (genes x batch) from gathered expression ``e`` (genes x batch x TFs)."""
-        return self.forward(e, A, C)[0]
+        return self.forward(e, A, C)
 
     def gradients(self, e, y, A, C, lam: float, l1: float, axis: int):
-        """(loss, mse, trace norm, gradients by name) of one batch; ``y``: genes x batch targets."""
-        v = self.vars
+        """(loss, mse, trace norm, gradients by name) of one batch; ``y``: genes x batch targets.
+
+        The gradients are views of ``grad_flat``, overwritten by the next call."""
+        v, g = self.vars, self.grads
         buf = self.buffers(e.shape)
         w, c = self._first_layer(e, A, C, buf["h0"], buf["m0"])
-        pred, hs = self._hidden(buf["h0"])
+        pred = self._hidden(buf["h0"], buf)
         r = y - pred
         mse = np.mean(np.square(r))
         d = r * np.float32(-2.0 / r.size)                          # dLoss/dpred
-        g = {"b_out": d.sum(1, keepdims=True), "w_out": hs[-1].transpose(0, 2, 1) @ d[..., None]}
-        dh = d[..., None] * v["w_out"][:, None, :, 0]
-        for i in reversed(range(1, len(self.hidden))):
-            dz = np.multiply(dh, hs[i + 1] > 0, out=dh)
-            g[f"W{i + 1}"] = hs[i].transpose(0, 2, 1) @ dz
-            g[f"b{i + 1}"] = dz.sum(1)
-            dh = dz @ v[f"W{i + 1}"].transpose(0, 2, 1)
-        dz1 = np.multiply(dh, hs[1] > 0, out=dh)
-        g["b1"] = dz1.sum(1)
+        n = len(self.hidden)
+        np.sum(d, axis=1, keepdims=True, out=g["b_out"])
+        np.matmul(buf[f"z{n}"].transpose(0, 2, 1), d[..., None], out=g["w_out"])
+        dh = np.multiply(d[..., None], v["w_out"][:, None, :, 0], out=buf[f"d{n}"])
+        for i in range(n, 1, -1):                                  # layers n .. 2: dz_i = dh_i * m_i
+            dz = np.multiply(dh, buf[f"m{i}"], out=dh)
+            np.matmul(buf[f"z{i - 1}"].transpose(0, 2, 1), dz, out=g[f"W{i}"])
+            np.sum(dz, axis=1, out=g[f"b{i}"])
+            dh = np.matmul(dz, v[f"W{i}"].transpose(0, 2, 1), out=buf[f"d{i - 1}"])
+        dz1 = np.multiply(dh, buf["m1"], out=dh)
+        np.sum(dz1, axis=1, out=g["b1"])
         me = np.multiply(e, buf["m0"], out=buf["me"])
-        q1 = me.transpose(0, 2, 1) @ dz1                           # genes x TFs x 64
-        q0 = buf["m0"].transpose(0, 2, 1) @ dz1
+        q1 = np.matmul(me.transpose(0, 2, 1), dz1, out=buf["q1"])          # genes x TFs x 64
+        q0 = np.matmul(buf["m0"].transpose(0, 2, 1), dz1, out=buf["q0"])
         s1 = np.einsum("gtj,gtj->gt", v["W1"], q1)                 # sum_b dz0 * e
-        dc = np.einsum("gtj,gtj->gt", v["W1"], q0)                 # sum_b dz0
+        dc = np.einsum("gtj,gtj->gt", v["W1"], q0, out=g["c0"])   # sum_b dz0
         q1 *= w[..., None]
         q0 *= c[..., None]
-        g["W1"] = np.add(q1, q0, out=q1)                           # w Q1 + c Q0
-        g["c0"] = dc
-        g["w0"] = A * s1[..., None] + C * dc[..., None]
+        np.add(q1, q0, out=g["W1"])                                # w Q1 + c Q0
+        np.multiply(A, s1[..., None], out=g["w0"])
+        g["w0"] += C * dc[..., None]
         tn1, g1 = trace_norm(v["W1"], axis, grad=lam != 0)
         tn2, g2 = trace_norm(v["W2"], axis, grad=lam != 0)
         tn = np.float32(0.5) * (tn1 + tn2)
@@ -184,47 +236,49 @@ class NumpyMTL:
 
 
 class NumpyAdam:
-    """Adam with Keras' update rule (as `scfactor.core.optim.Adam`) on float32 arrays, updated in place.
+    """Adam with Keras' update rule (as `scfactor.core.optim.Adam`) on one flat float32 vector, updated in place.
 
-    ``state()`` / ``set_state()`` use `core.optim.Adam`'s names (``adam/m<i>``, ``adam/v<i>``, ``adam/step``).
+    ``flat``: the parameters (e.g. `NumpyMTL.flat`), ``shapes``: the parameters it concatenates, in order;
+    ``state()`` / ``set_state()`` use `core.optim.Adam`'s names per parameter (``adam/m<i>``, ``adam/v<i>``,
+    ``adam/step``).
     """
 
-    def __init__(self, params: list, lr: float, beta1: float = 0.9, beta2: float = 0.999, eps: float = 1e-7):
-        self.params = params
+    def __init__(self, flat: np.ndarray, shapes, lr: float, beta1: float = 0.9, beta2: float = 0.999,
+                 eps: float = 1e-7):
+        self.p, self.shapes = flat, list(shapes)
         self.lr, self.beta1, self.beta2, self.eps = (np.float32(x) for x in (lr, beta1, beta2, eps))
-        self.m = [np.zeros_like(p) for p in params]
-        self.v = [np.zeros_like(p) for p in params]
-        self._work = [(np.empty_like(p), np.empty_like(p)) for p in params]
+        self.m, self.v = np.zeros_like(flat), np.zeros_like(flat)
+        self._t1, self._t2 = np.empty_like(flat), np.empty_like(flat)
         self.step = 0
 
-    def apply(self, grads: list) -> None:
-        """One Adam step with ``grads`` (same order as ``params``); the same float32 operations, in the same
-        order, as ``m = b1 m + (1 - b1) g; v = b2 v + (1 - b2) g^2; p -= alpha m / (sqrt(v) + eps)``, written
-        into two work arrays per parameter instead of new arrays."""
+    def apply(self, g: np.ndarray) -> None:
+        """One Adam step with the flat gradient ``g``; the same float32 operations, in the same order, as
+        ``m = b1 m + (1 - b1) g; v = b2 v + (1 - b2) g^2; p -= alpha m / (sqrt(v) + eps)``, written into two
+        work arrays instead of new arrays."""
         self.step += 1
         t, one = np.float32(self.step), np.float32(1.0)
         alpha = self.lr * np.sqrt(one - self.beta2 ** t) / (one - self.beta1 ** t)
-        for g, p, m, v, (t1, t2) in zip(grads, self.params, self.m, self.v, self._work):
-            m *= self.beta1
-            m += np.multiply(one - self.beta1, g, out=t1)
-            v *= self.beta2
-            np.square(g, out=t1)
-            v += np.multiply(one - self.beta2, t1, out=t1)
-            np.sqrt(v, out=t1)
-            t1 += self.eps
-            np.multiply(alpha, m, out=t2)
-            p -= np.divide(t2, t1, out=t2)
+        m, v, t1, t2 = self.m, self.v, self._t1, self._t2
+        m *= self.beta1
+        m += np.multiply(one - self.beta1, g, out=t1)
+        v *= self.beta2
+        np.square(g, out=t1)
+        v += np.multiply(one - self.beta2, t1, out=t1)
+        np.sqrt(v, out=t1)
+        t1 += self.eps
+        np.multiply(alpha, m, out=t2)
+        self.p -= np.divide(t2, t1, out=t2)
 
     def state(self) -> dict:
-        """Moments and step as arrays."""
-        out = {f"adam/m{i}": m.copy() for i, m in enumerate(self.m)}
-        out.update({f"adam/v{i}": v.copy() for i, v in enumerate(self.v)})
+        """Moments (per parameter) and step as arrays."""
+        out = {f"adam/m{i}": m.copy() for i, m in enumerate(flat_views(self.m, self.shapes))}
+        out.update({f"adam/v{i}": v.copy() for i, v in enumerate(flat_views(self.v, self.shapes))})
         out["adam/step"] = np.asarray(self.step, dtype=np.int64)
         return out
 
     def set_state(self, arrays: dict) -> None:
         """Restore what `state` returned."""
-        for i, (m, v) in enumerate(zip(self.m, self.v)):
+        for i, (m, v) in enumerate(zip(flat_views(self.m, self.shapes), flat_views(self.v, self.shapes))):
             m[...] = arrays[f"adam/m{i}"]
             v[...] = arrays[f"adam/v{i}"]
         self.step = int(arrays["adam/step"])
@@ -235,7 +289,7 @@ class NumpyEngine:
 
     def __init__(self, shard: ShardData, opts, init: dict):
         self.model = NumpyMTL(init)
-        self.opt = NumpyAdam([self.model.vars[k] for k in self.model.names], lr=opts.learning_rate)
+        self.opt = NumpyAdam(self.model.flat, self.model.shapes, lr=opts.learning_rate)
         self.E, self.A, self.C = shard.expr, shard.A, shard.C
         self.Y = np.nan_to_num(shard.y)
         self.lam, self.l1, self.axis = opts.lam, opts.l1, UNFOLD_AXES[opts.unfold_axis]
@@ -245,9 +299,9 @@ class NumpyEngine:
         """One Adam step on a genes x batch index array; (loss, mse, trace norm)."""
         e = np.take(self.E, idx, axis=0, out=self.model.buffers((*idx.shape, self.E.shape[1]))["e"],
                     mode="clip")                                   # cell indices are in range: no checked copy
-        loss, mse, tn, g = self.model.gradients(e, self.Y[self.rows, idx], self.A, self.C, self.lam, self.l1,
+        loss, mse, tn, _ = self.model.gradients(e, self.Y[self.rows, idx], self.A, self.C, self.lam, self.l1,
                                                 self.axis)
-        self.opt.apply([g[k] for k in self.model.names])
+        self.opt.apply(self.model.grad_flat)
         return loss, mse, tn
 
     def state(self) -> dict:
