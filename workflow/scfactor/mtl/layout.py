@@ -154,11 +154,22 @@ def hdf5_genes(path, tissue: str, key: str) -> np.ndarray:
         return _decode(g["ensembl"][()])
 
 
+def _column_runs(cols, n_cols: int, chunk_cols) -> list:
+    """``(first, stop)`` column ranges that cover the storage chunks holding the sorted columns ``cols`` of a
+    dataset chunked ``chunk_cols`` columns wide (None: not chunked, one range of all columns). Reading only these
+    ranges decompresses only those chunks (a shard's 25 velocity genes of hundreds, the TF columns)."""
+    if not chunk_cols:
+        return [(0, n_cols)]
+    k = np.unique(np.asarray(cols) // chunk_cols)
+    runs = np.split(k, np.flatnonzero(np.diff(k) > 1) + 1)
+    return [(int(r[0]) * chunk_cols, min(n_cols, (int(r[-1]) + 1) * chunk_cols)) for r in runs]
+
+
 def read_hdf5_matrix(path, tissue: str, key: str, genes=None, row_chunk: int = 4096):
     """Read ``(matrix float32 cells x genes, barcodes, genes)`` of one tissue group.
 
     ``genes``: read only these columns (in this order; all must exist), in row chunks so that
-    memory stays cells x len(genes).
+    memory stays cells x len(genes), and only the column ranges of the storage chunks that hold them.
     """
     f, g = _open_group(path, tissue, key)
     with f:
@@ -176,10 +187,16 @@ def read_hdf5_matrix(path, tissue: str, key: str, genes=None, row_chunk: int = 4
         sorted_cols = cols[order]
         out = np.empty((len(barcodes), len(cols)), dtype=np.float32)
         ds = g[key]
+        runs = _column_runs(sorted_cols, len(ens), ds.chunks[1] if ds.chunks and len(cols) else None)
+        starts = np.array([a for a, _ in runs])
+        offsets = np.cumsum([0] + [b - a for a, b in runs])[:-1]
+        run = np.searchsorted(starts, sorted_cols, side="right") - 1
+        local = sorted_cols - starts[run] + offsets[run]           # positions in the runs' concatenation
         for start in range(0, len(barcodes), row_chunk):
-            block = ds[start:start + row_chunk][:, sorted_cols] if len(cols) else \
+            rows = slice(start, start + row_chunk)
+            block = np.concatenate([ds[rows, a:b] for a, b in runs], axis=1)[:, local] if len(cols) else \
                 np.empty((min(row_chunk, len(barcodes) - start), 0))
-            out[start:start + row_chunk][:, order] = block
+            out[rows][:, order] = block
     return out, barcodes, ens[cols]
 
 
