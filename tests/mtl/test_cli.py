@@ -169,7 +169,8 @@ def test_steps_end_to_end_on_the_simulated_layout(layout, tmp_path):
 # --------------------------------------------------------------------------- checkpoint / resume
 def _shard_cmd(root, cl, out, ckpt, epochs):
     return step_command(mtl_train_shard, "--layout", root, "--tissue", "tissue1", "--clusters", cl, "--cluster", 0,
-                        "--rep", 1, "--epochs", epochs, "--batch-size", 8, "--lam", 0.01, "--checkpoint-dir", ckpt,
+                        "--rep", 1, "--epochs", epochs, "--batch-size", 8, "--lam", 0.01, "--checkpoint-seconds", 0,
+                        "--checkpoint-dir", ckpt,
                         "--output", out, "--weights", str(out) + ".npz")
 
 

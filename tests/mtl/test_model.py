@@ -133,7 +133,7 @@ def test_checkpoint_resumes_only_its_own_run(layout, tmp_path, caplog):
     configure_tf(0)
 
     def train(ck, **kw):
-        opts = TRAIN_SHARD.defaults(**dict(dict(epochs=3, batch_size=16), **kw))
+        opts = TRAIN_SHARD.defaults(**dict(dict(epochs=3, batch_size=16, checkpoint_seconds=0), **kw))
         return mtl.train_shard(sh, opts, seed_seq=seq, checkpoint_dir=ck)[0]
 
     fresh4 = _weights(train(None, epochs=4))

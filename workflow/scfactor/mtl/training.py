@@ -68,11 +68,13 @@ def fit(shard: ShardData, opts, make_engine, *, seed_seq: np.random.SeedSequence
     """Train an engine on a shard; returns (engine, history list of per-epoch dicts).
 
     ``make_engine(init_weights)``: the engine. ``opts``: the training settings (``epochs``, ``batch_size``,
-    ``learning_rate``, ``lam``, ``l1``, ``unfold_axis``; `scfactor.mtl.cli.TRAIN_SHARD` options). Per
-    epoch: the notebook's resampling (`epoch_batches`, rng from ``seed_seq`` and the epoch number, so that
-    a resumed run draws the same batches), Adam steps, then a checkpoint (`scfactor.core.checkpoint`) in
+    ``learning_rate``, ``lam``, ``l1``, ``unfold_axis``, ``checkpoint_seconds``; `scfactor.mtl.cli.TRAIN_SHARD`
+    options). Per epoch: the notebook's resampling (`epoch_batches`, rng from ``seed_seq`` and the epoch
+    number, so that a resumed run draws the same batches), Adam steps, then, once ``checkpoint_seconds`` of
+    wall time have passed since the start or the last checkpoint, a checkpoint (`scfactor.core.checkpoint`) in
     ``checkpoint_dir``, resumed from when it belongs to this shard, these settings and this engine
-    (logs "resuming from epoch N"). History: loss, mse, trace norm, wall and CPU seconds per epoch.
+    (logs "resuming from epoch N"). The interval is not part of the fingerprint: a resumed run gives the same
+    result whatever epoch it resumes from. History: loss, mse, trace norm, wall and CPU seconds per epoch.
     """
     init_seed, data_seed = child_seeds(seed_seq)
     settings = dict(epochs=opts.epochs, batch_size=opts.batch_size, lr=opts.learning_rate, lam=opts.lam,
@@ -90,6 +92,7 @@ def fit(shard: ShardData, opts, make_engine, *, seed_seq: np.random.SeedSequence
             LOG.info("resuming from epoch %d (checkpoint %s)", start, ckpt)
     history = []
     progress = Progress("epoch", opts.epochs, start=start)
+    saved = time.monotonic()
     for ep in range(start, opts.epochs):
         rng = np.random.default_rng(np.random.SeedSequence(data_seed.entropy, spawn_key=(*data_seed.spawn_key, ep)))
         batches = epoch_batches(shard.train, opts.batch_size, rng)
@@ -100,8 +103,9 @@ def fit(shard: ShardData, opts, make_engine, *, seed_seq: np.random.SeedSequence
         if (ep + 1) % log_every == 0 or ep + 1 == opts.epochs:
             progress.log(ep + 1, loss=float(lo[0]), mse=float(lo[1]), trace_norm=float(lo[2]),
                          batches=len(batches))
-        if ckpt is not None:
+        if ckpt is not None and time.monotonic() - saved >= opts.checkpoint_seconds:
             checkpoint.save(ckpt, engine.state(), fingerprint=fp, epoch=ep + 1)
+            saved = time.monotonic()
     return engine, history
 
 
