@@ -10,13 +10,13 @@ genes, in the planted clusters when there are ``n_clusters`` of them (else dealt
 Per engine and repeat (engines alternate), two child processes, each with one thread:
 
 * ``whole``: the real script ``workflow/scripts/mtl_train_shard.py``; CPU (user + system, from wait4) and wall.
-  Both children get ``--checkpoint-dir`` as the rule passes it (a checkpoint after every epoch, counted in
-  ``epochs``; removed at the end).
+  Both children get ``--checkpoint-dir`` as the rule passes it and the config's ``--checkpoint-seconds`` (a
+  checkpoint after an epoch once that much wall time has passed, counted in ``build``; removed at the end).
 * ``phases``: this file in ``--child`` mode runs the same ``mtl_train_shard`` function in-process and reads
   the process CPU clock (getrusage) at the phase boundaries: ``start`` (interpreter start, up to this
   file's first line), ``imports`` (the modules the shard imports, TensorFlow and Keras for engine
   tensorflow), ``data`` (clusters table, layout, shard), ``setup`` (TensorFlow thread / device set-up),
-  ``build`` (weights, optimizer, graph objects, batch drawing, checkpoint-free loop overhead), ``tracing``
+  ``build`` (weights, optimizer, graph objects, batch drawing, checkpoints, loop overhead), ``tracing``
   (first epoch minus the median later epoch), ``epochs`` (all epochs minus ``tracing``), ``test``
   (test predictions and R2), ``write`` (weights .npz and table), ``other`` (the rest: argument parsing,
   logging). Fixed cost = start + imports + setup + build + tracing; its share of the phases' total is
