@@ -21,7 +21,9 @@ x 64, two batched matmuls)::
 so the backward pass never forms ``dz0 = (dz1 W1^T) * m0`` (genes x batch x TFs): the same three
 batch x TFs x 64 matmuls per gene as the direct route (forward, ``dW1``, ``dz1 W1^T``), and per step six
 elementwise passes over genes x batch x TFs (gather, x w, + c, mask, ReLU, mask x e) instead of nine,
-all into preallocated buffers.
+all into preallocated buffers. No array of a step is allocated inside it (buffers per batch shape), the later
+layers' ReLU masks are kept from the forward pass, and the weights and gradients are views of two flat
+vectors (`NumpyMTL.flat`, `NumpyMTL.grad_flat`) that Adam updates as one array.
 """
 
 from __future__ import annotations
