@@ -56,7 +56,7 @@ def mtl_workdir(path: Path) -> Path:
     mtl = load_tiny_config()["mtl"]
     mtl["datasets"] = {"sim": {"source": "simulated"}}
     mtl["n_clusters"], mtl["reps"] = 2, 1
-    mtl["train"].update(epochs=EPOCHS, ablation=False)
+    mtl["train"].update(epochs=EPOCHS, ablation=False, checkpoint_seconds=0)   # a checkpoint every epoch
     return write_tiny_workdir(path, mtl=mtl)
 
 
