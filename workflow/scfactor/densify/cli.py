@@ -15,46 +15,55 @@ DENSIFY = Step("densify", Group("densify", exclude=("mem_mb", "runtime", "predic
 FIGURE = Step("densify_figure")
 
 
-def densify(argv=None) -> int:
-    """Densify one batch of a preprocessed count matrix with NeuMF (held-out evaluation included)."""
-    p = _batch_parser(densify, "densify")
-    p.add_argument("--checkpoint-dir", default=None,
-                   help="folder (or s3:// URL) for per-epoch checkpoints (resumed when they belong to this run)")
-    p.add_argument("--output", required=True, help="output .h5ad")
-    p.add_argument("--heldout-table", required=True, help="held-out metrics .tsv")
-    args = cli.start(p, argv)
-    from .pipeline import check_options, densify_batch, prepare_tf, validate_input
+def _batch_parser(step, what: str, checkpoints: bool = False, outputs: bool = False):
+    """The parser of a step that reads one batch of a preprocessed file (densify options included); with
+    ``checkpoints`` its ``--checkpoint-dir``, with ``outputs`` its ``--output`` / ``--heldout-table``."""
+    p = cli.parser(step, DENSIFY)
+    p.add_argument("--input", required=True, help="preprocessed .h5ad (results/preprocess/<dataset>.h5ad)")
+    p.add_argument("--batch", default=None, help=f"obs['batch'] value to {what} (default: all cells)")
+    if checkpoints:
+        p.add_argument("--checkpoint-dir", default=None,
+                       help="folder (or s3:// URL) for per-epoch checkpoints (resumed when they belong to this run)")
+    if outputs:
+        p.add_argument("--output", required=True, help="output .h5ad")
+        p.add_argument("--heldout-table", required=True, help="held-out metrics .tsv")
+    return p
+
+
+def _options_and_batch(args):
+    """(options, checked counts of the batch) of a step built by `_batch_parser`."""
+    from .pipeline import check_options, validate_input
     opts = DENSIFY.from_args(args)
     check_options(opts)
-    adata = validate_input(args.input, args.batch, opts)
-    strategy = prepare_tf(opts, args.threads)
+    return opts, validate_input(args.input, args.batch, opts)
+
+
+def _write_outputs(args, adata, make_table) -> int:
+    """Write the output .h5ad and held-out table (all or nothing): ``make_table(source)`` writes the .h5ad and
+    returns the table."""
     with io.all_or_nothing(args.output, args.heldout_table):
-        table = densify_batch(adata, opts, strategy, args.output, checkpoint_dir=remote.stage(args.checkpoint_dir),
-                              source=dict(input=str(args.input), batch=args.batch))
-        io.write_table(table, args.heldout_table)
+        io.write_table(make_table(dict(input=str(args.input), batch=args.batch)), args.heldout_table)
     cli.LOG.info("wrote %s (%d cells x %d genes) and %s", args.output, adata.n_obs, adata.n_vars, args.heldout_table)
     return 0
 
 
-def _batch_parser(step, what: str):
-    """The parser of a step that reads one batch of a preprocessed file (densify options included)."""
-    p = cli.parser(step, DENSIFY)
-    p.add_argument("--input", required=True, help="preprocessed .h5ad (results/preprocess/<dataset>.h5ad)")
-    p.add_argument("--batch", default=None, help=f"obs['batch'] value to {what} (default: all cells)")
-    return p
+def densify(argv=None) -> int:
+    """Densify one batch of a preprocessed count matrix with NeuMF (held-out evaluation included)."""
+    args = cli.start(_batch_parser(densify, "densify", checkpoints=True, outputs=True), argv)
+    from .pipeline import densify_batch, prepare_tf
+    opts, adata = _options_and_batch(args)
+    strategy = prepare_tf(opts, args.threads)
+    return _write_outputs(args, adata, lambda source: densify_batch(
+        adata, opts, strategy, args.output, checkpoint_dir=remote.stage(args.checkpoint_dir), source=source))
 
 
 def densify_train(argv=None) -> int:
     """Train NeuMF on one batch (held-out entries hidden) and write the model file for the prediction shards."""
-    p = _batch_parser(densify_train, "train on")
-    p.add_argument("--checkpoint-dir", default=None,
-                   help="folder (or s3:// URL) for per-epoch checkpoints (resumed when they belong to this run)")
+    p = _batch_parser(densify_train, "train on", checkpoints=True)
     p.add_argument("--model", required=True, help="model file to write (.npz, scfactor.core.checkpoint format)")
     args = cli.start(p, argv)
-    from .pipeline import check_options, prepare_tf, train_model, validate_input
-    opts = DENSIFY.from_args(args)
-    check_options(opts)
-    adata = validate_input(args.input, args.batch, opts)
+    from .pipeline import prepare_tf, train_model
+    opts, adata = _options_and_batch(args)
     strategy = prepare_tf(opts, args.threads)
     train_model(adata, opts, strategy, args.model, checkpoint_dir=remote.stage(args.checkpoint_dir))
     return 0
@@ -81,22 +90,14 @@ def densify_predict(argv=None) -> int:
 
 def densify_gather(argv=None) -> int:
     """Write the densify output of one batch from the prediction shards and score the held-out entries."""
-    p = _batch_parser(densify_gather, "densify")
+    p = _batch_parser(densify_gather, "densify", outputs=True)
     p.add_argument("--model", required=True, help="model file of densify_train.py")
     p.add_argument("--predictions", required=True, nargs="+", help="the shard files of densify_predict.py, in order")
-    p.add_argument("--output", required=True, help="output .h5ad")
-    p.add_argument("--heldout-table", required=True, help="held-out metrics .tsv")
     args = cli.start(p, argv)
-    from .pipeline import check_options, gather_batch, validate_input
-    opts = DENSIFY.from_args(args)
-    check_options(opts)
-    adata = validate_input(args.input, args.batch, opts)
-    with io.all_or_nothing(args.output, args.heldout_table):
-        table = gather_batch(adata, opts, args.model, args.predictions, args.output,
-                             source=dict(input=str(args.input), batch=args.batch))
-        io.write_table(table, args.heldout_table)
-    cli.LOG.info("wrote %s (%d cells x %d genes) and %s", args.output, adata.n_obs, adata.n_vars, args.heldout_table)
-    return 0
+    from .pipeline import gather_batch
+    opts, adata = _options_and_batch(args)
+    return _write_outputs(args, adata, lambda source: gather_batch(
+        adata, opts, args.model, args.predictions, args.output, source=source))
 
 
 def densify_figure(argv=None) -> int:
