@@ -29,7 +29,7 @@ def declared(resource: str) -> set[str]:
 
 def test_rules_declaring_devices_are_found():
     assert {"densify", "mtl_train_shard", "integrate"} <= declared("gpu")
-    assert declared("tpu") == {"densify", "mtl_train_shard"}
+    assert declared("tpu") == {"densify", "densify_train", "mtl_train_shard"}
 
 
 def test_kubernetes_profile_runs_on_object_storage():

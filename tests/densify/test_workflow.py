@@ -41,3 +41,51 @@ def test_densify_rule_on_tiny_config(tiny_run):
     assert (tiny_workdir / "results/figures/densify/kang/ctrl.heldout.pdf").exists()
     log = (tiny_workdir / "logs/densify/kang/ctrl.log").read_text()
     assert "neumf epoch 2/2" in log and "samples/s" in log
+
+
+@pytest.mark.workflow
+def test_fan_out_rules_write_the_single_jobs_output(tiny_workdir):
+    """densify.predict_shards: 3 on the tiny config (--cores 1): a training job, 3 prediction shards, a gather
+    job; the output's layer, held-out table and figure inputs are the single job's byte for byte, and one
+    shard's file is re-created alone, identical."""
+    import yaml
+
+    from conftest import snakemake
+    from scfactor.densify.fanout import shard_cells
+    from scfactor.densify.pipeline import heldout_arrays
+
+    wd = tiny_workdir
+    cfg = yaml.safe_load((wd / "config.yaml").read_text())
+    cfg["densify"]["predict_block"] = 2000
+
+    def run(shards, target, *args):
+        cfg["densify"]["predict_shards"] = shards
+        (wd / "config.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
+        proc = snakemake(wd, "--cores", "1", target.relative_to(wd), *args)
+        return proc.stdout + proc.stderr
+
+    h5ad, tsv = wd / "results/densify/kang/ctrl.h5ad", wd / "results/densify/kang/ctrl.heldout.tsv"
+    shard = wd / "results/densify/fanout/kang/ctrl/shard1.npy"
+    log = run(3, tsv)
+    assert "densify_predict" in log and "densify_gather" in log
+    assert not shard.exists()                                  # temporary: removed once the output is written
+    fan = ad.read_h5ad(h5ad)
+    fan_tsv = tsv.read_bytes()
+    start, stop = shard_cells(*fan.shape, 2000, 3, 1)
+    assert 0 < start < stop < fan.n_obs
+
+    log = run(3, shard, "--forcerun", "densify_predict")      # one shard's file: that shard alone, identical
+    assert "densify_train" not in log and "densify_gather" not in log and "shard=1" in log
+    assert "shard=0" not in log and "shard=2" not in log
+    assert np.load(shard).tobytes() == fan.layers["neumf"][start:stop].tobytes()
+
+    import shutil
+    shutil.rmtree(wd / "results/densify/checkpoints")           # the single job trains anew
+    run(1, tsv, "--forcerun", "densify")
+    one = ad.read_h5ad(h5ad)
+    assert tsv.read_bytes() == fan_tsv
+    assert one.layers["neumf"].tobytes() == fan.layers["neumf"].tobytes()
+    (ha, ta, pa), (hb, tb, pb) = heldout_arrays(one, h5ad), heldout_arrays(fan, h5ad)   # the figure's inputs
+    for a, b in [(ha.rows, hb.rows), (ha.cols, hb.cols), (ha.values, hb.values), (pa, pb),
+                 (ta.toarray(), tb.toarray())]:
+        assert a.tobytes() == b.tobytes()

@@ -49,11 +49,12 @@ def fingerprint(*data, settings: dict) -> str:
 
 @dataclass
 class Checkpoint:
-    """A loaded checkpoint: arrays by name, completed epochs, metadata."""
+    """A loaded checkpoint: arrays by name, completed epochs, metadata (and the fingerprint it was saved with)."""
 
     arrays: dict
     epoch: int
     meta: dict
+    fingerprint: str = ""
 
 
 def save(path, arrays: dict, *, fingerprint: str, epoch: int, meta: dict | None = None) -> None:
@@ -65,19 +66,52 @@ def save(path, arrays: dict, *, fingerprint: str, epoch: int, meta: dict | None 
     remote.push(path)
 
 
+def read(path, rows: tuple[int, int] | None = None, sliced=()) -> Checkpoint:
+    """The checkpoint at ``path`` whatever its fingerprint; raises (OSError, KeyError, ValueError, EOFError,
+    zipfile.BadZipFile) on an unreadable file. With ``rows=(start, stop)`` the arrays named in ``sliced``
+    are read as those rows only (seeking in the file: a job that needs a few rows of a large array, e.g.
+    its cells' embeddings, never holds the whole array)."""
+    arrays = {}
+    with zipfile.ZipFile(path) as z:
+        for member in z.namelist():
+            key = member.removesuffix(".npy")
+            with z.open(member) as f:
+                if rows is not None and key in sliced:
+                    arrays[key] = _read_rows(f, *rows)
+                else:
+                    arrays[key] = np.lib.format.read_array(f, allow_pickle=False)
+    header = json.loads(str(arrays.pop(_HEADER)))
+    return Checkpoint(arrays, int(header["epoch"]), header.get("meta", {}), header.get("fingerprint", ""))
+
+
+def _read_rows(f, start: int, stop: int) -> np.ndarray:
+    """Rows ``start:stop`` of the C-ordered ``.npy`` array in the open file ``f``."""
+    fmt = np.lib.format
+    version = fmt.read_magic(f)
+    shape, fortran, dtype = {(1, 0): fmt.read_array_header_1_0, (2, 0): fmt.read_array_header_2_0}[version](f)
+    if fortran or not shape or dtype.hasobject:
+        raise ValueError("only C-ordered arrays of numbers can be read by rows")
+    start, stop = min(max(start, 0), shape[0]), min(max(stop, 0), shape[0])
+    row = int(np.prod(shape[1:], dtype=np.int64)) * dtype.itemsize
+    f.seek(f.tell() + start * row)
+    n = max(stop - start, 0)
+    data = f.read(n * row)
+    if len(data) != n * row:
+        raise EOFError("truncated array")
+    return np.frombuffer(data, dtype=dtype).reshape((n, *shape[1:]))
+
+
 def load(path, fingerprint: str) -> Checkpoint | None:
     """The checkpoint at ``path`` when it belongs to this run; None when absent, stale or unreadable."""
     p = Path(path)
     if not p.exists():
         return None
     try:
-        with np.load(p, allow_pickle=False) as z:
-            header = json.loads(str(z[_HEADER]))
-            arrays = {k: z[k] for k in z.files if k != _HEADER}
+        ck = read(p)
     except (OSError, KeyError, ValueError, EOFError, zipfile.BadZipFile) as exc:
         LOG.warning("discarding unreadable checkpoint %s (%s); starting over", p, exc.__class__.__name__)
         return None
-    if header.get("fingerprint") != fingerprint:
+    if ck.fingerprint != fingerprint:
         LOG.warning("discarding checkpoint %s: made with other input data or settings; starting over", p)
         return None
-    return Checkpoint(arrays, int(header["epoch"]), header.get("meta", {}))
+    return ck

@@ -3,8 +3,10 @@
 `validate_input` reads and checks the counts of one batch block by block (`scfactor.densify.stream`),
 `prepare_tf` sets threads / determinism and picks the distribution strategy (`scfactor.core.device`),
 `densify_batch` hides the held-out entries, trains (`scfactor.densify.train.fit`), writes the output
-with the whole matrix predicted one block of cells at a time, and returns the held-out metrics table. `heldout_figure` reads a densify output back and draws
-its figure (`scfactor.densify.plots`).
+with the whole matrix predicted one block of cells at a time, and returns the held-out metrics table;
+`train_model`, `predict_shard` and `gather_batch` are the same work split into the fan-out's jobs
+(`scfactor.densify.fanout`). `heldout_figure` reads a densify output back and draws its figure
+(`scfactor.densify.plots`).
 """
 
 from __future__ import annotations
@@ -71,6 +73,15 @@ def prepare_tf(opts, threads: int):
     return strategy
 
 
+def _masked(adata, opts):
+    """(CSR counts, training matrix, held-out entries) of ``adata``: a seeded share of nonzeros hidden."""
+    x = sp.csr_matrix(adata.X)
+    train, held = heldout.mask_nonzeros(x, opts.heldout_frac, opts.seed)
+    LOG.info("%d cells x %d genes, %d nonzeros; %d hidden for evaluation", x.shape[0], x.shape[1],
+             x.nnz, len(held))
+    return x, train, held
+
+
 def densify_batch(adata, opts, strategy, output, checkpoint_dir=None, source=None) -> pd.DataFrame:
     """Train on ``adata.X`` (CSR counts) with a held-out mask, write the output .h5ad to ``output`` (its
     dense ``layers['neumf']`` one block of cells at a time, `scfactor.densify.stream.write_densified`) and
@@ -78,22 +89,73 @@ def densify_batch(adata, opts, strategy, output, checkpoint_dir=None, source=Non
 
     ``source``: names recorded in ``uns['neumf']['params']`` besides the options (input, batch).
     """
-    import anndata as ad
-
     from .train import fit, predict_blocks
-    x = sp.csr_matrix(adata.X)
-    train, held = heldout.mask_nonzeros(x, opts.heldout_frac, opts.seed)
-    LOG.info("%d cells x %d genes, %d nonzeros; %d hidden for evaluation", x.shape[0], x.shape[1],
-             x.nnz, len(held))
+    x, train, held = _masked(adata, opts)
     result = fit(train, opts, strategy, checkpoint_dir=checkpoint_dir)
     LOG.info("trained in %.1f s (%.0f samples/s); predicting %d x %d in blocks of %d entries into %s",
              result.seconds, result.samples_per_s, x.shape[0], x.shape[1], opts.predict_block, output)
+    blocks = predict_blocks(result.model, result.offset, *x.shape, opts.predict_block)
+    return _write_output(adata, x, train, held, opts, result, blocks, output, source)
+
+
+def train_model(adata, opts, strategy, model_path, checkpoint_dir=None) -> None:
+    """The fan-out's training job: train as `densify_batch` does and write the model file
+    (`scfactor.densify.fanout.save_model`) instead of predicting."""
+    from . import fanout
+    from .train import fit
+    _, train, _ = _masked(adata, opts)
+    result = fit(train, opts, strategy, checkpoint_dir=checkpoint_dir)
+    fanout.save_model(model_path, result, train, opts)
+    LOG.info("trained in %.1f s (%.0f samples/s); wrote the model to %s", result.seconds, result.samples_per_s,
+             model_path)
+
+
+def predict_shard(model_path, opts, strategy, shard: int, shards: int, output) -> tuple[int, int]:
+    """The fan-out's prediction job: predict cells ``fanout.shard_cells(...)`` from their rows of the model
+    file (cell embeddings, size factors) and the gene-side weights, a block at a time, into shard file
+    ``output``; returns the shard's cells ``(start, stop)``."""
+    from . import fanout
+    from .model import NeuMF
+    from .train import predict_blocks
+    meta = fanout.load_model(model_path, opts, rows=(0, 0)).meta
+    n, m = int(meta["cells"]), int(meta["genes"])
+    start, stop = fanout.shard_cells(n, m, opts.predict_block, shards, shard)
+    ck = fanout.load_model(model_path, opts, rows=(start, stop))
+    with strategy.scope():
+        model = NeuMF(stop - start, m, arch=opts.arch, loss=opts.loss, embedding_dim=opts.embedding_dim,
+                      layers=opts.layers, dropout=opts.dropout, bn_layers=opts.bn_layers, seed=opts.seed)
+    missing = set(model.state_names) - set(ck.arrays)
+    if missing:
+        raise InputError(model_path, f"lacks {', '.join(sorted(missing)[:3])}; is it a densify model file?")
+    model.set_state(ck.arrays)
+    LOG.info("shard %d of %d: predicting cells %d:%d of %d x %d genes in blocks of %d entries into %s",
+             shard, shards, start, stop, n, m, opts.predict_block, output)
+    # the shard starts on a block boundary: its local blocks are the single job's blocks
+    blocks = predict_blocks(model, ck.arrays["offset"], stop - start, m, opts.predict_block)
+    fanout.write_shard(output, blocks, stop - start, m)
+    return start, stop
+
+
+def gather_batch(adata, opts, model_path, shard_paths, output, source=None) -> pd.DataFrame:
+    """The fan-out's gather job: write the output .h5ad of `densify_batch` from the model file's record and
+    the prediction shards (streamed as the same blocks), score the held-out entries, return the table."""
+    from . import fanout
+    x, train, held = _masked(adata, opts)
+    ck = fanout.load_model(model_path, opts, rows=(0, 0), train=train)
+    blocks = fanout.shard_blocks(shard_paths, *x.shape, opts.predict_block)
+    return _write_output(adata, x, train, held, opts, fanout.fit_record(ck), blocks, output, source)
+
+
+def _write_output(adata, x, train, held, opts, result, blocks, output, source) -> pd.DataFrame:
+    """Write the densify output from prediction ``blocks`` (picking the held-out entries' predictions on the
+    way) and ``result``'s training record; return the held-out metrics table."""
+    import anndata as ad
     held_pred = np.empty(len(held), dtype=np.float32)
     order = np.argsort(held.rows, kind="stable")
     sorted_rows = held.rows[order]
 
-    def blocks():
-        for start, stop, values in predict_blocks(result.model, result.offset, *x.shape, opts.predict_block):
+    def picked():
+        for start, stop, values in blocks:
             sel = order[np.searchsorted(sorted_rows, start):np.searchsorted(sorted_rows, stop)]
             held_pred[sel] = values[held.rows[sel] - start, held.cols[sel]]
             yield start, stop, values
@@ -106,7 +168,7 @@ def densify_batch(adata, opts, strategy, output, checkpoint_dir=None, source=Non
 
     out = ad.AnnData(X=sp.csr_matrix(x, dtype=np.float32), obs=adata.obs.copy(), var=adata.var.copy())
     out.layers["counts"] = sp.csr_matrix(x, dtype=np.int32) if opts.loss in COUNT_LOSSES else x.copy()
-    stream.write_densified(output, out, blocks(), uns)
+    stream.write_densified(output, out, picked(), uns)
     return table["t"]
 
 

@@ -1,4 +1,4 @@
-"""What the densify rules need from the config: the (dataset, batch) pairs and the command line."""
+"""What the densify rules need from the config: the (dataset, batch) pairs, the command line, the prediction shards."""
 
 from __future__ import annotations
 
@@ -36,3 +36,14 @@ def densify_pairs(config: dict) -> list[tuple[str, str]]:
                 raise ValueError(f"densify.targets.{name}: batch '{b}' is not one of {', '.join(known)}")
             pairs.append((name, b))
     return pairs
+
+
+def predict_shards(config: dict) -> int:
+    """Prediction jobs per (dataset, batch): 1 = the single densify job, K > 1 = the fan-out's K shards."""
+    return int(config["densify"]["predict_shards"])
+
+
+def shard_files(pattern: str, config: dict, **wildcards) -> list[str]:
+    """The fan-out's prediction shard files of one (dataset, batch), in order: ``pattern`` (with ``{shard}``
+    and the ``wildcards``' names) formatted for shards 0 .. K - 1."""
+    return [pattern.format(shard=k, **wildcards) for k in range(predict_shards(config))]

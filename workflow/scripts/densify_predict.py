@@ -1,0 +1,12 @@
+#!/usr/bin/env python
+"""densify fan-out: predict (`scfactor.densify.cli.densify_predict`); see --help."""
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from scfactor.core.cli import run  # noqa: E402
+from scfactor.densify.cli import densify_predict  # noqa: E402
+
+if __name__ == "__main__":
+    raise SystemExit(run(densify_predict))
