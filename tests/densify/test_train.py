@@ -159,3 +159,27 @@ def test_two_threads_are_bit_reproducible(tmp_path):
         assert proc.returncode == 0, proc.stderr[-3000:]
         outs.append(ad.read_h5ad(out / "out.h5ad").layers["neumf"])
     np.testing.assert_array_equal(outs[0], outs[1])
+
+
+def test_lr_decay_resumes_at_the_epochs_rate(tf_cpu, tmp_path):
+    """A run stopped after 2 of 3 epochs resumes at lr * decay^2 and ends as an uninterrupted run, which
+    differs from the run without decay. In one process the step is traced for other tile shapes first, which
+    moves the last bits (with a constant rate too; separate processes agree exactly, see the kill test), so
+    this compares to 1e-6: a wrong rate for the resumed epoch moves the weights by orders of magnitude more."""
+    from scfactor.densify.train import build_model, size_factors, train_phase
+    x, _ = planted_counts(60, 40)
+    opts = DENSIFY.defaults(**{**SMALL, "epochs": 3, "lr_decay": 0.5})
+    sf = size_factors(x)
+    offset = np.log(sf).astype(np.float32)
+
+    def run(epochs, ckpt, o=opts):
+        model = build_model("neumf", x, sf, o, tf_cpu)
+        train_phase(model, x, offset, o, tf_cpu, epochs, "neumf", ckpt)
+        return model.get_state()
+
+    run(2, tmp_path)  # stopped after epoch 2
+    resumed, full = run(3, tmp_path), run(3, None)
+    constant = run(3, None, DENSIFY.defaults(**{**SMALL, "epochs": 3}))
+    for k in full:
+        np.testing.assert_allclose(resumed[k], full[k], rtol=1e-5, atol=1e-6, err_msg=k)
+    assert np.abs(full["gmf_cell"] - constant["gmf_cell"]).max() > 1e-3

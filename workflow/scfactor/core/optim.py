@@ -9,7 +9,8 @@ class Adam:
     """Adam with Keras' update rule over ``variables`` (a list of ``tf.Variable``).
 
     ``state()`` / ``set_state()`` give and take the moments and step as numpy arrays (for
-    `scfactor.core.checkpoint`). ``apply`` works eagerly and inside ``tf.function``.
+    `scfactor.core.checkpoint`). ``apply`` works eagerly and inside ``tf.function``. ``lr``: a float, or a
+    scalar ``tf.Variable`` to change the rate between steps without retracing a compiled step.
     """
 
     def __init__(self, variables, lr: float = 1e-3, beta1: float = 0.9, beta2: float = 0.999, eps: float = 1e-7):

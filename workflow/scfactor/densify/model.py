@@ -180,6 +180,12 @@ class NeuMF:
         return h
 
     def _dropout(self, h, training, layer, step):
+        """Inverted dropout with masks keyed by (seed, step, layer, replica).
+
+        The mask draws 16 random bits per entry (two per 32-bit Philox output, half the draws of a
+        float uniform per entry): an entry is kept when its bits are at least ``round(rate * 65536)``,
+        and kept entries are scaled by the exact inverse of that keep probability.
+        """
         if not training or self.dropout <= 0:
             return h
         if step is None:
@@ -188,18 +194,30 @@ class NeuMF:
         ctx = tf.distribute.get_replica_context()
         rid = tf.cast(ctx.replica_id_in_sync_group, tf.int64) if ctx is not None else tf.constant(0, tf.int64)
         seed = tf.stack([tf.cast(step, tf.int64) * 64 + layer * 8 + rid, tf.constant(self.seed, tf.int64)])
-        return tf.nn.experimental.stateless_dropout(h, rate=self.dropout, seed=seed)
+        units = h.shape[-1]
+        bits = tf.random.stateless_uniform([tf.shape(h)[0], (units + 1) // 2], seed, minval=None, maxval=None,
+                                           dtype=tf.uint32)
+        bits = tf.reshape(tf.bitcast(bits, tf.uint16), [tf.shape(h)[0], -1])[:, :units]
+        drop = min(int(round(self.dropout * 65536)), 65535)
+        mask = tf.where(bits >= tf.constant(drop, tf.uint16), tf.constant(65536.0 / (65536 - drop)), 0.0)
+        return h * mask
 
     def _batch_norm(self, h, i, training, momentum=0.99, eps=1e-3):
+        """Batch norm over the rows of ``h``; in training one fused kernel each way (statistics of the batch,
+        biased variance in the running average, as ``tf.nn.moments``), else the running statistics."""
         tf = self._tf
         v = self.vars
-        if training:
-            mean, var = tf.nn.moments(h, axes=[0])
-            v[f"bn_mean{i}"].assign(momentum * v[f"bn_mean{i}"] + (1 - momentum) * mean)
-            v[f"bn_var{i}"].assign(momentum * v[f"bn_var{i}"] + (1 - momentum) * var)
-        else:
-            mean, var = v[f"bn_mean{i}"], v[f"bn_var{i}"]
-        return tf.nn.batch_normalization(h, mean, var, v[f"bn_beta{i}"], v[f"bn_gamma{i}"], eps)
+        if not training:
+            return tf.nn.batch_normalization(h, v[f"bn_mean{i}"], v[f"bn_var{i}"], v[f"bn_beta{i}"],
+                                             v[f"bn_gamma{i}"], eps)
+        units = h.shape[-1]
+        y, mean, var = tf.compat.v1.nn.fused_batch_norm(tf.reshape(h, [-1, 1, 1, units]), v[f"bn_gamma{i}"],
+                                                        v[f"bn_beta{i}"], epsilon=eps, is_training=True)
+        n = tf.cast(tf.shape(h)[0], tf.float32)
+        var = var * tf.maximum(n - 1.0, 0.0) / n  # the kernel returns the unbiased batch variance
+        v[f"bn_mean{i}"].assign(momentum * v[f"bn_mean{i}"] + (1 - momentum) * mean)
+        v[f"bn_var{i}"].assign(momentum * v[f"bn_var{i}"] + (1 - momentum) * var)
+        return tf.reshape(y, [-1, units])
 
     # ------------------------------------------------------------------ likelihoods
     def entry_loss(self, y, eta, offset, genes=None):

@@ -64,6 +64,9 @@ def training_settings(opts, phase: str, strategy) -> dict:
 def make_optimizer(model: NeuMF, lr: float, strategy):
     """A `scfactor.core.optim.Adam` over ``model.trainable``, its variables mirrored like the model's.
 
+    Its learning rate is a variable (``opt.lr``), so that `train_phase` can set each epoch's rate
+    without retracing the step.
+
     Its moments and step are created under ``strategy`` with ``ONLY_FIRST_REPLICA`` aggregation, so the
     update that every replica computes from the all-reduced gradients is applied once per variable.
     """
@@ -76,7 +79,7 @@ def make_optimizer(model: NeuMF, lr: float, strategy):
         return next_creator(**kw)
 
     with strategy.scope(), tf.variable_creator_scope(first_replica):
-        return Adam(model.trainable, lr=lr)
+        return Adam(model.trainable, lr=tf.Variable(float(lr), dtype=tf.float32, trainable=False))
 
 
 def _restore(path: Path, fp: str, model: NeuMF, opt):
@@ -151,8 +154,8 @@ def train_phase(model: NeuMF, x, offset, opts, strategy, epochs: int, phase: str
                 checkpoint_dir=None, max_blocks_per_epoch=None, on_block=None) -> tuple[list, float]:
     """Train ``model`` for ``epochs`` epochs with a fresh Adam (resuming from ``checkpoint_dir/<phase>.npz``).
 
-    An epoch is every tile of ``opts.block_entries // opts.block_genes`` cells x ``opts.block_genes``
-    genes once (`tile_shape`), in a seeded random order (`scfactor.densify.pairs.BlockStream`). ``opts``: the densify options
+    Epoch ``k`` (from 0) trains at learning rate ``opts.lr * opts.lr_decay ** k``. An epoch is every
+    tile of ``opts.block_entries // opts.block_genes`` cells x ``opts.block_genes`` genes once (`tile_shape`), in a seeded random order (`scfactor.densify.pairs.BlockStream`). ``opts``: the densify options
     (`scfactor.densify.cli.DENSIFY`). Returns the per-epoch trace (dicts with epoch, loss, seconds,
     samples_per_s) and the number of (cell, gene) entries processed in this call. ``on_block``: called
     as ``on_block(model, phase, epoch, block)`` after every training step (the benchmark scores the model there).
@@ -181,6 +184,7 @@ def train_phase(model: NeuMF, x, offset, opts, strategy, epochs: int, phase: str
     n_samples_total = 0.0
     progress = Progress(f"{phase} epoch", epochs, start)
     for epoch in range(start, epochs):
+        opt.lr.assign(opts.lr * opts.lr_decay ** epoch)
         t0 = time.perf_counter()
         total, n_blocks, n_samples = 0.0, 0, 0
         for cells, genes, y, w in stream.epoch(epoch, max_blocks_per_epoch):
