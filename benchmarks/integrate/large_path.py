@@ -101,17 +101,20 @@ def main(argv=None) -> int:
                 row["ari_to_first"] = adjusted_rand_score(base, labels)
                 rows.append(row)
                 print(row, flush=True)
-    table = pd.DataFrame(rows)
-    out = Path(a.out)
+                write(pd.DataFrame(rows), command, Path(a.out))  # partial results survive an interrupted run
+    return 0
+
+
+def write(table: pd.DataFrame, command: str, out: Path) -> None:
+    """``<out>.tsv`` and ``<out>.md``, the first line of both the command."""
     with open(out.with_suffix(".tsv"), "w") as fh:
         fh.write(f"# {command}\n")
         table.to_csv(fh, sep="\t", index=False, float_format="%.4g")
     out.with_suffix(".md").write_text("\n".join([
         command, "", "ARI / NMI of the Leiden clusters vs the simulator's labels; `ari_to_first`: ARI between the "
-        "run's clusters and those of the first run on the same input; `compared_cells`: cells the "
-        "restarts were compared on (batch mode); `kept_restart`: the restart kept (0-based) and `rep_agreement` "
-        "every restart's mean ARI to the others on those cells.", "", table.to_markdown(index=False, floatfmt=".4g"), ""]))
-    return 0
+        "run's clusters and those of the first run on the same input; `compared_cells`: cells the restarts were "
+        "compared on (batch mode); `kept_restart`: the restart kept (0-based) and `rep_agreement` every "
+        "restart's mean ARI to the others on those cells.", "", table.to_markdown(index=False, floatfmt=".4g"), ""]))
 
 
 if __name__ == "__main__":
