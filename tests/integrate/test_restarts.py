@@ -100,6 +100,35 @@ def test_consensus_subsample_is_seeded_proportional_and_only_above_the_threshold
         assert (np.diff(i) > 0).all() and i.min() >= 0 and i.max() < n
 
 
+def test_consensus_cells_matter_only_above_exact_max_cells(sim, fits, monkeypatch):
+    """At most ``exact_max_cells`` cells every restart is compared on all cells whatever ``consensus_cells``
+    (the same kept restart, agreements and clusters); above it, on `consensus_subsample` of ``consensus_cells``
+    cells (all cells when there are fewer)."""
+    _, kw, out = fits
+    opts = dataclasses.replace(DEFAULTS, k=5, seed=kw["seed"], n_neighbors=10, leiden_starts=2)
+    sizes = [h.shape[0] for h in out[0].H]
+    n = sum(sizes)
+    base = restarts.choose(out, dataclasses.replace(opts, exact_max_cells=n))
+    other = restarts.choose(out, dataclasses.replace(opts, exact_max_cells=n, consensus_cells=100))
+    assert other.fit is base.fit and other.agreement == base.agreement and other.compared_cells == n
+    for a, b in zip(other.clustered, base.clustered):
+        assert all(np.array_equal(x, y) for x, y in zip(a, b)) if isinstance(a, list) else np.array_equal(a, b)
+
+    clustered, real = [], restarts.normalise_and_cluster
+    # a subsample is clustered on the exact path; all cells (approximate kNN, another test's) get dummy labels
+    monkeypatch.setattr(restarts, "normalise_and_cluster", lambda h, o, ref=None: clustered.append(sum(map(len, h)))
+                        or (real(h, o, ref) if clustered[-1] < n else (None, None, None, np.arange(n) % 3)))
+    large = restarts.choose(out, dataclasses.replace(opts, exact_max_cells=n - 1, consensus_cells=120))
+    assert clustered == [120] * len(out) + [n] and large.compared_cells == 120
+    sub = restarts.consensus_subsample(sizes, 120, opts.seed)
+    labels = [real([h[i] for h, i in zip(f.H, sub)], dataclasses.replace(opts, seed=f.seed))[3] for f in out]
+    best, mean = restarts.consensus(labels, [f.objective for f in out])
+    assert large.fit is out[best] and np.allclose(large.agreement, mean)
+    clustered.clear()
+    fewer = restarts.choose(out, dataclasses.replace(opts, exact_max_cells=n - 1, consensus_cells=n))
+    assert fewer.compared_cells == n and clustered == [n] * len(out)  # every cell, each restart clustered once
+
+
 @pytest.mark.slow  # pynndescent compiles its search (numba) in each process
 def test_consensus_on_a_subsample_above_exact_max_cells(sim, fits, monkeypatch):
     """Above ``exact_max_cells`` the restarts are compared on the common subsample (each clustered exactly as
@@ -120,7 +149,7 @@ def test_consensus_on_a_subsample_above_exact_max_cells(sim, fits, monkeypatch):
     calls = []
     approx = clustering.approximate_knn
     monkeypatch.setattr(clustering, "approximate_knn", lambda x, k, seed: calls.append(len(x)) or approx(x, k, seed))
-    small = dataclasses.replace(opts, exact_max_cells=250)
+    small = dataclasses.replace(opts, exact_max_cells=250, consensus_cells=250)
     large = restarts.choose(out, small)
     assert large.compared_cells == 250 and len(large.agreement) == len(out)
     sub = restarts.consensus_subsample([h.shape[0] for h in out[0].H], 250, opts.seed)

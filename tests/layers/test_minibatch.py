@@ -77,6 +77,44 @@ def test_minibatch_recovers_the_blocks_as_well_as_full_batch(sim, solver, lr):
     assert mb.loss[-1] < 0.2 * mb.loss[0]
 
 
+class _Killed(Exception):
+    """Stands for the job being killed right after a checkpoint was written."""
+
+
+@pytest.mark.parametrize("solver,lr", [("poisson", 0.05), ("nnls", 0.2)])
+def test_a_killed_minibatch_fit_resumes_to_the_uninterrupted_result(sim, tmp_path, monkeypatch, caplog, solver, lr):
+    """Interrupted after epoch 2's checkpoint and rerun, the fit resumes from epoch 2 and ends with the
+    uninterrupted fit's factors and loss trace, bit for bit (Adam state, chunk statistics and chunk order
+    restored); a checkpoint of other settings (here more epochs) is discarded."""
+    import logging
+
+    from scfactor.core import checkpoint
+    x = sim.x.astype(np.float32)
+    kw = dict(layers=[6, 4], solver=solver, lr=lr, seed=0, inner_iters=2, epochs=4, batch_size=100, cell_iters=3)
+    ref = fit_layered_nmf_minibatch(lambda a, b: x[a:b], *x.shape, **kw)
+    ckpt, save = tmp_path / "mb.npz", checkpoint.save
+
+    def save_then_die(path, arrays, **k):
+        save(path, arrays, **k)
+        if k["epoch"] == 2:
+            raise _Killed
+
+    monkeypatch.setattr(checkpoint, "save", save_then_die)
+    with pytest.raises(_Killed):
+        fit_layered_nmf_minibatch(lambda a, b: x[a:b], *x.shape, **kw, checkpoint_path=ckpt)
+    monkeypatch.undo()
+    with caplog.at_level(logging.INFO, logger="scfactor"):
+        got = fit_layered_nmf_minibatch(lambda a, b: x[a:b], *x.shape, **kw, checkpoint_path=ckpt)
+    assert "resuming from epoch 2" in caplog.text
+    np.testing.assert_array_equal(got.loss, ref.loss)
+    for a, b in zip(got.thetas + got.betas, ref.thetas + ref.betas):
+        np.testing.assert_array_equal(a, b)
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="scfactor"):
+        fit_layered_nmf_minibatch(lambda a, b: x[a:b], *x.shape, **{**kw, "epochs": 5}, checkpoint_path=ckpt)
+    assert "discarding checkpoint" in caplog.text and "resuming" not in caplog.text
+
+
 def _final_loss(x, res) -> float:
     """The fit's loss (poisson deviance / MSE) of its final factors over the whole matrix."""
     import torch
@@ -99,8 +137,9 @@ MB = ("--minibatch-cells", 500, "--minibatch-size", 100, "--minibatch-epochs", 4
 def test_minibatch_step_outputs_and_determinism(sim_file, tmp_path):
     a, b = tmp_path / "a", tmp_path / "b"
     a.mkdir(), b.mkdir()
-    runs = [_fit(sim_file, d, *MB) for d in (a, b)]
+    runs = [_fit(sim_file, a, *MB), _fit(sim_file, b, *MB, "--checkpoint-dir", b / "ckpt")]
     assert [r.returncode for r in runs] == [0, 0], runs[0].stderr
+    assert not (b / "ckpt").exists()  # checkpointed every epoch, removed once the outputs are written
     assert all(filecmp.cmp(a / n, b / n, shallow=False) for n in ("loss.tsv", "metrics.tsv"))
     fa, fb = io.read_h5ad(a / "fit.h5ad"), io.read_h5ad(b / "fit.h5ad")
     np.testing.assert_array_equal(fa.uns["theta_l1"], fb.uns["theta_l1"])

@@ -27,6 +27,7 @@ rule layers:
     params:
         cmd=command("layers.py"),
         opts=lambda wc, input: layers_command(config, staged_files(layers_files(config), input.option_files)),
+        ckpt=lambda wc: state_path(f"{LAYERS_OUT}/checkpoints/{wc.dataset}"),
     log:
         log_path("layers", "dataset"),
     threads: config["layers"]["threads"]
@@ -38,7 +39,7 @@ rule layers:
         "../../envs/torch.yaml"
     shell:
         "{params.cmd} --input {input.h5ad:q} {params.opts} --threads {threads} --output {output.h5ad:q} "
-        "--loss-table {output.loss:q} --metrics {output.metrics:q} 2> {log:q}"
+        "--loss-table {output.loss:q} --metrics {output.metrics:q} --checkpoint-dir {params.ckpt:q} 2> {log:q}"
 
 
 rule layers_theta_figure:

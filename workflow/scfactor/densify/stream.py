@@ -1,7 +1,8 @@
 """Densify's input and output through the file, block by block (issue 19: atlas scale).
 
 `read_counts` reads one batch's counts x the modelled genes from a preprocessed ``.h5ad`` a block of
-input cells at a time (`scfactor.preprocess.counts.open_h5ad`: h5py slices of the CSR arrays), checks
+input cells at a time (`scfactor.preprocess.counts.open_h5ad`: h5py slices of the CSR arrays,
+`scfactor.preprocess.counts.read_rows`, as the preprocess step and the multilayer NMF stream), checks
 every block as `scfactor.core.io.validate_counts` would the whole matrix (same one-line errors) and keeps
 only the sparse (CSR) counts: the matrix is never dense in memory and the file's other matrix (``X``,
 log-normalised) is never read. Files that cannot be streamed are read whole (`load_preprocessed`).

@@ -169,7 +169,7 @@ def integrate(b: Batches, opts, device, source: str, dtype=None):
     LOG.info("iNMF: kept restart %d (%s), objective %.6g after %d iterations (%.1f s)", res.rep,
              opts.keep_restart, res.objective, res.iterations, res.seconds)
     if kept.compared_cells and kept.compared_cells < b.obs.shape[0]:
-        LOG.info("restarts compared on a random subsample of %d of %d cells (exact_max_cells)",
+        LOG.info("restarts compared on a random subsample of %d of %d cells (consensus_cells)",
                  kept.compared_cells, b.obs.shape[0])
     return assemble(b, xs, res.W, res.V, res.H, opts, source, res.trace,
                     {"objective": res.objective, "iterations": res.iterations, "seconds": res.seconds,

@@ -10,8 +10,8 @@ result does not depend on which rule kept it).
   partition the restarts agree on instead of the one with the lowest objective, which does not rank
   fits by how well they separate populations (docs/integrate.md, "Parity with LIGER and the defaults").
   With fewer than 3 restarts there is no medoid and the objective decides. On large data (more cells
-  than ``exact_max_cells``) the restarts are compared on one seeded subsample of that many cells (the same
-  cells for every restart, split between batches in proportion to their sizes): each restart's subsample
+  than ``exact_max_cells``) the restarts are compared on one seeded subsample of ``consensus_cells`` cells
+  (the same cells for every restart, split between batches in proportion to their sizes): each restart's subsample
   loadings are quantile-normalised and clustered exactly as small data are; only the kept restart is then
   normalised and clustered on all cells.
 """
@@ -102,13 +102,15 @@ def _logged(progress: Progress, done: int, result, fit):
 
 
 def choose(fits: Sequence, opts, ref: int | None = None) -> Kept:
-    """The restart of ``fits`` (`model.fit_restarts`) kept under ``opts.keep_restart`` (on large data the
-    consensus compares the restarts on `consensus_subsample`)."""
+    """The restart of ``fits`` (`model.fit_restarts`) kept under ``opts.keep_restart`` (on large data, more
+    cells than ``opts.exact_max_cells``, the consensus compares the restarts on `consensus_subsample` of
+    ``opts.consensus_cells`` cells)."""
     objectives = [f.objective for f in fits]
     if opts.keep_restart == "objective" or len(fits) < 3:
         best = fits[int(np.argmin(objectives))]
         return Kept(best, normalise_and_cluster(best.H, _own_seed(opts, best), ref), [])
-    sub = consensus_subsample([h.shape[0] for h in fits[0].H], opts.exact_max_cells, opts.seed)
+    sizes = [h.shape[0] for h in fits[0].H]
+    sub = None if sum(sizes) <= opts.exact_max_cells else consensus_subsample(sizes, opts.consensus_cells, opts.seed)
     progress = Progress("consensus: restart clustered", len(fits), unit="restarts")
     if sub is None:
         clustered = [_logged(progress, r, normalise_and_cluster(f.H, _own_seed(opts, f), ref), f)

@@ -34,15 +34,21 @@ def layers(argv=None) -> int:
     p.add_argument("--output", required=True, help="fitted factors .h5ad")
     p.add_argument("--loss-table", required=True, help="loss per epoch .tsv")
     p.add_argument("--metrics", required=True, help="metrics .tsv (recovery vs truth when present)")
+    p.add_argument("--checkpoint-dir", default=None,
+                   help="folder (or s3:// URL) of the minibatch fit's per-epoch state (above minibatch_cells; "
+                        "resumed when it belongs to this run, removed at the end)")
     args = cli.start(p, argv)
     import torch
     torch.set_num_threads(args.threads)
+    from ..core import remote
     from .pipeline import layers as run
-    out = run(args.input, FIT.from_args(args))
+    ckpt = remote.stage(args.checkpoint_dir)
+    out = run(args.input, FIT.from_args(args), checkpoint_dir=ckpt)
     with io.all_or_nothing(args.loss_table, args.metrics, args.output):
         io.write_table(out.loss, args.loss_table)
         io.write_table(out.metrics, args.metrics)
         io.write_h5ad(out.adata, args.output)
+    remote.remove(ckpt)
     cli.LOG.info("wrote %s", args.output)
     return 0
 

@@ -20,6 +20,13 @@ The cells are read chunk by chunk from a row source (a backed ``.h5ad`` or an in
   ``theta1^T X`` (nnls); the deeper ``S_l`` (k_l x genes, no cell dimension) are solved exactly as in the
   full-batch fit.
 
+Checkpoints: with ``checkpoint_path`` the whole state (``theta1``, the shared factors and their Adam state, the
+``S_l``, the stored chunk statistics, the loss trace) is saved after every epoch (`scfactor.core.checkpoint`);
+its fingerprint covers the matrix (a digest of every row range read by the first streaming pass) and every
+setting. A rerun with the same fingerprint resumes after the last saved epoch ("resuming from epoch N"): the
+chunk order of the epochs done is replayed from the seed, so the result is that of an uninterrupted run, bit
+for bit.
+
 Memory: the per-cell factors (``k1`` numbers per cell), the stored statistics (``k1 (genes + 1)`` numbers
 per chunk, i.e. ``k1 genes / batch_size`` per cell) and one chunk (a few ``batch_size x genes`` arrays).
 Deterministic for a seed (chunks, their order and the start are seeded).
@@ -27,13 +34,15 @@ Deterministic for a seed (chunks, their order and the start are seeded).
 
 from __future__ import annotations
 
+import hashlib
 import math
 import time
 
 import numpy as np
 import torch
 
-from ..core.log import Progress
+from ..core import checkpoint
+from ..core.log import LOG, Progress
 from ..core.nnls import hals_sweep
 from .model import (_EPS, SOLVERS, LayeredNMFResult, _loss, _mu_poisson, _mu_step, _solve_on_support, descend,
                     reconstruct, record, validate_layers)
@@ -140,22 +149,54 @@ def _deeper(solver, y, a, s_prev, inner_iters):
     return _mu_step(y, a, s0)
 
 
-def _mean(read, n: int, m: int, batch_size: int) -> float:
-    """Mean of the matrix, in one streaming pass (float64 sums)."""
-    total = 0.0
+def _scan(read, n: int, m: int, batch_size: int, digest: bool) -> tuple[float, list]:
+    """Mean of the matrix, in one streaming pass (float64 sums), and with ``digest`` a digest of every row range
+    read (the data part of a checkpoint's fingerprint; else an empty list)."""
+    total, digests = 0.0, []
     for a in range(0, n, batch_size):
-        total += float(np.asarray(read(a, min(n, a + batch_size)), dtype=np.float64).sum())
-    return total / (n * m)
+        block = np.asarray(read(a, min(n, a + batch_size)))
+        total += float(np.asarray(block, dtype=np.float64).sum())
+        if digest:
+            digests.append(hashlib.sha256(np.ascontiguousarray(block, dtype=np.float32).tobytes()).hexdigest())
+    return total / (n * m), digests
+
+
+def _state(epoch: int, trace, theta1, shared, opt, s_prev, stats) -> dict:
+    """The fit's state after ``epoch`` epochs as named arrays (`scfactor.core.checkpoint`)."""
+    arrays = {"trace": torch.as_tensor(trace[:epoch]), "theta1": theta1, "stats_a": stats.a, "stats_b": stats.b}
+    arrays.update({f"s{li}": t for li, t in enumerate(s_prev)})
+    for li, a in enumerate(shared):
+        arrays[f"theta{li + 2}"] = a
+        arrays.update({f"adam{li + 2}/{key}": v for key, v in (opt.state.get(a, {}) if opt else {}).items()})
+    return {k: v.detach().cpu().numpy() for k, v in arrays.items()}
+
+
+@torch.no_grad()
+def _restore(arrays: dict, trace, theta1, shared, opt, s_prev, stats) -> None:
+    """Load a `_state` into the fit's tensors (in place) and the optimizer."""
+    def like(key, ref):
+        return torch.as_tensor(arrays[key]).to(device=ref.device, dtype=ref.dtype)
+    trace[:len(arrays["trace"])] = arrays["trace"]
+    for key, ref in (("theta1", theta1), ("stats_a", stats.a), ("stats_b", stats.b)):
+        ref.copy_(like(key, ref))
+    s_prev[:] = [like(f"s{li}", t) for li, t in enumerate(s_prev)]
+    for li, a in enumerate(shared):
+        a.copy_(like(f"theta{li + 2}", a))
+        prefix = f"adam{li + 2}/"
+        state = {k[len(prefix):]: torch.as_tensor(v) for k, v in arrays.items() if k.startswith(prefix)}
+        if opt is not None and state:
+            opt.state[a] = {k: v.to(a.device) if v.ndim else v for k, v in state.items()}
 
 
 def fit_layered_nmf_minibatch(read, n: int, m: int, *, layers, solver: str, epochs: int, lr: float, seed: int,
                               inner_iters: int, batch_size: int, cell_iters: int, device="cpu",
-                              log_every: int | None = None, dtype=None) -> LayeredNMFResult:
+                              log_every: int | None = None, dtype=None, checkpoint_path=None) -> LayeredNMFResult:
     """Fit the multilayer NMF to ``n`` cells x ``m`` genes read by ``read(start, stop)`` (a dense float array of
     those rows) on minibatches of about ``batch_size`` cells (see the module docstring).
 
     Settings as `scfactor.layers.model.fit_layered_nmf` (schema ``layers``); ``loss[e]`` is the mean over the
-    chunks of epoch ``e`` of each chunk's loss at its step (weighted by its cells).
+    chunks of epoch ``e`` of each chunk's loss at its step (weighted by its cells). ``checkpoint_path``: a
+    checkpoint file written after every epoch and resumed from when it belongs to this data and these settings.
     """
     if solver not in SOLVERS:
         raise ValueError(f"unknown beta solver {solver!r}; choose one of {', '.join(SOLVERS)}")
@@ -165,7 +206,7 @@ def fit_layered_nmf_minibatch(read, n: int, m: int, *, layers, solver: str, epoc
     dtype = dtype or torch.float32
     dev = torch.device(device)
     layers = validate_layers(layers, n, m)
-    mean = _mean(read, n, m, batch_size)
+    mean, digests = _scan(read, n, m, batch_size, digest=checkpoint_path is not None)
     if mean == 0:
         raise AllZero("the matrix is all zeros")
     gen = torch.Generator(device="cpu").manual_seed(int(seed))
@@ -185,9 +226,21 @@ def fit_layered_nmf_minibatch(read, n: int, m: int, *, layers, solver: str, epoc
                                dtype=dtype).to(dev)
 
     trace = np.empty(epochs)
-    progress = Progress("layers (minibatch)", epochs) if log_every else None
+    start, fp = 0, None
+    if checkpoint_path is not None:
+        fp = checkpoint.fingerprint(np.asarray(digests), settings=dict(
+            n=n, m=m, layers=layers, solver=solver, epochs=epochs, lr=lr, seed=seed, inner_iters=inner_iters,
+            batch_size=batch_size, cell_iters=cell_iters, dtype=str(dtype), device=dev.type))
+        ck = checkpoint.load(checkpoint_path, fp)
+        if ck is not None:
+            _restore(ck.arrays, trace, theta1, shared, opt, s_prev, stats)
+            start = min(ck.epoch, epochs)
+            LOG.info("layers (minibatch): resuming from epoch %d (checkpoint %s)", start, checkpoint_path)
+            for _ in range(start):  # the chunk orders of the epochs done
+                order_rng.permutation(len(chunks))
+    progress = Progress("layers (minibatch)", epochs, start) if log_every else None
     t0, c0 = time.perf_counter(), time.process_time()
-    for epoch in range(epochs):
+    for epoch in range(start, epochs):
         stats.resum()
         acc = 0.0
         for c in order_rng.permutation(len(chunks)):
@@ -210,6 +263,9 @@ def fit_layered_nmf_minibatch(read, n: int, m: int, *, layers, solver: str, epoc
                     s_prev[li] = sl.detach().clamp_min(_EPS) if solver == "poisson" else sl.detach()
             acc += float(loss.detach()) * len(idx) / n
         record(trace, epoch, acc, progress, log_every)
+        if checkpoint_path is not None:
+            checkpoint.save(checkpoint_path, _state(epoch + 1, trace, theta1, shared, opt, s_prev, stats),
+                            fingerprint=fp, epoch=epoch + 1)
     betas = _final_betas(solver, load, chunks, rows, theta1, shared, s_prev, stats, inner_iters)
     return LayeredNMFResult(thetas=[t.detach().cpu().numpy().astype(np.float64) for t in [theta1, *shared]],
                             betas=betas, loss=trace, layers=layers, solver=solver,

@@ -7,6 +7,7 @@ library use) and return the objects the CLI writes; no file names are chosen her
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -54,11 +55,12 @@ def label_scores(obs: pd.DataFrame, factor: np.ndarray, opts) -> dict:
     return {"ari_label": value, "n_labelled": n}
 
 
-def layers(path, opts) -> LayersOutput:
+def layers(path, opts, checkpoint_dir=None) -> LayersOutput:
     """Fit the multilayer NMF to the preprocessed ``.h5ad`` at ``path``; score it (labels, simulation truth).
 
     Up to ``opts.minibatch_cells`` cells the matrix is loaded and fitted at once (`fit`); above, the cells are
-    read from the file chunk by chunk and fitted on minibatches (`layers_minibatch`). Raises `InputError` /
+    read from the file chunk by chunk and fitted on minibatches (`layers_minibatch`, checkpointed after every
+    epoch in ``checkpoint_dir`` when given). Raises `InputError` /
     `DeviceError` / `ScfactorError` (one line) for a bad input, an absent device or a diverging fit.
     """
     from ..core.device import torch_device
@@ -67,7 +69,7 @@ def layers(path, opts) -> LayersOutput:
 
     n = n_cells(path)
     if n is not None and n > opts.minibatch_cells:
-        return layers_minibatch(path, opts)
+        return layers_minibatch(path, opts, checkpoint_dir)
     device = torch_device(opts.device)
     adata = contract.load_preprocessed(path, genes=opts.genes, layer=opts.layer, integer=False)
     widths = _widths(opts, *adata.shape, path)
@@ -82,9 +84,14 @@ def layers(path, opts) -> LayersOutput:
     return _output(res, adata.obs, adata.var, widths, opts, path, device, truth_of(adata), {})
 
 
-def layers_minibatch(path, opts) -> LayersOutput:
+#: the minibatch fit's checkpoint file inside the step's checkpoint folder
+MINIBATCH_CHECKPOINT = "minibatch.npz"
+
+
+def layers_minibatch(path, opts, checkpoint_dir=None) -> LayersOutput:
     """`layers` on minibatches: the cells are read from the file in row ranges (`stream.CountRows`) and fitted by
-    `minibatch.fit_layered_nmf_minibatch`; the whole matrix is never loaded."""
+    `minibatch.fit_layered_nmf_minibatch`; the whole matrix is never loaded. With ``checkpoint_dir`` the fit
+    saves its state there after every epoch and resumes from it (`MINIBATCH_CHECKPOINT`)."""
     from ..core.device import torch_device
     from .minibatch import AllZero, fit_layered_nmf_minibatch
     from .stream import CountRows
@@ -100,7 +107,8 @@ def layers_minibatch(path, opts) -> LayersOutput:
             res = fit_layered_nmf_minibatch(
                 src.read, *src.shape, layers=opts.layers, solver=opts.solver, epochs=opts.minibatch_epochs,
                 lr=opts.lr, seed=opts.seed, inner_iters=opts.inner_iters, batch_size=opts.minibatch_size,
-                cell_iters=opts.minibatch_cell_iters, device=device, log_every=max(1, opts.minibatch_epochs // 10))
+                cell_iters=opts.minibatch_cell_iters, device=device, log_every=max(1, opts.minibatch_epochs // 10),
+                checkpoint_path=None if checkpoint_dir is None else Path(checkpoint_dir) / MINIBATCH_CHECKPOINT)
         except AllZero:
             raise InputError(path, f"layer {opts.layer!r} is all zeros") from None
         except FloatingPointError as exc:

@@ -1,7 +1,8 @@
 """Rows of a preprocessed ``.h5ad`` read from the file in row ranges, for the minibatch fit (never the whole matrix).
 
 `CountRows` opens the file once (h5py), reads ``obs`` / ``var`` and the simulation truth when present, and
-returns the selected genes of any row range as a dense float32 array, checked for NaN / negative values.
+returns the selected genes of any row range (`scfactor.preprocess.counts.read_rows`, the reader the preprocess
+and densify steps stream with) as a dense float32 array, checked for NaN / negative values.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import numpy as np
 from ..core import io
 from ..core.errors import InputError
 from ..preprocess import contract
+from ..preprocess.counts import read_rows
 
 
 def n_cells(path) -> int | None:
@@ -42,18 +44,15 @@ class CountRows:
         if key not in self.file:
             have = ", ".join(self.file["layers"]) if "layers" in self.file else ""
             raise InputError(path, f"has no layer {layer!r} (layers: {have or 'none'})")
-        node = self.file[key]
-        self.dense = isinstance(node, h5py.Dataset)
-        if not self.dense:
-            kind = str(node.attrs.get("encoding-type", ""))
+        self.node = self.file[key]
+        self.indptr = None  # dense: rows read as array slices
+        if not isinstance(self.node, h5py.Dataset):
+            kind = str(self.node.attrs.get("encoding-type", ""))
             if kind != "csr_matrix":
                 raise InputError(path, f"layer {layer!r} is stored as {kind or 'unknown'}; the minibatch fit reads "
                                        "CSR rows")
-            self.indptr = node["indptr"][:]  # one number per cell; the values are read per row range
-            self.x, self.indices = node["data"], node["indices"]
-        else:
-            self.x = node
-        io.check_counts_dtype(self.x.dtype, path, self.what)
+            self.indptr = self.node["indptr"][:]  # one number per cell; the values are read per row range
+        io.check_counts_dtype((self.node if self.indptr is None else self.node["data"]).dtype, path, self.what)
         self.mask = contract.gene_mask(self.var, genes, path)
         self.var = self.var.loc[self.mask]
         self.shape = (len(self.obs), int(self.mask.sum()))
@@ -62,16 +61,10 @@ class CountRows:
 
     def read(self, start: int, stop: int) -> np.ndarray:
         """Rows ``start:stop``, selected genes, dense float32; `InputError` for NaN or negative values."""
-        if self.dense:
-            block = self.x[start:stop][:, self.mask]
-        else:
-            import scipy.sparse as sp
-            p0, p1 = int(self.indptr[start]), int(self.indptr[stop])
-            block = sp.csr_matrix((self.x[p0:p1], self.indices[p0:p1], self.indptr[start:stop + 1] - p0),
-                                  shape=(stop - start, len(self.mask)))[:, self.mask]
+        block = read_rows(self.node, start, stop, self.indptr)[:, self.mask]
         bad = io.count_bad_values(io.matrix_values(block), integer=False)
         io.raise_bad_counts(bad, self.path, f"{self.what} (rows {start}-{stop})")
-        return np.asarray(block if self.dense else block.toarray(), dtype=np.float32)
+        return np.asarray(block if self.indptr is None else block.toarray(), dtype=np.float32)
 
     def truth(self):
         """(theta_true, beta_true, blocks) when the file holds a block simulation's truth, else None."""

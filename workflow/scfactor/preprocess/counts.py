@@ -62,6 +62,21 @@ class Counts:
             start = end
 
 
+def read_rows(node, a: int, b: int, indptr=None):
+    """Rows ``a:b`` of a cells x genes matrix stored in an ``.h5ad``, read through h5py without the other rows.
+
+    ``node``: the h5py node of the matrix (`h5ad_matrix`). A CSR group needs ``indptr``, its row pointers
+    already in memory (one number per row, read once by the caller): the rows' slices of ``data`` and
+    ``indices`` are read and returned as a scipy CSR matrix of the file's dtype. A dense dataset (``indptr``
+    None) gives ``node[a:b]``, an array.
+    """
+    if indptr is None:
+        return node[a:b]
+    p0, p1 = int(indptr[a]), int(indptr[b])
+    return sp.csr_matrix((node["data"][p0:p1], node["indices"][p0:p1], indptr[a:b + 1] - p0),
+                         shape=(b - a, int(node.attrs["shape"][1])))
+
+
 def h5ad_matrix(f, layer):
     """The h5py node of the counts (``X`` or ``layers/<layer>``) and its encoding, or None when absent."""
     node = f.get("X") if layer in (None, "X") else f.get(f"layers/{layer}")
@@ -99,12 +114,7 @@ def open_h5ad(path, layer):
 
     def block(a, b):
         with h5py.File(path, "r") as fh:
-            node = fh[key]
-            if indptr is None:
-                return sp.csr_matrix(node[a:b])
-            p0, p1 = int(indptr[a]), int(indptr[b])
-            return sp.csr_matrix((node["data"][p0:p1], node["indices"][p0:p1], indptr[a:b + 1] - p0),
-                                 shape=(b - a, shape[1]))
+            return sp.csr_matrix(read_rows(fh[key], a, b, indptr))
     return adata, Counts(adata.obs_names, adata.var_names, block, shape[0], dtype)
 
 
