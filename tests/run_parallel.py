@@ -7,8 +7,9 @@ processes beside the rest of the suite:
 
     stream 1  tests/cluster/test_tiny_run.py (the tiny targets through SLURM, single-shard reruns)
     stream 2  tests/cluster/test_shards.py, test_profiles.py, test_preempt.py, the memory retry of
-              test_tiny_run.py, and tests/densify (NeuMF training)
-    stream 3  tests/workflow/test_storage.py (the tiny DAG on object storage; its own S3 server)
+              test_tiny_run.py
+    stream 3  tests/workflow/test_storage.py (the tiny DAG on object storage; its own S3 server), and
+              tests/densify (NeuMF training, the prediction fan-out)
     stream 4  everything else (unit, workflow, own-data tests)
 
 Shared between the streams, so that nothing is set up twice or torn down under another stream:
@@ -41,8 +42,8 @@ MEMORY_RETRY = "tests/cluster/test_tiny_run.py::test_memory_retry_attempt2_asks_
 STREAMS = {     # balanced by their measured durations (README, Tests)
     "slurm-tiny": ["tests/cluster/test_tiny_run.py", f"--deselect={MEMORY_RETRY}"],
     "slurm-shards": ["tests/cluster/test_shards.py", "tests/cluster/test_profiles.py", "tests/cluster/test_preempt.py",
-                     MEMORY_RETRY, "tests/densify"],
-    "storage": ["tests/workflow/test_storage.py"],
+                     MEMORY_RETRY],
+    "storage": ["tests/workflow/test_storage.py", "tests/densify"],
     "rest": ["tests", "--ignore=tests/cluster", "--ignore=tests/workflow/test_storage.py", "--ignore=tests/densify"],
 }
 
