@@ -28,6 +28,9 @@ SLURM_TARGETS = (
 #: rules that are not in the tiny config's DAG: `all` (no action) and the benchmark tables of the report
 #: (figures.benchmark_tables is off outside the demo and paper configs)
 NOT_IN_TINY_DAG = {"all", "report_benchmark"}
+#: densify's prediction fan-out (densify.predict_shards > 1 replaces the single `densify` rule): sent through
+#: sbatch by test_densify_fan_out_through_sbatch
+FANOUT_RULES = {"densify_train", "densify_predict", "densify_gather"}
 #: MTL shards per submission in this test (the profile bundles up to 120): the tiny DAG's 4 shards go in
 #: two submissions of 3 and 1, each running at most `shard_slots` (2) shards at a time
 GROUP = 3
@@ -53,7 +56,8 @@ def test_tiny_config_every_job_through_sbatch(slurm_run, tiny_run):
     wd, log = slurm_run
     stats = job_stats(log)
     remote = {rule: n for rule, n in stats.items() if rule != "all"}   # `all` has no action: local
-    assert set(remote) == workflow_rules() - NOT_IN_TINY_DAG, sorted(set(remote) ^ (workflow_rules() - NOT_IN_TINY_DAG))
+    expected = workflow_rules() - NOT_IN_TINY_DAG - FANOUT_RULES
+    assert set(remote) == expected, sorted(set(remote) ^ expected)
     subs = submissions(log)
     jobs = submitted_jobs(log)
     assert remote and sum(remote.values()) == len(jobs), (stats, jobs)
@@ -85,6 +89,34 @@ def test_tiny_config_every_job_through_sbatch(slurm_run, tiny_run):
     # identical results: every file the SLURM run made equals the local run's, byte for byte (h5ad by content,
     # recorded run times aside)
     assert different_results(wd, tiny_run, a_is_subset=True) == []
+
+
+def test_densify_fan_out_through_sbatch(tmp_path, slurm_cluster, tiny_run):
+    """densify.predict_shards: 2 on the tiny config's kang/ctrl (inputs from the local tiny run): the training
+    job, both prediction shards in ONE submission (--group-components densify_predict=2) and the gather job
+    go through sbatch, and the dense layer is the local single job's."""
+    import shutil
+
+    import anndata as ad
+    import numpy as np
+
+    from conftest import load_tiny_config
+    densify = {**load_tiny_config()["densify"], "predict_shards": 2, "predict_block": 2000}
+    wd = write_tiny_workdir(tmp_path / "fanout", densify=densify)
+    for made in ("results/checks", "results/preprocess"):
+        shutil.copytree(tiny_run / made, wd / made, copy_function=shutil.copy2)
+    out = "results/densify/kang/ctrl.h5ad"
+    proc = snakemake(wd, "--profile", profile("slurm"), *FAST, out, "--group-components", "densify_predict=2",
+                     env=slurm_cluster.env)
+    log = proc.stdout + proc.stderr
+    assert job_stats(log) == {"densify_train": 1, "densify_predict": 2, "densify_gather": 1}, job_stats(log)
+    subs = submissions(log)
+    assert sorted((s.rule, len(s.jobs), bool(s.group)) for s in subs) == [
+        ("densify_gather", 1, False), ("densify_predict", 2, True), ("densify_train", 1, False)], [s.args for s in subs]
+    assert all(s.opt("-p") == "cpu" and s.opt("--gpus") is None for s in subs), [s.args for s in subs]
+    fan, one = ad.read_h5ad(wd / out), ad.read_h5ad(tiny_run / out)
+    assert fan.layers["neumf"].shape == one.layers["neumf"].shape
+    np.testing.assert_allclose(fan.layers["neumf"], one.layers["neumf"], rtol=1e-6)
 
 
 def test_rerun_one_shard_and_forcerun(slurm_run, slurm_cluster):
