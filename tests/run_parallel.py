@@ -8,8 +8,9 @@ processes beside the rest of the suite:
     stream 1  tests/cluster/test_tiny_run.py (the tiny targets through SLURM, single-shard reruns)
     stream 2  tests/cluster/test_shards.py, test_profiles.py, test_preempt.py, the memory retry of
               test_tiny_run.py
-    stream 3  tests/workflow/test_storage.py (the tiny DAG on object storage; its own S3 server), and
-              tests/densify (NeuMF training, the prediction fan-out)
+    stream 3  tests/workflow/test_storage.py (part of the tiny DAG on object storage; its own S3 server),
+              tests/densify (NeuMF training, the prediction fan-out), and the fan-out through SLURM of
+              test_tiny_run.py
     stream 4  everything else (unit, workflow, own-data tests)
 
 Shared between the streams, so that nothing is set up twice or torn down under another stream:
@@ -39,11 +40,12 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests"))
 from cluster.slurm import CONF, STATE, SlurmUnavailable, start_local_cluster, stop_local_cluster  # noqa: E402
 MEMORY_RETRY = "tests/cluster/test_tiny_run.py::test_memory_retry_attempt2_asks_for_more"
+DENSIFY_FAN_OUT = "tests/cluster/test_tiny_run.py::test_densify_fan_out_through_sbatch"
 STREAMS = {     # balanced by their measured durations (README, Tests)
-    "slurm-tiny": ["tests/cluster/test_tiny_run.py", f"--deselect={MEMORY_RETRY}"],
+    "slurm-tiny": ["tests/cluster/test_tiny_run.py", f"--deselect={MEMORY_RETRY}", f"--deselect={DENSIFY_FAN_OUT}"],
     "slurm-shards": ["tests/cluster/test_shards.py", "tests/cluster/test_profiles.py", "tests/cluster/test_preempt.py",
                      MEMORY_RETRY],
-    "storage": ["tests/workflow/test_storage.py", "tests/densify"],
+    "storage": ["tests/workflow/test_storage.py", "tests/densify", DENSIFY_FAN_OUT],
     "rest": ["tests", "--ignore=tests/cluster", "--ignore=tests/workflow/test_storage.py", "--ignore=tests/densify"],
 }
 

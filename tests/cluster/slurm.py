@@ -272,7 +272,7 @@ def file_digests(root: Path, sub: str = "results") -> dict[str, str]:
 
 #: ``uns`` keys that record how long a step ran (they differ on every run); every other key is compared
 IGNORED_UNS_KEYS = frozenset({"seconds", "cpu_seconds", "train_seconds", "samples_per_s"})
-_STATE = re.compile(r"(\.ckpt|/checkpoints)(/|$)")     # training state, not results
+TRAINING_STATE = re.compile(r"(\.ckpt|/checkpoints)(/|$)")     # training state, not results
 
 
 def values_equal(a, b) -> bool:
@@ -333,8 +333,8 @@ def different_results(a, b, sub: str = "results", a_is_subset: bool = False) -> 
     ``a_is_subset`` a run of fewer targets is compared: files only in ``b`` are allowed.
     """
     a, b = Path(a), Path(b)
-    fa = {str(p.relative_to(a)) for p in (a / sub).rglob("*") if p.is_file() and not _STATE.search(str(p))}
-    fb = {str(p.relative_to(b)) for p in (b / sub).rglob("*") if p.is_file() and not _STATE.search(str(p))}
+    fa = {str(p.relative_to(a)) for p in (a / sub).rglob("*") if p.is_file() and not TRAINING_STATE.search(str(p))}
+    fb = {str(p.relative_to(b)) for p in (b / sub).rglob("*") if p.is_file() and not TRAINING_STATE.search(str(p))}
     bad = sorted(fa - fb) if a_is_subset else sorted(fa ^ fb)
     for rel in sorted(fa & fb):
         x, y = (a / rel).read_bytes(), (b / rel).read_bytes()
