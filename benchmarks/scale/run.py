@@ -169,6 +169,9 @@ def main(argv=None) -> int:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--work", default="/tmp/scfactor-bench-scale", help="data and logs (per size)")
     ap.add_argument("--keep", action="store_true", help="keep each size's files (default: removed after it)")
+    ap.add_argument("--reuse", action="store_true",
+                    help="take the simulated and preprocessed files of an earlier --keep run in --work instead of "
+                         "making them again (their rows say 'reused', with no times)")
     ap.add_argument("--shared-machine", action="store_true",
                     help="the machine runs other jobs: the results say that wall and CPU times are not valid")
     ap.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "scale"), help="results stem")
@@ -180,14 +183,18 @@ def main(argv=None) -> int:
         work.mkdir(parents=True, exist_ok=True)
         done, nnz = set(), float("nan")
         for step, (needs, args) in step_commands(n, work, a).items():
-            if step != "simulate" and step not in a.steps:
+            made = {"simulate": work / "sim.h5ad", "preprocess": work / "pre.h5ad"}.get(step)
+            reused = a.reuse and made is not None and made.exists()
+            if step != "simulate" and step not in a.steps and not reused:
                 continue
             argv_step = [sys.executable, SCRIPTS / args[0], *args[1:], "--threads", a.threads]
-            if needs is not None and needs not in done:
+            if reused:
+                res = {"status": "reused"}
+            elif needs is not None and needs not in done:
                 res = {"status": f"skipped ({needs} did not finish)"}
             else:
                 res = measure(argv_step, a.limit, a.threads, work / f"{step}.log")
-            if res["status"] == "ok":
+            if res["status"] in ("ok", "reused"):
                 done.add(step)
                 if step == "simulate":
                     nnz = stored_nonzeros(work / "sim.h5ad")
