@@ -17,7 +17,7 @@ from scfactor.mtl.shard import cluster_genes, train_shard, write_shard_table
 
 from .conftest import copy_layout
 
-#: packages the numpy shard process has no use for (pandas alone is ~10% of a paper-size shard's CPU time)
+#: packages the numpy shard process has no use for (their imports would be a fixed cost of every shard)
 UNNEEDED = ("pandas", "tensorflow", "keras", "torch", "scipy", "sklearn", "anndata", "scanpy", "matplotlib")
 
 
