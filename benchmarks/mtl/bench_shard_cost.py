@@ -70,7 +70,7 @@ def child(argv, engine: str, cpu0: float) -> None:
     import scfactor.mtl.cli as cli_mod
     import scfactor.mtl.data  # noqa: F401
     import scfactor.mtl.layout  # noqa: F401
-    import scfactor.mtl.pipeline as pipe
+    import scfactor.mtl.shard as shard_mod
     import scfactor.mtl.training as training
     if engine == "numpy":
         import scfactor.mtl.model_np  # noqa: F401
@@ -94,8 +94,8 @@ def child(argv, engine: str, cpu0: float) -> None:
             return out
         setattr(module, name, wrapper)
 
-    timed(pipe, "train_shard")
-    timed(pipe, "_train_test")
+    timed(shard_mod, "train_shard")
+    timed(shard_mod, "_train_test")
     timed(training, "fit", record=lambda out: events.__setitem__("history", out[1]))
     rc = cli_mod.mtl_train_shard(argv)
     end = cpu()

@@ -4,6 +4,9 @@ Everything that opens a user file goes through here, so that a bad input always 
 way: an `InputError` whose message names the file and the problem. Outputs are written to a
 temporary name next to the target and renamed at the end (`atomic_output`), so a failed step
 never leaves a partial file behind.
+
+pandas is imported by the functions that use it, not by this module: a step that only needs
+`atomic_output` or `require_file` (the numpy MTL shard) does not pay for importing it.
 """
 
 from __future__ import annotations
@@ -17,7 +20,6 @@ from pathlib import Path
 from typing import Iterator, Sequence
 
 import numpy as np
-import pandas as pd
 
 from .errors import InputError
 
@@ -229,6 +231,7 @@ def guess_csv_orientation(row_names, column_names, first_header=None) -> tuple[s
 
 def _read_csv(p, orientation: str = "auto"):
     import anndata as ad
+    import pandas as pd
     from .log import LOG
     with (gzip.open if p.name.lower().endswith(".gz") else open)(p, "rt", encoding="utf-8-sig") as f:
         sep = "\t" if "\t" in f.readline() else ","
@@ -258,6 +261,7 @@ def _read_csv(p, orientation: str = "auto"):
 def _read_nnmf_h5(p):
     import anndata as ad
     import h5py
+    import pandas as pd
     import scipy.sparse as sp
     with h5py.File(p, "r") as f:
         m = f["matrix"]
@@ -330,20 +334,26 @@ def validate_names(adata, path) -> None:
             raise InputError(path, f"{len(dup)} duplicated {axis} names (first: {dup[0]!r})")
 
 
-def require_columns(df: pd.DataFrame, columns: Sequence[str], path, what: str = "table") -> None:
-    """Raise `InputError` if any of ``columns`` is missing from ``df``."""
-    missing = [c for c in columns if c not in df.columns]
+def require_columns(df, columns: Sequence[str], path, what: str = "table") -> None:
+    """Raise `InputError` if any of ``columns`` is missing from ``df`` (a DataFrame, or the list of its column names)."""
+    have = list(getattr(df, "columns", df))
+    missing = [c for c in columns if c not in have]
     if missing:
         raise InputError(path, f"{what} lacks column(s) {', '.join(map(repr, missing))}; "
-                               f"has {', '.join(map(str, df.columns[:10]))}")
+                               f"has {', '.join(map(str, have[:10]))}")
+
+
+def table_separator(path) -> str:
+    """The separator of a table file from its suffix: tab for .tsv / .txt (gzipped or not), else comma."""
+    name = Path(path).name.lower().removesuffix(".gz")
+    return "\t" if name.endswith((".tsv", ".txt")) else ","
 
 
 def read_table(path, **kwargs) -> pd.DataFrame:
     """Read a CSV/TSV (gzip allowed; separator from the suffix) or raise `InputError`."""
     p = require_file(path)
-    name = p.name.lower().removesuffix(".gz")
-    sep = "\t" if name.endswith((".tsv", ".txt")) else ","
-    kwargs.setdefault("sep", sep)
+    kwargs.setdefault("sep", table_separator(p))
+    import pandas as pd
     try:
         return pd.read_csv(p, **kwargs)
     except Exception as exc:

@@ -125,7 +125,7 @@ def mtl_gene_clusters(argv=None) -> int:
 
 def mtl_train_shard(argv=None) -> int:
     """Train and test one trace-norm MTL shard (tissue, gene cluster, replicate) as one batched TensorFlow model."""
-    from .pipeline import REFERENCE
+    from .shard import REFERENCE
     p = _tissue_parser(mtl_train_shard, TRAIN_SHARD)
     p.add_argument("--clusters", required=True, help="clusters.tsv (gene_ensembl, cluster)")
     p.add_argument("--cluster", type=int, required=True, help="gene cluster of the shard")
@@ -138,15 +138,14 @@ def mtl_train_shard(argv=None) -> int:
     p.add_argument("--weights", required=True, help="final weights .npz")
     args = cli.start(p, argv)
     from ..core import remote
-    from .pipeline import train_shard
+    from .shard import train_shard, write_shard_table
     from .training import save_weights
     ckpt = remote.stage(args.checkpoint_dir)
     res = train_shard(args.layout, args.tissue, args.clusters, args.cluster, args.rep, args.model,
                       TRAIN_SHARD.from_args(args), checkpoint_dir=ckpt, threads=args.threads)
     with io.all_or_nothing(args.output, args.weights):
         save_weights(args.weights, res.model.arrays(), res.genes, res.attrs)
-        with io.atomic_output(args.output) as tmp:
-            res.table.to_csv(tmp, sep="\t", index=False, float_format="%.6g")
+        write_shard_table(args.output, res.table)
     remote.remove(ckpt)
     return 0
 

@@ -12,6 +12,7 @@ A layout root holds::
 The notebook's own file names ``<tissue>_<suffix>.csv`` in the activity folders are accepted too.
 Every problem (a tissue missing from one file, duplicated barcodes, an all-NaN velocity matrix,
 negative expression, ...) raises `InputError` naming the file, before anything is written.
+The readers import no pandas (`scfactor.mtl.tables`): the numpy shard process reads the layout with them.
 """
 
 from __future__ import annotations
@@ -21,11 +22,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 
 from ..core.config import check_name
 from ..core.errors import InputError
-from ..core.io import atomic_output, read_table, require_file
+from ..core.io import atomic_output, require_columns, require_file
+from .tables import NA_STRINGS, column, read_rows, to_float
 
 RPKM = "rpkm.hdf5"
 VELO = "velo.hdf5"
@@ -74,13 +75,13 @@ def write_hdf5_groups(path, key: str, groups: dict) -> None:
                 g.create_dataset("ensembl", data=_strings(ensembl), track_times=False)
 
 
-def write_activity(path, act: pd.DataFrame) -> None:
+def write_activity(path, act) -> None:
     """Write a TF x gene activity table (TF rows, gene columns; zeros written as empty cells)."""
     with atomic_output(path) as tmp:
         act.replace(0.0, np.nan).to_csv(tmp, float_format="%.6g")
 
 
-def write_e2s(root, ensembl_to_symbol: pd.DataFrame) -> None:
+def write_e2s(root, ensembl_to_symbol) -> None:
     """Write ``<root>/ensembl_to_symbol.csv`` (index column, ensembl_id, gene_symbol)."""
     with atomic_output(Path(root) / E2S) as tmp:
         ensembl_to_symbol[["ensembl_id", "gene_symbol"]].reset_index(drop=True).to_csv(tmp)
@@ -88,11 +89,12 @@ def write_e2s(root, ensembl_to_symbol: pd.DataFrame) -> None:
 
 def write_tf_list(root, tf_ensembl) -> None:
     """Write ``<root>/tf_list.csv`` (index column, ``Ensembl ID``)."""
+    import pandas as pd
     with atomic_output(Path(root) / TF_LIST) as tmp:
         pd.DataFrame({"Ensembl ID": list(tf_ensembl)}).to_csv(tmp)
 
 
-def write_id_tables(root, ensembl_to_symbol: pd.DataFrame, tf_ensembl) -> None:
+def write_id_tables(root, ensembl_to_symbol, tf_ensembl) -> None:
     """Write ensembl_to_symbol.csv (ensembl_id, gene_symbol) and tf_list.csv (Ensembl ID)."""
     write_e2s(root, ensembl_to_symbol)
     write_tf_list(root, tf_ensembl)
@@ -139,12 +141,21 @@ def _open_group(path, tissue, key):
     return f, g
 
 
-def _unique(names, path, what):
-    s = pd.Index(names)
-    dup = s[s.duplicated()]
-    if len(dup):
+def _unique(names, path, what) -> np.ndarray:
+    """``names`` as an object array, or `InputError` if one repeats (the count of repeats, the first)."""
+    seen, dup = set(), []
+    for v in names:
+        if v in seen:
+            dup.append(v)
+        seen.add(v)
+    if dup:
         raise InputError(path, f"{len(dup)} duplicated {what} (first: {dup[0]!r})")
-    return s
+    return np.asarray(names, dtype=object)
+
+
+def _positions(names) -> dict:
+    """``{name: position}`` of unique names."""
+    return {v: i for i, v in enumerate(names)}
 
 
 def hdf5_genes(path, tissue: str, key: str) -> np.ndarray:
@@ -178,7 +189,8 @@ def read_hdf5_matrix(path, tissue: str, key: str, genes=None, row_chunk: int = 4
         if genes is None:
             cols = np.arange(len(ens))
         else:
-            cols = ens.get_indexer(pd.Index(genes))
+            pos = _positions(ens)
+            cols = np.array([pos.get(g, -1) for g in genes], dtype=np.int64)
             if (cols < 0).any():
                 miss = np.asarray(genes)[cols < 0]
                 raise InputError(path, f"group {tissue!r} has no gene {miss[0]!r} "
@@ -200,24 +212,27 @@ def read_hdf5_matrix(path, tissue: str, key: str, genes=None, row_chunk: int = 4
     return out, barcodes, ens[cols]
 
 
+def _id_columns(path, *names) -> list:
+    """The cells of columns ``names`` of an id table (its first column is the index), missing ones None."""
+    header, body = read_rows(path)
+    require_columns(header[1:], names, path, "id table")
+    return [[None if c in NA_STRINGS else c for c in column(header, body, n)] for n in names]
+
+
 def read_id_tables(root):
-    """``(ensembl -> symbol Series, TF Ensembl ids)`` from ensembl_to_symbol.csv and tf_list.csv."""
+    """``({ensembl: symbol}, TF Ensembl ids)`` from ensembl_to_symbol.csv and tf_list.csv (rows with a
+    missing id or symbol dropped, the first symbol of a repeated id kept; TF ids unique, in file order)."""
     root = Path(root)
-    e2s = read_table(root / E2S, index_col=0, dtype=str)
-    if not {"ensembl_id", "gene_symbol"} <= set(e2s.columns):
-        raise InputError(root / E2S, "needs columns 'ensembl_id' and 'gene_symbol' "
-                                     f"(has {', '.join(e2s.columns)})")
-    e2s = e2s.dropna(subset=["ensembl_id", "gene_symbol"])
-    e2s = e2s.loc[~e2s["ensembl_id"].duplicated()]
-    if e2s.empty:
+    e2s = {}
+    for ens, sym in zip(*_id_columns(root / E2S, "ensembl_id", "gene_symbol")):
+        if ens is not None and sym is not None:
+            e2s.setdefault(ens, sym)
+    if not e2s:
         raise InputError(root / E2S, "has no ensembl_id -> gene_symbol rows")
-    tfl = read_table(root / TF_LIST, index_col=0, dtype=str)
-    if "Ensembl ID" not in tfl.columns:
-        raise InputError(root / TF_LIST, f"needs a column 'Ensembl ID' (has {', '.join(tfl.columns)})")
-    tfs = tfl["Ensembl ID"].dropna().unique()
-    if len(tfs) == 0:
+    tfs = list(dict.fromkeys(t for t in _id_columns(root / TF_LIST, "Ensembl ID")[0] if t is not None))
+    if not tfs:
         raise InputError(root / TF_LIST, "lists no TF")
-    return pd.Series(e2s["gene_symbol"].values, index=e2s["ensembl_id"].values), tfs
+    return e2s, np.asarray(tfs, dtype=object)
 
 
 def activity_path(root, kind: str, tissue: str) -> Path:
@@ -236,19 +251,23 @@ def activity_path(root, kind: str, tissue: str) -> Path:
     raise InputError(exact, f"tissue {tissue!r} has no {kind} TF activity file in {folder}")
 
 
-def read_activity(path, log2: bool) -> pd.DataFrame:
-    """A TF x gene activity CSV as genes x TFs (missing = 0; sum tables log2(x+1)-scaled)."""
-    df = read_table(path, index_col=0)
-    if df.shape[1] == 0 or df.shape[0] == 0:
+@dataclass
+class Activity:
+    """An activity table as `read_activity` returns it: ``values`` genes x TFs and their names."""
+
+    values: np.ndarray          # genes x TFs, float64, missing = 0
+    genes: np.ndarray           # gene symbols (the file's columns)
+    tfs: np.ndarray             # TF symbols (the file's rows)
+
+
+def read_activity(path, log2: bool) -> Activity:
+    """A TF x gene activity CSV (TF rows, gene columns) as genes x TFs (missing = 0; sum tables log2(x+1)-scaled)."""
+    header, body = read_rows(path)
+    if len(header) < 2 or not body:
         raise InputError(path, "activity table is empty (needs TF rows and gene columns)")
-    bad = df.columns[~df.dtypes.map(pd.api.types.is_numeric_dtype).to_numpy(dtype=bool)]
-    if len(bad):
-        raise InputError(path, f"non-numeric values in gene column {bad[0]!r}")
-    df.index = df.index.astype(str)
-    df.columns = df.columns.astype(str)
-    _unique(df.index, path, "TF rows")
-    _unique(df.columns, path, "gene columns")
-    v = df.to_numpy(dtype=np.float64)
+    genes = _unique(header[1:], path, "gene columns")
+    tfs = _unique(["nan" if r[0] in NA_STRINGS else r[0] for r in body], path, "TF rows")
+    v = to_float([r[1:] for r in body], path, genes)
     if np.isinf(v).any():
         raise InputError(path, "has infinite values")
     v = np.nan_to_num(v, nan=0.0)
@@ -256,7 +275,7 @@ def read_activity(path, log2: bool) -> pd.DataFrame:
         if (v < 0).any():
             raise InputError(path, f"has {int((v < 0).sum())} negative sum activities; log2(x+1) needs x >= 0")
         v = np.log2(v + 1.0)
-    return pd.DataFrame(v.T, index=df.columns, columns=df.index)
+    return Activity(np.ascontiguousarray(v.T), genes, tfs)
 
 
 @dataclass
@@ -276,8 +295,8 @@ class TissueData:
 
     def require_activity(self, genes) -> None:
         """Raise `InputError` if one of ``genes`` has no column in the activity tables."""
-        pos = pd.Index(self.gene_ids).get_indexer(pd.Index(genes))
-        missing = [g for g, p in zip(genes, pos) if p < 0 or not self.in_activity[p]]
+        pos = _positions(self.gene_ids)
+        missing = [g for g in genes if g not in pos or not self.in_activity[pos[g]]]
         if missing:
             raise InputError(self.files["mean"], f"gene {missing[0]!r} is absent from the activity matrix "
                                                  f"({len(missing)} of {len(genes)} genes of the shard)")
@@ -303,7 +322,8 @@ def load_tissue(root, tissue: str, genes=None) -> TissueData:
     f, g = _open_group(files["rpkm"], tissue, "exp")
     with f:
         rp_genes = _unique(_decode(g["ensembl"][()]), files["rpkm"], f"genes in group {tissue!r}")
-    tf_ids = rp_genes[rp_genes.isin(tf_list)]
+    tf_set = set(tf_list)
+    tf_ids = rp_genes[np.array([g in tf_set for g in rp_genes], dtype=bool)]
     if len(tf_ids) == 0:
         raise InputError(files["tf_list"], f"none of its {len(tf_list)} TFs is an expression column of "
                                            f"tissue {tissue!r} in {files['rpkm']}")
@@ -323,31 +343,31 @@ def load_tissue(root, tissue: str, genes=None) -> TissueData:
         n = len(set(bc_r) ^ set(bc_v))
         raise InputError(files["velo"], f"group {tissue!r}: barcodes differ from {files['rpkm']} "
                                         f"({n} barcodes in only one of the files)")
-    velo = velo[pd.Index(bc_v).get_indexer(bc_r)]
+    pos = _positions(bc_v)
+    velo = velo[np.array([pos[b] for b in bc_r], dtype=np.int64)]
 
     mean = read_activity(files["mean"], log2=False)
     summ = read_activity(files["sum"], log2=True)
-    if not (mean.index.equals(summ.index) and mean.columns.equals(summ.columns)):
-        mean, summ = mean.align(summ, join="outer", fill_value=0.0)
-    tf_sym = e2s.reindex(tf_ids).to_numpy()
-    gene_sym = e2s.reindex(gene_ids).to_numpy()
-    tf_pos = mean.columns.get_indexer(pd.Index(tf_sym.astype(str)))
-    tf_pos[pd.isna(tf_sym)] = -1
-    if (tf_pos < 0).all():
+    # a gene / TF in either table counts (the other table's entries for it are 0), as an outer join
+    act_genes, act_tfs = {*mean.genes, *summ.genes}, {*mean.tfs, *summ.tfs}
+    tf_sym = [e2s.get(t) for t in tf_ids]
+    gene_sym = [e2s.get(g) for g in gene_ids]
+    if not any(s in act_tfs for s in tf_sym if s is not None):
         raise InputError(files["mean"], f"none of the {len(tf_ids)} expressed TFs is a row of the activity table "
                                         f"(TF symbols via {files['e2s']})")
-    g_pos = mean.index.get_indexer(pd.Index(gene_sym.astype(str)))
-    g_pos[pd.isna(gene_sym)] = -1
-    in_act = g_pos >= 0
+    in_act = np.array([s is not None and s in act_genes for s in gene_sym], dtype=bool)
     if not in_act.any():
         raise InputError(files["mean"], f"none of the {len(gene_ids)} velocity genes is a column of the "
                                         f"activity table (gene symbols via {files['e2s']})")
 
-    def aligned(df):
+    def aligned(act):
         out = np.zeros((len(gene_ids), len(tf_ids)), dtype=np.float32)
-        v = df.to_numpy(dtype=np.float32)
-        rows, cols = np.where(in_act)[0], np.where(tf_pos >= 0)[0]
-        out[np.ix_(rows, cols)] = v[np.ix_(g_pos[rows], tf_pos[cols])]
+        g_pos, t_pos = _positions(act.genes), _positions(act.tfs)
+        rows = [(k, g_pos[s]) for k, s in enumerate(gene_sym) if in_act[k] and s in g_pos]
+        cols = [(k, t_pos[s]) for k, s in enumerate(tf_sym) if s is not None and s in t_pos]
+        if rows and cols:
+            (r_out, r_in), (c_out, c_in) = zip(*rows), zip(*cols)
+            out[np.ix_(r_out, c_out)] = act.values.astype(np.float32)[np.ix_(r_in, c_in)]
         return out
 
     return TissueData(tissue=tissue, barcodes=np.asarray(bc_r), tf_ids=np.asarray(tf_ids),

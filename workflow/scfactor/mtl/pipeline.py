@@ -1,6 +1,7 @@
 """The MTL steps' logic: load inputs, call the model / baseline / simulator, build the output objects.
 
-One function per script of `scfactor.mtl.cli`; none chooses a file name (the layout's own names come
+One function per script of `scfactor.mtl.cli` (the shard's, which imports no pandas, is in `scfactor.mtl.shard`);
+none chooses a file name (the layout's own names come
 from `scfactor.mtl.layout`) and none writes: the CLI writes what they return.
 """
 
@@ -12,17 +13,11 @@ import numpy as np
 import pandas as pd
 
 from ..core import io
-from ..core.errors import DeviceError, InputError
+from ..core.errors import InputError
 from ..core.log import LOG
 from . import baseline
 from . import layout as L
-
-#: the model every other model is compared with (trace norm, lambda from config)
-REFERENCE = "tracenorm"
-#: the lambda = 0 ablation (same network, independent tasks)
-ABLATION = "lambda0"
-#: models trained per shard, reference first
-MODELS = (REFERENCE, ABLATION)
+from .shard import ABLATION, MODELS, REFERENCE  # noqa: F401  (the models' names, used by smk and plots)
 SHARD_COLUMNS = ["tissue", "gene", "cluster", "rep", "model", "lambda", "r2"]
 LASSO_COLUMNS = ["tissue", "gene_ensembl", "rep", "r2"]
 R2_COLUMNS = ["tissue", "gene", "cluster", "rep", "model", "r2", "lasso_r2"]
@@ -173,63 +168,6 @@ def gene_clusters(root, tissue: str, genes_path, opts) -> pd.DataFrame:
     LOG.info("tissue %s: %d genes in %d clusters (sizes %s)", tissue, len(genes), opts.n_clusters,
              ", ".join(map(str, df["cluster"].value_counts().sort_index().tolist())))
     return df
-
-
-# --------------------------------------------------------------------------- one shard
-@dataclass
-class TrainedShard:
-    """A trained shard: its per-gene R2 table, the model, the genes and the attributes stored with the weights."""
-
-    table: pd.DataFrame
-    model: object
-    genes: np.ndarray
-    attrs: dict
-
-
-def train_shard(root, tissue: str, clusters_path, cluster: int, rep: int, model_name: str, opts, *,
-                checkpoint_dir, threads: int) -> TrainedShard:
-    """Train and test one (tissue, cluster, replicate) shard (`cli.TRAIN_SHARD` options).
-
-    Seeds come from ``opts.seed`` and the shard's wildcards (`data.shard_seed`); the split from
-    ``(opts.seed, rep)``, the same as the lasso's.
-    """
-    from .data import build_shard, shard_seed
-    if opts.engine == "numpy" and opts.accelerator in ("gpu", "tpu"):
-        raise DeviceError(f"--accelerator {opts.accelerator} needs --engine tensorflow (the numpy engine runs on the CPU)")
-    cl = io.read_table(clusters_path, dtype={"gene_ensembl": str})
-    io.require_columns(cl, ["gene_ensembl", "cluster"], clusters_path, "cluster table")
-    genes = cl.loc[cl["cluster"] == cluster, "gene_ensembl"].to_numpy()
-    if len(genes) == 0:
-        have = ", ".join(map(str, sorted(cl["cluster"].unique())))
-        raise InputError(clusters_path, f"cluster {cluster} has no genes (clusters: {have})")
-    data = L.load_tissue(root, tissue, genes=genes)
-    shard = build_shard(data, genes, opts.test_ratio, opts.seed, rep, shard=clusters_path)
-    LOG.info("shard %s c%02d r%d (%s, lambda %g): %d genes x %d TFs, %d-%d training cells per gene",
-             tissue, cluster, rep, model_name, opts.lam, shard.n_genes, shard.n_tfs,
-             min(map(len, shard.train)), max(map(len, shard.train)))
-    seq = shard_seed(opts.seed, tissue, cluster, rep)
-    model, r2 = _train_test(shard, opts, seq, checkpoint_dir, threads)
-    table = pd.DataFrame({"tissue": tissue, "gene": shard.genes, "cluster": cluster, "rep": rep,
-                          "model": model_name, "lambda": opts.lam, "r2": np.round(r2, 6),
-                          "n_train": [len(t) for t in shard.train], "n_test": [len(t) for t in shard.test]})
-    attrs = {"tissue": tissue, "cluster": cluster, "rep": rep, "lambda": opts.lam, "l1": opts.l1,
-             "epochs": opts.epochs, "unfold_axis": opts.unfold_axis}
-    LOG.info("test R2: mean %.3f, median %.3f", float(np.mean(r2)), float(np.median(r2)))
-    return TrainedShard(table, model, shard.genes, attrs)
-
-
-def _train_test(shard, opts, seq, checkpoint_dir, threads):
-    """(model, test R2 per gene) of one shard with ``opts.engine`` (the numpy one never imports TensorFlow)."""
-    if opts.engine == "numpy":
-        from . import model_np as M
-        model, _ = M.train_shard(shard, opts, seed_seq=seq, checkpoint_dir=checkpoint_dir)
-        return model, M.test_r2(model, shard)
-    from ..core.device import configure_tf, tf_strategy
-    from . import model as M
-    configure_tf(int(seq.generate_state(1)[0]), threads=threads)
-    with tf_strategy(opts.accelerator).scope():
-        model, _ = M.train_shard(shard, opts, seed_seq=seq, checkpoint_dir=checkpoint_dir)
-        return model, M.test_r2(model, shard)
 
 
 # --------------------------------------------------------------------------- aggregate
