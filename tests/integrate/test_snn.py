@@ -42,6 +42,23 @@ def test_leiden_snn_finds_planted_groups_and_is_seeded():
     assert (np.bincount(a) == np.sort(np.bincount(truth))[::-1]).all()  # 0 = largest cluster
 
 
+def test_large_path_runs_the_first_large_starts_seeds(monkeypatch):
+    """Above exact_max_cells Leiden runs from the first ``large_leiden_starts`` of the ``leiden_starts`` seeds
+    (igraph), at or below it from all of them (leidenalg); both find the planted groups."""
+    x, truth = _blobs([120, 80, 60, 30])
+    kw = dict(k=DEFAULTS.n_neighbors, prune=DEFAULTS.snn_prune, resolution=DEFAULTS.leiden_resolution,
+              n_starts=5, seed=1, large_starts=2)
+    seen = {}
+    for name in ("_igraph_starts", "_leidenalg_starts"):
+        real = getattr(snn, name)
+        monkeypatch.setattr(snn, name, lambda g, r, seeds, _real=real, _name=name:
+                            seen.setdefault(_name, list(seeds)) and _real(g, r, seeds))
+    small = snn.leiden_snn(x, exact_max_cells=len(x), **kw)
+    large = snn.leiden_snn(x, exact_max_cells=len(x) - 1, **kw)
+    assert len(seen["_leidenalg_starts"]) == 5 and seen["_igraph_starts"] == seen["_leidenalg_starts"][:2]
+    assert adjusted_rand_score(truth, small) == 1.0 and adjusted_rand_score(truth, large) == 1.0
+
+
 def test_group_singletons_joins_the_most_connected_cluster():
     labels = np.array([0, 0, 0, 1, 1, 1, 2])
     w = sp.lil_matrix((7, 7))

@@ -39,7 +39,8 @@ def normalise_and_cluster(h: Sequence[np.ndarray], opts, ref: int | None = None)
                                                 seed=opts.seed)
     x = np.vstack(h_norm).astype(np.float32).astype(np.float64)  # the precision stored in obsm
     labels = leiden_snn(x, k=opts.n_neighbors, prune=opts.snn_prune, resolution=opts.leiden_resolution,
-                        n_starts=opts.leiden_starts, seed=opts.seed, exact_max_cells=opts.exact_max_cells)
+                        n_starts=opts.leiden_starts, seed=opts.seed, exact_max_cells=opts.exact_max_cells,
+                        large_starts=opts.large_leiden_starts)
     return h_norm, qclusters, ref, labels
 
 

@@ -98,8 +98,9 @@ def _leidenalg_starts(snn: sp.csr_matrix, resolution: float, seeds) -> np.ndarra
 
 
 def _igraph_starts(snn: sp.csr_matrix, resolution: float, seeds) -> np.ndarray:
-    """igraph's Leiden (modularity with ``resolution``) from each seed on the graph of `_leidenalg_starts`,
-    stored once per pair (upper triangle, off-diagonal weights doubled); the membership of highest quality."""
+    """igraph's Leiden (modularity with ``resolution``, its default 2 iterations) from each seed on the graph
+    of `_leidenalg_starts`, stored once per pair (upper triangle, off-diagonal weights doubled); the membership
+    of highest quality."""
     import random
 
     import igraph as ig
@@ -113,7 +114,7 @@ def _igraph_starts(snn: sp.csr_matrix, resolution: float, seeds) -> np.ndarray:
         for s in seeds:
             ig.set_random_number_generator(random.Random(s))
             part = g.community_leiden(objective_function="modularity", weights=weights, resolution=resolution,
-                                      n_iterations=-1)
+                                      n_iterations=2)
             if part.quality > best_q:
                 best, best_q = np.asarray(part.membership), part.quality
     finally:
@@ -122,15 +123,19 @@ def _igraph_starts(snn: sp.csr_matrix, resolution: float, seeds) -> np.ndarray:
 
 
 def leiden_snn(x: np.ndarray, *, k: int, prune: float, resolution: float, n_starts: int, seed: int,
-               exact_max_cells: int | None = None) -> np.ndarray:
+               exact_max_cells: int | None = None, large_starts: int | None = None) -> np.ndarray:
     """LIGER's SNN + Leiden clustering of ``x`` (cells x dims); returns integer labels (0 = largest cluster).
 
     Settings are the integrate schema's (``n_neighbors``, ``snn_prune``, ``leiden_resolution``,
-    ``leiden_starts``, ``seed``, ``exact_max_cells``: above it, approximate kNN and igraph's Leiden).
+    ``leiden_starts``, ``seed``, ``exact_max_cells``: above it, approximate kNN and igraph's Leiden from the
+    first ``large_leiden_starts`` seeds; None: all ``n_starts``).
     """
     snn = snn_graph(x, k, prune, exact_max_cells=exact_max_cells, seed=seed)
     rng = np.random.default_rng(seed)
     seeds = [int(rng.integers(0, 2 ** 31 - 1)) for _ in range(n_starts)]
     large = exact_max_cells is not None and x.shape[0] > exact_max_cells
-    best = (_igraph_starts if large else _leidenalg_starts)(snn, resolution, seeds)
+    if large:
+        best = _igraph_starts(snn, resolution, seeds[:large_starts])
+    else:
+        best = _leidenalg_starts(snn, resolution, seeds)
     return _relabel(group_singletons(best, snn))
