@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import random
-import shlex
 import sys
 import time
 from pathlib import Path
@@ -26,7 +25,9 @@ import pandas as pd
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
 sys.path.insert(0, str(REPO / "workflow"))
+sys.path.insert(0, str(REPO / "benchmarks"))
 
+from results_file import command_line, write_results  # noqa: E402
 from scfactor.core.cli import set_threads  # noqa: E402
 from scfactor.integrate.cli import INTEGRATE  # noqa: E402
 
@@ -40,7 +41,7 @@ def main(argv=None) -> int:
     ap.add_argument("--starts", type=int, default=3, help="seeds (the first of leiden_starts' seeds)")
     ap.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "integrate_large_leiden"))
     a = ap.parse_args(argv)
-    command = "python " + shlex.join([str(Path(__file__).resolve().relative_to(REPO)), *sys.argv[1:]])
+    command = command_line(__file__)
     set_threads(1)
     import anndata as ad
     import igraph as ig
@@ -73,16 +74,10 @@ def main(argv=None) -> int:
                          "ari_labels": adjusted_rand_score(labels, part.membership)})
             print(rows[-1], flush=True)
     ig.set_random_number_generator(random)
-    table = pd.DataFrame(rows)
-    out = Path(a.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with open(out.with_suffix(".tsv"), "w") as fh:
-        fh.write(f"# {command}\n")
-        table.to_csv(fh, sep="\t", index=False, float_format="%.6g")
-    out.with_suffix(".md").write_text("\n".join([
-        command, "", f"SNN graph ({len(x):,} cells, {snn.nnz:,} stored entries) built in {graph_cpu:.1f} CPU s; "
-        "one thread; CPU seconds of each Leiden start (`iterations` -1: until stable):", "",
-        table.to_markdown(index=False, floatfmt=".6g"), ""]))
+    write_results(a.out, command, pd.DataFrame(rows),
+                  f"SNN graph ({len(x):,} cells, {snn.nnz:,} stored entries) built in {graph_cpu:.1f} CPU s "
+                  "(pynndescent's compilation included); one thread; CPU seconds of each Leiden start "
+                  "(`iterations` -1: until stable):")
     return 0
 
 

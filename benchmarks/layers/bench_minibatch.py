@@ -13,17 +13,18 @@ No timing is recorded. Writes ``<out>.tsv`` and ``<out>.md``, each starting with
 from __future__ import annotations
 
 import argparse
-import shlex
 import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "workflow"))
+sys.path.insert(0, str(REPO / "benchmarks"))
 
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import torch  # noqa: E402
 
+from results_file import command_line, write_results  # noqa: E402
 from scfactor.layers.cli import FIT, SIMULATE  # noqa: E402
 from scfactor.layers.minibatch import fit_layered_nmf_minibatch  # noqa: E402
 from scfactor.layers.model import _loss, recovery_metrics  # noqa: E402
@@ -52,7 +53,7 @@ def main(argv=None) -> int:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "layers_minibatch"))
     a = ap.parse_args(argv)
-    command = "python " + shlex.join([str(Path(__file__).resolve().relative_to(REPO)), *sys.argv[1:]])
+    command = command_line(__file__)
     torch.set_num_threads(a.threads)
     sim = simulate(SIMULATE.defaults(n_cells=a.n_cells))
     x = sim.x.astype(np.float32)
@@ -74,17 +75,10 @@ def main(argv=None) -> int:
                                             batch_size=size, cell_iters=opts.minibatch_cell_iters, device="cpu")
             add("minibatch", f"minibatch_size={size} minibatch_epochs={epochs} "
                              f"minibatch_cell_iters={opts.minibatch_cell_iters}", res)
-    table = pd.DataFrame(rows)
-    out = Path(a.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with open(out.with_suffix(".tsv"), "w") as fh:
-        fh.write(f"# {command}\n")
-        table.to_csv(fh, sep="\t", index=False, float_format="%.6g")
-    out.with_suffix(".md").write_text("\n".join([
-        command, "", f"{a.n_cells} simulated cells x 2000 genes (block simulation, K=10, seed 42), solver "
-        f"{a.solver}, lr {lr}, seed {opts.seed}; final_loss: the model's loss of the final factors over the whole "
-        "matrix; ari_truth: the ceiling the simulation allows.", "",
-        table.to_markdown(index=False, floatfmt=".4f"), ""]))
+    write_results(a.out, command, pd.DataFrame(rows),
+                  f"{a.n_cells} simulated cells x 2000 genes (block simulation, K=10, seed 42), solver {a.solver}, lr "
+                  f"{lr}, seed {opts.seed}; final_loss: the model's loss of the final factors over the whole matrix; "
+                  "ari_truth: the ceiling the simulation allows.", floatfmt=".4f")
     return 0
 
 

@@ -1,0 +1,24 @@
+"""Writing a benchmark's results: ``<out>.tsv`` and ``<out>.md``, each headed by the exact command."""
+
+from __future__ import annotations
+
+import shlex
+import sys
+from pathlib import Path
+
+
+def command_line(script: str) -> str:
+    """``python <script relative to the repository> <this process's arguments>``: the results' first line."""
+    repo = Path(__file__).resolve().parents[1]
+    return "python " + shlex.join([str(Path(script).resolve().relative_to(repo)), *sys.argv[1:]])
+
+
+def write_results(out, command: str, table, intro: str, floatfmt: str = ".6g") -> None:
+    """``out``.tsv (``# command`` then the table) and ``out``.md (command, ``intro``, the table as markdown)."""
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with open(out.with_suffix(".tsv"), "w") as fh:
+        fh.write(f"# {command}\n")
+        table.to_csv(fh, sep="\t", index=False, float_format="%.6g")
+    out.with_suffix(".md").write_text("\n".join([command, "", intro, "", table.to_markdown(index=False,
+                                                                                           floatfmt=floatfmt), ""]))
