@@ -113,7 +113,8 @@ def test_id_tables_equal_pandas(layout, tmp_path):
     df = pd.read_csv(root / L.E2S, index_col=0, dtype=str).dropna(subset=["ensembl_id", "gene_symbol"])
     df = df.loc[~df["ensembl_id"].duplicated()]
     assert e2s == dict(zip(df["ensembl_id"], df["gene_symbol"])) == {"E1": "S1", "E3": "S3"}
-    assert tfs.tolist() == pd.read_csv(root / L.TF_LIST, index_col=0, dtype=str)["Ensembl ID"].dropna().unique().tolist()
+    expected = pd.read_csv(root / L.TF_LIST, index_col=0, dtype=str)["Ensembl ID"].dropna().unique()
+    assert tfs.tolist() == expected.tolist()
 
 
 def test_cluster_table_reader(tmp_path):

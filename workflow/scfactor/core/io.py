@@ -335,7 +335,8 @@ def validate_names(adata, path) -> None:
 
 
 def require_columns(df, columns: Sequence[str], path, what: str = "table") -> None:
-    """Raise `InputError` if any of ``columns`` is missing from ``df`` (a DataFrame, or the list of its column names)."""
+    """Raise `InputError` if any of ``columns`` is missing from ``df`` (a DataFrame, or the list of its
+    column names)."""
     have = list(getattr(df, "columns", df))
     missing = [c for c in columns if c not in have]
     if missing:

@@ -65,7 +65,8 @@ def train_shard(root, tissue: str, clusters_path, cluster: int, rep: int, model_
     """
     from .data import build_shard, shard_seed
     if opts.engine == "numpy" and opts.accelerator in ("gpu", "tpu"):
-        raise DeviceError(f"--accelerator {opts.accelerator} needs --engine tensorflow (the numpy engine runs on the CPU)")
+        raise DeviceError(f"--accelerator {opts.accelerator} needs --engine tensorflow "
+                          "(the numpy engine runs on the CPU)")
     genes = cluster_genes(clusters_path, cluster)
     data = L.load_tissue(root, tissue, genes=genes)
     shard = build_shard(data, genes, opts.test_ratio, opts.seed, rep, shard=clusters_path)

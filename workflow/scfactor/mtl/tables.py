@@ -1,9 +1,9 @@
 """pandas-free reading and writing of the MTL steps' delimited text files (layout CSVs, clusters, shard tables).
 
 The numpy-engine shard process imports neither TensorFlow nor pandas (whose import was the largest fixed
-cost left in each of the fan-out's many short shard processes). `read_rows` and `to_float` read what ``pandas.read_csv`` reads from the
-files these steps write (a header row, ``""`` / ``NA`` / ``nan`` ... as missing); `write_tsv` writes a table
-byte for byte as ``DataFrame.to_csv(path, sep="\\t", index=False, float_format="%.6g")`` does.
+cost left in each of the fan-out's many short shard processes). `read_rows` and `to_float` read what
+``pandas.read_csv`` reads from the files these steps write (a header row, ``""`` / ``NA`` / ``nan`` ... as
+missing); `write_tsv` writes a table byte for byte as ``DataFrame.to_csv(path, sep="\\t", index=False, float_format="%.6g")`` does.
 """
 
 from __future__ import annotations
