@@ -28,21 +28,6 @@ sys.path.insert(0, str(HERE))
 import common  # noqa: E402
 
 
-def code_root(commit: str | None) -> Path:
-    """``workflow/`` of the working tree, or of ``commit`` extracted into benchmarks/out/nbmix."""
-    if commit is None:
-        return common.REPO / "workflow"
-    full = subprocess.run(["git", "-C", str(common.REPO), "rev-parse", commit], check=True, capture_output=True,
-                          text=True).stdout.strip()
-    dest = common.OUT / f"code-{full[:12]}"
-    if not (dest / "workflow").exists():
-        dest.mkdir(parents=True, exist_ok=True)
-        archive = subprocess.run(["git", "-C", str(common.REPO), "archive", full, "workflow"], check=True,
-                                 capture_output=True).stdout
-        subprocess.run(["tar", "-x", "-C", str(dest)], input=archive, check=True)
-    return dest / "workflow"
-
-
 def preprocessed(path: Path) -> Path:
     """The preprocessed Kang file (made with the project's preprocess script when missing)."""
     if not path.exists():
@@ -88,7 +73,7 @@ def main(argv=None):
     inp = Path(args.input)
     if inp == common.OUT / "kang_full.h5ad":
         preprocessed(inp)
-    sys.path.insert(0, str(code_root(args.code_commit)))
+    sys.path.insert(0, str(common.code_root(args.code_commit)))
     import numpy as np
     import torch
 

@@ -107,3 +107,18 @@ def write_tsv(rows: list[dict], path: str, script: str) -> None:
     with open(path, "w") as f:
         f.write(f"# {command_line(script)}\n")
         pd.DataFrame(rows).to_csv(f, sep="\t", index=False)
+
+
+def code_root(commit: str | None) -> Path:
+    """``workflow/`` of the working tree, or of ``commit`` extracted into benchmarks/out/nbmix."""
+    if commit is None:
+        return REPO / "workflow"
+    full = subprocess.run(["git", "-C", str(REPO), "rev-parse", commit], check=True, capture_output=True,
+                          text=True).stdout.strip()
+    dest = OUT / f"code-{full[:12]}"
+    if not (dest / "workflow").exists():
+        dest.mkdir(parents=True, exist_ok=True)
+        archive = subprocess.run(["git", "-C", str(REPO), "archive", full, "workflow"], check=True,
+                                 capture_output=True).stdout
+        subprocess.run(["tar", "-x", "-C", str(dest)], input=archive, check=True)
+    return dest / "workflow"

@@ -158,20 +158,13 @@ def validate_counts_matrix(x, path="X", k: int | None = None) -> None:
 
 
 # --------------------------------------------------------------------------- log-likelihood
-def _nz_parts(data: CountData, a: int, b: int, nz: slice, log_mean, log_inv_disp):
-    """Nonzeros of cells ``a:b``: ``(rows_local, x, m, r, log_mean, log_r)``, all but the rows ``[nnz, k]``."""
-    rows = data.chunk_rows(a, b)
-    cols, x = data.nonzeros(nz)
-    lm = log_mean[:, cols].T
-    lr = log_inv_disp[:, cols].T
-    m = torch.exp(data.log_s[a:b][rows].unsqueeze(1) + lm)
-    return rows, x.unsqueeze(1), m, torch.exp(lr), lm, lr
-
-
 def component_loglik(data: CountData, log_mean, log_inv_disp) -> torch.Tensor:
-    """``[n, k]`` matrix of ``sum_j log NB(x_ij; s_i mu_kj, r_kj)`` (exact, including ``-lgamma(x+1)``)."""
+    """``[n, k]`` matrix of ``sum_j log NB(x_ij; s_i mu_kj, r_kj)`` (exact, including ``-lgamma(x+1)``).
+
+    Per nonzero the count-dependent part ``x log(m / (r + m)) + lgamma(x + r) - lgamma(r)`` is evaluated as
+    ``-x softplus(log r - log mu - log s) + T[(gene, count) pair]``: one gather of ``log r - log mu``, one
+    softplus and one gather of the pair table ``T`` per nonzero and component."""
     k = log_mean.shape[0]
-    mu = torch.exp(log_mean)
     r = torch.exp(log_inv_disp)
     mu_over_r = torch.exp(log_mean - log_inv_disp)
     out = torch.empty(data.n, k, dtype=data.dtype, device=data.device)
@@ -182,17 +175,18 @@ def component_loglik(data: CountData, log_mean, log_inv_disp) -> torch.Tensor:
     for a in range(0, len(data.s_unique), step):
         s = data.s_unique[a:a + step].view(-1, 1, 1)
         zero[a:a + step] = -(r.unsqueeze(0) * torch.log1p(s * mu_over_r.unsqueeze(0))).sum(2)
-    lg_xr = data.pair_table(torch.lgamma, log_inv_disp).T.contiguous()   # [pairs, k]
-    lg_r = torch.lgamma(r).T.contiguous()                                 # [p, k]
+    # lgamma(x + r) - lgamma(r) per (gene, count) pair and component, [pairs, k]
+    table = (data.pair_table(torch.lgamma, log_inv_disp) - torch.lgamma(r)[:, data.pair_gene]).T.contiguous()
+    log_r_over_mu = (log_inv_disp - log_mean).T.contiguous()             # [p, k]
+    nought = torch.zeros((), dtype=data.dtype, device=data.device)
     for a, b, nz in data.chunks(k):
         dense = zero[data.s_inverse[a:b]]
-        rows, x, m, rr, lm, lr = _nz_parts(data, a, b, nz, log_mean, log_inv_disp)
-        log_u = torch.logaddexp(lr, torch.log(m))
-        # count-dependent part on nonzeros: x log(m / (r + m)) + lgamma(x + r) - lgamma(r)
-        term = x * (torch.log(m) - log_u) + lg_xr[data.pair_of(nz)] - lg_r[data.nonzeros(nz)[0]]
+        rows = data.chunk_rows(a, b)
+        cols, x = data.nonzeros(nz)
+        v = log_r_over_mu[cols] - data.log_s[a:b][rows].unsqueeze(1)     # log(r / m)
+        term = table[data.pair_of(nz)] - x.unsqueeze(1) * torch.logaddexp(v, nought)
         dense.index_add_(0, rows, term)
         out[a:b] = dense - data.lgamma_x1[a:b].unsqueeze(1)
-    del mu
     return out
 
 
@@ -473,18 +467,46 @@ class StopRule:
         return abs(ll_change_per_cell) <= self.tol and resp_change <= self.resp_tol
 
 
+@dataclass
+class MStepCells:
+    """The cells of each M step of an EM whose E steps cover all cells: ``cells`` cells drawn at random for
+    every round (round ``t`` with the seed ``(seed, t)``), or all cells when there are no more than ``cells``.
+
+    At a million cells the M step's Newton passes over every nonzero cost several times the E step; the
+    ``k x p`` parameters are estimated about as well from 100,000 cells. The log-likelihood of all cells is
+    then no longer guaranteed to rise every round (each M step maximises a different sample's objective)."""
+    cells: int
+    seed: int
+
+    def of_round(self, data: CountData, w: torch.Tensor, it: int):
+        """``(counts, responsibilities)`` of round ``it``'s M step: a fresh sample of the cells, or all of them."""
+        if self.cells >= data.n:
+            return data, w
+        rows = subsample_rows(data.n, w.shape[1], self.cells / data.n, (self.seed, it))
+        sub = CountData(data.csr[rows], device=data.device, dtype=data.dtype, chunk_elems=data.chunk_elems)
+        return sub, w[torch.as_tensor(rows, device=w.device)]
+
+
 def _em_once(data: CountData, z0: np.ndarray, stop: StopRule, newton_steps: int, first_newton_steps: int,
-             log_every: int, tag: str):
+             log_every: int, tag: str, m_cells: MStepCells | None = None):
     """One EM run from responsibilities ``z0``: ``(log_mean, log_inv_disp, pi, resp, rounds, converged)``;
-    ``rounds`` holds one dict per round (log-likelihood, its change per cell, the largest responsibility change)."""
+    ``rounds`` holds one dict per round (log-likelihood, its change per cell, the largest responsibility change).
+    With ``m_cells`` each M step (and the moment start) uses that round's sample of the cells (`MStepCells`); when
+    that is fewer than all cells the EM stops as soon as no responsibility moved by more than ``stop.resp_tol``
+    (the log-likelihood then changes by the samples' noise, not only by progress)."""
     dev, dt = data.device, data.dtype
     w = torch.as_tensor(z0, dtype=dt, device=dev)
-    log_mean, log_inv_disp = moment_init(data, w)
+    # with sampled M steps the log-likelihood moves by the samples' noise every round: stop on responsibilities
+    sampled = m_cells is not None and m_cells.cells < data.n
     rounds, converged, prev = [], False, None
     t0 = time.time()
     for it in range(stop.max_iters):
-        log_mean, log_inv_disp = m_step(data, w, log_mean, log_inv_disp,
+        m_data, m_w = (data, w) if m_cells is None else m_cells.of_round(data, w, it)
+        if it == 0:
+            log_mean, log_inv_disp = moment_init(m_data, m_w)
+        log_mean, log_inv_disp = m_step(m_data, m_w, log_mean, log_inv_disp,
                                         steps=first_newton_steps if it == 0 else newton_steps)
+        del m_data, m_w
         pi = w.mean(0).clamp_min(1e-300)
         pi = pi / pi.sum()
         ll, w_new = mixture_loglik(component_loglik(data, log_mean, log_inv_disp), torch.log(pi))
@@ -495,9 +517,10 @@ def _em_once(data: CountData, z0: np.ndarray, stop: StopRule, newton_steps: int,
         rounds.append({"round": it + 1, "loglik": ll, "loglik_change_per_cell": dll, "max_resp_change": dresp})
         if log_every and (it % log_every == 0 or it < 3):
             el = time.time() - t0
-            LOG.info("%s EM round %d: log-likelihood %.6g (change per cell %.3g, max responsibility change %.3g; "
-                     "%.2f s, %.2f rounds/s)", tag, it + 1, ll, dll, dresp, el, (it + 1) / max(el, 1e-9))
-        if it > 0 and stop.done(dll, dresp):
+            LOG.info("%s EM round %d/%d: log-likelihood %.6g (change per cell %.3g, max responsibility change %.3g; "
+                     "%.2f s, %.2f rounds/s, ETA at most %.0f s)", tag, it + 1, stop.max_iters, ll, dll, dresp, el,
+                     (it + 1) / max(el, 1e-9), el / (it + 1) * (stop.max_iters - it - 1))
+        if it > 0 and (dresp <= stop.resp_tol if sampled else stop.done(dll, dresp)):
             converged = True
             break
     pi = w.mean(0)
@@ -577,7 +600,7 @@ def _params_e_step(data: CountData, lm, lr, pi) -> np.ndarray:
 def fit_em(x, k: int, *, init: str, restarts, nrep: int, seed: int, max_iters: int, tol: float, resp_tol: float,
            best_tol: float, subsample_fraction: float, newton_steps: int, first_newton_steps: int, n_pcs: int,
            leiden_resolution: float, dtype, restart_subsample_above: int, restart_subsample_cells: int,
-           full_max_iters: int, device="cpu", init_resp: np.ndarray | None = None,
+           full_max_iters: int, full_m_step_cells: int, device="cpu", init_resp: np.ndarray | None = None,
            chunk_elems: int = 4_000_000, log_every: int = 10, path="X") -> NBMixFit:
     """Batch EM for the NB mixture with ``nrep`` restarts; keeps the restart with the highest log-likelihood.
 
@@ -589,7 +612,10 @@ def fit_em(x, k: int, *, init: str, restarts, nrep: int, seed: int, max_iters: i
     With more than ``restart_subsample_above`` cells (and no ``init_resp``) the restarts run on a random
     subsample of ``restart_subsample_cells`` cells (drawn with ``seed``); the best of them gives one E step on
     all cells and one EM on all cells from there (its first M step from the moment estimates of those
-    responsibilities, as every restart's), stopped after at most ``full_max_iters`` rounds (its rounds are restart ``nrep`` in ``rounds``, ``rep`` = ``nrep``). ``NBMixFit.full_e_steps`` counts the E steps over all cells either way.
+    responsibilities, as every restart's), stopped after at most ``full_max_iters`` rounds (its rounds are restart
+    ``nrep`` in ``rounds``, ``rep`` = ``nrep``). Each M step of that EM (and its moment start) uses a fresh random
+    sample of ``full_m_step_cells`` cells (`MStepCells`; all cells when there are no more), its E steps all cells.
+    ``NBMixFit.full_e_steps`` counts the E steps over all cells either way.
 
     The settings come from the step's options (`scfactor.nbmix.pipeline.em_settings`); ``dtype`` is a
     torch dtype."""
@@ -624,8 +650,11 @@ def fit_em(x, k: int, *, init: str, restarts, nrep: int, seed: int, max_iters: i
         rep, kept = nrep, f"{kinds[sub_rep]} (subsample)"
         tag = f"[all {data.n} cells from restart {sub_rep + 1} ({kinds[sub_rep]})]"
         full_stop = StopRule(min(max_iters, full_max_iters), tol, resp_tol)
+        m_cells = MStepCells(full_m_step_cells, seed)
+        if full_m_step_cells < data.n:
+            LOG.info("%s: E steps on all cells, each M step on a fresh sample of %d cells", tag, full_m_step_cells)
         lm, lr, pi, w, rounds, conv = _em_once(data, _params_e_step(data, s_lm, s_lr, s_pi), full_stop,
-                                               newton_steps, first_newton_steps, log_every, tag)
+                                               newton_steps, first_newton_steps, log_every and 1, tag, m_cells)
         ll = rounds[-1]["loglik"]
         rounds_all += [{"restart": rep, "init": kept, **row} for row in rounds]
         LOG.info("%s: log-likelihood %.6g (%.6g per cell) after %d rounds%s", tag, ll, ll / data.n, len(rounds),

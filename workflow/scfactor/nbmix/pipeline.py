@@ -132,6 +132,7 @@ def em_settings(opts) -> dict:
                 subsample_fraction=opts.subsample_fraction, newton_steps=opts.newton_steps, first_newton_steps=opts.first_newton_steps, n_pcs=opts.n_pcs,
                 leiden_resolution=opts.leiden_resolution, restart_subsample_above=opts.restart_subsample_above,
                 restart_subsample_cells=opts.restart_subsample_cells, full_max_iters=opts.full_max_iters,
+                full_m_step_cells=opts.full_m_step_cells,
                 dtype=torch.float64 if opts.dtype == "float64" else torch.float32)
 
 
