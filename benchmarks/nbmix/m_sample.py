@@ -76,6 +76,9 @@ def main(argv=None) -> int:
              "M step of the last EM over all cells; otherwise each over a fresh sample of `m_step_cells` cells. ARI "
              "against the planted labels and the exact fit; `rounds_down`: rounds in which the log-likelihood of all "
              "cells fell. One thread; CPU and wall seconds of the fit call.")
+    if min(a.sizes) <= d["restart_subsample_cells"]:
+        ap.error(f"every size must exceed restart_subsample_cells ({d['restart_subsample_cells']}): below it the "
+                 "fit has no last EM on all cells")
     for n in a.sizes:
         path = work / f"sim_{n}.h5ad"
         simulate(n, a.genes, a.groups, path)

@@ -58,3 +58,20 @@ def test_alignment_and_agreement_at_12000_cells():
     assert agreement(parts, parts, k=15) == 1.0
     unrelated = agreement(parts, [rng.normal(size=p.shape) for p in parts], k=15)
     assert unrelated < 20 * 15 / min(len(p) for p in parts)
+
+
+def test_umap_on_a_subsample_above_umap_max_cells():
+    """Above ``umap_max_cells`` the UMAP covers a seeded random subsample of that many cells (NaN elsewhere,
+    the same on rerun); Leiden and PCA still cover every cell; at or below it every cell has coordinates."""
+    rng = np.random.default_rng(3)
+    group = rng.integers(0, 2, size=400)
+    counts = rng.poisson(np.where(group[:, None] == 0, 1.0, 4.0) * np.ones((1, 30))).astype(np.float32)
+    out = scanpy_pipeline(counts, n_pcs=5, n_neighbors=10, resolution=0.2, seed=0, umap_max_cells=150)
+    shown = np.isfinite(out["X_umap"]).all(1)
+    assert shown.sum() == 150 and np.array_equal(np.flatnonzero(shown), out["umap_sample"])
+    assert out["leiden"].shape == (400,) and out["X_pca"].shape == (400, 5)
+    again = scanpy_pipeline(counts, n_pcs=5, n_neighbors=10, resolution=0.2, seed=0, umap_max_cells=150)
+    assert np.array_equal(out["X_umap"], again["X_umap"], equal_nan=True)
+    whole = scanpy_pipeline(counts, n_pcs=5, n_neighbors=10, resolution=0.2, seed=0, umap_max_cells=400)
+    assert np.isfinite(whole["X_umap"]).all() and whole["umap_sample"] is None
+    assert np.array_equal(whole["leiden"], out["leiden"])

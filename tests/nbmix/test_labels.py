@@ -145,3 +145,29 @@ def test_rule_command_lines_carry_label_options():
         assert words[i + 1:i + 3] == ["B cells", "3"]
     assert LEIDEN.defaults().label_key == "label" and LEIDEN.defaults().labels_keep == ()
 
+
+
+def test_leiden_umap_on_a_subsample_and_its_figure(tmp_path):
+    """Above ``--umap-max-cells`` the baseline's UMAP covers a random subsample (marked in obs, NaN elsewhere),
+    its clusters and metrics all cells; the UMAP figure shows the subsample and says so."""
+    import anndata as ad
+
+    from scfactor.nbmix import plots
+    n = 300
+    sim = simulate_anndata(n, 60, 3, 1e4, 2, "sim")
+    inp = tmp_path / "sim.h5ad"
+    sim.write_h5ad(inp)
+    lei = [tmp_path / "l.h5ad", tmp_path / "l.tsv"]
+    proc = run_cli(nbmix_leiden, "--input", inp, "--n-pcs", 5, "--umap-max-cells", 100, "--output", lei[0],
+                   "--metrics", lei[1])
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert f"UMAP on a random subsample of 100 of {n} cells" in proc.stderr
+    a = ad.read_h5ad(lei[0])
+    shown = np.isfinite(a.obsm["X_umap"]).all(1)
+    assert shown.sum() == 100 and np.array_equal(a.obs["umap_sample"].to_numpy(), shown)
+    assert dict(a.uns["umap_subsample"]) == {"cells": 100, "of": n}
+    assert a.obs["leiden"].notna().all() and pd.read_csv(lei[1], sep="\t").iloc[0]["n_cells"] == n
+    truth = sim.obs["label"].astype(str).to_numpy()
+    fig = plots.umap_triptych(a.obsm["X_umap"], truth, "label", a.obs["leiden"].to_numpy(), truth, "sim")
+    assert f"random subsample of 100 of {n:,} cells" in fig._suptitle.get_text()
+    assert sum(len(c.get_offsets()) for c in fig.axes[0].collections) == 100

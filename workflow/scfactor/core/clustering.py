@@ -134,28 +134,59 @@ def leiden_on_scores(scores, n_neighbors: int = 15, resolution: float = 1.0, see
 
 
 def scanpy_pipeline(counts, n_pcs: int = 50, n_neighbors: int = 15, resolution: float = 1.0, seed: int = 0,
-                    target_sum: float = 1e4, umap: bool = True) -> dict:
+                    target_sum: float = 1e4, umap: bool = True, umap_max_cells: int | None = None) -> dict:
     """Run normalise_total -> log1p -> PCA -> neighbors -> Leiden (-> UMAP) on raw ``counts``.
 
-    Returns ``{'leiden': labels, 'X_pca': [n, n_pcs], 'X_umap': [n, 2] or None}``.
+    Returns ``{'leiden': labels, 'X_pca': [n, n_pcs], 'X_umap': [n, 2] or None, 'umap_sample': rows or None}``.
+    With more than ``umap_max_cells`` cells the UMAP (display only) is that of a seeded random subsample of
+    that many cells (`umap_subsample`; its rows in ``umap_sample``, NaN coordinates elsewhere).
     """
     import anndata as ad
     import_umap()
     import scanpy as sc
     with _keep_torch_threads():
         return _pipeline(ad.AnnData(X=sp.csr_matrix(counts, dtype=np.float32)), sc, n_pcs, n_neighbors,
-                         resolution, seed, target_sum, umap)
+                         resolution, seed, target_sum, umap, umap_max_cells)
 
 
-def _pipeline(a, sc, n_pcs, n_neighbors, resolution, seed, target_sum, umap):
+def _pipeline(a, sc, n_pcs, n_neighbors, resolution, seed, target_sum, umap, umap_max_cells):
     sc.pp.normalize_total(a, target_sum=target_sum)
     sc.pp.log1p(a)
     n_comp = max(1, min(n_pcs, a.n_obs - 1, a.n_vars - 1))
     sc.pp.pca(a, n_comps=n_comp, random_state=seed)
     sc.pp.neighbors(a, n_neighbors=min(n_neighbors, a.n_obs - 1), use_rep="X_pca", random_state=seed)
     sc.tl.leiden(a, resolution=resolution, random_state=seed, flavor="igraph", n_iterations=2, directed=False)
-    out = {"leiden": a.obs["leiden"].astype(int).to_numpy(), "X_pca": a.obsm["X_pca"], "X_umap": None}
-    if umap:
+    out = {"leiden": a.obs["leiden"].astype(int).to_numpy(), "X_pca": a.obsm["X_pca"], "X_umap": None,
+           "umap_sample": None}
+    if umap and umap_max_cells is not None and a.n_obs > umap_max_cells:
+        out["X_umap"], out["umap_sample"] = umap_subsample(a.obsm["X_pca"], n_neighbors, seed, umap_max_cells)
+    elif umap:
         sc.tl.umap(a, random_state=seed)
         out["X_umap"] = a.obsm["X_umap"]
     return out
+
+
+def umap_subsample(rep, n_neighbors: int, seed: int, max_cells: int, **umap_kw):
+    """``(coordinates [n, 2], rows)``: scanpy's exact k-NN graph and UMAP (``umap_kw``: `scanpy.tl.umap` options)
+    of a seeded random subsample of ``max_cells`` rows of ``rep`` (sorted ``rows``); the other rows get NaN.
+
+    For display only: the UMAP of a million cells costs more than the clustering it shows."""
+    import anndata as ad
+    import pandas as pd
+    import_umap()
+    import scanpy as sc
+    n = rep.shape[0]
+    rows = np.sort(np.random.default_rng(seed).choice(n, max_cells, replace=False))
+    sub = ad.AnnData(obs=pd.DataFrame(index=rows.astype(str)), obsm={"rep": np.asarray(rep)[rows]})
+    sc.pp.neighbors(sub, n_neighbors=n_neighbors, use_rep="rep", random_state=seed, transformer="sklearn")
+    sc.tl.umap(sub, random_state=seed, **umap_kw)
+    xy = np.full((n, 2), np.nan, dtype=sub.obsm["X_umap"].dtype)
+    xy[rows] = sub.obsm["X_umap"]
+    return xy, rows
+
+
+def mark_umap_sample(adata, rows) -> None:
+    """Record a UMAP subsample (`umap_subsample`'s ``rows``) in ``adata``: ``obs['umap_sample']`` (bool) and
+    ``uns['umap_subsample']`` (``cells``, ``of``)."""
+    adata.obs["umap_sample"] = np.isin(np.arange(adata.n_obs), rows)
+    adata.uns["umap_subsample"] = {"cells": int(len(rows)), "of": int(adata.n_obs)}

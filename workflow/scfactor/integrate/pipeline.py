@@ -244,28 +244,21 @@ def embed(adata, opts) -> None:
     the other cells get NaN coordinates, ``obs['umap_sample']`` marks the subsample, no ``obsp`` graph is
     stored and ``uns['umap_subsample']`` gives the sizes (the figure says so).
     """
-    import anndata as ad
     import scanpy as sc
 
-    from ..core.clustering import import_umap
+    from ..core.clustering import import_umap, mark_umap_sample, umap_subsample
 
     import_umap()  # scanpy's neighbors imports umap
     n, m = adata.n_obs, opts.umap_max_cells
-    sub = adata
     if n > m:
-        keep = np.sort(np.random.default_rng(opts.seed).choice(n, m, replace=False))
-        sub = ad.AnnData(obs=pd.DataFrame(index=adata.obs_names[keep]),
-                         obsm={"X_inmf_norm": adata.obsm["X_inmf_norm"][keep]})
         LOG.info("UMAP on a random subsample of %d of %d cells (umap_max_cells)", m, n)
-    sc.pp.neighbors(sub, n_neighbors=opts.n_neighbors, use_rep="X_inmf_norm", random_state=opts.seed,
+        adata.obsm["X_umap"], keep = umap_subsample(adata.obsm["X_inmf_norm"], opts.n_neighbors, opts.seed, m,
+                                                    min_dist=opts.umap_min_dist)
+        mark_umap_sample(adata, keep)
+        return
+    sc.pp.neighbors(adata, n_neighbors=opts.n_neighbors, use_rep="X_inmf_norm", random_state=opts.seed,
                     transformer="sklearn")
-    sc.tl.umap(sub, min_dist=opts.umap_min_dist, random_state=opts.seed)
-    if sub is not adata:
-        xy = np.full((n, 2), np.nan, dtype=sub.obsm["X_umap"].dtype)
-        xy[keep] = sub.obsm["X_umap"]
-        adata.obsm["X_umap"] = xy
-        adata.obs["umap_sample"] = np.isin(np.arange(n), keep)
-        adata.uns["umap_subsample"] = {"cells": int(m), "of": int(n)}
+    sc.tl.umap(adata, min_dist=opts.umap_min_dist, random_state=opts.seed)
 
 
 def _subsample(xs, h_norm, max_cells: int, seed: int):

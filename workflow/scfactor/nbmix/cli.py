@@ -12,7 +12,8 @@ from ..core.options import Group, Step
 _RUN = Group("nbmix", "runs.*")
 #: the NB mixture: the global ``nbmix`` settings (its leiden initialisation takes the baseline's resolution)
 #: and the run's entry
-FIT = Step("nbmix_fit", Group("nbmix", exclude=("leiden.n_pcs", "leiden.n_neighbors", "leiden.seed")), _RUN)
+FIT = Step("nbmix_fit", Group("nbmix", exclude=("leiden.n_pcs", "leiden.n_neighbors", "leiden.seed",
+                                                "leiden.umap_max_cells")), _RUN)
 #: the Leiden baseline: ``nbmix.leiden`` and the run's entry
 LEIDEN = Step("nbmix_leiden", Group("nbmix", "leiden"), Group("nbmix", "runs.*", exclude=("k",)))
 #: the figures and the summary have no schema options

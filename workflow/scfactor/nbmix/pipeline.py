@@ -200,22 +200,27 @@ def leiden(path, opts, dataset: str | None = None) -> LeidenOutputs:
     """The scanpy baseline (`scfactor.core.clustering.scanpy_pipeline`: normalise, log1p, PCA, k-NN graph,
     Leiden, UMAP) on the run's cells, scored like the NB mixture.
 
-    Outputs an AnnData with ``obs['leiden']``, ``obsm['X_pca']`` and ``obsm['X_umap']`` (used by the figures)
-    and a one-row metrics table with the NB mixture's columns.
+    Outputs an AnnData with ``obs['leiden']``, ``obsm['X_pca']`` and ``obsm['X_umap']`` (used by the figures;
+    above ``opts.umap_max_cells`` cells NaN outside a random subsample, marked by ``obs['umap_sample']``) and a
+    one-row metrics table with the NB mixture's columns.
     """
-    from ..core.clustering import scanpy_pipeline
+    from ..core.clustering import mark_umap_sample, scanpy_pipeline
     dataset = dataset or Path(path).stem
     adata = load_cells(path, opts)
     if adata.n_obs < 3:
         raise InputError(path, f"needs at least 3 cells for a neighbour graph (has {adata.n_obs})")
     t0 = time.time()
     res = scanpy_pipeline(adata.X, n_pcs=opts.n_pcs, n_neighbors=opts.n_neighbors, resolution=opts.resolution,
-                          seed=opts.seed)
+                          seed=opts.seed, umap_max_cells=opts.umap_max_cells)
     sec = time.time() - t0
     pred = res["leiden"]
     adata.obs["leiden"] = pd.Categorical(pred.astype(str), categories=sorted(set(pred.astype(str)), key=int))
     adata.obsm["X_pca"] = res["X_pca"]
     adata.obsm["X_umap"] = res["X_umap"]
+    if res["umap_sample"] is not None:
+        LOG.info("UMAP on a random subsample of %d of %d cells (umap_max_cells)", len(res["umap_sample"]),
+                 adata.n_obs)
+        mark_umap_sample(adata, res["umap_sample"])
     adata.uns["leiden_baseline"] = {"n_pcs": opts.n_pcs, "n_neighbors": opts.n_neighbors,
                                     "resolution": opts.resolution, "seed": opts.seed, "seconds": sec}
     scores = score(labels_of(adata, opts.labels, opts.label_key, opts.labels_keep, where=f"{dataset} (leiden)"),

@@ -28,8 +28,14 @@ def _categorical_scatter(ax, xy, labels, title, cmap="tab10"):
 
 
 def umap_triptych(xy, labels, label_title, leiden, nbmix, dataset):
-    """UMAP coloured by labels (if any), Leiden clusters and NB-mixture clusters, side by side."""
+    """UMAP coloured by labels (if any), Leiden clusters and NB-mixture clusters, side by side. Cells without
+    coordinates (outside the baseline's UMAP subsample, ``umap_max_cells``) are left out and the title says so."""
     import matplotlib.pyplot as plt
+    xy = np.asarray(xy)
+    shown = np.isfinite(xy).all(1)
+    pick = lambda v: None if v is None else np.asarray(v)[shown]  # noqa: E731
+    n_all = len(xy)
+    xy, labels, leiden, nbmix = xy[shown], pick(labels), pick(leiden), pick(nbmix)
     panels = ([(labels, label_title)] if labels is not None else []) + \
         [(leiden, "Leiden (scanpy)"), (nbmix, "NB mixture")]
     fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 5.2), sharex=True, sharey=True)
@@ -38,7 +44,8 @@ def umap_triptych(xy, labels, label_title, leiden, nbmix, dataset):
             lab = pd.Series(lab, dtype=object).fillna("unlabelled").to_numpy()
         _categorical_scatter(ax, xy, lab, title)
     np.atleast_1d(axes)[0].set_ylabel("UMAP 2")
-    fig.suptitle(f"{dataset}: UMAP of log1p-normalised counts", fontsize=11)
+    fig.suptitle(f"{dataset}: UMAP of log1p-normalised counts" + (
+        "" if len(xy) == n_all else f" (random subsample of {len(xy):,} of {n_all:,} cells)"), fontsize=11)
     fig.tight_layout()
     return fig
 
