@@ -112,6 +112,13 @@ def write(rows: list[dict], out: Path, command: str, reused: bool = False) -> No
     out.with_suffix(".md").write_text("\n".join(md))
 
 
+def add_run_options(ap, name: str) -> None:
+    """``--seed``, ``--work`` (default /tmp/scfactor-bench-<name>) and ``--out`` (benchmarks/results/<name>)."""
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--work", default=f"/tmp/scfactor-bench-{name.replace('_', '-')}")
+    ap.add_argument("--out", default=str(REPO / "benchmarks" / "results" / name))
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--sizes", type=int, nargs="+", default=[10000, 20000], help="cells")
@@ -123,9 +130,7 @@ def main(argv=None) -> int:
     ap.add_argument("--fits", nargs="*", choices=["full", "subsample"], default=["full", "subsample"],
                     help="fits to run (the others only read back with --reuse)")
     ap.add_argument("--reuse", action="store_true", help="read the fits saved under --work when there")
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--work", default="/tmp/scfactor-bench-nbmix-large")
-    ap.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "nbmix_large"))
+    add_run_options(ap, "nbmix_large")
     a = ap.parse_args(argv)
     import torch
     from scfactor.nbmix import model

@@ -31,8 +31,8 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parents[1] / "workflow"))
 sys.path.insert(0, str(HERE.parent))
 sys.path.insert(0, str(HERE))
-from common import REPO, em_kwargs  # noqa: E402
-from large import load, simulate  # noqa: E402
+from common import em_kwargs  # noqa: E402
+from large import add_run_options, load, simulate  # noqa: E402
 from results_file import command_line, write_results  # noqa: E402
 
 
@@ -61,9 +61,7 @@ def main(argv=None) -> int:
                     help="cells per sampled M step (values >= a size are skipped there)")
     ap.add_argument("--genes", type=int, default=2000)
     ap.add_argument("--groups", type=int, default=10, help="planted shared groups")
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--work", default="/tmp/scfactor-bench-nbmix-m-sample")
-    ap.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "nbmix_m_sample"))
+    add_run_options(ap, "nbmix_m_sample")
     a = ap.parse_args(argv)
     import torch
     torch.set_num_threads(1)
