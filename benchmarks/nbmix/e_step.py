@@ -97,7 +97,8 @@ def main(argv=None) -> int:
     table["nnz_per_cpu_s"] = table["nnz"] / table["cpu_s"]
     intro = (f"# NB mixture: one E step, {a.cells} cells x k={a.k}\n\nEach side in its own process, one thread, "
              f"alternating, {a.repeats} repeats (median; every run in `cpu_runs`). CPU time ratio (before / after): "
-             f"{table.cpu_s.iloc[0] / table.cpu_s.iloc[1]:.2f}x (wall {table.wall_s.iloc[0] / table.wall_s.iloc[1]:.2f}x). "
+             f"{table.cpu_s.iloc[0] / table.cpu_s.iloc[1]:.2f}x "
+             f"(wall {table.wall_s.iloc[0] / table.wall_s.iloc[1]:.2f}x). "
              f"Largest difference of the log-likelihood matrices: {diff.max():.3g} absolute, "
              f"{(diff / np.maximum(np.abs(before), 1)).max():.3g} relative.")
     write_results(a.out, command, table, intro)

@@ -70,7 +70,8 @@ def main(argv=None) -> int:
     work.mkdir(parents=True, exist_ok=True)
     d = em_kwargs(1)
     intro = (f"# NB mixture, large-data path: sampled M steps vs exact M steps\n\nSchema defaults (restarts on "
-             f"{d['restart_subsample_cells']} cells, at most {d['full_max_iters']} EM rounds on all cells); `exact`: every "
+             f"{d['restart_subsample_cells']} cells, at most {d['full_max_iters']} EM rounds on all cells); "
+             "`exact`: every "
              "M step of the last EM over all cells; otherwise each over a fresh sample of `m_step_cells` cells. ARI "
              "against the planted labels and the exact fit; `rounds_down`: rounds in which the log-likelihood of all "
              "cells fell. One thread; CPU and wall seconds of the fit call.")
