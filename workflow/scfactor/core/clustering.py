@@ -186,7 +186,9 @@ def umap_subsample(rep, n_neighbors: int, seed: int, max_cells: int, **umap_kw):
 
 
 def mark_umap_sample(adata, rows) -> None:
-    """Record a UMAP subsample (`umap_subsample`'s ``rows``) in ``adata``: ``obs['umap_sample']`` (bool) and
-    ``uns['umap_subsample']`` (``cells``, ``of``)."""
+    """Record (and log) a UMAP subsample (`umap_subsample`'s ``rows``) in ``adata``: ``obs['umap_sample']`` (bool)
+    and ``uns['umap_subsample']`` (``cells``, ``of``)."""
+    from .log import LOG
+    LOG.info("UMAP on a random subsample of %d of %d cells (umap_max_cells)", len(rows), adata.n_obs)
     adata.obs["umap_sample"] = np.isin(np.arange(adata.n_obs), rows)
     adata.uns["umap_subsample"] = {"cells": int(len(rows)), "of": int(adata.n_obs)}

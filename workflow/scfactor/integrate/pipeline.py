@@ -251,7 +251,6 @@ def embed(adata, opts) -> None:
     import_umap()  # scanpy's neighbors imports umap
     n, m = adata.n_obs, opts.umap_max_cells
     if n > m:
-        LOG.info("UMAP on a random subsample of %d of %d cells (umap_max_cells)", m, n)
         adata.obsm["X_umap"], keep = umap_subsample(adata.obsm["X_inmf_norm"], opts.n_neighbors, opts.seed, m,
                                                     min_dist=opts.umap_min_dist)
         mark_umap_sample(adata, keep)

@@ -478,9 +478,13 @@ class MStepCells:
     cells: int
     seed: int
 
+    def samples(self, n: int) -> bool:
+        """Whether the M steps of an EM on ``n`` cells use samples (fewer cells than ``n``)."""
+        return self.cells < n
+
     def of_round(self, data: CountData, w: torch.Tensor, it: int):
         """``(counts, responsibilities)`` of round ``it``'s M step: a fresh sample of the cells, or all of them."""
-        if self.cells >= data.n:
+        if not self.samples(data.n):
             return data, w
         rows = subsample_rows(data.n, w.shape[1], self.cells / data.n, (self.seed, it))
         sub = CountData(data.csr[rows], device=data.device, dtype=data.dtype, chunk_elems=data.chunk_elems)
@@ -497,7 +501,7 @@ def _em_once(data: CountData, z0: np.ndarray, stop: StopRule, newton_steps: int,
     dev, dt = data.device, data.dtype
     w = torch.as_tensor(z0, dtype=dt, device=dev)
     # with sampled M steps the log-likelihood moves by the samples' noise every round: stop on responsibilities
-    sampled = m_cells is not None and m_cells.cells < data.n
+    sampled = m_cells is not None and m_cells.samples(data.n)
     rounds, converged, prev = [], False, None
     t0 = time.time()
     for it in range(stop.max_iters):
@@ -651,7 +655,7 @@ def fit_em(x, k: int, *, init: str, restarts, nrep: int, seed: int, max_iters: i
         tag = f"[all {data.n} cells from restart {sub_rep + 1} ({kinds[sub_rep]})]"
         full_stop = StopRule(min(max_iters, full_max_iters), tol, resp_tol)
         m_cells = MStepCells(full_m_step_cells, seed)
-        if full_m_step_cells < data.n:
+        if m_cells.samples(data.n):
             LOG.info("%s: E steps on all cells, each M step on a fresh sample of %d cells", tag, full_m_step_cells)
         lm, lr, pi, w, rounds, conv = _em_once(data, _params_e_step(data, s_lm, s_lr, s_pi), full_stop,
                                                newton_steps, first_newton_steps, log_every and 1, tag, m_cells)

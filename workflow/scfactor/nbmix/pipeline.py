@@ -218,8 +218,6 @@ def leiden(path, opts, dataset: str | None = None) -> LeidenOutputs:
     adata.obsm["X_pca"] = res["X_pca"]
     adata.obsm["X_umap"] = res["X_umap"]
     if res["umap_sample"] is not None:
-        LOG.info("UMAP on a random subsample of %d of %d cells (umap_max_cells)", len(res["umap_sample"]),
-                 adata.n_obs)
         mark_umap_sample(adata, res["umap_sample"])
     adata.uns["leiden_baseline"] = {"n_pcs": opts.n_pcs, "n_neighbors": opts.n_neighbors,
                                     "resolution": opts.resolution, "seed": opts.seed, "seconds": sec}

@@ -87,9 +87,9 @@ def kmeanspp_labels(scores: np.ndarray, k: int, seed: int) -> np.ndarray:
     return d2.argmin(1)
 
 
-def subsample_rows(n: int, k: int, fraction: float, seed: int) -> np.ndarray:
+def subsample_rows(n: int, k: int, fraction: float, seed: int | tuple[int, ...]) -> np.ndarray:
     """Sorted rows of a subsample start: ``ceil(fraction n)`` cells, at least
-    ``SUBSAMPLE_MIN_PER_COMPONENT * k``, at most all ``n``."""
+    ``SUBSAMPLE_MIN_PER_COMPONENT * k``, at most all ``n`` (``seed``: an int or a tuple of ints, numpy's seed)."""
     m = min(n, max(math.ceil(fraction * n), SUBSAMPLE_MIN_PER_COMPONENT * k))
     return np.sort(np.random.default_rng(seed).choice(n, size=m, replace=False))
 
