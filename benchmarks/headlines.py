@@ -14,9 +14,13 @@ from __future__ import annotations
 import argparse
 import glob
 import os
+import sys
 from pathlib import Path
 
 import pandas as pd
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from results_file import checkout_commit, command_line  # noqa: E402
 
 
 def _read(path):
@@ -98,9 +102,9 @@ def main(argv=None):
         rows.extend(fn(args.results))
     if not rows:
         raise SystemExit(f"error: {args.results}: no metrics files found")
-    lines = [f"# Headline numbers: {args.label}", "",
-             f"Collected by `python benchmarks/headlines.py --results {args.results}` from the metrics files of",
-             "one workflow run (paths relative to the run's working directory).", "",
+    lines = [command_line(__file__), "", f"# Headline numbers: {args.label}", "",
+             f"Collected from the metrics files of one workflow run, in a checkout at commit {checkout_commit()}",
+             "(paths relative to the run's working directory).", "",
              "| analysis | data | metric | value | from |", "|---|---|---|---|---|"]
     lines += [f"| {a} | {d} | {m} | {v} | `{os.path.relpath(f, os.path.dirname(args.results) or '.')}` |"
               for a, d, m, v, f in rows]

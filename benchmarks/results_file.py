@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shlex
+import subprocess
 import sys
 from pathlib import Path
 
@@ -11,6 +12,16 @@ def command_line(script: str) -> str:
     """``python <script relative to the repository> <this process's arguments>``: the results' first line."""
     repo = Path(__file__).resolve().parents[1]
     return "python " + shlex.join([str(Path(script).resolve().relative_to(repo)), *sys.argv[1:]])
+
+
+def checkout_commit(where=".") -> str:
+    """Short commit of the git checkout ``where`` (``+dirty`` if it has uncommitted changes), or ``unknown``."""
+    def git(*args):
+        return subprocess.run(["git", "-C", str(where), *args], capture_output=True, text=True).stdout.strip()
+    commit = git("rev-parse", "--short", "HEAD")
+    if not commit:
+        return "unknown"
+    return commit + ("+dirty" if git("status", "--porcelain", "--untracked-files=no") else "")
 
 
 def write_results(out, command: str, table, intro: str, floatfmt: str = ".6g") -> None:

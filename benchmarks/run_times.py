@@ -17,10 +17,14 @@ from __future__ import annotations
 
 import argparse
 import re
+import sys
 from datetime import datetime
 from pathlib import Path
 
 import pandas as pd
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from results_file import checkout_commit, command_line  # noqa: E402
 
 STAMP = re.compile(r"^\[(\w{3} \w{3} +\d+ \d\d:\d\d:\d\d \d{4})\]$")
 START = re.compile(r"^(?:local)?rule (\w+):$")
@@ -72,12 +76,12 @@ def per_rule(jobs: list[tuple[str, float]]) -> pd.DataFrame:
     return out.sort_values("total_s", ascending=False).reset_index()
 
 
-def render(info: dict, table: pd.DataFrame, label: str, log: Path) -> str:
-    """The Markdown report."""
+def render(info: dict, table: pd.DataFrame, label: str, command: str) -> str:
+    """The Markdown report, headed by the ``command`` that made it."""
     wall = (info["last"] - info["first"]).total_seconds() if info["first"] else float("nan")
     done, total = info["progress"] or (len(info["jobs"]), len(info["jobs"]))
-    lines = [f"# Run time: {label}", "",
-             f"Made by `python benchmarks/run_times.py --log {log} ...` from the Snakemake log of that run.", "",
+    lines = [command, "", f"# Run time: {label}", "",
+             f"From the Snakemake log of that run, in a checkout at commit {checkout_commit()}.", "",
              f"- wall time, first to last log timestamp: {wall:.0f} s ({wall / 3600:.2f} h)",
              f"- steps done: {done} of {total}; jobs timed: {len(info['jobs'])}; "
              f"job-seconds in all: {table['total_s'].sum():.0f}"]
@@ -105,8 +109,11 @@ def main(argv=None) -> int:
         ap.error(f"{args.log}: no finished job found in this log")
     table = per_rule(info["jobs"])
     args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(render(info, table, args.label or str(args.log), args.log))
-    table.to_csv(args.output.with_suffix(".tsv"), sep="\t", index=False, float_format="%.1f")
+    command = command_line(__file__)
+    args.output.write_text(render(info, table, args.label or str(args.log), command))
+    with open(args.output.with_suffix(".tsv"), "w") as fh:
+        fh.write(f"# {command}\n")
+        table.to_csv(fh, sep="\t", index=False, float_format="%.1f")
     print(args.output.read_text())
     return 0
 

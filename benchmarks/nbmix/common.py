@@ -122,3 +122,39 @@ def code_root(commit: str | None) -> Path:
                                  capture_output=True).stdout
         subprocess.run(["tar", "-x", "-C", str(dest)], input=archive, check=True)
     return dest / "workflow"
+
+
+def add_code_side_options(ap, out: str) -> None:
+    """The options of a working-tree-vs-commit benchmark (`alternate_code_sides`): ``--repeats``, ``--code-commit``,
+    ``--out`` (default ``benchmarks/results/<out>``) and the children's hidden ``--child``, ``--code``, ``--result``."""
+    import argparse
+    ap.add_argument("--repeats", type=int, default=2)
+    ap.add_argument("--code-commit", required=True, help="the other side: the package of this commit")
+    ap.add_argument("--out", default=str(REPO / "benchmarks" / "results" / out))
+    ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--code", help=argparse.SUPPRESS)
+    ap.add_argument("--result", help=argparse.SUPPRESS)
+
+
+def alternate_code_sides(script: str, child_args: list[str], code_commit: str, repeats: int, stub: str):
+    """Run ``script --child`` with the package of ``code_commit`` and of the working tree, alternating (the order
+    reversed every other repeat), one thread each, ``repeats`` times. Each child gets ``--code <workflow/> --result <.npy>`` after
+    ``child_args`` and prints one JSON line. Returns ``(runs, before, after)``: one dict per run (``side``,
+    ``repeat`` and the child's JSON) and the two sides' last saved arrays."""
+    import json
+
+    import numpy as np
+    OUT.mkdir(parents=True, exist_ok=True)
+    sides = {f"commit {code_commit}": ("before", code_root(code_commit)), "working tree": ("after", code_root(None))}
+    runs = []
+    for rep in range(repeats):
+        # ABBA order: the side that runs first in a process pair pays for cold file and page caches (the same code
+        # on both sides measured 1.3-1.4x "faster" second), so the sides take turns at going first
+        for side, (tag, root) in list(sides.items())[::1 if rep % 2 == 0 else -1]:
+            out = subprocess.run([sys.executable, script, "--child", *child_args, "--code", str(root), "--result",
+                                  str(OUT / f"{stub}_{tag}.npy")], check=True, capture_output=True, text=True,
+                                 env=one_thread_env()).stdout
+            runs.append({"side": side, "repeat": rep + 1, **json.loads(out.strip().splitlines()[-1])})
+            print(runs[-1], flush=True)
+    before, after = (np.load(OUT / f"{stub}_{tag}.npy") for tag in ("before", "after"))
+    return runs, before, after

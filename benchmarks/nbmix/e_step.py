@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -26,7 +25,7 @@ import pandas as pd
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 sys.path.insert(0, str(HERE))
-from common import OUT, REPO, code_root, one_thread_env  # noqa: E402
+from common import add_code_side_options, alternate_code_sides  # noqa: E402
 from results_file import command_line, write_results  # noqa: E402
 
 
@@ -67,29 +66,14 @@ def main(argv=None) -> int:
     ap.add_argument("--layer", default="counts")
     ap.add_argument("--cells", type=int, default=100000)
     ap.add_argument("--k", type=int, default=10)
-    ap.add_argument("--repeats", type=int, default=2)
-    ap.add_argument("--code-commit", required=True, help="the other side: the package of this commit")
-    ap.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "nbmix_e_step"))
-    ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
-    ap.add_argument("--code", help=argparse.SUPPRESS)
-    ap.add_argument("--result", help=argparse.SUPPRESS)
+    add_code_side_options(ap, "nbmix_e_step")
     a = ap.parse_args(argv)
     if a.child:
         return child(a)
     command = command_line(__file__)
-    OUT.mkdir(parents=True, exist_ok=True)
-    sides = {f"commit {a.code_commit}": code_root(a.code_commit), "working tree": code_root(None)}
-    runs = []
-    for rep in range(a.repeats):
-        for side, root in sides.items():
-            res = OUT / f"e_step_{'before' if side.startswith('commit') else 'after'}.npy"
-            out = subprocess.run([sys.executable, __file__, "--child", "--input", a.input, "--layer", a.layer,
-                                  "--cells", str(a.cells), "--k", str(a.k), "--code", str(root), "--result",
-                                  str(res), "--code-commit", a.code_commit], check=True, capture_output=True,
-                                 text=True, env=one_thread_env()).stdout
-            runs.append({"side": side, "repeat": rep + 1, **json.loads(out.strip().splitlines()[-1])})
-            print(runs[-1], flush=True)
-    before, after = (np.load(OUT / f"e_step_{s}.npy") for s in ("before", "after"))
+    runs, before, after = alternate_code_sides(
+        __file__, ["--input", a.input, "--layer", a.layer, "--cells", str(a.cells), "--k", str(a.k),
+                   "--code-commit", a.code_commit], a.code_commit, a.repeats, "e_step")
     diff = np.abs(after - before)
     table = pd.DataFrame(runs).groupby("side", sort=False).agg(
         cpu_s=("cpu_s", "median"), wall_s=("wall_s", "median"), nnz=("nnz", "first"),
