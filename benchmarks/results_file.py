@@ -15,13 +15,16 @@ def command_line(script: str) -> str:
 
 
 def checkout_commit(where=".") -> str:
-    """Short commit of the git checkout ``where`` (``+dirty`` if it has uncommitted changes), or ``unknown``."""
+    """Short commit of the git checkout ``where`` (``+dirty`` if tracked files other than the results files under
+    ``benchmarks/results`` differ from it: a run's own outputs, such as `make paper` writes, do not count), or
+    ``unknown``."""
     def git(*args):
         return subprocess.run(["git", "-C", str(where), *args], capture_output=True, text=True).stdout.strip()
     commit = git("rev-parse", "--short", "HEAD")
     if not commit:
         return "unknown"
-    return commit + ("+dirty" if git("status", "--porcelain", "--untracked-files=no") else "")
+    return commit + ("+dirty" if git("status", "--porcelain", "--untracked-files=no", "--", ".",
+                                          ":(exclude)benchmarks/results") else "")
 
 
 def write_results(out, command: str, table, intro: str, floatfmt: str = ".6g") -> None:

@@ -6,9 +6,9 @@
 
 The run's cells as the NB-mixture step loads them (`scfactor.nbmix.pipeline.load_cells`: ``--batch``, ``--genes``,
 the ``counts`` layer), one start (the schema's ``init``, seed 0) and exactly ``--rounds`` EM rounds (``tol`` and
-``resp_tol`` 0: no early stop; with ``--converge`` the schema's stopping rule), at the schema's other defaults. Each side runs in its own process with one thread,
-the sides alternating, ``--repeats`` times. Reported: CPU and wall seconds of the fit call (median over the
-repeats, and every run), CPU seconds per round, the final log-likelihood, and the largest difference between the
+``resp_tol`` 0: no early stop; with ``--converge`` the schema's stopping rule), at the schema's other defaults.
+Each side runs in its own process with one thread, the sides alternating (`common.alternate_code_sides`),
+``--repeats`` times. Reported: CPU and wall seconds of the fit call (median over the repeats, and every run), CPU seconds per round, the final log-likelihood, and the largest difference between the
 two sides' responsibilities. Writes ``<out>.tsv`` and ``<out>.md``, the command on their first line.
 """
 
@@ -76,7 +76,8 @@ def main(argv=None) -> int:
              f"{')' if a.converge else ''}, k={a.k}, {Path(a.input).name}"
              f"{f' (batch {a.batch})' if a.batch else ''}\n\nEach side in its own process, one thread, alternating, "
              f"{a.repeats} repeats (median; every run in `cpu_runs`). CPU time ratio (before / after): "
-             f"{table.cpu_s.iloc[0] / table.cpu_s.iloc[1]:.2f}x (wall {table.wall_s.iloc[0] / table.wall_s.iloc[1]:.2f}x)."
+             f"{table.cpu_s.iloc[0] / table.cpu_s.iloc[1]:.2f}x "
+             f"(wall {table.wall_s.iloc[0] / table.wall_s.iloc[1]:.2f}x)."
              f" Final log-likelihoods differ by {rel_ll:.3g} (relative); largest difference of the responsibilities: "
              f"{np.abs(after - before).max():.3g}; ARI between the two sides' partitions {ari:.4f}.")
     write_results(a.out, command, table, intro, floatfmt=".8g")
