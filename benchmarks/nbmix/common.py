@@ -139,8 +139,8 @@ def add_code_side_options(ap, out: str) -> None:
 def alternate_code_sides(script: str, child_args: list[str], code_commit: str, repeats: int, stub: str):
     """Run ``script --child`` with the package of ``code_commit`` and of the working tree, alternating (the order
     reversed every other repeat), one thread each, ``repeats`` times. Each child gets ``--code <workflow/>
-    --result <.npy>`` after ``child_args`` and prints one JSON line. Returns ``(runs, before, after)``: one dict per run (``side``,
-    ``repeat`` and the child's JSON) and the two sides' last saved arrays."""
+    --result <.npy>`` after ``child_args`` and prints one JSON line. Returns ``(runs, before, after)``: one dict
+    per run (``side``, ``repeat`` and the child's JSON) and the two sides' last saved arrays."""
     import json
 
     import numpy as np

@@ -8,8 +8,9 @@ The run's cells as the NB-mixture step loads them (`scfactor.nbmix.pipeline.load
 the ``counts`` layer), one start (the schema's ``init``, seed 0) and exactly ``--rounds`` EM rounds (``tol`` and
 ``resp_tol`` 0: no early stop; with ``--converge`` the schema's stopping rule), at the schema's other defaults.
 Each side runs in its own process with one thread, the sides alternating (`common.alternate_code_sides`),
-``--repeats`` times. Reported: CPU and wall seconds of the fit call (median over the repeats, and every run), CPU seconds per round, the final log-likelihood, and the largest difference between the
-two sides' responsibilities. Writes ``<out>.tsv`` and ``<out>.md``, the command on their first line.
+``--repeats`` times. Reported: CPU and wall seconds of the fit call (median over the repeats, and every run),
+CPU seconds per round, the final log-likelihood, the largest difference between the two sides' responsibilities
+and the ARI between their partitions. Writes ``<out>.tsv`` and ``<out>.md``, the command on their first line.
 """
 
 from __future__ import annotations
