@@ -132,15 +132,16 @@ def main(argv=None):
     if args.memory_child:
         return peak_memory_child(args)
 
+    from threadpoolctl import threadpool_limits
+
     from scfactor.core.device import configure_tf
     tf = configure_tf(0, threads=args.threads)
-    rows = []
+    threadpool_limits(args.threads)  # numpy's BLAS too (the numpy engine), not only TensorFlow's pools
+    rows, mem = [], None
     if args.memory_only:
         rows = pd.read_csv(f"{args.out}.tsv", sep="\t", comment="#").to_dict("records")
-    with tempfile.TemporaryDirectory() as tmp:
-        if args.memory_only:
-            pass
-        else:
+    else:
+        with tempfile.TemporaryDirectory() as tmp:
             shard = make_shard(tmp, args.genes, args.tfs, args.cells)
             print(f"shard: {shard.n_genes} genes x {shard.n_tfs} TFs x {shard.expr.shape[0]} cells, "
                   f"{min(map(len, shard.train))}-{max(map(len, shard.train))} training cells per gene", flush=True)
@@ -148,7 +149,7 @@ def main(argv=None):
                 r2_b, sec_b, wall_b, cpu_b, fit_cpu_b = run_batched(shard, args.epochs, args.lam, args.lr, args.batch,
                                                                     engine=engine)
                 rows.append(timing_row(f"batched (scfactor), {engine} engine", r2_b, sec_b, wall_b, cpu_b, fit_cpu_b))
-                print(rows[-1], flush=True)
+                write_results(rows, mem, args, tf)
             if not args.skip_seed:
                 from seed_keras import test_seed, train_seed
                 for variant in args.seed_variants:
@@ -159,7 +160,7 @@ def main(argv=None):
                     r2_s = test_seed(models, shard)
                     rows.append(timing_row(f"notebook per-gene Keras (re-created), {variant} step", r2_s, sec_s,
                                            wall_s, cpu_s, fit_cpu_s))
-                    print(rows[-1], flush=True)
+                    write_results(rows, mem, args, tf)
     child = subprocess.run([sys.executable, __file__, "--memory-child", "--mem-genes", str(args.mem_genes),
                             "--mem-tfs", str(args.mem_tfs), "--mem-cells", str(args.mem_cells),
                             "--threads", str(args.threads), "--batch", str(args.batch)],
@@ -167,6 +168,13 @@ def main(argv=None):
     if child.returncode != 0:
         raise SystemExit(child.stderr[-3000:])
     mem = json.loads(child.stdout.strip().splitlines()[-1])
+    print(write_results(rows, mem, args, tf))
+    return 0
+
+
+def write_results(rows, mem, args, tf) -> str:
+    """Write <out>.tsv and <out>.md (each starting with this run's command) from the rows so far and the memory
+    measurement (``None``: not yet taken); called after every row, so a run stopped early keeps what it measured."""
     df = pd.DataFrame(rows)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -174,34 +182,34 @@ def main(argv=None):
     with open(f"{out}.tsv", "w") as fh:
         fh.write(f"# {cmd}\n")
         df.round(4).to_csv(fh, sep="\t", index=False)
-    speed = ratio_lines(df)
     seed_feat_gb = args.mem_genes * args.mem_cells * args.mem_tfs * 5 * 8 / 1e9
+    memory = ("Peak memory: not measured yet (the run is still going or stopped before it)." if mem is None else
+              f"Peak memory (VmHWM of a child process that imports TF, simulates, loads and trains one epoch of a "
+              f"{args.mem_genes} genes x {args.mem_tfs} TFs x {args.mem_cells} cells shard): "
+              f"**{mem['peak_rss_mib'] / 1024:.2f} GiB** ({mem['rss_after_data_mib'] / 1024:.2f} GiB after loading "
+              f"the data; one epoch {mem['epoch_s']:.1f} s). The notebook's materialised per-gene features for that "
+              f"shard would take {seed_feat_gb:.1f} GB (float64, genes x cells x TFs x 5) before any model is built.")
     md = [f"<!-- {cmd} -->", "",
           "# MTL benchmark (the trace-norm MTL notebook): per-gene Keras models vs one batched model",
           "",
           f"Command: `{cmd}`{' (memory row re-measured, timing rows kept from the earlier file)' if args.memory_only else ''}.  ",
           f"Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs visible, "
-          f"TF {tf.__version__}, {args.threads} thread(s), CPU only; 1-minute load average at the end "
-          f"{os.getloadavg()[0]:.2f}. Steady epoch = median of the epochs after the first; `fit_*` = all epochs "
-          "(the first one traces) plus set-up (the notebook's: per-gene feature lists and Keras models); `cpu` = "
-          "process CPU seconds (user + system), the others wall seconds.",
+          f"TF {tf.__version__}, {args.threads} thread(s) (TensorFlow and numpy's BLAS), CPU only; 1-minute load "
+          f"average when written {os.getloadavg()[0]:.2f}. Steady epoch = median of the epochs after the first; "
+          "`fit_*` = all epochs (the first one traces) plus set-up (the notebook's: per-gene feature lists and Keras "
+          "models); `cpu` = process CPU seconds (user + system), the others wall seconds.",
           "",
           f"Shard: {args.genes} genes x {args.tfs} TFs x {args.cells} cells (simulator (d), one planted cluster, "
           f"rank 3), test ratio 0.1, {args.epochs} epochs, lambda {args.lam}, Adam lr {args.lr}, batch {args.batch}.",
           "",
           df.round(4).to_markdown(index=False),
           "",
-          *(f"- {line}" for line in speed),
+          *(f"- {line}" for line in ratio_lines(df)),
           "",
-          f"Peak memory (VmHWM of a child process that imports TF, simulates, loads and trains one epoch of a "
-          f"{args.mem_genes} genes x {args.mem_tfs} TFs x {args.mem_cells} cells shard): "
-          f"**{mem['peak_rss_mib'] / 1024:.2f} GiB** ({mem['rss_after_data_mib'] / 1024:.2f} GiB after loading the data; "
-          f"one epoch {mem['epoch_s']:.1f} s). The notebook's materialised per-gene features for that shard would take "
-          f"{seed_feat_gb:.1f} GB (float64, genes x cells x TFs x 5) before any model is built.",
+          memory,
           ""]
     Path(f"{out}.md").write_text("\n".join(md))
-    print("\n".join(md))
-    return 0
+    return "\n".join(md)
 
 
 if __name__ == "__main__":

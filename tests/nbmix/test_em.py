@@ -82,6 +82,42 @@ def test_restart_records_count_the_best(sim):
     assert metrics.accuracy_hungarian(truth, fit.labels) == 1.0
 
 
+def test_a_screen_with_a_wide_margin_changes_nothing(sim):
+    """Restarts paused after the screen's rounds and advanced again end exactly where they end unscreened."""
+    x, _ = sim
+    kw = em(init="random", restarts=["kmeans++", "random"], nrep=4, screen_rounds=3)
+    plain = nbmix.fit_em(x, 3, **{**kw, "screen_rounds": 0})
+    wide = nbmix.fit_em(x, 3, **{**kw, "screen_margin": 1e9})
+    assert wide.n_screened_out == plain.n_screened_out == 0
+    assert max(r["n_iter"] for r in plain.restarts) > 3
+    for a, b in zip(plain.restarts, wide.restarts):
+        assert (a["loglik"], a["n_iter"], a["converged"]) == (b["loglik"], b["n_iter"], b["converged"])
+    assert wide.rep == plain.rep
+    np.testing.assert_array_equal(wide.resp, plain.resp)
+    np.testing.assert_array_equal(wide.log_mean, plain.log_mean)
+
+
+def test_a_screen_stops_the_restarts_behind_the_leader():
+    """With margin 0 only the restart leading after the screen's rounds goes on; the others stop there (recorded
+    as screened out, their trace rows ending at that round), and the leader ends as it does unscreened."""
+    x, _, _, _ = simulate(60, 80, 3, S, seed=4)
+    kw = em(init="random", restarts=["random"], nrep=5, screen_rounds=2, screen_margin=0.0)
+    fit = nbmix.fit_em(x, 5, **kw)
+    plain = nbmix.fit_em(x, 5, **{**kw, "screen_rounds": 0})
+    at_screen = [[r["loglik"] for r in fit.rounds if r["restart"] == i][1] for i in range(5)]
+    leader = int(np.argmax(at_screen))
+    rec = fit.restarts
+    assert fit.n_screened_out == sum(r["screened_out"] for r in rec) >= 3
+    for i, r in enumerate(rec):
+        if i == leader:
+            assert not r["screened_out"] and r["n_iter"] == plain.restarts[i]["n_iter"] > 2
+            assert r["loglik"] == plain.restarts[i]["loglik"]
+        else:
+            assert r["n_iter"] == 2 and (r["screened_out"] or r["converged"])
+    assert fit.rep == leader and fit.loglik == max(r["loglik"] for r in rec)
+    assert fit.restart_rounds < plain.restart_rounds
+
+
 def test_random_starts_reach_the_truth():
     """A smaller version of benchmarks/nbmix/bench_nbmix_seeds.py: from random starts only (two per fit), 9 of 10
     fit seeds recover the simulated partition, more than with the first random start alone (6 of 10 when
@@ -100,7 +136,10 @@ def test_random_starts_reach_the_truth():
 #: log-likelihood of the default fit below, recorded with the code before the subsample restarts existed
 #: (commit 33bab60): below the threshold the large-data options must not change it by a single bit. Re-recorded
 #: when the E step was rewritten (``-x softplus(log r/m)`` and one pair table; `component_loglik`), which moved it
-#: by 6.5e-11 (2e-15 relative) from the earlier value, ``ROUNDING_BASELINE``
+#: by 6.5e-11 (2e-15 relative) from the earlier value, ``ROUNDING_BASELINE``. Its last bits depend on the CPU's
+#: vector instructions (another machine of the CI's kind gave -0x1.eb5a4545710b7p+14, 1.7e-14 relative away, from
+#: the same code), so the recorded values are compared to 1e-13 relative; the options are compared bit for bit
+#: on the machine that runs the test
 BASELINE_LOGLIK = float.fromhex("-0x1.eb5a45457114cp+14")
 ROUNDING_BASELINE = float.fromhex("-0x1.eb5a45457115ep+14")
 
@@ -118,8 +157,9 @@ def full(sim300):
 
 def test_below_the_threshold_the_fit_is_unchanged(sim300, full):
     x, _ = sim300
-    assert full.loglik == BASELINE_LOGLIK and full.rep < 3 and full.restart_cells == 300
-    assert abs(full.loglik - ROUNDING_BASELINE) <= 1e-13 * abs(ROUNDING_BASELINE)
+    assert full.rep < 3 and full.restart_cells == 300
+    for recorded in (BASELINE_LOGLIK, ROUNDING_BASELINE):
+        assert abs(full.loglik - recorded) <= 1e-13 * abs(recorded)
     # E steps over all cells: one per round of each restart, plus the subsample start's E step on all cells
     assert full.full_e_steps == sum(r["n_iter"] for r in full.restarts) + 1
     at = nbmix.fit_em(x, 3, **em(restart_subsample_above=300, restart_subsample_cells=100))

@@ -452,6 +452,11 @@ class NBMixFit:
         """How many restarts reached the best log-likelihood (within the fit's ``best_tol``)."""
         return int(sum(r["at_best"] for r in self.restarts))
 
+    @property
+    def n_screened_out(self) -> int:
+        """How many restarts the screen stopped early (`RestartScreen`)."""
+        return int(sum(r["screened_out"] for r in self.restarts))
+
 
 @dataclass
 class StopRule:
@@ -491,45 +496,77 @@ class MStepCells:
         return sub, w[torch.as_tensor(rows, device=w.device)]
 
 
-def _em_once(data: CountData, z0: np.ndarray, stop: StopRule, newton_steps: int, first_newton_steps: int,
-             log_every: int, tag: str, m_cells: MStepCells | None = None):
-    """One EM run from responsibilities ``z0``: ``(log_mean, log_inv_disp, pi, resp, rounds, converged)``;
-    ``rounds`` holds one dict per round (log-likelihood, its change per cell, the largest responsibility change).
+class EMRun:
+    """One EM run from responsibilities ``z0`` that can pause after some rounds and go on later (restart
+    screening): `advance` runs rounds up to a total, `result` gives ``(log_mean, log_inv_disp, pi, resp, rounds,
+    converged)``, ``rounds`` one dict per round (log-likelihood, its change per cell, the largest responsibility
+    change). A run paused and advanced again gives the same numbers as one run straight through.
+
     With ``m_cells`` each M step (and the moment start) uses that round's sample of the cells (`MStepCells`); when
     that is fewer than all cells the EM stops as soon as no responsibility moved by more than ``stop.resp_tol``
     (the log-likelihood then changes by the samples' noise, not only by progress)."""
-    dev, dt = data.device, data.dtype
-    w = torch.as_tensor(z0, dtype=dt, device=dev)
-    # with sampled M steps the log-likelihood moves by the samples' noise every round: stop on responsibilities
-    sampled = m_cells is not None and m_cells.samples(data.n)
-    rounds, converged, prev = [], False, None
-    t0 = time.time()
-    for it in range(stop.max_iters):
-        m_data, m_w = (data, w) if m_cells is None else m_cells.of_round(data, w, it)
-        if it == 0:
-            log_mean, log_inv_disp = moment_init(m_data, m_w)
-        log_mean, log_inv_disp = m_step(m_data, m_w, log_mean, log_inv_disp,
-                                        steps=first_newton_steps if it == 0 else newton_steps)
-        del m_data, m_w
-        pi = w.mean(0).clamp_min(1e-300)
-        pi = pi / pi.sum()
-        ll, w_new = mixture_loglik(component_loglik(data, log_mean, log_inv_disp), torch.log(pi))
-        dresp = float((w_new - w).abs().max())
-        w = w_new
-        dll = float("nan") if prev is None else (ll - prev) / data.n
-        prev = ll
-        rounds.append({"round": it + 1, "loglik": ll, "loglik_change_per_cell": dll, "max_resp_change": dresp})
-        if log_every and (it % log_every == 0 or it < 3):
-            el = time.time() - t0
-            LOG.info("%s EM round %d/%d: log-likelihood %.6g (change per cell %.3g, max responsibility change %.3g; "
-                     "%.2f s, %.2f rounds/s, ETA at most %.0f s)", tag, it + 1, stop.max_iters, ll, dll, dresp, el,
-                     (it + 1) / max(el, 1e-9), el / (it + 1) * (stop.max_iters - it - 1))
-        if it > 0 and (dresp <= stop.resp_tol if sampled else stop.done(dll, dresp)):
-            converged = True
-            break
-    pi = w.mean(0)
-    return (log_mean.cpu().numpy(), log_inv_disp.cpu().numpy(), pi.cpu().numpy(), w.cpu().numpy(), rounds,
-            converged)
+
+    def __init__(self, data: CountData, z0: np.ndarray, stop: StopRule, newton_steps: int,
+                 first_newton_steps: int, log_every: int, tag: str, m_cells: MStepCells | None = None):
+        self.data, self.stop, self.tag, self.m_cells = data, stop, tag, m_cells
+        self.newton_steps, self.first_newton_steps, self.log_every = newton_steps, first_newton_steps, log_every
+        self.w = torch.as_tensor(z0, dtype=data.dtype, device=data.device)
+        # with sampled M steps the log-likelihood moves by the samples' noise every round: stop on responsibilities
+        self.sampled = m_cells is not None and m_cells.samples(data.n)
+        self.rounds, self.converged, self.seconds = [], False, 0.0
+        self.log_mean = self.log_inv_disp = None
+
+    @property
+    def done(self) -> bool:
+        """Whether the run has converged or used all ``stop.max_iters`` rounds."""
+        return self.converged or len(self.rounds) >= self.stop.max_iters
+
+    @property
+    def loglik(self) -> float:
+        """Log-likelihood after the last round."""
+        return self.rounds[-1]["loglik"]
+
+    def advance(self, total_rounds: int) -> "EMRun":
+        """Run rounds until ``total_rounds`` (at most ``stop.max_iters``) have run or the run has converged."""
+        data, stop, t0 = self.data, self.stop, time.time()
+        while not self.done and len(self.rounds) < total_rounds:
+            it = len(self.rounds)
+            m_data, m_w = (data, self.w) if self.m_cells is None else self.m_cells.of_round(data, self.w, it)
+            if it == 0:
+                self.log_mean, self.log_inv_disp = moment_init(m_data, m_w)
+            self.log_mean, self.log_inv_disp = m_step(
+                m_data, m_w, self.log_mean, self.log_inv_disp,
+                steps=self.first_newton_steps if it == 0 else self.newton_steps)
+            del m_data, m_w
+            pi = self.w.mean(0).clamp_min(1e-300)
+            pi = pi / pi.sum()
+            ll, w_new = mixture_loglik(component_loglik(data, self.log_mean, self.log_inv_disp), torch.log(pi))
+            dresp = float((w_new - self.w).abs().max())
+            self.w = w_new
+            dll = float("nan") if it == 0 else (ll - self.rounds[-1]["loglik"]) / data.n
+            self.rounds.append({"round": it + 1, "loglik": ll, "loglik_change_per_cell": dll,
+                                "max_resp_change": dresp})
+            if self.log_every and (it % self.log_every == 0 or it < 3):
+                el = self.seconds + time.time() - t0
+                LOG.info("%s EM round %d/%d: log-likelihood %.6g (change per cell %.3g, max responsibility change "
+                         "%.3g; %.2f s, %.2f rounds/s, ETA at most %.0f s)", self.tag, it + 1, stop.max_iters, ll,
+                         dll, dresp, el, (it + 1) / max(el, 1e-9), el / (it + 1) * (stop.max_iters - it - 1))
+            if it > 0 and (dresp <= stop.resp_tol if self.sampled else stop.done(dll, dresp)):
+                self.converged = True
+        self.seconds += time.time() - t0
+        return self
+
+    def result(self):
+        """``(log_mean, log_inv_disp, pi, resp, rounds, converged)`` as numpy arrays (the rounds as a list)."""
+        return (self.log_mean.cpu().numpy(), self.log_inv_disp.cpu().numpy(), self.w.mean(0).cpu().numpy(),
+                self.w.cpu().numpy(), self.rounds, self.converged)
+
+
+def _em_once(data: CountData, z0: np.ndarray, stop: StopRule, newton_steps: int, first_newton_steps: int,
+             log_every: int, tag: str, m_cells: MStepCells | None = None):
+    """One `EMRun` from ``z0`` to its end: ``(log_mean, log_inv_disp, pi, resp, rounds, converged)``."""
+    return EMRun(data, z0, stop, newton_steps, first_newton_steps, log_every, tag, m_cells) \
+        .advance(stop.max_iters).result()
 
 
 def start_kinds(init: str, restarts, nrep: int) -> list[str]:
@@ -561,13 +598,37 @@ def _mark_best(restarts: list, labels: list, best: int, best_tol: float) -> None
         rec["ari_vs_best"] = float(ari(labels[best], lab))
 
 
-def _run_restarts(data: CountData, k: int, kinds: list, seed: int, stop: StopRule, subsample_fraction: float,
-                  newton_steps: int, first_newton_steps: int, n_pcs: int, leiden_resolution: float,
-                  init_resp, chunk_elems: int, log_every: int, tag_cells: str = ""):
-    """EM from each start of ``kinds`` on ``data``: ``(best (ll, rep, _em_once result), records, labels, rounds)``."""
+@dataclass
+class RestartScreen:
+    """Restart screening: with more than one restart every restart first runs at most ``rounds`` EM rounds; only
+    those whose mean per-cell log-likelihood is then within ``margin`` of the leading restart's go on to the end
+    (`StopRule`); the others stop there, recorded as ``screened_out``. ``rounds`` 0 runs every restart to its end.
+
+    Exact EM never lowers the log-likelihood, so a screened-out restart cannot end above the leader: screening
+    loses the best restart only when one more than ``margin`` behind after ``rounds`` rounds would overtake it."""
+    rounds: int
+    margin: float
+
+    def applies(self, nrep: int, max_iters: int) -> bool:
+        """Whether screening can stop any of ``nrep`` restarts of at most ``max_iters`` rounds."""
+        return nrep > 1 and 0 < self.rounds < max_iters
+
+    def keeps(self, runs: list, n: int) -> list[bool]:
+        """For each paused run: whether it goes on (not done, and within the margin of the leader on ``n`` cells)."""
+        lead = max(r.loglik for r in runs) / n
+        return [not r.done and lead - r.loglik / n <= self.margin for r in runs]
+
+
+def _run_restarts(data: CountData, k: int, kinds: list, seed: int, stop: StopRule, screen: RestartScreen,
+                  subsample_fraction: float, newton_steps: int, first_newton_steps: int, n_pcs: int,
+                  leiden_resolution: float, init_resp, chunk_elems: int, log_every: int, tag_cells: str = ""):
+    """EM from each start of ``kinds`` on ``data``, screened by ``screen``:
+    ``(best (ll, rep, _em_once result), records, labels, rounds)``."""
     nrep = len(kinds)
     starts = Starts(data.csr, k, n_pcs, leiden_resolution, seed)
-    best, records, labels, rounds_all = None, [], [], []
+    screening = screen.applies(nrep, stop.max_iters)
+    first_rounds = screen.rounds if screening else stop.max_iters
+    runs, start_seconds, tags = [], [], []
     for rep, kind in enumerate(kinds):
         t0 = time.time()
         tag = f"[restart {rep + 1}/{nrep}: {kind}, seed {seed + rep}{tag_cells}]"
@@ -580,15 +641,31 @@ def _run_restarts(data: CountData, k: int, kinds: list, seed: int, stop: StopRul
                                   first_newton_steps, log_every, tag, chunk_elems)
         else:
             z0 = starts.responsibilities(kind, seed + rep)
-        res = _em_once(data, z0, stop, newton_steps, first_newton_steps, log_every, tag)
-        ll = res[4][-1]["loglik"]
+        start_seconds.append(time.time() - t0)
+        runs.append(EMRun(data, z0, stop, newton_steps, first_newton_steps, log_every, tag).advance(first_rounds))
+        tags.append(tag)
+    go_on = screen.keeps(runs, data.n) if screening else [False] * nrep
+    if screening:
+        LOG.info("screen after %d rounds: leading log-likelihood %.6g per cell; restarts %s go on, %s stop "
+                 "(more than %g per cell behind)", screen.rounds, max(r.loglik for r in runs) / data.n,
+                 [i + 1 for i, g in enumerate(go_on) if g] or "none",
+                 [i + 1 for i, (g, r) in enumerate(zip(go_on, runs)) if not g and not r.done] or "none",
+                 screen.margin)
+    best, records, labels, rounds_all = None, [], [], []
+    for rep, (kind, run, tag) in enumerate(zip(kinds, runs, tags)):
+        screened_out = screening and not go_on[rep] and not run.done
+        if go_on[rep]:
+            run.advance(stop.max_iters)
+        res = run.result()
+        ll = run.loglik
         records.append({"rep": rep, "init": kind, "seed": seed + rep, "loglik": ll, "loglik_per_cell": ll / data.n,
-                        "n_iter": len(res[4]), "converged": res[5], "seconds": time.time() - t0,
-                        "cells": data.n})
+                        "n_iter": len(res[4]), "converged": res[5], "screened_out": screened_out,
+                        "seconds": start_seconds[rep] + run.seconds, "cells": data.n})
         labels.append(res[3].argmax(1))
         rounds_all += [{"restart": rep, "init": kind, **row} for row in res[4]]
         LOG.info("%s: log-likelihood %.6g (%.6g per cell) after %d rounds%s, %.2f s", tag, ll, ll / data.n,
-                 len(res[4]), "" if res[5] else " (not converged)", time.time() - t0)
+                 len(res[4]), " (screened out)" if screened_out else "" if res[5] else " (not converged)",
+                 records[-1]["seconds"])
         if best is None or ll > best[0]:
             best = (ll, rep, res)
     return best, records, labels, rounds_all
@@ -602,7 +679,7 @@ def _params_e_step(data: CountData, lm, lr, pi) -> np.ndarray:
 
 
 def fit_em(x, k: int, *, init: str, restarts, nrep: int, seed: int, max_iters: int, tol: float, resp_tol: float,
-           best_tol: float, subsample_fraction: float, newton_steps: int, first_newton_steps: int, n_pcs: int,
+           screen_rounds: int, screen_margin: float, best_tol: float, subsample_fraction: float, newton_steps: int, first_newton_steps: int, n_pcs: int,
            leiden_resolution: float, dtype, restart_subsample_above: int, restart_subsample_cells: int,
            full_max_iters: int, full_m_step_cells: int, device="cpu", init_resp: np.ndarray | None = None,
            chunk_elems: int = 4_000_000, log_every: int = 10, path="X") -> NBMixFit:
@@ -610,7 +687,8 @@ def fit_em(x, k: int, *, init: str, restarts, nrep: int, seed: int, max_iters: i
 
     Restart ``r`` (seed ``seed + r``) starts from `start_kinds` ``(init, restarts, nrep)[r]``
     (`scfactor.nbmix.starts`); ``init_resp`` (``[n, k]``) replaces the first start. Each restart stops by
-    `StopRule` (``max_iters``, ``tol``, ``resp_tol``). The records in ``NBMixFit.restarts`` say which restarts
+    `StopRule` (``max_iters``, ``tol``, ``resp_tol``), unless `RestartScreen` (``screen_rounds``,
+    ``screen_margin``) stops it early because it lags the leading restart. The records in ``NBMixFit.restarts`` say which restarts
     reached the best log-likelihood (``best_tol``, per cell) and how their partitions agree with the best one.
 
     With more than ``restart_subsample_above`` cells (and no ``init_resp``) the restarts run on a random
@@ -633,7 +711,8 @@ def fit_em(x, k: int, *, init: str, restarts, nrep: int, seed: int, max_iters: i
         kinds[0] = "given"
     sub_mode = init_resp is None and data.n > restart_subsample_above and restart_subsample_cells < data.n
     t_all = time.time()
-    common = dict(seed=seed, stop=stop, subsample_fraction=subsample_fraction, newton_steps=newton_steps,
+    common = dict(seed=seed, stop=stop, screen=RestartScreen(screen_rounds, screen_margin),
+                  subsample_fraction=subsample_fraction, newton_steps=newton_steps,
                   first_newton_steps=first_newton_steps, n_pcs=n_pcs, leiden_resolution=leiden_resolution,
                   chunk_elems=chunk_elems, log_every=log_every)
     if not sub_mode:

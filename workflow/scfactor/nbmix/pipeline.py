@@ -128,7 +128,8 @@ def em_settings(opts) -> dict:
     """Keyword arguments of `model.fit_em` from the fit step's options (all but ``seed`` and ``device``)."""
     import torch
     return dict(init=opts.init, restarts=list(opts.restarts), nrep=opts.nrep, max_iters=opts.max_iters,
-                tol=opts.tol, resp_tol=opts.resp_tol, best_tol=opts.best_tol,
+                tol=opts.tol, resp_tol=opts.resp_tol, screen_rounds=opts.screen_rounds,
+                screen_margin=opts.screen_margin, best_tol=opts.best_tol,
                 subsample_fraction=opts.subsample_fraction, newton_steps=opts.newton_steps, first_newton_steps=opts.first_newton_steps, n_pcs=opts.n_pcs,
                 leiden_resolution=opts.leiden_resolution, restart_subsample_above=opts.restart_subsample_above,
                 restart_subsample_cells=opts.restart_subsample_cells, full_max_iters=opts.full_max_iters,
@@ -142,7 +143,8 @@ def fit(path, opts, dataset: str | None = None) -> FitOutputs:
     Outputs an AnnData with ``obs['nbmix']`` (cluster), ``obsm['nbmix_resp']`` (responsibilities),
     ``varm['nbmix_log_mean']`` and ``varm['nbmix_log_inv_disp']`` (``[genes, k]``), ``uns['nbmix']`` (mixing
     weights, log-likelihood trace, settings, one record per restart); a one-row metrics table (with
-    ``n_restarts`` and ``n_at_best``: how many restarts reached the best log-likelihood within ``best_tol``);
+    ``n_restarts``, ``n_at_best``: how many restarts reached the best log-likelihood within ``best_tol``, and
+    ``n_screened_out``: how many the restart screen stopped early);
     the trace: EM's rounds of every restart (``restart``, ``init``, ``kept``, ``round``, ``loglik``,
     ``loglik_change_per_cell``, ``max_resp_change``) or the amortised ELBO per epoch.
     """
@@ -173,12 +175,13 @@ def fit(path, opts, dataset: str | None = None) -> FitOutputs:
     scores = score(labels, pred, res.resp, opts.labels)
     info = {"k": k, "n_cells": adata.n_obs, "n_genes": adata.n_vars, "label_key": _label_key(opts), "init": res.init,
             "loglik": res.loglik, "n_iter": res.n_iter, "converged": res.converged,
-            "n_restarts": len(res.restarts), "n_at_best": res.n_at_best if res.restarts else 0}
+            "n_restarts": len(res.restarts), "n_at_best": res.n_at_best if res.restarts else 0,
+            "n_screened_out": res.n_screened_out if res.restarts else 0}
     table = metrics_frame(dataset, f"nbmix_{opts.method}", info, scores)
     LOG.info("log-likelihood %.6g; %s", res.loglik, _scores_text(scores))
     if res.restarts:
-        LOG.info("%d of %d restarts reached the best log-likelihood (within %g per cell)", res.n_at_best,
-                 len(res.restarts), opts.best_tol)
+        LOG.info("%d of %d restarts reached the best log-likelihood (within %g per cell); %d screened out after "
+                 "%d rounds", res.n_at_best, len(res.restarts), opts.best_tol, res.n_screened_out, opts.screen_rounds)
 
     adata.obs["nbmix"] = pd.Categorical([str(c) for c in pred], categories=[str(c) for c in range(k)])
     adata.obsm["nbmix_resp"] = res.resp.astype(np.float32)
@@ -225,7 +228,8 @@ def leiden(path, opts, dataset: str | None = None) -> LeidenOutputs:
                    pred, None, opts.labels)
     info = {"k": int(pred.max() + 1), "n_cells": adata.n_obs, "n_genes": adata.n_vars, "label_key": _label_key(opts),
             "init": "",
-            "loglik": float("nan"), "n_iter": 0, "converged": True, "n_restarts": 0, "n_at_best": 0}
+            "loglik": float("nan"), "n_iter": 0, "converged": True, "n_restarts": 0, "n_at_best": 0,
+            "n_screened_out": 0}
     LOG.info("leiden: %d clusters; %s", info["k"], _scores_text(scores))
     return LeidenOutputs(adata, metrics_frame(dataset, "leiden", info, scores))
 
