@@ -613,22 +613,39 @@ class RestartScreen:
         """Whether screening can stop any of ``nrep`` restarts of at most ``max_iters`` rounds."""
         return nrep > 1 and 0 < self.rounds < max_iters
 
-    def keeps(self, runs: list, n: int) -> list[bool]:
-        """For each paused run: whether it goes on (not done, and within the margin of the leader on ``n`` cells)."""
-        lead = max(r.loglik for r in runs) / n
-        return [not r.done and lead - r.loglik / n <= self.margin for r in runs]
+    def goes_on(self, lead_per_cell: float, loglik_per_cell: float) -> bool:
+        """Whether a paused restart at ``loglik_per_cell`` is within the margin of the leader's ``lead_per_cell``."""
+        return lead_per_cell - loglik_per_cell <= self.margin
 
 
 def _run_restarts(data: CountData, k: int, kinds: list, seed: int, stop: StopRule, screen: RestartScreen,
                   subsample_fraction: float, newton_steps: int, first_newton_steps: int, n_pcs: int,
                   leiden_resolution: float, init_resp, chunk_elems: int, log_every: int, tag_cells: str = ""):
     """EM from each start of ``kinds`` on ``data``, screened by ``screen``:
-    ``(best (ll, rep, _em_once result), records, labels, rounds)``."""
+    ``(best (ll, rep, _em_once result), records, labels, rounds)``. A restart's state is released as soon as it
+    is recorded (all but the best one's), so only the restarts paused at the screen are held at once."""
     nrep = len(kinds)
     starts = Starts(data.csr, k, n_pcs, leiden_resolution, seed)
     screening = screen.applies(nrep, stop.max_iters)
-    first_rounds = screen.rounds if screening else stop.max_iters
-    runs, start_seconds, tags = [], [], []
+    records, labels, traces = [None] * nrep, [None] * nrep, [None] * nrep
+    best = None
+
+    def record(rep, kind, run, start_s, tag, screened_out=False):
+        nonlocal best
+        res = run.result()
+        ll = run.loglik
+        records[rep] = {"rep": rep, "init": kind, "seed": seed + rep, "loglik": ll, "loglik_per_cell": ll / data.n,
+                        "n_iter": len(res[4]), "converged": res[5], "screened_out": screened_out,
+                        "seconds": start_s + run.seconds, "cells": data.n}
+        labels[rep] = res[3].argmax(1)
+        traces[rep] = [{"restart": rep, "init": kind, **row} for row in res[4]]
+        LOG.info("%s: log-likelihood %.6g (%.6g per cell) after %d rounds%s, %.2f s", tag, ll, ll / data.n,
+                 len(res[4]), " (screened out)" if screened_out else "" if res[5] else " (not converged)",
+                 records[rep]["seconds"])
+        if best is None or ll > best[0] or (ll == best[0] and rep < best[1]):  # ties: the first restart
+            best = (ll, rep, res)
+
+    paused = []
     for rep, kind in enumerate(kinds):
         t0 = time.time()
         tag = f"[restart {rep + 1}/{nrep}: {kind}, seed {seed + rep}{tag_cells}]"
@@ -641,34 +658,26 @@ def _run_restarts(data: CountData, k: int, kinds: list, seed: int, stop: StopRul
                                   first_newton_steps, log_every, tag, chunk_elems)
         else:
             z0 = starts.responsibilities(kind, seed + rep)
-        start_seconds.append(time.time() - t0)
-        runs.append(EMRun(data, z0, stop, newton_steps, first_newton_steps, log_every, tag).advance(first_rounds))
-        tags.append(tag)
-    go_on = screen.keeps(runs, data.n) if screening else [False] * nrep
-    if screening:
+        start_s = time.time() - t0
+        run = EMRun(data, z0, stop, newton_steps, first_newton_steps, log_every, tag)
+        run.advance(screen.rounds if screening else stop.max_iters)
+        if run.done:
+            record(rep, kind, run, start_s, tag)
+        else:
+            paused.append((rep, kind, run, start_s, tag))
+    if paused:
+        runs = [p[2] for p in paused]
+        lead = max([r.loglik for r in runs] + [r["loglik"] for r in records if r is not None]) / data.n
+        go_on = [screen.goes_on(lead, r.loglik / data.n) for r in runs]
         LOG.info("screen after %d rounds: leading log-likelihood %.6g per cell; restarts %s go on, %s stop "
-                 "(more than %g per cell behind)", screen.rounds, max(r.loglik for r in runs) / data.n,
-                 [i + 1 for i, g in enumerate(go_on) if g] or "none",
-                 [i + 1 for i, (g, r) in enumerate(zip(go_on, runs)) if not g and not r.done] or "none",
-                 screen.margin)
-    best, records, labels, rounds_all = None, [], [], []
-    for rep, (kind, run, tag) in enumerate(zip(kinds, runs, tags)):
-        screened_out = screening and not go_on[rep] and not run.done
-        if go_on[rep]:
-            run.advance(stop.max_iters)
-        res = run.result()
-        ll = run.loglik
-        records.append({"rep": rep, "init": kind, "seed": seed + rep, "loglik": ll, "loglik_per_cell": ll / data.n,
-                        "n_iter": len(res[4]), "converged": res[5], "screened_out": screened_out,
-                        "seconds": start_seconds[rep] + run.seconds, "cells": data.n})
-        labels.append(res[3].argmax(1))
-        rounds_all += [{"restart": rep, "init": kind, **row} for row in res[4]]
-        LOG.info("%s: log-likelihood %.6g (%.6g per cell) after %d rounds%s, %.2f s", tag, ll, ll / data.n,
-                 len(res[4]), " (screened out)" if screened_out else "" if res[5] else " (not converged)",
-                 records[-1]["seconds"])
-        if best is None or ll > best[0]:
-            best = (ll, rep, res)
-    return best, records, labels, rounds_all
+                 "(more than %g per cell behind)", screen.rounds, lead,
+                 [p[0] + 1 for p, g in zip(paused, go_on) if g] or "none",
+                 [p[0] + 1 for p, g in zip(paused, go_on) if not g] or "none", screen.margin)
+        for (rep, kind, run, start_s, tag), g in zip(paused, go_on):
+            if g:
+                run.advance(stop.max_iters)
+            record(rep, kind, run, start_s, tag, screened_out=not g)
+    return best, records, labels, [row for t in traces for row in t]
 
 
 def _params_e_step(data: CountData, lm, lr, pi) -> np.ndarray:
