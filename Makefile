@@ -3,6 +3,9 @@ SHELL := /bin/bash
 VENV ?= $(HOME)/.cache/scfactor/venv
 BIN := $(VENV)/bin
 CORES ?= 2
+# pip's retries per index request (its default is 5, with back-off): an index that cannot be reached at all, such as
+# PyTorch's CPU index on a machine that reaches only PyPI, otherwise costs several seconds per package
+PIP_RETRIES ?= 1
 # the interpreter the environment is built from: Python 3.11 with its venv module (pyproject: >=3.11,<3.12)
 PYTHON ?= python3
 # the environment is (re)built when the pins or the checkout location change
@@ -21,9 +24,9 @@ $(STAMP): requirements.lock pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))' || { echo "error: $(PYTHON) is not Python 3.11 (install python3.11 and python3.11-venv, then make PYTHON=python3.11)" >&2; exit 1; }
 	@$(PYTHON) -c 'import venv, ensurepip' 2>/dev/null || { echo "error: $(PYTHON) lacks the venv module (apt-get install python3.11-venv)" >&2; exit 1; }
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip==24.3.1 setuptools==80.9.0 wheel==0.45.1
-	$(BIN)/python -m pip install --quiet -r requirements.lock
-	$(BIN)/python -m pip install --quiet --no-deps --no-build-isolation -e .
+	$(BIN)/python -m pip install --quiet --retries $(PIP_RETRIES) --upgrade pip==24.3.1 setuptools==80.9.0 wheel==0.45.1
+	$(BIN)/python -m pip install --quiet --retries $(PIP_RETRIES) -r requirements.lock
+	$(BIN)/python -m pip install --quiet --retries $(PIP_RETRIES) --no-deps --no-build-isolation -e .
 	rm -f $(VENV)/.scfactor-env-*
 	touch $@
 
