@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import warnings
-
 import numpy as np
 import pandas as pd
 
 from ..core.errors import InputError
 from .data import r2_score, split_cells
+from .lasso_cv import lasso_cv
 
 
 def candidate_genes(data, min_cells: int) -> np.ndarray:
@@ -17,25 +16,30 @@ def candidate_genes(data, min_cells: int) -> np.ndarray:
     return data.gene_ids[(n_obs >= min_cells) & data.in_activity]
 
 
-def lasso_gene(expr, y, reps, test_ratio, seed, cv, n_alphas, max_iter):
-    """Test R2 (and chosen alpha) of LassoCV on standardised TF expression, per replicate split."""
-    from sklearn.exceptions import ConvergenceWarning
-    from sklearn.linear_model import LassoCV
-    rows = []
+def lasso_splits(expr, y, reps, test_ratio, seed, cv):
+    """Per replicate: (rep, x_train, y_train, x_test, y_test), the TF expression standardised with the training
+    cells' statistics, cells without velocity left out; the arrays are None when a split has too few cells."""
     ok = ~np.isnan(y)
     for rep in reps:
         tr, te = split_cells(len(y), test_ratio, seed, rep)
         tr, te = tr[ok[tr]], te[ok[te]]
         if len(tr) < max(cv, 3) or len(te) < 2:
-            rows.append((rep, np.nan, np.nan, len(tr), len(te)))
+            yield rep, None, y[tr], None, y[te]
             continue
         mu, sd = expr[tr].mean(0), expr[tr].std(0)
         sd = np.where(sd > 0, sd, 1.0)
-        xtr, xte = (expr[tr] - mu) / sd, (expr[te] - mu) / sd
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", ConvergenceWarning)
-            m = LassoCV(alphas=n_alphas, cv=cv, max_iter=max_iter, random_state=seed).fit(xtr, y[tr])
-        rows.append((rep, float(m.alpha_), r2_score(y[te], m.predict(xte)), len(tr), len(te)))
+        yield rep, (expr[tr] - mu) / sd, y[tr], (expr[te] - mu) / sd, y[te]
+
+
+def lasso_gene(expr, y, reps, test_ratio, seed, cv, n_alphas, max_iter):
+    """Test R2 (and chosen alpha) of LassoCV on standardised TF expression, per replicate split."""
+    rows = []
+    for rep, xtr, ytr, xte, yte in lasso_splits(expr, y, reps, test_ratio, seed, cv):
+        if xtr is None:
+            rows.append((rep, np.nan, np.nan, len(ytr), len(yte)))
+            continue
+        alpha, coef, intercept = lasso_cv(xtr, ytr, cv, n_alphas, max_iter)
+        rows.append((rep, alpha, r2_score(yte, xte @ coef + intercept), len(ytr), len(yte)))
     return rows
 
 
