@@ -10,7 +10,8 @@ Per gene and replicate both sides fit the same standardised training rows:
   before this change);
 * ``gram``: ``scfactor.mtl.lasso_cv.lasso_cv`` (the same solver, grid, folds and rule on Gram sums).
 
-The sides alternate by repeat (``--repeats``), one BLAS thread, in this one process; seconds are the process
+The sides alternate by repeat (``--repeats``), one thread (every pool's variable set to 1 before numpy loads), in
+this one process; seconds are the process
 CPU clock (and wall) of the fits alone, summed over genes and replicates. Quality: each side's mean test R2,
 the share of (gene, replicate) fits that chose the same alpha, and the largest test-R2 difference.
 Writes <out>.tsv (one row per side and repeat) and <out>.md, each headed by this command. Run it on an idle
@@ -29,8 +30,11 @@ import time
 import warnings
 from pathlib import Path
 
-import numpy as np
-import pandas as pd
+for _v in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS"):
+    os.environ[_v] = "1"  # before numpy/scipy/sklearn load their pools (threadpool_limits misses lazy loads)
+
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "benchmarks"))
@@ -80,7 +84,6 @@ def main(argv=None) -> int:
     p.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "mtl_lasso"))
     args = p.parse_args(argv)
     command = command_line(__file__)
-    from threadpoolctl import threadpool_limits
 
     from scfactor.mtl import baseline
     from scfactor.mtl import layout as L
@@ -100,15 +103,14 @@ def main(argv=None) -> int:
                     int(lasso["cv"]))
     opts = (int(lasso["cv"]), int(lasso["n_alphas"]), int(lasso["max_iter"]), int(mtl["seed"]))
     rows, last = [], {}
-    with threadpool_limits(1):
-        for rep in range(args.repeats):
-            for side, fit in SIDES.items():
-                c0, w0 = time.process_time(), time.perf_counter()
-                res = [fit(x, y, xte, *opts) for _, _, x, y, xte, _ in fits]
-                rows.append({"side": side, "repeat": rep, "cpu_s": time.process_time() - c0,
-                             "wall_s": time.perf_counter() - w0, "load_avg": os.getloadavg()[0]})
-                last[side] = ([a for a, _ in res], [r2_score(f[5], pred) for f, (_, pred) in zip(fits, res)])
-                print(rows[-1], file=sys.stderr, flush=True)
+    for rep in range(args.repeats):
+        for side, fit in SIDES.items():
+            c0, w0 = time.process_time(), time.perf_counter()
+            res = [fit(x, y, xte, *opts) for _, _, x, y, xte, _ in fits]
+            rows.append({"side": side, "repeat": rep, "cpu_s": time.process_time() - c0,
+                         "wall_s": time.perf_counter() - w0, "load_avg": os.getloadavg()[0]})
+            last[side] = ([a for a, _ in res], [r2_score(f[5], pred) for f, (_, pred) in zip(fits, res)])
+            print(rows[-1], file=sys.stderr, flush=True)
     table = pd.DataFrame(rows)
     for side, (alphas, r2) in last.items():
         table.loc[table["side"] == side, "mean_test_r2"] = float(np.mean(r2))
@@ -119,7 +121,7 @@ def main(argv=None) -> int:
              f"Checkout {checkout_commit(REPO)}; one simulated tissue as `{' + '.join(args.configs)}` simulate "
              f"it, {len(genes)} of its candidate genes x {mtl['reps']} replicates = {len(fits)} fits of "
              f"{fits[0][2].shape[0]}-{max(f[2].shape[0] for f in fits)} training cells x {fits[0][2].shape[1]} TFs; "
-             f"cv {opts[0]}, {opts[1]} alphas, max_iter {opts[2]}; one BLAS thread, sides alternating. "
+             f"cv {opts[0]}, {opts[1]} alphas, max_iter {opts[2]}; one thread, sides alternating. "
              f"Median CPU s: sklearn {med.loc['sklearn', 'cpu_s']:.2f}, gram {med.loc['gram', 'cpu_s']:.2f} "
              f"(**{med.loc['sklearn', 'cpu_s'] / med.loc['gram', 'cpu_s']:.2f}x** CPU, "
              f"{med.loc['sklearn', 'wall_s'] / med.loc['gram', 'wall_s']:.2f}x wall). Same alpha chosen in "
