@@ -19,9 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shlex
-import subprocess
 import sys
 import tempfile
 import time
@@ -30,6 +28,8 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
 sys.path.insert(0, str(REPO / "workflow"))
+sys.path.insert(0, str(REPO / "benchmarks"))
+from child import run_child, thread_env  # noqa: E402
 SCRIPT = REPO / "workflow" / "scripts" / "densify_predict.py"
 COLUMNS = ("repeat", "cells", "total_cells", "genes", "predict_block", "threads", "wall_s", "cpu_s",
            "peak_rss_mb", "entries_per_cpu_s")
@@ -56,20 +56,9 @@ def write_model(path, total_cells: int, genes: int, opts) -> None:
 
 def run_shard(model, shards: int, out, threads: int, argv: list[str]) -> dict:
     """Wall, CPU and peak RSS of one densify_predict.py process predicting shard 0 of ``shards``."""
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2",
-           **{k: str(threads) for k in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS",
-                                        "NUMBA_NUM_THREADS")}}
     cmd = [sys.executable, str(SCRIPT), "--model", str(model), "--shard", "0", "--shards", str(shards),
            "--threads", str(threads), "--output", str(out), *argv]
-    t0 = time.perf_counter()
-    proc = subprocess.Popen(cmd, env=env, stderr=subprocess.PIPE, text=True)
-    err = proc.stderr.read()
-    _, status, usage = os.wait4(proc.pid, 0)
-    wall = time.perf_counter() - t0
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    if proc.returncode != 0:
-        raise SystemExit(f"{shlex.join(cmd)} failed:\n{err[-3000:]}")
-    return {"wall_s": wall, "cpu_s": usage.ru_utime + usage.ru_stime, "peak_rss_mb": usage.ru_maxrss / 1024}
+    return run_child(cmd, thread_env(threads, TF_CPP_MIN_LOG_LEVEL="2"))
 
 
 def main(argv=None) -> int:

@@ -25,6 +25,7 @@ import yaml
 
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "workflow"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from scfactor.grn.smk import grn_command, grn_prior_path  # noqa: E402
 
@@ -121,45 +122,19 @@ def run_seed_style(cfg, epochs=1000, n_samples=1000, seed=42) -> pd.DataFrame:
 
 
 def run_optimisers(seed=0, n=1000, p=100, t=1000, l1=0.02) -> pd.DataFrame:
-    import torch
-    from scfactor.grn import model as models
-    rng = np.random.default_rng(seed)
-    x = rng.normal(size=(n, p))
-    mask = rng.random((p, t)) < 0.03
-    true = mask & (rng.random((p, t)) < 0.5)
-    w = np.zeros((p, t))
-    w[true] = rng.choice([-1.0, 1.0], true.sum()) * rng.uniform(0.3, 1.0, true.sum())
-    y = x @ w + 1.0 + 0.5 * rng.normal(size=(n, t))
-    xs, _, _ = models.standardise(x)
+    """FISTA (tol 1e-8) and the notebook's Adam (1000 epochs) on one planted problem (`optimisers`), in this
+    process; for the CPU-time comparison run bench_optimiser.py."""
+    from optimisers import fit_adam, fit_fista, objective, planted_problem, recovery
+    prob = planted_problem(seed, n, p, t)
     rows = []
-    t0 = time.time()
-    m, fit = models.fit_masked_linear(xs, y, mask, l1=l1, l2=0.0, tol=1e-8, max_iter=10000)
-    sec = time.time() - t0
-    wf = m.weight().detach().numpy()
-    rows.append({"optimiser": "FISTA (ours, bias, exact prox)", "seconds": round(sec, 3), "iterations": fit.iterations,
-                 "objective": fit.objective, "exact_zeros_in_mask": int((wf[mask] == 0).sum()),
-                 "sign_recovery_true_edges": float(np.mean(np.sign(wf[true]) == np.sign(w[true])))})
-    # the notebook's optimiser: Adam(lr=0.01) on MSE + lambda * ||values||_1 for 1000 epochs (bias added here)
-    torch.manual_seed(seed)
-    lin = models.MaskedLinear(mask, dtype=torch.float64)
-    with torch.no_grad():
-        lin.values.uniform_(0, 1)                       # the notebook initialises with torch.rand
-    xt, yt = torch.as_tensor(xs), torch.as_tensor(y)
-    opt = torch.optim.Adam(lin.parameters(), lr=0.01)
-    t0 = time.time()
-    for _ in range(1000):
-        opt.zero_grad()
-        loss = 0.5 * ((lin(xt) - yt) ** 2).sum() / n + l1 * lin.values.abs().sum()
-        loss.backward()
-        opt.step()
-    sec = time.time() - t0
-    wa = lin.weight().detach().numpy()
-    obj = float(0.5 * ((xs @ wa + lin.bias.detach().numpy() - y) ** 2).sum() / n + l1 * np.abs(wa).sum())
-    rows.append({"optimiser": "Adam 1000 epochs (the notebook's optimiser)", "seconds": round(sec, 3), "iterations": 1000,
-                 "objective": obj, "exact_zeros_in_mask": int((wa[mask] == 0).sum()),
-                 "sign_recovery_true_edges": float(np.mean(np.sign(wa[true]) == np.sign(w[true])))})
+    for name, fit in (("FISTA (ours, bias, exact prox)", lambda: fit_fista(prob, l1, tol=1e-8, max_iter=10000)),
+                      ("Adam 1000 epochs (the notebook's optimiser)", lambda: fit_adam(prob, l1, 1000, seed))):
+        t0 = time.time()
+        w, b, iters = fit()
+        rows.append({"optimiser": name, "seconds": round(time.time() - t0, 3), "iterations": iters,
+                     "objective": objective(prob, w, b, l1), **recovery(prob, w)})
     df = pd.DataFrame(rows)
-    df.insert(0, "problem", f"n={n} cells, {p} TFs, {t} targets, {int(mask.sum())} prior edges, l1={l1}")
+    df.insert(0, "problem", f"n={n} cells, {p} TFs, {t} targets, {int(prob['mask'].sum())} prior edges, l1={l1}")
     return df
 
 

@@ -28,9 +28,10 @@ def peak_rss_mb():
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def save_factors(path, w, v, h, seconds, rss_before, extra=None):
-    """W (k x genes), V_i, H_i (cells x k), timing and memory of one run."""
-    out = {"W": np.asarray(w), "seconds": seconds, "rss_before_mb": rss_before, "peak_rss_mb": peak_rss_mb()}
+def save_factors(path, w, v, h, seconds, cpu_seconds, rss_before, extra=None):
+    """W (k x genes), V_i, H_i (cells x k), the fit's wall and CPU seconds and the memory of one run."""
+    out = {"W": np.asarray(w), "seconds": seconds, "cpu_seconds": cpu_seconds, "rss_before_mb": rss_before,
+           "peak_rss_mb": peak_rss_mb()}
     for i, (vi, hi) in enumerate(zip(v, h)):
         out[f"V{i}"], out[f"H{i}"] = np.asarray(vi), np.asarray(hi)
     out.update(extra or {})
@@ -38,5 +39,6 @@ def save_factors(path, w, v, h, seconds, rss_before, extra=None):
 
 
 def threads(n):
+    """Limit every BLAS / OpenMP thread pool of this process to ``n`` threads (before numpy loads)."""
     for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS"):
         os.environ[var] = str(n)

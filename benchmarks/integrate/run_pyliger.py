@@ -1,6 +1,12 @@
 #!/usr/bin/env python
-"""Time pyliger 0.2.4 optimize_ALS on prepared scaled matrices. Usage: run_pyliger.py IN.npz OUT.npz K LAMBDA ITERS SEED"""
-import sys
+"""Fit pyliger 0.2.4's ``optimize_ALS`` once on matrices written by prep_kang.py (run in the peer venv).
+
+    run_pyliger.py IN.npz OUT.npz K LAMBDA SEED [--iters N --thresh T] [--init INIT.npz]
+
+Without ``--iters`` / ``--thresh`` pyliger's own defaults apply; ``--init`` gives the starting W, V_i, H_i
+(else pyliger draws its own from ``rand_seed``). The fit's wall and CPU seconds and the factors go to OUT.npz.
+"""
+import argparse
 import time
 import types
 
@@ -15,25 +21,37 @@ from common import load_scaled, rss_mb, save_factors  # noqa: E402
 
 
 def main():
-    inp, out, k, lam, iters, seed = sys.argv[1:7]
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("inp")
+    ap.add_argument("out")
+    ap.add_argument("k", type=int)
+    ap.add_argument("lam", type=float)
+    ap.add_argument("seed", type=int)
+    ap.add_argument("--iters", type=int)
+    ap.add_argument("--thresh", type=float)
+    ap.add_argument("--init", help="npz with W (k x genes), V0, V1 (k x genes), H0, H1 (cells x k)")
+    a = ap.parse_args()
     from pyliger import optimize_ALS
-    mats, genes = load_scaled(inp)
+    mats, genes = load_scaled(a.inp)
     adatas = []
     for m in mats:
-        a = ad.AnnData(obs=None, var=None, shape=m.shape)
-        a.layers["scale_data"] = m
-        adatas.append(a)
+        x = ad.AnnData(obs=None, var=None, shape=m.shape)
+        x.layers["scale_data"] = m
+        adatas.append(x)
     lig = types.SimpleNamespace(num_samples=len(adatas), adata_list=adatas, var_genes=list(genes))
+    kw = {k: v for k, v in (("max_iters", a.iters), ("thresh", a.thresh)) if v is not None}
+    if a.init:
+        z = np.load(a.init)
+        kw.update(W_init=z["W"], V_init=[z["V0"], z["V1"]], H_init=[z["H0"], z["H1"]])
     before = rss_mb()
-    t0 = time.perf_counter()
-    optimize_ALS(lig, k=int(k), value_lambda=float(lam), max_iters=int(iters), thresh=0.0, nrep=1,
-                 rand_seed=int(seed))
-    secs = time.perf_counter() - t0
+    t0, c0 = time.perf_counter(), time.process_time()
+    optimize_ALS(lig, k=a.k, value_lambda=a.lam, rand_seed=a.seed, **kw)
+    secs, cpu = time.perf_counter() - t0, time.process_time() - c0
     w = adatas[0].varm["W"].T
-    v = [a.varm["V"].T for a in adatas]
-    h = [a.obsm["H"] for a in adatas]
-    save_factors(out, w, v, h, secs, before)
-    print(f"pyliger optimize_ALS: {secs:.2f} s")
+    v = [x.varm["V"].T for x in adatas]
+    h = [x.obsm["H"] for x in adatas]
+    save_factors(a.out, w, v, h, secs, cpu, before)
+    print(f"pyliger optimize_ALS: {cpu:.2f} CPU s")
 
 
 if __name__ == "__main__":

@@ -43,10 +43,11 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
+sys.path.insert(0, str(REPO / "benchmarks"))
+from child import run_child, thread_env  # noqa: E402
 SCRIPT = REPO / "workflow" / "scripts" / "mtl_train_shard.py"
 PHASES = ("start", "imports", "data", "setup", "build", "tracing", "epochs", "test", "write", "other")
 FIXED = ("start", "imports", "setup", "build", "tracing")
-THREAD_ENV = {k: "1" for k in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMBA_NUM_THREADS")}
 
 
 def cpu() -> float:
@@ -160,14 +161,8 @@ def make_layout(tmp: Path, settings: dict):
 
 def run_whole(cmd, env) -> dict:
     """CPU (wait4 rusage) and wall seconds of one child process."""
-    t0 = time.perf_counter()
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    err = proc.stderr.read()
-    _, status, ru = os.wait4(proc.pid, 0)
-    wall = time.perf_counter() - t0
-    if os.waitstatus_to_exitcode(status) != 0:
-        raise SystemExit(f"{shlex.join(map(str, cmd))} failed:\n{err[-3000:]}")
-    return {"whole_cpu": ru.ru_utime + ru.ru_stime, "whole_wall": wall}
+    usage = run_child(cmd, env)
+    return {"whole_cpu": usage["cpu_s"], "whole_wall": usage["wall_s"]}
 
 
 def main(argv=None) -> int:
@@ -181,7 +176,7 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     import pandas as pd
     settings = shard_settings(merged_config(args.configs), args.run)
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", **THREAD_ENV)
+    env = thread_env(1, TF_CPP_MIN_LOG_LEVEL="2")
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
