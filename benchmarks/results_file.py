@@ -36,3 +36,15 @@ def write_results(out, command: str, table, intro: str, floatfmt: str = ".6g") -
         table.to_csv(fh, sep="\t", index=False, float_format="%.6g")
     out.with_suffix(".md").write_text("\n".join([command, "", intro, "", table.to_markdown(index=False,
                                                                                            floatfmt=floatfmt), ""]))
+
+
+def write_summary_and_runs(out, command: str, summary, runs, intro: str, floatfmt: str = ".6g") -> None:
+    """`write_results` of ``summary``, then ``out``_runs.tsv (``# command`` then every run) and every run
+    appended to ``out``.md."""
+    write_results(out, command, summary, intro, floatfmt=floatfmt)
+    out = Path(out)
+    with open(f"{out}_runs.tsv", "w") as fh:
+        fh.write(f"# {command}\n")
+        runs.to_csv(fh, sep="\t", index=False, float_format="%.8g")
+    with open(out.with_suffix(".md"), "a") as fh:
+        fh.write("\nEvery run:\n\n" + runs.to_markdown(index=False, floatfmt=floatfmt) + "\n")

@@ -37,7 +37,7 @@ sys.path.insert(0, str(REPO / "benchmarks"))
 sys.path.insert(0, str(HERE))
 
 from child import run_child, thread_env  # noqa: E402
-from results_file import checkout_commit, command_line, write_results  # noqa: E402
+from results_file import checkout_commit, command_line, write_summary_and_runs  # noqa: E402
 
 
 def child(a) -> None:
@@ -137,13 +137,7 @@ def main(argv=None) -> int:
              f"target FISTA's objective x (1 + {a.rel:g}), at most {a.adam_max_epochs} epochs, first repeat only. "
              f"Code {checkout_commit(REPO)}; load average {load_before:.2f} before the first run and "
              f"{os.getloadavg()[0]:.2f} after the last, {os.cpu_count()} cores.")
-    write_results(a.out, command, summary, intro, floatfmt=".6g")
-    out = Path(a.out)
-    with open(f"{out}_runs.tsv", "w") as fh:
-        fh.write(f"# {command}\n")
-        runs.to_csv(fh, sep="\t", index=False, float_format="%.8g")
-    with open(out.with_suffix(".md"), "a") as fh:
-        fh.write("\nEvery run:\n\n" + runs.to_markdown(index=False, floatfmt=".6g") + "\n")
+    write_summary_and_runs(a.out, command, summary, runs, intro, floatfmt=".6g")
     print(summary.to_string())
     return 0
 

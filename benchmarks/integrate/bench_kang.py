@@ -37,7 +37,7 @@ sys.path.insert(0, str(HERE))
 
 from child import run_child, thread_env  # noqa: E402
 from common import load_scaled  # noqa: E402
-from results_file import checkout_commit, command_line, write_results  # noqa: E402
+from results_file import checkout_commit, command_line, write_summary_and_runs  # noqa: E402
 from scfactor.integrate import model  # noqa: E402
 from scfactor.integrate.cli import INTEGRATE  # noqa: E402
 
@@ -125,13 +125,7 @@ def main():
              f"whole process, imports and data loading included). Code {checkout_commit(REPO)}; load average "
              f"{load_before:.2f} before the first run and {os.getloadavg()[0]:.2f} after the last, "
              f"{os.cpu_count()} cores.")
-    write_results(a.out, command, summary, intro, floatfmt=".4g")
-    out = Path(a.out)
-    with open(f"{out}_runs.tsv", "w") as fh:
-        fh.write(f"# {command}\n")
-        runs.to_csv(fh, sep="\t", index=False, float_format="%.6g")
-    with open(out.with_suffix(".md"), "a") as fh:
-        fh.write("\nEvery run:\n\n" + runs.to_markdown(index=False, floatfmt=".4g") + "\n")
+    write_summary_and_runs(a.out, command, summary, runs, intro, floatfmt=".4g")
     print(summary.to_string())
 
 
