@@ -66,7 +66,7 @@ def run_ours_process(x, k: int, seed: int, tag: str, z=None, iters: int | None =
     np.savez(data, x=x, **({} if z is None else {"z": z}))
     c0, t0 = children_cpu(), time.perf_counter()
     subprocess.run([sys.executable, __file__, "--_ours", str(data), str(out), str(k), str(seed), str(iters or 0)],
-                   check=True, env=common.one_thread_env())
+                   check=True, env=common.thread_env(1))
     wall, cpu = time.perf_counter() - t0, children_cpu() - c0
     with np.load(out) as f:
         return {key: f[key] for key in f.files}, wall, cpu

@@ -73,7 +73,7 @@ def main(argv=None):
     inp = Path(args.input)
     if inp == common.OUT / "kang_full.h5ad":
         preprocessed(inp)
-    sys.path.insert(0, str(common.code_root(args.code_commit)))
+    sys.path.insert(0, str(common.workflow_of(args.code_commit)))
     import numpy as np
     import torch
 

@@ -10,17 +10,13 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO / "benchmarks"))
+from child import thread_env, workflow_of  # noqa: E402
+
 OUT = REPO / "benchmarks" / "out" / "nbmix"
 REF_FILES = ("__init__", "gam_mix", "sgd", "sparse")
 #: the notebook's size factor (simulate_nbmix.schema.yaml default)
 S = 1e4
-
-
-def one_thread_env() -> dict:
-    """The environment with every BLAS / OpenMP thread pool limited to one thread (for the timed processes)."""
-    import os
-    return {**os.environ, **{v: "1" for v in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS",
-                                              "NUMBA_NUM_THREADS")}}
 
 
 def command_line(script: str) -> str:
@@ -66,7 +62,7 @@ def run_reference(ref_python: str, src: Path, x, k: int, seed: int, tag: str, z=
     proc = subprocess.run([ref_python, str(Path(__file__).with_name("reference_runner.py")), "--src", str(src),
                            "--data", str(data), "--k", str(k), "--seed", str(seed), "--output", str(out),
                            "--max-em-iters", str(max_em_iters), "--threads", str(threads)],
-                          capture_output=True, text=True, env=one_thread_env())
+                          capture_output=True, text=True, env=thread_env(1))
     whole = time.perf_counter() - t0
     if proc.returncode != 0:
         raise RuntimeError(f"reference failed on {tag}:\n{proc.stderr[-3000:]}")
@@ -109,21 +105,6 @@ def write_tsv(rows: list[dict], path: str, script: str) -> None:
         pd.DataFrame(rows).to_csv(f, sep="\t", index=False)
 
 
-def code_root(commit: str | None) -> Path:
-    """``workflow/`` of the working tree, or of ``commit`` extracted into benchmarks/out/nbmix."""
-    if commit is None:
-        return REPO / "workflow"
-    full = subprocess.run(["git", "-C", str(REPO), "rev-parse", commit], check=True, capture_output=True,
-                          text=True).stdout.strip()
-    dest = OUT / f"code-{full[:12]}"
-    if not (dest / "workflow").exists():
-        dest.mkdir(parents=True, exist_ok=True)
-        archive = subprocess.run(["git", "-C", str(REPO), "archive", full, "workflow"], check=True,
-                                 capture_output=True).stdout
-        subprocess.run(["tar", "-x", "-C", str(dest)], input=archive, check=True)
-    return dest / "workflow"
-
-
 def add_code_side_options(ap, out: str) -> None:
     """The options of a working-tree-vs-commit benchmark (`alternate_code_sides`): ``--repeats``, ``--code-commit``,
     ``--out`` (default ``benchmarks/results/<out>``) and the children's hidden ``--child``, ``--code``, ``--result``."""
@@ -145,8 +126,8 @@ def alternate_code_sides(script: str, child_args: list[str], code_commit: str, r
 
     import numpy as np
     OUT.mkdir(parents=True, exist_ok=True)
-    sides = {f"commit {code_commit}": ("before", code_root(code_commit)),
-             "working tree": ("after", code_root(None))}
+    sides = {f"commit {code_commit}": ("before", workflow_of(code_commit)),
+             "working tree": ("after", workflow_of(None))}
     runs = []
     for rep in range(repeats):
         # ABBA order: the side that runs first in a process pair pays for cold file and page caches (the same code
@@ -154,7 +135,7 @@ def alternate_code_sides(script: str, child_args: list[str], code_commit: str, r
         for side, (tag, root) in list(sides.items())[::1 if rep % 2 == 0 else -1]:
             out = subprocess.run([sys.executable, script, "--child", *child_args, "--code", str(root), "--result",
                                   str(OUT / f"{stub}_{tag}.npy")], check=True, capture_output=True, text=True,
-                                 env=one_thread_env()).stdout
+                                 env=thread_env(1)).stdout
             runs.append({"side": side, "repeat": rep + 1, **json.loads(out.strip().splitlines()[-1])})
             print(runs[-1], flush=True)
     before, after = (np.load(OUT / f"{stub}_{tag}.npy") for tag in ("before", "after"))

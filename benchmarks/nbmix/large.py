@@ -38,7 +38,7 @@ import pandas as pd
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parents[1] / "workflow"))
 sys.path.insert(0, str(HERE))
-from common import REPO, command_line, em_kwargs, one_thread_env  # noqa: E402
+from common import REPO, command_line, em_kwargs, thread_env  # noqa: E402
 
 COLUMNS = ["cells", "genes", "k", "fit", "restart_cells", "ari_truth", "ari_vs_full", "loglik_per_cell",
            "loglik_per_cell_minus_full", "full_e_steps", "kept_rounds", "restart_rounds", "kept_start", "n_at_best",
@@ -52,7 +52,7 @@ def simulate(n: int, genes: int, groups: int, path: Path) -> None:
     argv = [sys.executable, str(REPO / "workflow" / "scripts" / "simulate_batches.py"), "--n-cells", str(n // 2),
             str(n - n // 2), "--n-genes", str(genes), "--k-shared", str(groups), "--k-specific", "1",
             "--chunk", "10000", "--seed", "0", "--output", str(path)]
-    subprocess.run(argv, check=True, env=one_thread_env(), capture_output=True)
+    subprocess.run(argv, check=True, env=thread_env(1), capture_output=True)
 
 
 def load(path: Path):

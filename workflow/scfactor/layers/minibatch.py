@@ -102,8 +102,11 @@ def _solve_cells(solver, xb, a1, w, iters):
     updates of ``xb ~ a1 w`` or HALS sweeps of its least squares, warm-started from the stored rows."""
     if solver == "poisson":
         denom = w.sum(1).clamp_min(_EPS)
+        ratio = torch.empty_like(xb)  # xb / (a1 w), cells x genes: one array for every update (no fresh pages)
         for _ in range(iters):
-            a1 = a1 * ((xb / (a1 @ w).clamp_min(_EPS)) @ w.T) / denom
+            torch.matmul(a1, w, out=ratio)
+            torch.div(xb, ratio.clamp_min_(_EPS), out=ratio)
+            a1 = a1 * (ratio @ w.T) / denom
         return a1
     return hals_sweep(w @ w.T, w @ xb.T, a1.T.contiguous(), iters).T
 
@@ -220,6 +223,7 @@ def fit_layered_nmf_minibatch(read, n: int, m: int, *, layers, solver: str, epoc
     rows = [torch.as_tensor(_rows(c), device=dev) for c in chunks]
     stats = _Layer1Stats(solver, len(chunks), layers[0], m, dtype, dev)
     order_rng = np.random.default_rng(seed + 1)
+    xlogx = np.full(len(chunks), np.nan)  # per chunk: the loss's constant term (poisson), at the chunk's first visit
 
     def load(c):
         return torch.as_tensor(np.concatenate([np.asarray(read(a, b), dtype=np.float32) for a, b in chunks[c]]),
@@ -253,8 +257,9 @@ def fit_layered_nmf_minibatch(read, n: int, m: int, *, layers, solver: str, epoc
             for li, a in enumerate(shared, start=1):
                 s = _deeper(solver, s, a, s_prev[li], inner_iters)
                 s_list.append(s)
-            xlogx = float((torch.special.xlogy(xb, xb) - xb).mean()) if solver == "poisson" else 0.0
-            loss = _loss(xb, reconstruct([a1, *shared], s_list[-1]), solver, xlogx)
+            if np.isnan(xlogx[c]):
+                xlogx[c] = float((torch.special.xlogy(xb, xb) - xb).mean()) if solver == "poisson" else 0.0
+            loss = _loss(xb, reconstruct([a1, *shared], s_list[-1]), solver, float(xlogx[c]))
             if opt is not None:
                 descend(opt, loss, shared)
             with torch.no_grad():

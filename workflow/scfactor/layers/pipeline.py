@@ -90,22 +90,25 @@ MINIBATCH_CHECKPOINT = "minibatch.npz"
 
 def layers_minibatch(path, opts, checkpoint_dir=None) -> LayersOutput:
     """`layers` on minibatches: the cells are read from the file in row ranges (`stream.CountRows`) and fitted by
-    `minibatch.fit_layered_nmf_minibatch`; the whole matrix is never loaded. With ``checkpoint_dir`` the fit
+    `minibatch.fit_layered_nmf_minibatch`, from an uncompressed scratch copy of the selected genes
+    (`stream.spool`); the whole matrix is never loaded. With ``checkpoint_dir`` the fit
     saves its state there after every epoch and resumes from it (`MINIBATCH_CHECKPOINT`)."""
     from ..core.device import torch_device
     from .minibatch import AllZero, fit_layered_nmf_minibatch
-    from .stream import CountRows
+    from .stream import CountRows, spool
 
     device = torch_device(opts.device)
     src = CountRows(path, opts.layer, opts.genes)
+    rows = src
     try:
         widths = _widths(opts, *src.shape, path)
+        rows = spool(src)
         LOG.info("fitting %s layers %s (%s beta) on %d cells x %d genes in minibatches of %d cells, %d epochs, "
                  "device %s", path, widths, opts.solver, *src.shape, opts.minibatch_size, opts.minibatch_epochs,
                  device)
         try:
             res = fit_layered_nmf_minibatch(
-                src.read, *src.shape, layers=opts.layers, solver=opts.solver, epochs=opts.minibatch_epochs,
+                rows.read, *src.shape, layers=opts.layers, solver=opts.solver, epochs=opts.minibatch_epochs,
                 lr=opts.lr, seed=opts.seed, inner_iters=opts.inner_iters, batch_size=opts.minibatch_size,
                 cell_iters=opts.minibatch_cell_iters, device=device, log_every=max(1, opts.minibatch_epochs // 10),
                 checkpoint_path=None if checkpoint_dir is None else Path(checkpoint_dir) / MINIBATCH_CHECKPOINT)
@@ -115,6 +118,8 @@ def layers_minibatch(path, opts, checkpoint_dir=None) -> LayersOutput:
             raise ScfactorError(f"{path}: {exc}") from None
         truth = src.truth()
     finally:
+        if rows is not src:
+            rows.close()
         src.close()
     extra = {"minibatch": True, "minibatch_size": opts.minibatch_size, "minibatch_epochs": opts.minibatch_epochs,
              "minibatch_cell_iters": opts.minibatch_cell_iters}

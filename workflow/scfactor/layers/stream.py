@@ -3,9 +3,16 @@
 `CountRows` opens the file once (h5py), reads ``obs`` / ``var`` and the simulation truth when present, and
 returns the selected genes of any row range (`scfactor.preprocess.counts.read_rows`, the reader the preprocess
 and densify steps stream with) as a dense float32 array, checked for NaN / negative values.
+
+`SpooledRows` serves the same arrays from an uncompressed copy of the selected genes written once to scratch
+files (`spool`): an ``.h5ad`` matrix is usually gzip-compressed in chunks of a few thousand values, and the
+minibatch fit reads every epoch's chunks as many short row ranges, each decompressing the file chunks it touches.
 """
 
 from __future__ import annotations
+
+import os
+import tempfile
 
 import numpy as np
 
@@ -59,11 +66,19 @@ class CountRows:
         if 0 in self.shape:
             raise InputError(path, f"{self.what} is empty ({self.shape[0]} cells x {self.shape[1]} genes)")
 
-    def read(self, start: int, stop: int) -> np.ndarray:
-        """Rows ``start:stop``, selected genes, dense float32; `InputError` for NaN or negative values."""
-        block = read_rows(self.node, start, stop, self.indptr)[:, self.mask]
+    def rows(self, start: int, stop: int):
+        """Rows ``start:stop``, selected genes, as stored (CSR or dense, the file's dtype); `InputError` for NaN or
+        negative values."""
+        block = read_rows(self.node, start, stop, self.indptr)
+        if not self.mask.all():
+            block = block[:, self.mask]
         bad = io.count_bad_values(io.matrix_values(block), integer=False)
         io.raise_bad_counts(bad, self.path, f"{self.what} (rows {start}-{stop})")
+        return block
+
+    def read(self, start: int, stop: int) -> np.ndarray:
+        """Rows ``start:stop``, selected genes, dense float32; `InputError` for NaN or negative values."""
+        block = self.rows(start, stop)
         return np.asarray(block if self.indptr is None else block.toarray(), dtype=np.float32)
 
     def truth(self):
@@ -79,3 +94,83 @@ class CountRows:
     def close(self) -> None:
         """Close the file."""
         self.file.close()
+
+
+#: rows per read of the source while spooling (contiguous reads: each file chunk is decompressed once)
+SPOOL_ROWS = 10_000
+
+
+def _pread(fd: int, dtype, count: int, offset: int) -> np.ndarray:
+    """``count`` values of ``dtype`` at element ``offset`` of the file ``fd`` (however many reads that takes)."""
+    size = np.dtype(dtype).itemsize
+    buf = bytearray(count * size)
+    view, done = memoryview(buf), 0
+    while done < len(buf):
+        got = os.preadv(fd, [view[done:]], offset * size + done)
+        if got == 0:
+            raise OSError(f"scratch file ended {len(buf) - done} bytes early")
+        done += got
+    return np.frombuffer(buf, dtype=dtype)
+
+
+class SpooledRows:
+    """The selected genes of every row of ``src`` (a `CountRows`) as CSR in two unnamed scratch files (float32
+    values, int32 gene indices; row pointers in memory), read by row range exactly as ``src.read`` would.
+
+    Written in one pass over ``src`` in `SPOOL_ROWS`-row ranges, which checks every value. Costs 8 bytes of disk
+    per stored value (in ``directory``, default: the temporary directory, ``TMPDIR``) and 8 bytes of memory per
+    cell; the operating system caches the files, so a read is a copy, not a decompression. The files have no
+    name (unlinked at creation): they disappear on `close` or when the process ends, however it ends.
+    """
+
+    def __init__(self, src, directory=None):
+        import scipy.sparse as sp
+        n, self.m = src.shape
+        self.shape = src.shape
+        self._values = tempfile.TemporaryFile(dir=directory)
+        self._genes = tempfile.TemporaryFile(dir=directory)
+        self.indptr = np.zeros(n + 1, dtype=np.int64)
+        try:
+            for a in range(0, n, SPOOL_ROWS):
+                b = min(n, a + SPOOL_ROWS)
+                block = sp.csr_matrix(src.rows(a, b))
+                block.sum_duplicates()
+                self._values.write(np.ascontiguousarray(block.data, dtype=np.float32).tobytes())
+                self._genes.write(np.ascontiguousarray(block.indices, dtype=np.int32).tobytes())
+                self.indptr[a + 1:b + 1] = self.indptr[a] + block.indptr[1:]
+            self._values.flush(), self._genes.flush()
+        except BaseException:
+            self.close()
+            raise
+
+    def read(self, start: int, stop: int) -> np.ndarray:
+        """Rows ``start:stop``, selected genes, dense float32 (the values ``src.read`` returns)."""
+        import scipy.sparse as sp
+        p0, p1 = int(self.indptr[start]), int(self.indptr[stop])
+        values = _pread(self._values.fileno(), np.float32, p1 - p0, p0)
+        genes = _pread(self._genes.fileno(), np.int32, p1 - p0, p0)
+        block = sp.csr_matrix((values, genes, self.indptr[start:stop + 1] - p0), shape=(stop - start, self.m))
+        return block.toarray()
+
+    def close(self) -> None:
+        """Close (and so delete) the scratch files."""
+        self._values.close()
+        self._genes.close()
+
+
+def spool(src, directory=None):
+    """`SpooledRows` of ``src``, or ``src`` itself (with a warning) when the scratch files cannot be written
+    (no space, no permission): the fit then reads the ``.h5ad`` directly, only more slowly."""
+    import time
+
+    from ..core.log import LOG
+    try:
+        t0 = time.perf_counter()
+        rows = SpooledRows(src, directory)
+        LOG.info("copied %d stored values of %d cells x %d genes to scratch files in %.1f s", rows.indptr[-1],
+                 *rows.shape, time.perf_counter() - t0)
+        return rows
+    except OSError as exc:
+        LOG.warning("could not copy the counts to scratch files (%s): reading %s directly, which is slower "
+                    "for a compressed file", exc, src.path)
+        return src
