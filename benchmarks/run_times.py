@@ -10,7 +10,10 @@ Usage (a run of the paper config, logged to a file, then this):
 Reads the timestamped job start / "Finished jobid" lines Snakemake prints (local execution), so it needs
 no instrumentation of the rules. Job-seconds are wall seconds per job (one-second resolution); with
 `--cores 2` two jobs overlap, so their sum is about twice the wall time when the machine is kept busy.
-If `/usr/bin/time -v` wrapped the run, its elapsed time and peak RSS are reported too.
+Each job's own log (the ``log:`` Snakemake names, relative to ``--workdir``) ends with the step's usage line
+(`scfactor.core.cli.USAGE_LINE`): from it come the CPU seconds and the peak memory per rule (jobs whose log
+has no such line, or is gone, count as unknown). If `/usr/bin/time -v` wrapped the run, its elapsed time and
+peak RSS are reported too.
 """
 
 from __future__ import annotations
@@ -24,11 +27,17 @@ from pathlib import Path
 import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "workflow"))
 from results_file import checkout_commit, command_line  # noqa: E402
+from scfactor.core.cli import USAGE_LINE  # noqa: E402
 
 STAMP = re.compile(r"^\[(\w{3} \w{3} +\d+ \d\d:\d\d:\d\d \d{4})\]$")
 START = re.compile(r"^(?:local)?rule (\w+):$")
 JOBID = re.compile(r"^\s+jobid: (\d+)$")
+JOBLOG = re.compile(r"^\s+log: (\S+)$")
+#: `USAGE_LINE` with its three numbers captured
+USAGE = re.compile(re.escape(USAGE_LINE).replace(r"\{wall_s:\.1f\}", r"([\d.]+)")
+                   .replace(r"\{cpu_s:\.1f\}", r"([\d.]+)").replace(r"\{peak_mib:\.0f\}", r"([\d.]+)"))
 FINISHED = re.compile(r"^Finished jobid: (\d+) \(Rule: (\w+)\)$")
 ERROR = re.compile(r"^Error in rule (\w+):$")
 PROGRESS = re.compile(r"^(\d+) of (\d+) steps \((\d+)%\) done$")
@@ -39,8 +48,8 @@ MAXRSS = re.compile(r"Maximum resident set size \(kbytes\): (\d+)")
 def parse_log(path: Path) -> dict:
     """Job starts, finishes and failures of one Snakemake log, with the run's first and last timestamps."""
     stamp = first = last = None
-    pending_rule = None
-    starts: dict[str, tuple[str, datetime]] = {}
+    pending_rule = pending_log = None
+    starts: dict[str, tuple[str, datetime, str | None]] = {}
     jobs, failed, progress, elapsed, maxrss = [], [], None, None, None
     for line in path.read_text(errors="replace").splitlines():
         if m := STAMP.match(line):
@@ -48,14 +57,16 @@ def parse_log(path: Path) -> dict:
             first = first or stamp
             last = stamp
         elif m := START.match(line):
-            pending_rule = m.group(1)
+            pending_rule, pending_log = m.group(1), None
+        elif (m := JOBLOG.match(line)) and pending_rule:
+            pending_log = m.group(1).split(",")[0]
         elif (m := JOBID.match(line)) and pending_rule:
-            starts[m.group(1)] = (pending_rule, stamp)
+            starts[m.group(1)] = (pending_rule, stamp, pending_log)
             pending_rule = None
         elif m := FINISHED.match(line):
-            rule, began = starts.pop(m.group(1), (m.group(2), None))
+            rule, began, job_log = starts.pop(m.group(1), (m.group(2), None, None))
             if began is not None:
-                jobs.append((rule, (stamp - began).total_seconds()))
+                jobs.append((rule, (stamp - began).total_seconds(), job_log))
         elif m := ERROR.match(line):
             failed.append(m.group(1))
         elif m := PROGRESS.match(line):
@@ -65,13 +76,26 @@ def parse_log(path: Path) -> dict:
         elif m := MAXRSS.search(line):
             maxrss = int(m.group(1))
     return {"first": first, "last": last, "jobs": jobs, "failed": failed, "progress": progress,
-            "elapsed": elapsed, "maxrss_kb": maxrss, "unfinished": sorted({r for r, _ in starts.values()})}
+            "elapsed": elapsed, "maxrss_kb": maxrss, "unfinished": sorted({r for r, *_ in starts.values()})}
 
 
-def per_rule(jobs: list[tuple[str, float]]) -> pd.DataFrame:
-    """Jobs, total / median / max job-seconds per rule, largest total first."""
-    df = pd.DataFrame(jobs, columns=["rule", "seconds"])
-    out = df.groupby("rule")["seconds"].agg(jobs="count", total_s="sum", median_s="median", max_s="max")
+def job_usage(job_log: str | None, workdir: Path) -> tuple[float, float]:
+    """(CPU seconds, peak MiB) from the usage line of a job's log, or NaNs when there is none."""
+    path = workdir / job_log if job_log else None
+    if path is None or not path.is_file():
+        return float("nan"), float("nan")
+    found = USAGE.findall(path.read_text(errors="replace"))
+    return (float(found[-1][1]), float(found[-1][2])) if found else (float("nan"), float("nan"))
+
+
+def per_rule(jobs: list[tuple], workdir: Path) -> pd.DataFrame:
+    """Per rule: jobs, total / median / max job-seconds, CPU seconds (sum over the jobs whose logs report it;
+    `cpu_jobs` of them) and the largest peak memory, largest total job-seconds first."""
+    df = pd.DataFrame([(r, sec, *job_usage(log, workdir)) for r, sec, log in jobs],
+                      columns=["rule", "seconds", "cpu_s", "peak_mib"])
+    out = df.groupby("rule").agg(jobs=("seconds", "count"), total_s=("seconds", "sum"),
+                                 median_s=("seconds", "median"), max_s=("seconds", "max"),
+                                 cpu_s=("cpu_s", "sum"), cpu_jobs=("cpu_s", "count"), peak_mib=("peak_mib", "max"))
     out["share"] = out["total_s"] / out["total_s"].sum()
     return out.sort_values("total_s", ascending=False).reset_index()
 
@@ -92,9 +116,16 @@ def render(info: dict, table: pd.DataFrame, label: str, command: str) -> str:
         lines.append(f"- failed jobs: {len(info['failed'])} ({', '.join(sorted(set(info['failed'])))})")
     if info["unfinished"]:
         lines.append(f"- started but not finished: {', '.join(info['unfinished'])}")
-    lines += ["", "| rule | jobs | job-seconds | share | median s | max s |", "|---|---|---|---|---|---|"]
+    if table["cpu_jobs"].sum():
+        lines.append(f"- CPU seconds reported by the jobs' logs: {table['cpu_s'].sum():.0f} "
+                     f"({table['cpu_jobs'].sum()} of {table['jobs'].sum()} jobs)")
+    lines += ["", "| rule | jobs | job-seconds | share | median s | max s | CPU s (jobs reporting) | peak MiB |",
+              "|---|---|---|---|---|---|---|---|"]
     for r in table.itertuples():
-        lines.append(f"| {r.rule} | {r.jobs} | {r.total_s:.0f} | {r.share:.1%} | {r.median_s:.0f} | {r.max_s:.0f} |")
+        cpu = f"{r.cpu_s:.0f} ({r.cpu_jobs})" if r.cpu_jobs else "-"
+        peak = f"{r.peak_mib:.0f}" if r.cpu_jobs else "-"
+        lines.append(f"| {r.rule} | {r.jobs} | {r.total_s:.0f} | {r.share:.1%} | {r.median_s:.0f} | {r.max_s:.0f} "
+                     f"| {cpu} | {peak} |")
     return "\n".join(lines) + "\n"
 
 
@@ -103,11 +134,13 @@ def main(argv=None) -> int:
     ap.add_argument("--log", type=Path, required=True, help="Snakemake output of the run (stdout + stderr).")
     ap.add_argument("--label", default="", help="What was run (config, cores, machine).")
     ap.add_argument("--output", type=Path, required=True, help="Markdown report; a .tsv of the table beside it.")
+    ap.add_argument("--workdir", type=Path, default=None,
+                    help="Snakemake's working directory, where the job logs are (default: the log's folder).")
     args = ap.parse_args(argv)
     info = parse_log(args.log)
     if not info["jobs"]:
         ap.error(f"{args.log}: no finished job found in this log")
-    table = per_rule(info["jobs"])
+    table = per_rule(info["jobs"], args.workdir or args.log.resolve().parent)
     args.output.parent.mkdir(parents=True, exist_ok=True)
     command = command_line(__file__)
     args.output.write_text(render(info, table, args.label or str(args.log), command))

@@ -4,7 +4,8 @@
 Runs the real step script (``workflow/scripts/layers.py``, schema defaults, ``--minibatch-epochs`` passes, one
 thread) from the working tree and from ``--code-commit`` (its ``workflow/``, extracted), alternating which side
 goes first, ``--repeats`` times. Records per run the whole process (wall, CPU, peak RSS through ``wait4``), the
-fit's own time (its "fit done in" log line), the loss per pass and the metrics, and whether the two sides wrote
+fit's own time (its "fit done in" log line), the wall seconds per pass at the start and at the end (from its
+progress lines: first and last three intervals), the final loss and a metric, and whether the two sides wrote
 the same loss table and metrics. Writes ``<out>.tsv`` / ``<out>.md`` (medians per side) and ``<out>_runs.tsv``,
 each starting with this command. The input is a preprocessed ``.h5ad``, for example the scale benchmark's:
 
@@ -29,6 +30,17 @@ from child import run_child, thread_env, workflow_of  # noqa: E402
 from results_file import checkout_commit, command_line, write_summary_and_runs  # noqa: E402
 
 FIT_DONE = re.compile(r"fit done in ([\d.]+) s wall, ([\d.]+) s CPU")
+PASS_LOGGED = re.compile(r"^(\d\d):(\d\d):(\d\d) INFO scfactor: layers \(minibatch\) (\d+)/\d+:", re.M)
+
+
+def pass_seconds(log: str) -> tuple[float, float]:
+    """Mean wall seconds per pass over the first and over the last three logged intervals (the log's progress
+    lines: every pass when there are at most 19; one-second timestamps)."""
+    marks = [(int(e), int(h) * 3600 + int(m) * 60 + int(s)) for h, m, s, e in PASS_LOGGED.findall(log)]
+    rates = [(t1 - t0) % 86400 / (e1 - e0) for (e0, t0), (e1, t1) in zip(marks, marks[1:])]
+    if len(rates) < 2:
+        return float("nan"), float("nan")
+    return sum(rates[:3]) / len(rates[:3]), sum(rates[-3:]) / len(rates[-3:])
 
 
 def run_side(root: Path, a, work: Path) -> dict:
@@ -39,11 +51,13 @@ def run_side(root: Path, a, work: Path) -> dict:
             "--loss-table", outs["loss"], "--metrics", outs["metrics"]]
     proc = run_child(argv, thread_env(1), stderr=True)
     fit = FIT_DONE.search(proc["stderr"])
+    first, last = pass_seconds(proc["stderr"])
     import pandas as pd
     loss = pd.read_csv(outs["loss"], sep="\t")
     metrics = pd.read_csv(outs["metrics"], sep="\t").set_index("metric")["value"]
     return {"process_cpu_s": proc["cpu_s"], "process_wall_s": proc["wall_s"], "peak_rss_mb": proc["peak_rss_mb"],
             "fit_cpu_s": float(fit.group(2)), "fit_wall_s": float(fit.group(1)),
+            "first_passes_s": first, "last_passes_s": last,
             "final_loss": float(loss.iloc[-1, -1]), "ari_label": float(metrics.get("ari_label", float("nan")))}
 
 

@@ -38,6 +38,8 @@ import pandas as pd
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
+sys.path.insert(0, str(REPO / "benchmarks"))
+from child import thread_env  # noqa: E402
 SCRIPTS = REPO / "workflow" / "scripts"
 SHARED_NOTE = ("The wall and CPU columns were taken on a machine shared with other jobs: they are not valid "
                "timings. Peak resident memory does not depend on the load.")
@@ -78,8 +80,7 @@ def step_commands(n: int, work: Path, a) -> dict[str, tuple[str | None, list]]:
 def measure(argv: list, limit: float, threads: int, log: Path) -> dict:
     """Run ``argv`` as a child (own process group, output to ``log``); its status, wall, CPU and peak RSS."""
     import subprocess
-    env = dict(os.environ, PYTHONUNBUFFERED="1", **{v: str(threads) for v in (
-        "OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMBA_NUM_THREADS")})
+    env = thread_env(threads, PYTHONUNBUFFERED="1")
     t0 = time.monotonic()
     with open(log, "w") as fh:
         proc = subprocess.Popen([str(c) for c in argv], stdout=fh, stderr=subprocess.STDOUT, env=env,

@@ -94,6 +94,27 @@ def test_script_online_mode(tmp_path, sim):
     assert t[("alignment", "all")] > t[("alignment_raw", "all")]
 
 
+@pytest.mark.parametrize("batch_max_cells,expected", [(500, "batch"), (499, "online")])
+def test_auto_mode_is_batch_up_to_batch_max_cells_then_online(tmp_path, sim, batch_max_cells, expected):
+    """The default mode (auto) fits the 500-cell file in batch mode up to batch_max_cells = 500 cells and online
+    above; the output records the mode used, the log says why."""
+    out, met = tmp_path / "auto.h5ad", tmp_path / "auto.tsv"
+    proc = run_cli(integrate, "--input", sim, "--layer", "X", "--genes", "all", "--batch-max-cells", batch_max_cells,
+                   "--online-minibatch", "128", "--online-epochs", "2", *FAST, "--output", out, "--metrics", met)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert f"mode auto: {expected} mode for 500 cells" in proc.stderr
+    assert ad.read_h5ad(out).uns["inmf"]["mode"] == expected
+
+
+def test_auto_mode_runs_the_neumf_source_in_batch_mode():
+    from types import SimpleNamespace
+
+    from scfactor.integrate.pipeline import resolve_mode
+    opts = SimpleNamespace(mode="auto", batch_max_cells=1)
+    assert resolve_mode("neumf", ["a.h5ad", "b.h5ad"], opts) == "batch"
+    assert resolve_mode("counts", ["a.h5ad"], SimpleNamespace(mode="online", batch_max_cells=1)) == "online"
+
+
 # ------------------------------------------------------------------ gene sets (all | liger | hvg | file)
 def _preprocessed(tmp_path, sim):
     """The simulation as a preprocessed file: layers['counts'], gene flags for liger (first 120 genes) and

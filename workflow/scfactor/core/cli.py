@@ -86,12 +86,26 @@ def set_threads(n: int) -> None:
         sys.modules["torch"].set_num_threads(n)
 
 
+#: the last log line of every step that succeeds (`run`); `benchmarks/run_times.py` reads it from the job logs
+USAGE_LINE = "done: {wall_s:.1f} s wall, {cpu_s:.1f} s CPU, peak memory {peak_mib:.0f} MiB"
+
+
+def usage(t0: float) -> dict:
+    """Wall seconds since ``t0``, CPU seconds (user + system, of this process and the children it waited for,
+    such as joblib workers) and peak resident memory (MiB, of this process or its largest child)."""
+    import resource
+    me, kids = (resource.getrusage(w) for w in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN))
+    return {"wall_s": time.time() - t0, "cpu_s": me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime,
+            "peak_mib": max(me.ru_maxrss, kids.ru_maxrss) / 1024}
+
+
 def run(main, argv=None) -> int:
     """Call ``main(argv)``; on `ScfactorError` print ``error: <message>`` and return 2.
 
     Before ``main`` runs, the memory guard (`scfactor.cluster.check_memory`) compares the memory a
     SLURM job was granted with ``SCFACTOR_MIN_MEM_MB`` and fails fast when it is too little, so that
-    Snakemake retries the job with the next attempt's (larger) ``mem_mb``.
+    Snakemake retries the job with the next attempt's (larger) ``mem_mb``. A step that succeeds logs its
+    `usage` last (`USAGE_LINE`): what to ask a cluster for (``mem_mb``, ``runtime``) when the data grow.
     """
     t0 = time.time()
     try:
@@ -103,5 +117,7 @@ def run(main, argv=None) -> int:
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)
         return 130
-    LOG.debug("finished in %.1f s", time.time() - t0)
-    return int(code or 0)
+    code = int(code or 0)
+    if code == 0:
+        LOG.info(USAGE_LINE.format(**usage(t0)))
+    return code

@@ -372,6 +372,18 @@ def read_lines(path) -> list[str]:
         raise InputError(p, f"cannot read as UTF-8 text: {str(exc).splitlines()[0]}") from None
 
 
+def h5ad_n_obs(path) -> int | None:
+    """Cells of an ``.h5ad`` from its ``obs`` index alone (no matrix read); None when the file cannot be read that
+    way (the full loader then reports the problem)."""
+    import h5py
+    try:
+        with h5py.File(path, "r") as f:
+            obs = f["obs"]
+            return int(obs[obs.attrs["_index"]].shape[0])
+    except Exception:  # noqa: BLE001 - any unreadable file goes to the full loader, which names the problem
+        return None
+
+
 def read_h5ad(path, backed: bool = False):
     """Read an ``.h5ad`` or raise `InputError` naming the file."""
     import anndata as ad

@@ -45,6 +45,7 @@ class Batches:
 def run(source: str, inputs: Sequence, opts, device):
     """The whole step for ``source`` (counts | neumf) and its input file(s); returns (AnnData, metrics)."""
     layer = opts.layer or DEFAULT_LAYER[source]
+    opts = dataclasses.replace(opts, mode=resolve_mode(source, inputs, opts))
     if source == "counts":
         if len(inputs) != 1:
             raise ScfactorError(f"--source counts takes one preprocessed .h5ad, got {len(inputs)}")
@@ -61,6 +62,18 @@ def run(source: str, inputs: Sequence, opts, device):
     adata.uns["inmf"]["mode"] = opts.mode
     adata.uns["inmf"]["device"] = str(device)
     return adata, table
+
+
+def resolve_mode(source: str, inputs: Sequence, opts) -> str:
+    """``opts.mode``, with ``auto`` resolved: batch for the neumf source and for a counts file of at most
+    ``opts.batch_max_cells`` cells (counted from its ``obs`` alone), online above."""
+    if opts.mode != "auto":
+        return opts.mode
+    n = io.h5ad_n_obs(inputs[0]) if source == "counts" and len(inputs) == 1 else None
+    mode = "online" if n is not None and n > opts.batch_max_cells else "batch"
+    if n is not None:
+        LOG.info("mode auto: %s mode for %d cells (batch_max_cells %d)", mode, n, opts.batch_max_cells)
+    return mode
 
 
 def _present_batches(obs: pd.DataFrame) -> list[str]:

@@ -34,6 +34,7 @@ Deterministic for a seed (chunks, their order and the start are seeded).
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import math
 import time
@@ -191,6 +192,24 @@ def _restore(arrays: dict, trace, theta1, shared, opt, s_prev, stats) -> None:
             opt.state[a] = {k: v.to(a.device) if v.ndim else v for k, v in state.items()}
 
 
+@contextlib.contextmanager
+def flush_denormals():
+    """Float arithmetic on the CPU with subnormal numbers (below 1.2e-38 in float32) read and written as zero, for
+    the duration (`torch.set_flush_denormal`; on exit the calling thread is set back to the default).
+
+    The multiplicative updates shrink some cell factors towards zero pass after pass; once they are subnormal every
+    product with them takes the processor's slow path, and a pass's time grows with their number (about doubled
+    after 14 passes at 50,000 cells: `benchmarks/results/layers_minibatch_speed.md`). The flag belongs to a thread; the thread pool torch starts at its first parallel operation inherits it, so
+    the step sets it before any (the worker threads then keep it).
+    """
+    torch.set_flush_denormal(True)
+    try:
+        yield
+    finally:
+        torch.set_flush_denormal(False)
+
+
+@flush_denormals()
 def fit_layered_nmf_minibatch(read, n: int, m: int, *, layers, solver: str, epochs: int, lr: float, seed: int,
                               inner_iters: int, batch_size: int, cell_iters: int, device="cpu",
                               log_every: int | None = None, dtype=None, checkpoint_path=None) -> LayeredNMFResult:

@@ -65,9 +65,9 @@ def layers(path, opts, checkpoint_dir=None) -> LayersOutput:
     """
     from ..core.device import torch_device
     from ..preprocess import contract
-    from .stream import n_cells
+    from ..core.io import h5ad_n_obs
 
-    n = n_cells(path)
+    n = h5ad_n_obs(path)
     if n is not None and n > opts.minibatch_cells:
         return layers_minibatch(path, opts, checkpoint_dir)
     device = torch_device(opts.device)

@@ -22,18 +22,6 @@ from ..preprocess import contract
 from ..preprocess.counts import read_rows
 
 
-def n_cells(path) -> int | None:
-    """Cells of an ``.h5ad`` from its ``obs`` index alone; None when the file cannot be read that way (the full
-    loader then reports the problem)."""
-    import h5py
-    try:
-        with h5py.File(path, "r") as f:
-            obs = f["obs"]
-            return int(obs[obs.attrs["_index"]].shape[0])
-    except Exception:  # noqa: BLE001 - any unreadable file goes to the full loader, which names the problem
-        return None
-
-
 class CountRows:
     """Row ranges of layer ``layer`` (genes ``genes``) of a backed ``.h5ad``; `read` is the minibatch fit's source."""
 
