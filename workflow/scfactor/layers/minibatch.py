@@ -198,9 +198,10 @@ def flush_denormals():
     the duration (`torch.set_flush_denormal`; on exit the calling thread is set back to the default).
 
     The multiplicative updates shrink some cell factors towards zero pass after pass; once they are subnormal every
-    product with them takes the processor's slow path, and a pass's time grows with their number (about doubled
-    after 14 passes at 50,000 cells: `benchmarks/results/layers_minibatch_speed.md`). The flag belongs to a thread; the thread pool torch starts at its first parallel operation inherits it, so
-    the step sets it before any (the worker threads then keep it).
+    product with them takes the processor's slow path, and a pass's time grows with their number (10.7 s per pass
+    at the start, 14.0 s after 14 passes at 50,000 cells; flushed 5.2 and 5.7 s, identical loss tables:
+    `benchmarks/results/layers_minibatch_speed_14.md`). The flag belongs to a thread; the thread pool torch starts
+    at its first parallel operation inherits it, so the step sets it before any (the worker threads keep it).
     """
     torch.set_flush_denormal(True)
     try:

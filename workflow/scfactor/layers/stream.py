@@ -115,9 +115,13 @@ class SpooledRows:
         import scipy.sparse as sp
         n, self.m = src.shape
         self.shape = src.shape
-        self._values = tempfile.TemporaryFile(dir=directory)
-        self._genes = tempfile.TemporaryFile(dir=directory)
         self.indptr = np.zeros(n + 1, dtype=np.int64)
+        self._values = tempfile.TemporaryFile(dir=directory)
+        try:
+            self._genes = tempfile.TemporaryFile(dir=directory)
+        except BaseException:
+            self._values.close()
+            raise
         try:
             for a in range(0, n, SPOOL_ROWS):
                 b = min(n, a + SPOOL_ROWS)
