@@ -27,6 +27,14 @@ def checkout_commit(where=".") -> str:
                                           ":(exclude)benchmarks/results") else "")
 
 
+def run_conditions(load_before: float, where=".") -> str:
+    """The sentence on what a timed benchmark ran on: the code's commit (`checkout_commit`), the 1-minute load
+    average ``load_before`` the first run and now, after the last, and the machine's cores."""
+    import os
+    return (f"Code {checkout_commit(where)}; load average {load_before:.2f} before the first run and "
+            f"{os.getloadavg()[0]:.2f} after the last, {os.cpu_count()} cores.")
+
+
 def write_results(out, command: str, table, intro: str, floatfmt: str = ".6g") -> None:
     """``out``.tsv (``# command`` then the table) and ``out``.md (command, ``intro``, the table as markdown)."""
     out = Path(out)

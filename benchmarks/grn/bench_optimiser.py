@@ -37,7 +37,7 @@ sys.path.insert(0, str(REPO / "benchmarks"))
 sys.path.insert(0, str(HERE))
 
 from child import run_child, thread_env  # noqa: E402
-from results_file import checkout_commit, command_line, write_summary_and_runs  # noqa: E402
+from results_file import command_line, run_conditions, write_summary_and_runs  # noqa: E402
 
 
 def child(a) -> None:
@@ -135,8 +135,7 @@ def main(argv=None) -> int:
              f"one thread, every fit its own process, sides alternating; medians; `*_vs_fista` = the side's time over "
              f"FISTA's (fit: the fit's own CPU / wall; process: imports, problem set-up and fit). adam_to_fista: "
              f"target FISTA's objective x (1 + {a.rel:g}), at most {a.adam_max_epochs} epochs, first repeat only. "
-             f"Code {checkout_commit(REPO)}; load average {load_before:.2f} before the first run and "
-             f"{os.getloadavg()[0]:.2f} after the last, {os.cpu_count()} cores.")
+             + run_conditions(load_before, REPO))
     write_summary_and_runs(a.out, command, summary, runs, intro, floatfmt=".6g")
     print(summary.to_string())
     return 0

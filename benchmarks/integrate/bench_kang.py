@@ -37,7 +37,7 @@ sys.path.insert(0, str(HERE))
 
 from child import run_child, thread_env  # noqa: E402
 from common import load_scaled  # noqa: E402
-from results_file import checkout_commit, command_line, write_summary_and_runs  # noqa: E402
+from results_file import command_line, run_conditions, write_summary_and_runs  # noqa: E402
 from scfactor.integrate import model  # noqa: E402
 from scfactor.integrate.cli import INTEGRATE  # noqa: E402
 
@@ -122,9 +122,7 @@ def main():
              f"{mats[0].shape[0]} / {mats[1].shape[0]} cells, {len(genes)} genes; k {opts.k}, lambda {opts.lambda_}; "
              f"seeds {', '.join(map(str, a.seeds))}; one thread, every fit its own process, sides alternating. "
              f"Medians over seeds; ratios are pyliger's over ours (fit: the fit's own CPU / wall; process: the "
-             f"whole process, imports and data loading included). Code {checkout_commit(REPO)}; load average "
-             f"{load_before:.2f} before the first run and {os.getloadavg()[0]:.2f} after the last, "
-             f"{os.cpu_count()} cores.")
+             f"whole process, imports and data loading included). " + run_conditions(load_before, REPO))
     write_summary_and_runs(a.out, command, summary, runs, intro, floatfmt=".4g")
     print(summary.to_string())
 

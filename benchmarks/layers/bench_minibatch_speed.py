@@ -27,7 +27,7 @@ REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "benchmarks"))
 
 from child import run_child, thread_env, workflow_of  # noqa: E402
-from results_file import checkout_commit, command_line, write_summary_and_runs  # noqa: E402
+from results_file import command_line, run_conditions, write_summary_and_runs  # noqa: E402
 
 FIT_DONE = re.compile(r"fit done in ([\d.]+) s wall, ([\d.]+) s CPU")
 PASS_LOGGED = re.compile(r"^(\d\d):(\d\d):(\d\d) INFO scfactor: layers \(minibatch\) (\d+)/\d+:", re.M)
@@ -90,8 +90,8 @@ def main(argv=None) -> int:
     before, after = (summary.set_index("side").loc[s] for s in sides)
     ratios = {k: before[k] / after[k] for k in ("process_cpu_s", "fit_cpu_s", "process_wall_s", "fit_wall_s")}
     intro = (f"Multilayer NMF step (schema defaults, minibatches at every size) on `{a.input}`, {a.epochs} passes, "
-             f"one thread, sides alternating, {a.repeats} repeats; medians. Working tree at "
-             f"{checkout_commit(REPO)}. 1-minute load average before the runs: {load_before:.2f}.\n\n"
+             f"one thread, sides alternating, {a.repeats} repeats; medians. " + run_conditions(load_before, REPO)
+             + "\n\n"
              f"Commit {a.code_commit} / working tree: whole process CPU {ratios['process_cpu_s']:.2f}x "
              f"(wall {ratios['process_wall_s']:.2f}x), fit CPU {ratios['fit_cpu_s']:.2f}x "
              f"(wall {ratios['fit_wall_s']:.2f}x). The two sides wrote "
