@@ -11,10 +11,13 @@ For each size N the project's own simulator writes N cells x ``--genes`` genes i
 workflow script with the schema defaults (a few overrides, listed in the table's ``command`` column):
 preprocess, integrate (batch and online), NB mixture EM (``k`` = the planted groups), the Leiden baseline,
 densification (1 epoch) and multilayer NMF (a few epochs; on minibatches above its ``minibatch_cells``), the
-model steps on the preprocessed file. Each
+model steps on the preprocessed file; then the figure steps on their outputs (integrate's, the NB mixture's, the
+multilayer NMF's layer-1 theta clustermap). ``--code-commit`` runs a commit's scripts instead of the working
+tree's (before / after a change). Each
 child is measured with ``os.wait4``: wall time, CPU time (user + sys) and peak resident memory
 (``ru_maxrss``). A step still running after ``--limit`` seconds is killed (with its process group) and
-recorded as ``over limit``; steps needing its output are ``skipped``. Growth exponents are log-log slopes
+recorded as ``over limit`` (``--mem-limit-gib``: killed as soon as its resident memory exceeds that, recorded as over the
+memory limit); steps needing its output are ``skipped``. Growth exponents are log-log slopes
 between consecutive sizes (1 = linear, 2 = quadratic); the memory constant of a step is its extra peak memory
 per extra cell and per extra stored non-zero of the simulated counts between two sizes. ``--shared-machine``
 writes into the results that wall and CPU times were taken among other jobs (peak memory is still valid).
@@ -39,59 +42,93 @@ import pandas as pd
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
 sys.path.insert(0, str(REPO / "benchmarks"))
-from child import thread_env  # noqa: E402
-SCRIPTS = REPO / "workflow" / "scripts"
+from child import thread_env, workflow_of  # noqa: E402
 SHARED_NOTE = ("The wall and CPU columns were taken on a machine shared with other jobs: they are not valid "
                "timings. Peak resident memory does not depend on the load.")
 STEPS = ("simulate", "preprocess", "integrate_batch", "integrate_online", "nbmix_em", "nbmix_leiden",
-         "densify_1_epoch", "layers")
+         "densify_1_epoch", "layers", "integrate_figures", "nbmix_figures", "layers_figure")
 
 
-def step_commands(n: int, work: Path, a) -> dict[str, tuple[str | None, list]]:
-    """``{step: (step whose output it reads or None, argv)}`` for ``n`` cells, files under ``work``."""
+def step_commands(n: int, work: Path, a) -> dict[str, tuple[tuple, list]]:
+    """``{step: (steps whose outputs it reads, argv)}`` for ``n`` cells, files under ``work``; a step's first
+    output follows ``--output`` (``--umap`` / ``--figure`` for the figure steps)."""
     sim, pre = work / "sim.h5ad", work / "pre.h5ad"
     half = [n // 2, n - n // 2]
     integ = ["--input", pre, "--k", a.k, "--device", "cpu",
              *(["--leiden-starts", a.leiden_starts] if a.leiden_starts else [])]
     return {
-        "simulate": (None, ["simulate_batches.py", "--n-cells", *half, "--n-genes", a.genes, "--k-shared", a.groups,
+        "simulate": ((), ["simulate_batches.py", "--n-cells", *half, "--n-genes", a.genes, "--k-shared", a.groups,
                             "--k-specific", 1, "--chunk", 10000, "--seed", 0, "--output", sim]),
-        "preprocess": ("simulate", ["preprocess.py", "--input", sim, "--batch-key", "batch", "--label-key", "label",
+        "preprocess": (("simulate",), ["preprocess.py", "--input", sim, "--batch-key", "batch", "--label-key", "label",
                                     "--output", pre, "--qc-table", work / "qc.tsv", "--qc-figure", work / "qc.png"]),
-        "integrate_batch": ("preprocess", ["integrate.py", *integ, "--mode", "batch", "--output",
+        "integrate_batch": (("preprocess",), ["integrate.py", *integ, "--mode", "batch", "--output",
                                            work / "ib.h5ad", "--metrics", work / "ib.tsv"]),
-        "integrate_online": ("preprocess", ["integrate.py", *integ, "--mode", "online", "--output",
+        "integrate_online": (("preprocess",), ["integrate.py", *integ, "--mode", "online", "--output",
                                             work / "io.h5ad", "--metrics", work / "io.tsv"]),
-        "nbmix_em": ("preprocess", ["nbmix_fit.py", "--input", pre, "--k", a.groups, "--device", "cpu", "--output",
+        "nbmix_em": (("preprocess",), ["nbmix_fit.py", "--input", pre, "--k", a.groups, "--device", "cpu", "--output",
                                     work / "nb.h5ad", "--metrics", work / "nb.tsv", "--trace", work / "nbt.tsv"]),
-        "nbmix_leiden": ("preprocess", ["nbmix_leiden.py", "--input", pre, "--output", work / "nl.h5ad",
+        "nbmix_leiden": (("preprocess",), ["nbmix_leiden.py", "--input", pre, "--output", work / "nl.h5ad",
                                         "--metrics", work / "nl.tsv"]),
-        "densify_1_epoch": ("preprocess", ["densify.py", "--input", pre, "--epochs", 1, "--accelerator", "cpu",
+        "densify_1_epoch": (("preprocess",), ["densify.py", "--input", pre, "--epochs", 1, "--accelerator", "cpu",
                                            "--checkpoint-dir", work / "ckpt", "--output", work / "dn.h5ad",
                                            "--heldout-table", work / "dn.tsv"]),
-        "layers": ("preprocess", ["layers.py", "--input", pre, "--epochs", a.layers_epochs, "--minibatch-epochs",
+        "layers": (("preprocess",), ["layers.py", "--input", pre, "--epochs", a.layers_epochs, "--minibatch-epochs",
                                   a.layers_epochs, *(["--minibatch-cells", a.layers_minibatch_cells]
                                                      if a.layers_minibatch_cells else []), "--device", "cpu",
                                   "--output", work / "ly.h5ad", "--loss-table", work / "lyl.tsv",
                                   "--metrics", work / "lym.tsv"]),
+        "integrate_figures": (("integrate_online",), ["integrate_figures.py", "--dataset", "sim", "--run",
+                                                      f"counts={work / 'io.h5ad'}", "--metrics",
+                                                      f"counts={work / 'io.tsv'}", "--umap", work / "if_umap.png",
+                                                      "--bars", work / "if_bars.png"]),
+        "nbmix_figures": (("nbmix_em", "nbmix_leiden"), ["nbmix_figures.py", "--nbmix", work / "nb.h5ad", "--leiden",
+                                                         work / "nl.h5ad", "--umap", work / "nf_umap.png",
+                                                         "--correlation", work / "nf_corr.png", "--poisson-nb",
+                                                         work / "nf_pnb.png"]),
+        "layers_figure": (("layers",), ["layers_theta_clustermap.py", "--input", work / "ly.h5ad", "--level", 1,
+                                        "--figure", work / "lf_theta_l1.png"]),
     }
 
 
-def measure(argv: list, limit: float, threads: int, log: Path) -> dict:
-    """Run ``argv`` as a child (own process group, output to ``log``); its status, wall, CPU and peak RSS."""
+def first_output(args: list) -> Path:
+    """The first output a step's argv names (after ``--output``, ``--umap`` or ``--figure``)."""
+    for flag in ("--output", "--umap", "--figure"):
+        if flag in args:
+            return Path(args[args.index(flag) + 1])
+    raise ValueError(f"no output in {args}")
+
+
+def rss_gib(pid: int) -> float:
+    """Resident memory of process ``pid`` now (GiB; 0 once it is gone)."""
+    try:
+        with open(f"/proc/{pid}/status") as fh:
+            for line in fh:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) / 2 ** 20
+    except OSError:
+        pass
+    return 0.0
+
+
+def measure(argv: list, limit: float, threads: int, log: Path, mem_limit_gib: float | None = None) -> dict:
+    """Run ``argv`` as a child (own process group, output to ``log``); its status, wall, CPU and peak RSS. The
+    child is killed after ``limit`` seconds, or as soon as its resident memory exceeds ``mem_limit_gib``."""
     import subprocess
     env = thread_env(threads, PYTHONUNBUFFERED="1")
     t0 = time.monotonic()
     with open(log, "w") as fh:
         proc = subprocess.Popen([str(c) for c in argv], stdout=fh, stderr=subprocess.STDOUT, env=env,
                                 cwd=REPO, start_new_session=True)
-    over = False
+    over = None
     while True:
         pid, status, ru = os.wait4(proc.pid, os.WNOHANG)
         if pid:
             break
         if time.monotonic() - t0 > limit:
-            over = True
+            over = "over limit"
+        elif mem_limit_gib is not None and rss_gib(proc.pid) > mem_limit_gib:
+            over = f"over memory limit ({mem_limit_gib:g} GiB)"
+        if over:
             os.killpg(proc.pid, signal.SIGKILL)
             _, status, ru = os.wait4(proc.pid, 0)
             break
@@ -99,7 +136,7 @@ def measure(argv: list, limit: float, threads: int, log: Path) -> dict:
     proc.returncode = os.waitstatus_to_exitcode(status)
     wall = time.monotonic() - t0
     if over:
-        state = "over limit"
+        state = over
     elif proc.returncode == 0:
         state = "ok"
     else:
@@ -167,40 +204,51 @@ def main(argv=None) -> int:
                          "schema's; 1 = minibatches at every size)")
     ap.add_argument("--steps", nargs="+", choices=STEPS, default=list(STEPS), help="simulate always runs")
     ap.add_argument("--limit", type=float, default=3600.0, help="seconds per step before it is killed")
+    ap.add_argument("--mem-limit-gib", type=float, default=None,
+                    help="kill a step whose resident memory exceeds this (recorded as over the memory limit)")
+    ap.add_argument("--code-commit", default=None,
+                    help="run the steps' scripts of this commit (its workflow/ extracted) instead of the working tree")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--work", default="/tmp/scfactor-bench-scale", help="data and logs (per size)")
     ap.add_argument("--keep", action="store_true", help="keep each size's files (default: removed after it)")
     ap.add_argument("--reuse", action="store_true",
-                    help="take the simulated and preprocessed files of an earlier --keep run in --work instead of "
-                         "making them again (their rows say 'reused', with no times)")
+                    help="take the outputs of an earlier --keep run in --work instead of making them again: the "
+                         "simulated and preprocessed files, and those of steps not in --steps whose outputs a step in "
+                         "--steps reads (their rows say 'reused', with no times)")
     ap.add_argument("--shared-machine", action="store_true",
                     help="the machine runs other jobs: the results say that wall and CPU times are not valid")
     ap.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "scale"), help="results stem")
     a = ap.parse_args(argv)
     command = "python " + shlex.join([str(Path(__file__).resolve().relative_to(REPO)), *sys.argv[1:]])
+    scripts = workflow_of(a.code_commit) / "scripts"
+    code = "working tree" if a.code_commit is None else scripts.parents[1].name   # the commit's hash (12 digits)
     rows = []
     for n in a.sizes:
         work = Path(a.work) / f"n{n}"
         work.mkdir(parents=True, exist_ok=True)
         done, nnz = set(), float("nan")
-        for step, (needs, args) in step_commands(n, work, a).items():
-            made = {"simulate": work / "sim.h5ad", "preprocess": work / "pre.h5ad"}.get(step)
-            reused = a.reuse and made is not None and made.exists()
+        commands = step_commands(n, work, a)
+        wanted = {d for st in a.steps for d in commands[st][0]}   # steps whose outputs a requested step reads
+        for step, (needs, args) in commands.items():
+            made = first_output(args)
+            needed = step in ("simulate", "preprocess") or (step not in a.steps and step in wanted)
+            reused = a.reuse and needed and made.exists()
             if step != "simulate" and step not in a.steps and not reused:
                 continue
-            argv_step = [sys.executable, SCRIPTS / args[0], *args[1:], "--threads", a.threads]
+            argv_step = [sys.executable, scripts / args[0], *args[1:], "--threads", a.threads]
+            missing = [s for s in needs if s not in done]
             if reused:
                 res = {"status": "reused"}
-            elif needs is not None and needs not in done:
-                res = {"status": f"skipped ({needs} did not finish)"}
+            elif missing:
+                res = {"status": f"skipped ({', '.join(missing)} did not finish)"}
             else:
-                res = measure(argv_step, a.limit, a.threads, work / f"{step}.log")
+                res = measure(argv_step, a.limit, a.threads, work / f"{step}.log", a.mem_limit_gib)
             if res["status"] in ("ok", "reused"):
                 done.add(step)
                 if step == "simulate":
                     nnz = stored_nonzeros(work / "sim.h5ad")
             print(f"{n} cells, {step}: {res['status']}", flush=True)
-            rows.append({"cells": n, "nnz": nnz, "step": step, **res, "command": shlex.join(
+            rows.append({"cells": n, "nnz": nnz, "step": step, "code": code, **res, "command": shlex.join(
                 ["python", f"workflow/scripts/{args[0]}", *map(str, args[1:]), "--threads", str(a.threads)])})
             write(pd.DataFrame(rows), command, Path(a.out), a.shared_machine)  # partial results survive an interrupted run
         if not a.keep:

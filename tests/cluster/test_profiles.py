@@ -155,6 +155,22 @@ def test_local_profile_respects_gpu_count(tiny, declared):
         assert num(job, "gpu") == (1 if job["rule"] in gpu_rules else 0), job
 
 
+def test_rules_ask_for_memory_by_their_inputs_cells(tmp_path):
+    """Dry run of the tiny config with a 200,000-cell preprocessed pbmc3k in place: the NB-mixture fit and the
+    Leiden baseline on it ask for their base plus their slope x 200; rules whose input is not made yet ask for
+    the base."""
+    from core.test_requests import write_cells
+    wd = write_tiny_workdir(tmp_path / "wd")
+    write_cells(wd / "results" / "preprocess" / "pbmc3k.h5ad", 200_000)
+    jobs = dry_run_jobs(wd)
+    by_rule = {}
+    for job in jobs:
+        by_rule.setdefault(job["rule"], []).append(num(job, "mem_mb"))
+    assert 4000 + 7 * 200 in by_rule["nbmix"] and 4000 in by_rule["nbmix"]          # pbmc3k; the simulation
+    assert 4000 + 15 * 200 in by_rule["nbmix_leiden"] and 4000 in by_rule["nbmix_leiden"]
+    assert set(by_rule["integrate"]) == {2000}                    # tiny config's integrate.mem_mb; inputs not made
+
+
 # ------------------------------------------------------------------------------------------------
 # memory guard
 

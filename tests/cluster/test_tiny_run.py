@@ -11,6 +11,7 @@ import pytest
 from cluster.slurm import (FAST, different_results, file_digests, job_stats, profile,  # noqa: F401
                            slurm_cluster, submissions, submitted_jobids, submitted_jobs, write_tiny_workdir)
 from conftest import REPO, snakemake
+from scfactor.core.requests import input_cells, scaled_request
 
 pytestmark = [pytest.mark.slurm, pytest.mark.slow, pytest.mark.timeout(1800)]
 
@@ -79,6 +80,11 @@ def test_tiny_config_every_job_through_sbatch(slurm_run, tiny_run):
         assert s.opt("--gpus") is None, s.args
     pre = {s.wildcards: s for s in subs if s.rule == "preprocess"}
     assert {"kang", "pancreas", "pbmc3k"} <= set(pre) and all(s.opt("--mem") == "4000" for s in pre.values())
+    # steps whose memory grows with their cells asked for it from their input, made earlier in the same run
+    (inte,) = [s for s in subs if s.rule == "integrate" and s.wildcards == "sim_batches_counts"]
+    sim_cells = input_cells(wd / "results" / "simulate" / "batches.h5ad")
+    assert sim_cells == 280 and inte.opt("--mem") == str(scaled_request(2000, 15, wd / "results/simulate/batches.h5ad"))
+    assert inte.opt("--mem") == "2004", inte.args   # the tiny config's integrate.mem_mb 2000 + 15 MB x 0.28
     # each job ran inside SLURM: its log under .snakemake/slurm_logs/rule_<rule>/<wildcards>/<jobid>.log
     logs = sorted((wd / ".snakemake" / "slurm_logs").rglob("*.log"))
     assert sorted(p.stem for p in logs) == sorted(ids), logs

@@ -200,3 +200,23 @@ def test_read_csv_orientation_option(tmp_path):
     np.testing.assert_array_equal(b.X.toarray(), x)
     df.T.to_csv(tmp_path / "t.txt", sep="\t")                                     # tab-separated .txt
     assert io.read_counts(tmp_path / "t.txt").shape == (6, 5)
+
+
+@pytest.mark.parametrize("stored", ["csr", "dense"])
+def test_read_rows_in_blocks_equals_selection(tmp_path, stored):
+    """`io.read_rows` on a backed file (blocks smaller than the matrix, rows in several blocks, none in some) and
+    in memory gives the selected rows; no rows gives an empty matrix of the right width."""
+    x = sp.random(53, 7, density=0.3, format="csr", random_state=0, dtype=np.float32)
+    x.data = np.ceil(x.data * 10)
+    path = tmp_path / "x.h5ad"
+    ad.AnnData(X=x if stored == "csr" else x.toarray()).write_h5ad(path)
+    rows = np.array([0, 1, 9, 30, 31, 52])
+    backed = io.read_h5ad(path, backed=True)
+    try:
+        got = io.read_rows(backed.X, rows, block=8)
+        assert sp.issparse(got) and got.shape == (6, 7)
+        np.testing.assert_array_equal(got.toarray(), x[rows].toarray())
+        assert io.read_rows(backed.X, np.array([], dtype=int), block=8).shape == (0, 7)
+    finally:
+        backed.file.close()
+    np.testing.assert_array_equal(io.read_rows(x, rows, block=5).toarray(), x[rows].toarray())

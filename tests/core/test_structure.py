@@ -110,7 +110,10 @@ def _schema_keys(step) -> set[str]:
     keys = set()
     for g in step.groups:
         node = options.schema_at(options.load_schema(g.schema), g.at)
-        keys |= set(node.get("properties", {}))
+        found = set(node.get("properties", {}))
+        if g.include is not None:       # a group of a few keys: only those are the step's
+            found &= {i.split(".")[0] for i in g.include}
+        keys |= found
     return keys
 
 

@@ -137,6 +137,32 @@ def test_figures_reject_wrong_inputs_and_names(tmp_path):
                        "--correlation", str(pngs[1]), "--poisson-nb", str(pngs[2])])
 
 
+def test_poisson_nb_figure_subsamples_large_runs(tmp_path):
+    """Above figure_max_cells the Poisson-vs-NB fits get a seeded random subsample of the cells (logged, and in
+    the figure's title); the same seed gives the same figure; with the schema default every cell."""
+    from scfactor.nbmix.pipeline import figures, poisson_nb_rows
+    inp = tmp_path / "sim.h5ad"
+    simulate_anndata(300, 40, 3, 1e4, 2, "sim").write_h5ad(inp)
+    fit, lei = tmp_path / "fit", [tmp_path / "l.h5ad", tmp_path / "l.tsv"]
+    assert run_cli(nbmix_fit, *_fit_args(inp, fit, k=3, extra=["--nrep", 1, "--max-iters", 5])).returncode == 0
+    assert run_cli(nbmix_leiden, "--input", inp, "--n-pcs", 5, "--output", lei[0], "--metrics", lei[1]).returncode == 0
+    pngs = [tmp_path / f"{n}.png" for n in ("u", "c", "p")]
+    proc = run_cli(nbmix_figures, "--nbmix", fit / "o.h5ad", "--leiden", lei[0], "--umap", pngs[0], "--correlation",
+                   pngs[1], "--poisson-nb", pngs[2], "--figure-max-cells", 120, "--seed", 3)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "a random subsample of 120 of 300 cells" in proc.stderr and all(p.exists() for p in pngs)
+    title = figures(fit / "o.h5ad", lei[0], "sim", max_cells=120, seed=3)["poisson_nb"]._suptitle.get_text()
+    assert "random subsample of 120 of 300 cells" in title
+    every = figures(fit / "o.h5ad", lei[0], "sim")["poisson_nb"]._suptitle.get_text()
+    assert "subsample" not in every
+    keep = np.ones(300, bool)
+    keep[::7] = False
+    rows = poisson_nb_rows(keep, 120, 3)
+    assert len(rows) == 120 and keep[rows].all() and (np.diff(rows) > 0).all()
+    np.testing.assert_array_equal(rows, poisson_nb_rows(keep, 120, 3))
+    np.testing.assert_array_equal(poisson_nb_rows(keep, 1000, 3), np.flatnonzero(keep))
+
+
 def _metrics_row(path, dataset, method, **over):
     row = {"dataset": dataset, "method": method, "label_kind": "ground truth", "k": 3, "n_cells": 40,
            "accuracy_majority": 1.0, "accuracy_hungarian": 1.0, "nmi": 1.0, "ari": 1.0, "log_loss": 0.01, **over}

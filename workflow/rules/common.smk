@@ -9,6 +9,7 @@ from snakemake.settings.types import DeploymentMethod
 
 sys.path.insert(0, str(Path(workflow.basedir) / "workflow"))
 from scfactor.core.config import NAME, validate_config  # noqa: E402
+from scfactor.core.requests import scaled_request  # noqa: E402
 
 REPO = Path(workflow.basedir)
 SCRIPTS = REPO / "workflow" / "scripts"
@@ -96,6 +97,13 @@ def log_path(name, *wildcards):
 def mem_mb(base):
     """mem_mb resource that grows with the attempt: base * attempt (a retry after OOM gets more)."""
     return lambda wildcards, attempt: int(base * attempt)
+
+
+def by_cells(base, per_1k_cells, key="h5ad"):
+    """A mem_mb (MB) or runtime (minutes) that grows with the step's cells: base + per_1k_cells per 1000 cells
+    of its input `key` (the .h5ad files it reads), times the attempt (scfactor.core.requests.scaled_request).
+    The slopes are the scale benchmark's (benchmarks/results/scale*.md), rounded up."""
+    return lambda wildcards, input, attempt: scaled_request(base, per_1k_cells, getattr(input, key), attempt)
 
 
 def runtime_min(base):

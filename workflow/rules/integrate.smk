@@ -53,7 +53,8 @@ rule integrate:
         log_path("integrate", "dataset", "source"),
     threads: INTEGRATE["threads"]
     resources:
-        mem_mb=mem_mb(INTEGRATE["mem_mb"]),
+        # online mode: 3.73 GiB at 200k cells, 15.01 GiB at 1M (scale_200k.md, scale_1m_integrate.md)
+        mem_mb=by_cells(INTEGRATE["mem_mb"], 15),
         runtime=runtime_min(60),
         gpu=1,
     conda:

@@ -33,7 +33,8 @@ rule layers:
     threads: config["layers"]["threads"]
     resources:
         mem_mb=mem_mb(4000),
-        runtime=runtime_min(30),
+        # 40 minibatch passes: 2672 s on 2 threads at 1M cells (scale_1m_layers40.md)
+        runtime=by_cells(30, 0.06),
         gpu=1,
     conda:
         "../../envs/torch.yaml"

@@ -2,6 +2,7 @@
 # Leiden baseline, figures, summary. Options: workflow/schemas/{nbmix,simulate_nbmix}.schema.yaml.
 
 from scfactor.nbmix.smk import (  # noqa: E402
+    figures_command as nbmix_figures_command,
     fit_command,
     leiden_command,
     nbmix_input,
@@ -55,7 +56,8 @@ rule nbmix:
         log_path("nbmix", "run"),
     threads: config["nbmix"]["threads"]
     resources:
-        mem_mb=mem_mb(4000),
+        # 2.21 GiB at 200k cells, 7.28 GiB at 1M (scale_200k_idle.md, scale_1m_nbmix_final.md)
+        mem_mb=by_cells(4000, 7),
         runtime=runtime_min(60),
         gpu=1,
     conda:
@@ -82,7 +84,8 @@ rule nbmix_leiden:
         log_path("nbmix_leiden", "run"),
     threads: 1
     resources:
-        mem_mb=mem_mb(4000),
+        # 1.05 GiB at 50k cells, 14.85 GiB at 1M (scale.md, scale_1m_leiden_layers.md)
+        mem_mb=by_cells(4000, 15),
         runtime=runtime_min(30),
     conda:
         "../../envs/scanpy.yaml"
@@ -120,6 +123,7 @@ rule nbmix_figures:
         poisnb_pdf=f"{NBMIX_FIG}/{{run}}.poisson_nb.pdf",
     params:
         cmd=command("nbmix_figures.py"),
+        opts=nbmix_figures_command(config),
     log:
         log_path("nbmix_figures", "run"),
     threads: 1
@@ -129,7 +133,7 @@ rule nbmix_figures:
     conda:
         "../../envs/torch.yaml"
     shell:
-        "{params.cmd} --nbmix {input.nbmix:q} --leiden {input.leiden:q} --dataset {wildcards.run:q} "
+        "{params.cmd} --nbmix {input.nbmix:q} --leiden {input.leiden:q} --dataset {wildcards.run:q} {params.opts} "
         "--threads {threads} --umap {output.umap:q} --correlation {output.corr:q} "
         "--poisson-nb {output.poisnb:q} 2> {log:q}"
 

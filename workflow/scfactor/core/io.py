@@ -394,6 +394,23 @@ def read_h5ad(path, backed: bool = False):
         raise InputError(p, f"cannot read h5ad: {str(exc).splitlines()[0] if str(exc) else exc}") from None
 
 
+def read_rows(x, rows, block: int = 50_000):
+    """Rows ``rows`` (sorted, unique) of a matrix ``x`` read in contiguous blocks of ``block`` rows, as CSR.
+
+    For a backed (on-disk) matrix: a contiguous slice decompresses each stored chunk once, where a scattered
+    row selection would decompress chunks again and again, and memory holds one block plus the rows kept."""
+    import scipy.sparse as sp
+    rows = np.asarray(rows, dtype=np.int64)
+    parts = []
+    for start in range(0, int(x.shape[0]), block):
+        lo, hi = np.searchsorted(rows, [start, start + block])
+        if hi > lo:
+            parts.append(sp.csr_matrix(x[start:start + block])[rows[lo:hi] - start])
+    if not parts:
+        return sp.csr_matrix((0, x.shape[1]), dtype=x.dtype)
+    return sp.vstack(parts, format="csr")
+
+
 def get_matrix(adata, layer: str | None, path):
     """``adata.layers[layer]`` (or ``X`` when layer is None / 'X'), or `InputError` if absent."""
     if layer in (None, "X"):

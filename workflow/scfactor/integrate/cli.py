@@ -79,15 +79,15 @@ def integrate_figures(argv=None) -> int:
     mets = _pairs(args.metrics, "metrics")
     if set(runs) != set(mets):
         raise ScfactorError("--run and --metrics must name the same sources")
-    adatas = {}
+    adatas = {}   # opened backed: the figures use obs and obsm, never the count matrix (GBs at atlas scale)
     for src, path in runs.items():
-        a = io.read_h5ad(path)
+        a = io.read_h5ad(path, backed=True)
+        adatas[src] = a
         if "X_umap" not in a.obsm:
             raise InputError(path, "has no obsm['X_umap']; run the integrate step")
         for key in ("batch", "leiden"):
             if key not in a.obs:
                 raise InputError(path, f"has no obs[{key!r}]; run the integrate step")
-        adatas[src] = a
     tables = {}
     for src, path in mets.items():
         t = io.read_table(path)
@@ -96,6 +96,8 @@ def integrate_figures(argv=None) -> int:
     with io.all_or_nothing(*outputs):
         save_figure(plots.umap_figure(adatas, args.dataset), args.umap)
         save_figure(plots.metrics_figure({s: tables[s] for s in adatas}, args.dataset), args.bars)
+    for a in adatas.values():
+        a.file.close()
     return 0
 
 

@@ -13,11 +13,11 @@ _RUN = Group("nbmix", "runs.*")
 #: the NB mixture: the global ``nbmix`` settings (its leiden initialisation takes the baseline's resolution)
 #: and the run's entry
 FIT = Step("nbmix_fit", Group("nbmix", exclude=("leiden.n_pcs", "leiden.n_neighbors", "leiden.seed",
-                                                "leiden.umap_max_cells")), _RUN)
+                                                "leiden.umap_max_cells", "figure_max_cells")), _RUN)
 #: the Leiden baseline: ``nbmix.leiden`` and the run's entry
 LEIDEN = Step("nbmix_leiden", Group("nbmix", "leiden"), Group("nbmix", "runs.*", exclude=("k",)))
-#: the figures and the summary have no schema options
-FIGURES = Step("nbmix_figures")
+#: the figures: the subsample of the Poisson-vs-NB figure; the summary has no schema options
+FIGURES = Step("nbmix_figures", Group("nbmix", include=("figure_max_cells", "seed")))
 SUMMARY = Step("nbmix_summary")
 #: one entry of ``simulate.nbmix``
 SIMULATE = Step("simulate_nbmix", Group("simulate_nbmix", "*"))
@@ -74,7 +74,8 @@ def nbmix_figures(argv=None) -> int:
     from .pipeline import figures
     outputs = {"umap": args.umap, "correlation": args.correlation, "poisson_nb": args.poisson_nb}
     paths = [q for png in outputs.values() for q in figure_paths(png)]  # a bad name fails before any work
-    figs = figures(args.nbmix, args.leiden, args.dataset)
+    opts = FIGURES.from_args(args)
+    figs = figures(args.nbmix, args.leiden, args.dataset, max_cells=opts.figure_max_cells, seed=opts.seed)
     with io.all_or_nothing(*paths):
         for key, png in outputs.items():
             save_figure(figs[key], png)

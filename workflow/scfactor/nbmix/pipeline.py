@@ -238,13 +238,35 @@ def leiden(path, opts, dataset: str | None = None) -> LeidenOutputs:
 FIGURES = ("umap", "correlation", "poisson_nb")
 
 
-def figures(nbmix_path, leiden_path, dataset: str | None = None) -> dict:
+def figures(nbmix_path, leiden_path, dataset: str | None = None, max_cells: int = 50_000, seed: int = 0) -> dict:
     """The figures of one run, ``{'umap', 'correlation', 'poisson_nb'}`` -> matplotlib figure, from the outputs
-    of the fit step (``nbmix_path``) and of the Leiden baseline (``leiden_path``)."""
+    of the fit step (``nbmix_path``) and of the Leiden baseline (``leiden_path``).
+
+    Both files are opened backed: their ``obs`` / ``obsm`` are read, their count matrices are not, except the
+    fit's counts of the cells in the Poisson-vs-NB figure: at most ``max_cells`` of them, a random subsample
+    drawn with ``seed`` (`poisson_nb_rows`), said in the figure's title."""
+    fit_ad = io.read_h5ad(nbmix_path, backed=True)
+    base = io.read_h5ad(leiden_path, backed=True)
+    try:
+        return _figures(fit_ad, base, nbmix_path, leiden_path, dataset, max_cells, seed)
+    finally:
+        fit_ad.file.close()
+        base.file.close()
+
+
+def poisson_nb_rows(keep: np.ndarray, max_cells: int, seed: int) -> np.ndarray:
+    """Sorted rows of the cells in the Poisson-vs-NB figure: those of ``keep``, or a seeded random ``max_cells``
+    of them when there are more."""
+    rows = np.flatnonzero(keep)
+    if len(rows) > max_cells:
+        rows = np.sort(np.random.default_rng(seed).choice(rows, max_cells, replace=False))
+    return rows
+
+
+def _figures(fit_ad, base, nbmix_path, leiden_path, dataset, max_cells, seed) -> dict:
+    """`figures` on the two opened files."""
     from . import plots
     from .model import fit_labels
-    fit_ad = io.read_h5ad(nbmix_path)
-    base = io.read_h5ad(leiden_path)
     for path, a, key in ((nbmix_path, fit_ad, "nbmix"), (leiden_path, base, "leiden")):
         if key not in a.obs:
             raise InputError(path, f"has no obs[{key!r}]; is it the right step's output?")
@@ -272,8 +294,12 @@ def figures(nbmix_path, leiden_path, dataset: str | None = None) -> dict:
         lab, lab_title = fit_ad.obs["nbmix"].astype(str).to_numpy(), "NB-mixture clusters (no labels)"
     r, names = metrics.label_correlation(lab, resp[keep])
     figs["correlation"] = plots.correlation_heatmap(r, names, lab_title, dataset)
-    names, nb_ll, pois_ll, _, _ = fit_labels(fit_ad.X[keep], lab)
-    figs["poisson_nb"] = plots.poisson_vs_nb(names, nb_ll, pois_ll, lab_title.lower(), dataset)
+    kept, rows = np.flatnonzero(keep), poisson_nb_rows(keep, max_cells, seed)
+    if len(rows) < len(kept):
+        LOG.info("Poisson vs NB figure: a random subsample of %d of %d cells (figure_max_cells)", len(rows), len(kept))
+    names, nb_ll, pois_ll, _, _ = fit_labels(io.read_rows(fit_ad.X, rows), lab[np.searchsorted(kept, rows)])
+    figs["poisson_nb"] = plots.poisson_vs_nb(names, nb_ll, pois_ll, lab_title.lower(), dataset,
+                                             shown=len(rows), of=len(kept))
     return figs
 
 

@@ -70,8 +70,9 @@ def correlation_heatmap(r, label_names, label_title, dataset):
     return fig
 
 
-def poisson_vs_nb(names, nb_ll, pois_ll, label_title, dataset):
-    """Per gene log-likelihood under a Poisson (point-mass expression) vs NB (Gamma expression) model, per label."""
+def poisson_vs_nb(names, nb_ll, pois_ll, label_title, dataset, shown: int | None = None, of: int | None = None):
+    """Per gene log-likelihood under a Poisson (point-mass expression) vs NB (Gamma expression) model, per label;
+    ``shown`` of ``of`` cells: the title says when the fits saw a random subsample."""
     import matplotlib.pyplot as plt
     from matplotlib.ticker import MaxNLocator
     n = len(names)
@@ -91,7 +92,9 @@ def poisson_vs_nb(names, nb_ll, pois_ll, label_title, dataset):
     for ax in axes.ravel()[n:]:
         ax.axis("off")
     axes.ravel()[0].legend(frameon=False, fontsize=7, markerscale=3)
-    fig.suptitle(f"{dataset}: per gene log-likelihood given {label_title}", fontsize=10)
+    sample = "" if shown is None or of is None or shown >= of else \
+        f"\n(random subsample of {shown:,} of {of:,} cells)"
+    fig.suptitle(f"{dataset}: per gene log-likelihood given {label_title}{sample}", fontsize=10)
     fig.tight_layout()
     return fig
 

@@ -3,7 +3,7 @@ command lines of the nbmix scripts (`scfactor.core.options.Step.command`, from t
 
 from __future__ import annotations
 
-from .cli import FIT, LEIDEN, SIMULATE
+from .cli import FIGURES, FIT, LEIDEN, SIMULATE
 
 
 def nbmix_runs(config: dict) -> list[str]:
@@ -47,6 +47,11 @@ def leiden_command(config: dict, run: str, staged: dict | None = None) -> str:
     """Options of nbmix_leiden.py for run ``run`` (``nbmix.leiden`` + the run's entry), shell-quoted.
     ``staged`` as in `fit_command`."""
     return LEIDEN.command(config["nbmix"].get("leiden", {}), _run(config, run), staged=staged)
+
+
+def figures_command(config: dict) -> str:
+    """Options of nbmix_figures.py (``figure_max_cells``, ``seed``) from ``config['nbmix']``, shell-quoted."""
+    return FIGURES.command(config["nbmix"])
 
 
 def run_files(config: dict, run: str) -> list[str]:
