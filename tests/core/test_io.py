@@ -204,19 +204,25 @@ def test_read_csv_orientation_option(tmp_path):
 
 @pytest.mark.parametrize("stored", ["csr", "dense"])
 def test_read_rows_in_blocks_equals_selection(tmp_path, stored):
-    """`io.read_rows` on a backed file (blocks smaller than the matrix, rows in several blocks, none in some) and
+    """`io.read_rows` on the on-disk X of `io.h5ad_without_matrices` (blocks smaller than the matrix, rows in several blocks, none in some) and
     in memory gives the selected rows; no rows gives an empty matrix of the right width."""
     x = sp.random(53, 7, density=0.3, format="csr", random_state=0, dtype=np.float32)
     x.data = np.ceil(x.data * 10)
     path = tmp_path / "x.h5ad"
-    ad.AnnData(X=x if stored == "csr" else x.toarray()).write_h5ad(path)
+    ad.AnnData(X=x if stored == "csr" else x.toarray(), layers={"counts": x}).write_h5ad(path)
     rows = np.array([0, 1, 9, 30, 31, 52])
-    backed = io.read_h5ad(path, backed=True)
-    try:
-        got = io.read_rows(backed.X, rows, block=8)
+    with io.h5ad_without_matrices(path) as (meta, on_disk):
+        assert meta.n_obs == 53 and meta.X is None and not meta.layers
+        got = io.read_rows(on_disk, rows, block=8)
         assert sp.issparse(got) and got.shape == (6, 7)
         np.testing.assert_array_equal(got.toarray(), x[rows].toarray())
-        assert io.read_rows(backed.X, np.array([], dtype=int), block=8).shape == (0, 7)
-    finally:
-        backed.file.close()
+        assert io.read_rows(on_disk, np.array([], dtype=int), block=8).shape == (0, 7)
     np.testing.assert_array_equal(io.read_rows(x, rows, block=5).toarray(), x[rows].toarray())
+
+
+def test_h5ad_without_matrices_names_a_bad_file(tmp_path):
+    bad = tmp_path / "bad.h5ad"
+    bad.write_text("not hdf5")
+    with pytest.raises(InputError, match="bad.h5ad"):
+        with io.h5ad_without_matrices(bad):
+            pass

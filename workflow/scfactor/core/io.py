@@ -394,6 +394,33 @@ def read_h5ad(path, backed: bool = False):
         raise InputError(p, f"cannot read h5ad: {str(exc).splitlines()[0] if str(exc) else exc}") from None
 
 
+@contextlib.contextmanager
+def h5ad_without_matrices(path):
+    """Yield ``(adata, x)``: the ``obs``, ``var``, ``obsm`` and ``uns`` of an ``.h5ad`` as an AnnData without
+    ``X``, ``layers`` or ``obsp``, and its ``X`` left on disk (to read rows from, `read_rows`), or `InputError`.
+
+    ``anndata``'s backed mode keeps only ``X`` on disk and loads ``layers`` whole, which is the same count
+    matrix again in the steps' outputs (GBs at atlas scale); the file is closed when the block ends."""
+    import anndata as ad
+    import h5py
+    from anndata.io import read_elem, sparse_dataset
+    p = require_file(path)
+    try:
+        fh = h5py.File(p, "r")
+    except OSError as exc:
+        raise InputError(p, f"cannot read h5ad: {exc}") from None
+    try:
+        try:
+            parts = {k: read_elem(fh[k]) for k in ("obs", "var", "obsm", "uns") if k in fh}
+            x = fh["X"] if isinstance(fh.get("X"), h5py.Dataset) else sparse_dataset(fh["X"]) if "X" in fh else None
+            adata = ad.AnnData(**parts)
+        except Exception as exc:  # noqa: BLE001 - any malformed file: one line naming it
+            raise InputError(p, f"cannot read h5ad: {str(exc).splitlines()[0] if str(exc) else exc}") from None
+        yield adata, x
+    finally:
+        fh.close()
+
+
 def read_rows(x, rows, block: int = 50_000):
     """Rows ``rows`` (sorted, unique) of a matrix ``x`` read in contiguous blocks of ``block`` rows, as CSR.
 

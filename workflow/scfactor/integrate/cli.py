@@ -6,6 +6,8 @@ schema) and ``workflow/schemas/simulate_batches.schema.yaml``; only paths and na
 
 from __future__ import annotations
 
+import contextlib
+
 from ..core import cli, io
 from ..core.errors import InputError, ScfactorError
 from ..core.options import Group, Step, load_schema, schema_at
@@ -79,10 +81,12 @@ def integrate_figures(argv=None) -> int:
     mets = _pairs(args.metrics, "metrics")
     if set(runs) != set(mets):
         raise ScfactorError("--run and --metrics must name the same sources")
-    adatas = {}   # opened backed: the figures use obs and obsm, never the count matrix (GBs at atlas scale)
+    adatas = {}   # obs and obsm only: the figures never use the count matrix (GBs at atlas scale)
+    with contextlib.ExitStack() as files:
+        for src, path in runs.items():
+            adatas[src] = files.enter_context(io.h5ad_without_matrices(path))[0]
     for src, path in runs.items():
-        a = io.read_h5ad(path, backed=True)
-        adatas[src] = a
+        a = adatas[src]
         if "X_umap" not in a.obsm:
             raise InputError(path, "has no obsm['X_umap']; run the integrate step")
         for key in ("batch", "leiden"):
@@ -96,8 +100,6 @@ def integrate_figures(argv=None) -> int:
     with io.all_or_nothing(*outputs):
         save_figure(plots.umap_figure(adatas, args.dataset), args.umap)
         save_figure(plots.metrics_figure({s: tables[s] for s in adatas}, args.dataset), args.bars)
-    for a in adatas.values():
-        a.file.close()
     return 0
 
 

@@ -242,16 +242,13 @@ def figures(nbmix_path, leiden_path, dataset: str | None = None, max_cells: int 
     """The figures of one run, ``{'umap', 'correlation', 'poisson_nb'}`` -> matplotlib figure, from the outputs
     of the fit step (``nbmix_path``) and of the Leiden baseline (``leiden_path``).
 
-    Both files are opened backed: their ``obs`` / ``obsm`` are read, their count matrices are not, except the
-    fit's counts of the cells in the Poisson-vs-NB figure: at most ``max_cells`` of them, a random subsample
+    Of both files only ``obs`` / ``obsm`` / ``uns`` are read (`core.io.h5ad_without_matrices`), and of the fit's
+    counts only the rows of the cells in the Poisson-vs-NB figure: at most ``max_cells`` of them, a random subsample
     drawn with ``seed`` (`poisson_nb_rows`), said in the figure's title."""
-    fit_ad = io.read_h5ad(nbmix_path, backed=True)
-    base = io.read_h5ad(leiden_path, backed=True)
-    try:
-        return _figures(fit_ad, base, nbmix_path, leiden_path, dataset, max_cells, seed)
-    finally:
-        fit_ad.file.close()
-        base.file.close()
+    with io.h5ad_without_matrices(nbmix_path) as (fit_ad, counts), io.h5ad_without_matrices(leiden_path) as (base, _):
+        if counts is None:
+            raise InputError(nbmix_path, "has no X (the counts); is it the nbmix step's output?")
+        return _figures(fit_ad, counts, base, nbmix_path, leiden_path, dataset, max_cells, seed)
 
 
 def poisson_nb_rows(keep: np.ndarray, max_cells: int, seed: int) -> np.ndarray:
@@ -263,8 +260,8 @@ def poisson_nb_rows(keep: np.ndarray, max_cells: int, seed: int) -> np.ndarray:
     return rows
 
 
-def _figures(fit_ad, base, nbmix_path, leiden_path, dataset, max_cells, seed) -> dict:
-    """`figures` on the two opened files."""
+def _figures(fit_ad, counts, base, nbmix_path, leiden_path, dataset, max_cells, seed) -> dict:
+    """`figures` on the two opened files (``counts``: the fit's ``X`` on disk)."""
     from . import plots
     from .model import fit_labels
     for path, a, key in ((nbmix_path, fit_ad, "nbmix"), (leiden_path, base, "leiden")):
@@ -297,7 +294,7 @@ def _figures(fit_ad, base, nbmix_path, leiden_path, dataset, max_cells, seed) ->
     kept, rows = np.flatnonzero(keep), poisson_nb_rows(keep, max_cells, seed)
     if len(rows) < len(kept):
         LOG.info("Poisson vs NB figure: a random subsample of %d of %d cells (figure_max_cells)", len(rows), len(kept))
-    names, nb_ll, pois_ll, _, _ = fit_labels(io.read_rows(fit_ad.X, rows), lab[np.searchsorted(kept, rows)])
+    names, nb_ll, pois_ll, _, _ = fit_labels(io.read_rows(counts, rows), lab[np.searchsorted(kept, rows)])
     figs["poisson_nb"] = plots.poisson_vs_nb(names, nb_ll, pois_ll, lab_title.lower(), dataset,
                                              shown=len(rows), of=len(kept))
     return figs
