@@ -139,7 +139,7 @@ def test_figures_reject_wrong_inputs_and_names(tmp_path):
 
 def test_poisson_nb_figure_subsamples_large_runs(tmp_path):
     """Above figure_max_cells the Poisson-vs-NB fits get a seeded random subsample of the cells (logged, and in
-    the figure's title); the same seed gives the same figure; with the schema default every cell."""
+    the figure's title); the same seed gives the same rows; with as many cells as allowed, every cell."""
     from scfactor.nbmix.pipeline import figures, poisson_nb_rows
     inp = tmp_path / "sim.h5ad"
     simulate_anndata(300, 40, 3, 1e4, 2, "sim").write_h5ad(inp)
@@ -153,7 +153,7 @@ def test_poisson_nb_figure_subsamples_large_runs(tmp_path):
     assert "a random subsample of 120 of 300 cells" in proc.stderr and all(p.exists() for p in pngs)
     title = figures(fit / "o.h5ad", lei[0], "sim", max_cells=120, seed=3)["poisson_nb"]._suptitle.get_text()
     assert "random subsample of 120 of 300 cells" in title
-    every = figures(fit / "o.h5ad", lei[0], "sim")["poisson_nb"]._suptitle.get_text()
+    every = figures(fit / "o.h5ad", lei[0], "sim", max_cells=300, seed=3)["poisson_nb"]._suptitle.get_text()
     assert "subsample" not in every
     keep = np.ones(300, bool)
     keep[::7] = False

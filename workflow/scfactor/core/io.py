@@ -384,6 +384,11 @@ def h5ad_n_obs(path) -> int | None:
         return None
 
 
+def _first_line(exc: Exception) -> str:
+    """The first line of an exception's message (its type name when it has none)."""
+    return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+
+
 def read_h5ad(path, backed: bool = False):
     """Read an ``.h5ad`` or raise `InputError` naming the file."""
     import anndata as ad
@@ -391,7 +396,7 @@ def read_h5ad(path, backed: bool = False):
     try:
         return ad.read_h5ad(p, backed="r" if backed else None)
     except Exception as exc:
-        raise InputError(p, f"cannot read h5ad: {str(exc).splitlines()[0] if str(exc) else exc}") from None
+        raise InputError(p, f"cannot read h5ad: {_first_line(exc)}") from None
 
 
 @contextlib.contextmanager
@@ -408,14 +413,14 @@ def h5ad_without_matrices(path):
     try:
         fh = h5py.File(p, "r")
     except OSError as exc:
-        raise InputError(p, f"cannot read h5ad: {exc}") from None
+        raise InputError(p, f"cannot read h5ad: {_first_line(exc)}") from None
     try:
         try:
             parts = {k: read_elem(fh[k]) for k in ("obs", "var", "obsm", "uns") if k in fh}
             x = fh["X"] if isinstance(fh.get("X"), h5py.Dataset) else sparse_dataset(fh["X"]) if "X" in fh else None
             adata = ad.AnnData(**parts)
         except Exception as exc:  # noqa: BLE001 - any malformed file: one line naming it
-            raise InputError(p, f"cannot read h5ad: {str(exc).splitlines()[0] if str(exc) else exc}") from None
+            raise InputError(p, f"cannot read h5ad: {_first_line(exc)}") from None
         yield adata, x
     finally:
         fh.close()

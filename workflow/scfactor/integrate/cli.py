@@ -6,8 +6,6 @@ schema) and ``workflow/schemas/simulate_batches.schema.yaml``; only paths and na
 
 from __future__ import annotations
 
-import contextlib
-
 from ..core import cli, io
 from ..core.errors import InputError, ScfactorError
 from ..core.options import Group, Step, load_schema, schema_at
@@ -82,9 +80,9 @@ def integrate_figures(argv=None) -> int:
     if set(runs) != set(mets):
         raise ScfactorError("--run and --metrics must name the same sources")
     adatas = {}   # obs and obsm only: the figures never use the count matrix (GBs at atlas scale)
-    with contextlib.ExitStack() as files:
-        for src, path in runs.items():
-            adatas[src] = files.enter_context(io.h5ad_without_matrices(path))[0]
+    for src, path in runs.items():
+        with io.h5ad_without_matrices(path) as (adatas[src], _):
+            pass
     for src, path in runs.items():
         a = adatas[src]
         if "X_umap" not in a.obsm:

@@ -238,7 +238,7 @@ def leiden(path, opts, dataset: str | None = None) -> LeidenOutputs:
 FIGURES = ("umap", "correlation", "poisson_nb")
 
 
-def figures(nbmix_path, leiden_path, dataset: str | None = None, max_cells: int = 50_000, seed: int = 0) -> dict:
+def figures(nbmix_path, leiden_path, dataset: str | None, max_cells: int, seed: int) -> dict:
     """The figures of one run, ``{'umap', 'correlation', 'poisson_nb'}`` -> matplotlib figure, from the outputs
     of the fit step (``nbmix_path``) and of the Leiden baseline (``leiden_path``).
 
