@@ -25,6 +25,35 @@ def test_mask_nonzeros_hides_a_seeded_fraction():
     assert not np.array_equal(held.rows, other.rows)
 
 
+def test_unmask_restores_the_counts_and_messy_input_masks_as_its_canonical_form():
+    x, _ = planted_counts()
+    x = sp.csr_matrix(x, dtype=np.float32)
+    train, held = heldout.mask_nonzeros(x, 0.2, seed=1)
+    back = heldout.unmask(train, held)
+    assert back.dtype == np.float32 and back.has_sorted_indices
+    for a in ("indptr", "indices", "data"):
+        np.testing.assert_array_equal(getattr(back, a), getattr(x, a))
+    # the same matrix with explicit zeros, duplicates split in two and unsorted columns hides the same entries
+    coo = x.tocoo()
+    half = coo.data / 2
+    messy = sp.csr_matrix((np.concatenate([half, coo.data - half, np.zeros(5, np.float32)]),
+                           (np.concatenate([coo.row, coo.row, np.arange(5)]),
+                            np.concatenate([coo.col, coo.col, np.zeros(5, int)]))), shape=x.shape)
+    messy.has_canonical_format = False
+    m_train, m_held = heldout.mask_nonzeros(messy, 0.2, seed=1)
+    assert (m_train != train).nnz == 0
+    np.testing.assert_array_equal(m_held.rows, held.rows)
+    np.testing.assert_array_equal(m_held.values, held.values)
+
+
+def test_svd_baseline_does_not_depend_on_its_chunk_size(monkeypatch):
+    x, _ = planted_counts()
+    train, held = heldout.mask_nonzeros(x, 0.1, seed=0)
+    whole = heldout.svd_baseline(train, held, 3, 0)
+    monkeypatch.setattr(heldout, "_ENTRIES_PER_CHUNK", 7)
+    np.testing.assert_array_equal(heldout.svd_baseline(train, held, 3, 0), whole)
+
+
 def test_heldout_metrics_values():
     obs = np.array([1.0, 2.0, 5.0, 10.0])
     m = heldout.heldout_metrics(obs.copy(), obs)

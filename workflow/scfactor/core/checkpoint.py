@@ -24,12 +24,22 @@ from .log import LOG
 _HEADER = "__checkpoint__"
 
 
+#: elements hashed per update of a sparse matrix's arrays (the digest is that of the whole array)
+_HASH_CHUNK = 1 << 20
+
+
+def _update_as(h, a: np.ndarray, dtype) -> None:
+    """Hash ``a`` cast to ``dtype`` a chunk at a time (no cast copy of the whole array)."""
+    for i in range(0, a.size, _HASH_CHUNK):
+        h.update(np.ascontiguousarray(a[i:i + _HASH_CHUNK], dtype=dtype).tobytes())
+
+
 def _update(h, value) -> None:
     if is_sparse(value):
         value = value.tocsr()
-        for a in (np.asarray(value.shape, np.int64), value.indptr.astype(np.int64),
-                  value.indices.astype(np.int64), value.data.astype(np.float64)):
-            h.update(np.ascontiguousarray(a).tobytes())
+        h.update(np.asarray(value.shape, np.int64).tobytes())
+        for a, dtype in ((value.indptr, np.int64), (value.indices, np.int64), (value.data, np.float64)):
+            _update_as(h, a, dtype)
         return
     a = np.asarray(value)
     if a.dtype.kind in "OUS":

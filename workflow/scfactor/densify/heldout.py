@@ -17,6 +17,8 @@ import pandas as pd
 import scipy.sparse as sp
 
 METRICS = ("pearson_log1p", "spearman_log1p", "median_abs_error", "rmse")
+#: held-out entries reconstructed at a time by `svd_baseline` (bounds its gathered factor rows)
+_ENTRIES_PER_CHUNK = 1 << 16
 
 
 @dataclass
@@ -37,25 +39,49 @@ def mask_nonzeros(x, frac: float, seed: int) -> tuple[sp.csr_matrix, HeldOut]:
     Returns the training matrix (CSR, same dtype, hidden entries removed, i.e. zero) and the
     hidden entries sorted by (row, column). ``frac == 0`` hides nothing. The choice depends only
     on ``seed`` and the sparsity pattern, so the same seed hides the same entries for every method.
+    ``x`` is copied only when it is not already canonical CSR without explicit zeros; the training
+    matrix is built from the kept entries directly (no per-entry row index), so the peak extra memory
+    is one training matrix plus a byte per nonzero.
     """
-    x = sp.csr_matrix(x, copy=True)
-    x.sum_duplicates()
-    x.eliminate_zeros()
-    x.sort_indices()
+    x = _canonical(x)
     nnz = x.nnz
     n_hide = int(round(frac * nnz))
-    rows_all = np.repeat(np.arange(x.shape[0], dtype=np.int64), np.diff(x.indptr))
     if n_hide == 0:
         empty = np.zeros(0, dtype=np.int64)
         return x, HeldOut(empty, empty.copy(), np.zeros(0, dtype=np.float64))
     rng = np.random.default_rng(seed)
     hide = np.sort(rng.choice(nnz, size=n_hide, replace=False))
-    held = HeldOut(rows_all[hide], x.indices[hide].astype(np.int64), x.data[hide].astype(np.float64))
+    rows = np.searchsorted(x.indptr, hide, side="right") - 1
+    held = HeldOut(rows.astype(np.int64), x.indices[hide].astype(np.int64), x.data[hide].astype(np.float64))
     keep = np.ones(nnz, dtype=bool)
     keep[hide] = False
-    train = sp.csr_matrix((x.data[keep], (rows_all[keep], x.indices[keep])), shape=x.shape, dtype=x.dtype)
-    train.sort_indices()
+    kept_per_row = np.diff(x.indptr) - np.bincount(rows, minlength=x.shape[0])
+    indptr = np.concatenate([[0], np.cumsum(kept_per_row)]).astype(x.indptr.dtype)
+    train = sp.csr_matrix((x.data[keep], x.indices[keep], indptr), shape=x.shape)
+    train.has_canonical_format = True  # a subset of canonical rows, in order
     return train, held
+
+
+def unmask(train, held: HeldOut) -> sp.csr_matrix:
+    """The matrix that `mask_nonzeros` hid ``held`` from: ``train`` with the hidden entries put back
+    (canonical CSR, ``train``'s dtype)."""
+    train = sp.csr_matrix(train)
+    hidden = sp.csr_matrix((held.values.astype(train.dtype), (held.rows, held.cols)), shape=train.shape)
+    x = train + hidden
+    x.sort_indices()
+    return x
+
+
+def _canonical(x) -> sp.csr_matrix:
+    """``x`` as CSR with sorted, unique indices and no explicit zeros (copied only when it is not)."""
+    x = sp.csr_matrix(x)
+    if x.has_canonical_format and np.all(x.data != 0):
+        return x
+    x = x.copy()
+    x.sum_duplicates()
+    x.eliminate_zeros()
+    x.sort_indices()
+    return x
 
 
 def heldout_metrics(pred: np.ndarray, obs: np.ndarray) -> dict:
@@ -86,15 +112,19 @@ def svd_baseline(train, held: HeldOut, rank: int, seed: int) -> np.ndarray:
     """Predictions at the hidden entries from a rank-``rank`` truncated SVD of ``log1p(train)``.
 
     The reconstruction is mapped back with ``expm1`` and clipped at 0 (counts scale). Only the
-    hidden entries are reconstructed, so memory stays at the size of the factors.
+    hidden entries are reconstructed, a chunk at a time, so memory stays at the size of the factors.
     """
     from sklearn.utils.extmath import randomized_svd
-    x = sp.csr_matrix(train, dtype=np.float64)
-    x.data = np.log1p(x.data)
+    train = sp.csr_matrix(train)
+    # log1p of the values in float64, the sparsity pattern shared with ``train`` (no copy of it)
+    x = sp.csr_matrix((np.log1p(train.data, dtype=np.float64), train.indices, train.indptr), shape=train.shape)
     k = int(max(1, min(rank, min(x.shape) - 1)))
     u, s, vt = randomized_svd(x, n_components=k, random_state=seed)
-    us = u * s
-    rec = np.einsum("ij,ij->i", us[held.rows], vt.T[held.cols])
+    us, v = u * s, vt.T
+    rec = np.empty(len(held))
+    for i in range(0, len(held), _ENTRIES_PER_CHUNK):  # rows of the factors gathered a chunk at a time
+        part = slice(i, i + _ENTRIES_PER_CHUNK)
+        rec[part] = np.einsum("ij,ij->i", us[held.rows[part]], v[held.cols[part]])
     return np.clip(np.expm1(rec), 0, None)
 
 

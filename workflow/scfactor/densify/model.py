@@ -283,11 +283,10 @@ def init_from_pretrained(neumf: NeuMF, gmf: NeuMF, mlp: NeuMF, alpha: float = 0.
 
 def gene_bias_init(x, loss: str, size_factors: np.ndarray) -> np.ndarray:
     """Starting per-gene bias: log mean rate (count losses), mean count (mse), 0 (bce)."""
-    import scipy.sparse as sp
     n = x.shape[0]
     if loss in COUNT_LOSSES:
-        scaled = sp.diags(1.0 / size_factors) @ sp.csr_matrix(x, dtype=np.float64)
-        rate = np.asarray(scaled.sum(axis=0)).ravel() / n
+        # sum over cells of count / size factor, as a product with the cells' weights (no scaled copy of x)
+        rate = np.asarray(x.T @ (1.0 / np.asarray(size_factors, np.float64))).ravel() / n
         return np.log(np.maximum(rate, 1e-4))
     if loss == "mse":
         return np.asarray(x.sum(axis=0), dtype=np.float64).ravel() / n

@@ -74,12 +74,24 @@ def prepare_tf(opts, threads: int):
 
 
 def _masked(adata, opts):
-    """(CSR counts, training matrix, held-out entries) of ``adata``: a seeded share of nonzeros hidden."""
+    """(training matrix, held-out entries) of ``adata.X`` (CSR counts): a seeded share of nonzeros hidden.
+
+    ``adata.X`` is released (set to None): the counts are the training matrix plus the held-out entries,
+    rebuilt by `scfactor.densify.heldout.unmask` for the output, so only one copy of them is in memory
+    while the model trains.
+    """
     x = sp.csr_matrix(adata.X)
+    adata.X = None
     train, held = heldout.mask_nonzeros(x, opts.heldout_frac, opts.seed)
     LOG.info("%d cells x %d genes, %d nonzeros; %d hidden for evaluation", x.shape[0], x.shape[1],
              x.nnz, len(held))
-    return x, train, held
+    return train, held
+
+
+def _baselines(train, held, opts) -> dict:
+    """The reference methods' predictions at the held-out entries (`scfactor.densify.heldout.baselines`),
+    computed before training so that their working copy is gone while the model trains."""
+    return heldout.baselines(train, held, opts.svd_rank, opts.seed) if len(held) else {}
 
 
 def densify_batch(adata, opts, strategy, output, checkpoint_dir=None, source=None) -> pd.DataFrame:
@@ -90,12 +102,15 @@ def densify_batch(adata, opts, strategy, output, checkpoint_dir=None, source=Non
     ``source``: names recorded in ``uns['neumf']['params']`` besides the options (input, batch).
     """
     from .train import fit, predict_blocks
-    x, train, held = _masked(adata, opts)
+    train, held = _masked(adata, opts)
+    base = _baselines(train, held, opts)
     result = fit(train, opts, strategy, checkpoint_dir=checkpoint_dir)
+    x = heldout.unmask(train, held)
+    del train  # the output needs the counts only
     LOG.info("trained in %.1f s (%.0f samples/s); predicting %d x %d in blocks of %d entries into %s",
              result.seconds, result.samples_per_s, x.shape[0], x.shape[1], opts.predict_block, output)
     blocks = predict_blocks(result.model, result.offset, *x.shape, opts.predict_block)
-    return _write_output(adata, x, train, held, opts, result, blocks, output, source)
+    return _write_output(adata, x, held, base, opts, result, blocks, output, source)
 
 
 def train_model(adata, opts, strategy, model_path, checkpoint_dir=None) -> None:
@@ -103,7 +118,7 @@ def train_model(adata, opts, strategy, model_path, checkpoint_dir=None) -> None:
     (`scfactor.densify.fanout.save_model`) instead of predicting."""
     from . import fanout
     from .train import fit
-    _, train, _ = _masked(adata, opts)
+    train, _ = _masked(adata, opts)
     result = fit(train, opts, strategy, checkpoint_dir=checkpoint_dir)
     fanout.save_model(model_path, result, train, opts)
     LOG.info("trained in %.1f s (%.0f samples/s); wrote the model to %s", result.seconds, result.samples_per_s,
@@ -140,15 +155,19 @@ def gather_batch(adata, opts, model_path, shard_paths, output, source=None) -> p
     """The fan-out's gather job: write the output .h5ad of `densify_batch` from the model file's record and
     the prediction shards (streamed as the same blocks), score the held-out entries, return the table."""
     from . import fanout
-    x, train, held = _masked(adata, opts)
+    train, held = _masked(adata, opts)
     ck = fanout.load_model(model_path, opts, rows=(0, 0), train=train)
+    base = _baselines(train, held, opts)
+    x = heldout.unmask(train, held)
+    del train
     blocks = fanout.shard_blocks(shard_paths, *x.shape, opts.predict_block)
-    return _write_output(adata, x, train, held, opts, fanout.fit_record(ck), blocks, output, source)
+    return _write_output(adata, x, held, base, opts, fanout.fit_record(ck), blocks, output, source)
 
 
-def _write_output(adata, x, train, held, opts, result, blocks, output, source) -> pd.DataFrame:
-    """Write the densify output from prediction ``blocks`` (picking the held-out entries' predictions on the
-    way) and ``result``'s training record; return the held-out metrics table."""
+def _write_output(adata, x, held, base, opts, result, blocks, output, source) -> pd.DataFrame:
+    """Write the densify output of counts ``x`` (canonical CSR) from prediction ``blocks`` (picking the
+    held-out entries' predictions on the way) and ``result``'s training record; return the held-out metrics
+    table (the model beside the ``base`` line predictions of `_baselines`)."""
     import anndata as ad
     held_pred = np.empty(len(held), dtype=np.float32)
     order = np.argsort(held.rows, kind="stable")
@@ -163,20 +182,24 @@ def _write_output(adata, x, train, held, opts, result, blocks, output, source) -
     table = {}
 
     def uns():
-        table["t"] = _heldout_table(f"{opts.arch}_{opts.loss}", held_pred, train, held, opts)
+        table["t"] = _heldout_table(f"{opts.arch}_{opts.loss}", held_pred, base, held)
         return {"neumf": _record(opts, source, result, table["t"], held)}
 
-    out = ad.AnnData(X=sp.csr_matrix(x, dtype=np.float32), obs=adata.obs.copy(), var=adata.var.copy())
-    out.layers["counts"] = sp.csr_matrix(x, dtype=np.int32) if opts.loss in COUNT_LOSSES else x.copy()
+    x = sp.csr_matrix(x, dtype=np.float32)  # no copy when it is float32 already
+    # the counts layer shares x's sparsity pattern: only its values are a second array
+    counts = (sp.csr_matrix((x.data.astype(np.int32), x.indices, x.indptr), shape=x.shape)
+              if opts.loss in COUNT_LOSSES else x)
+    out = ad.AnnData(X=x, obs=adata.obs.copy(), var=adata.var.copy())
+    out.layers["counts"] = counts
     stream.write_densified(output, out, picked(), uns)
     return table["t"]
 
 
-def _heldout_table(name, pred, train, held, opts) -> pd.DataFrame:
-    """The held-out metrics of the model (``pred`` at the hidden entries) and of the baselines, logged."""
+def _heldout_table(name, pred, base: dict, held) -> pd.DataFrame:
+    """The held-out metrics of the model (``pred`` at the hidden entries) and of the ``base`` lines, logged."""
     if not len(held):
         return heldout.evaluate({}, held)
-    table = heldout.evaluate({name: pred, **heldout.baselines(train, held, opts.svd_rank, opts.seed)}, held)
+    table = heldout.evaluate({name: pred, **base}, held)
     for _, r in table.iterrows():
         LOG.info("held-out %s: Pearson(log1p) %.4f, Spearman(log1p) %.4f, median |err| %.3f, RMSE %.3f",
                  r["method"], r["pearson_log1p"], r["spearman_log1p"], r["median_abs_error"], r["rmse"])
