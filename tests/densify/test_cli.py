@@ -27,6 +27,8 @@ def test_step_writes_the_output_contract_and_its_figure(tmp_path):
     a = ad.read_h5ad(tmp_path / "out.h5ad")
     assert a.layers["neumf"].dtype == np.float32 and a.layers["neumf"].shape == (80, 50)
     assert (sp.csr_matrix(a.layers["counts"]) != x).nnz == 0
+    # X is the counts too (rebuilt from the training matrix and the held-out entries)
+    assert a.X.dtype == np.float32 and (sp.csr_matrix(a.X) != x).nnz == 0
     assert list(a.obs["batch"].unique()) == ["b1"]
     u = a.uns["neumf"]
     assert set(u["heldout"]) == {"neumf_poisson", "zero", "svd_rank20"}
