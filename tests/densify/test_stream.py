@@ -63,7 +63,13 @@ def test_streamed_output_equals_the_in_memory_write(tmp_path, tf_cpu):
     x, _ = planted_counts(53, 20)
     model, offset = _model(x, tf_cpu)
     uns = {"neumf": {"params": {"seed": 0}, "heldout_rows": np.arange(3, dtype=np.int32)}}
-    stream.write_densified(tmp_path / "s.h5ad", _meta(x), predict_blocks(model, offset, *x.shape, 100), lambda: uns)
+    meta, seen = _meta(x), {}
+
+    def uns_after_the_blocks():  # the count matrices are written and released before it runs
+        seen.update(X=meta.X, layers=list(meta.layers))
+        return uns
+    stream.write_densified(tmp_path / "s.h5ad", meta, predict_blocks(model, offset, *x.shape, 100), uns_after_the_blocks)
+    assert seen == {"X": None, "layers": []}
     mem = _meta(x)
     mem.layers["neumf"] = predict_dense(model, offset, *x.shape, 100)  # same blocks: bit-identical values
     mem.uns.update(uns)

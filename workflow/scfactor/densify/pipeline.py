@@ -105,12 +105,13 @@ def densify_batch(adata, opts, strategy, output, checkpoint_dir=None, source=Non
     train, held = _masked(adata, opts)
     base = _baselines(train, held, opts)
     result = fit(train, opts, strategy, checkpoint_dir=checkpoint_dir)
-    x = heldout.unmask(train, held)
-    del train  # the output needs the counts only
+    n, m = train.shape
     LOG.info("trained in %.1f s (%.0f samples/s); predicting %d x %d in blocks of %d entries into %s",
-             result.seconds, result.samples_per_s, x.shape[0], x.shape[1], opts.predict_block, output)
-    blocks = predict_blocks(result.model, result.offset, *x.shape, opts.predict_block)
-    return _write_output(adata, x, held, base, opts, result, blocks, output, source)
+             result.seconds, result.samples_per_s, n, m, opts.predict_block, output)
+    out = _output_anndata(adata, heldout.unmask(train, held), opts)
+    del train  # from here on only the output holds the counts (released once written)
+    blocks = predict_blocks(result.model, result.offset, n, m, opts.predict_block)
+    return _write_output(out, held, base, opts, result, blocks, output, source)
 
 
 def train_model(adata, opts, strategy, model_path, checkpoint_dir=None) -> None:
@@ -158,17 +159,30 @@ def gather_batch(adata, opts, model_path, shard_paths, output, source=None) -> p
     train, held = _masked(adata, opts)
     ck = fanout.load_model(model_path, opts, rows=(0, 0), train=train)
     base = _baselines(train, held, opts)
-    x = heldout.unmask(train, held)
+    out = _output_anndata(adata, heldout.unmask(train, held), opts)
     del train
-    blocks = fanout.shard_blocks(shard_paths, *x.shape, opts.predict_block)
-    return _write_output(adata, x, held, base, opts, fanout.fit_record(ck), blocks, output, source)
+    blocks = fanout.shard_blocks(shard_paths, *out.shape, opts.predict_block)
+    return _write_output(out, held, base, opts, fanout.fit_record(ck), blocks, output, source)
 
 
-def _write_output(adata, x, held, base, opts, result, blocks, output, source) -> pd.DataFrame:
-    """Write the densify output of counts ``x`` (canonical CSR) from prediction ``blocks`` (picking the
-    held-out entries' predictions on the way) and ``result``'s training record; return the held-out metrics
-    table (the model beside the ``base`` line predictions of `_baselines`)."""
+def _output_anndata(adata, x, opts):
+    """The output without its dense layer: ``X`` = counts ``x`` as float32 CSR (not copied when it is one),
+    ``layers['counts']`` (int32 for the count losses, sharing ``X``'s sparsity pattern: only its values are a
+    second array) and ``adata``'s ``obs`` / ``var``."""
     import anndata as ad
+    x = sp.csr_matrix(x, dtype=np.float32)
+    counts = (sp.csr_matrix((x.data.astype(np.int32), x.indices, x.indptr), shape=x.shape)
+              if opts.loss in COUNT_LOSSES else x)
+    out = ad.AnnData(X=x, obs=adata.obs.copy(), var=adata.var.copy())
+    out.layers["counts"] = counts
+    return out
+
+
+def _write_output(out, held, base, opts, result, blocks, output, source) -> pd.DataFrame:
+    """Write ``out`` (`_output_anndata`) to ``output`` with its dense layer from prediction ``blocks`` (picking
+    the held-out entries' predictions on the way) and ``result``'s training record; return the held-out
+    metrics table (the model beside the ``base`` line predictions of `_baselines`), computed after ``out``'s
+    count matrices are written and released (`scfactor.densify.stream.write_densified`)."""
     held_pred = np.empty(len(held), dtype=np.float32)
     order = np.argsort(held.rows, kind="stable")
     sorted_rows = held.rows[order]
@@ -185,12 +199,6 @@ def _write_output(adata, x, held, base, opts, result, blocks, output, source) ->
         table["t"] = _heldout_table(f"{opts.arch}_{opts.loss}", held_pred, base, held)
         return {"neumf": _record(opts, source, result, table["t"], held)}
 
-    x = sp.csr_matrix(x, dtype=np.float32)  # no copy when it is float32 already
-    # the counts layer shares x's sparsity pattern: only its values are a second array
-    counts = (sp.csr_matrix((x.data.astype(np.int32), x.indices, x.indptr), shape=x.shape)
-              if opts.loss in COUNT_LOSSES else x)
-    out = ad.AnnData(X=x, obs=adata.obs.copy(), var=adata.var.copy())
-    out.layers["counts"] = counts
     stream.write_densified(output, out, picked(), uns)
     return table["t"]
 

@@ -59,7 +59,10 @@ def write_densified(path, meta, blocks: Iterable[tuple[int, int, np.ndarray]], u
                     layer: str = "neumf") -> None:
     """Write ``meta`` (an AnnData without the dense layer) to ``path`` atomically, its dense ``layers[layer]``
     filled from ``blocks`` (``(start, stop, float32 cells x genes)``, consecutive, covering every cell), then
-    ``uns = uns()`` (called after the last block)."""
+    ``uns = uns()`` (called after the last block).
+
+    ``meta``'s ``X`` and ``layers`` are removed from it once written (their memory is freed unless the caller
+    holds them elsewhere), so that the blocks and ``uns()`` run without the count matrices in memory."""
     import h5py
     from anndata.io import write_elem
 
@@ -70,6 +73,9 @@ def write_densified(path, meta, blocks: Iterable[tuple[int, int, np.ndarray]], u
         f.attrs["encoding-version"] = "0.1.0"
         write_elem(f, "X", meta.X, dataset_kwargs=DATASET_KWARGS)
         write_elem(f, "layers", dict(meta.layers), dataset_kwargs=DATASET_KWARGS)
+        meta.X = None
+        for key in list(meta.layers):
+            del meta.layers[key]
         dense = None
         done = 0
         for start, stop, values in blocks:
