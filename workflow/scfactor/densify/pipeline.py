@@ -97,7 +97,8 @@ def _baselines(train, held, opts) -> dict:
 def densify_batch(adata, opts, strategy, output, checkpoint_dir=None, source=None) -> pd.DataFrame:
     """Train on ``adata.X`` (CSR counts) with a held-out mask, write the output .h5ad to ``output`` (its
     dense ``layers['neumf']`` one block of cells at a time, `scfactor.densify.stream.write_densified`) and
-    return the held-out metrics table.
+    return the held-out metrics table. ``adata.X`` is released on the way (`_masked`): the output's
+    counts are rebuilt from the training matrix and the held-out entries.
 
     ``source``: names recorded in ``uns['neumf']['params']`` besides the options (input, batch).
     """
