@@ -2,13 +2,14 @@
 """Peak resident memory of one densify job, phase by phase (issue 19: densify at atlas scale).
 
 Runs the densify step (`scfactor.densify.cli.densify`, schema defaults, one epoch, CPU) in this process on a
-preprocessed ``.h5ad`` and samples the process's resident memory (``VmRSS``) every 20 ms. Each phase of the job
-(reading and checking the counts, hiding the held-out entries, the SVD baseline, building the model, each
-training phase, rebuilding the counts, predicting and writing the output) gets its wall time, the memory when
-it started and its peak. Training is cut to ``--tiles`` tiles per epoch: a tile has the same shape at every
-size (``block_entries``), so the training phase's memory does not depend on how many tiles run, and a
-million-cell job can be measured without its 80-minute CPU epoch; every other phase runs in full. The results
-(``<out>.tsv`` / ``.md``) start with this command.
+preprocessed ``.h5ad``. Each phase of the job (reading and checking the counts, hiding the held-out entries,
+the SVD baseline, building the model, each training phase, rebuilding the counts, predicting and writing the
+output) gets its wall time, the memory when it started and its exact peak: the kernel's peak (VmHWM) is read
+and reset at every phase boundary (`rss.reset_peak`), so a spike of any length counts, and the stretches
+between the phases get a row of their own. Training is cut to ``--tiles`` tiles per epoch: a tile has the
+same shape at every size (``block_entries``), so the training phase's memory does not depend on how many
+tiles run, and a million-cell job can be measured without its 80-minute CPU epoch; every other phase runs in
+full. The results (``<out>.tsv`` / ``.md``) start with this command.
 
     python benchmarks/densify/memory_phases.py --input /tmp/scale1m/n1000000/pre.h5ad --work /tmp/dm \
         --out benchmarks/results/densify_memory_1m
@@ -18,9 +19,7 @@ from __future__ import annotations
 
 import argparse
 import os
-import resource
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -28,6 +27,7 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "workflow"))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import rss  # noqa: E402
 from results_file import checkout_commit, command_line, write_results  # noqa: E402
 
 #: (module, function, phase name): the densify job's phases, in the order they run
@@ -40,34 +40,40 @@ PHASES = (("pipeline", "validate_input", "read and check the counts"),
           ("pipeline", "_write_output", "predict and write the output"))
 
 
-def _rss_gib() -> float:
-    with open("/proc/self/status") as fh:
-        for line in fh:
-            if line.startswith("VmRSS"):
-                return int(line.split()[1]) / 2 ** 20
-    return float("nan")
+class PhasePeaks:
+    """Exact peak resident memory of each phase and of the stretches between phases: the kernel's peak (VmHWM) is
+    read and reset at every boundary (`rss.reset_peak`), so short spikes count and no phase's peak carries into
+    the next one."""
+
+    def __init__(self):
+        if not rss.reset_peak():
+            raise SystemExit("memory_phases.py: needs Linux /proc/self/clear_refs to reset the peak memory")
+        self.overall = self.outside = rss.current_mib()
+        self.running = None
+
+    def start(self, phase: str) -> float:
+        """Begin ``phase``: fold the stretch before it into the outside peak; return the memory now (MiB)."""
+        if self.running is not None:
+            raise RuntimeError(f"phase {phase!r} started inside phase {self.running!r}")
+        self.running = phase
+        self.outside = max(self.outside, rss.peak_mib())
+        rss.reset_peak()
+        return rss.current_mib()
+
+    def stop(self) -> float:
+        """End the running phase and return its peak (MiB)."""
+        peak = rss.peak_mib()
+        self.overall, self.running = max(self.overall, peak), None
+        rss.reset_peak()
+        return peak
+
+    def whole(self) -> float:
+        """Peak of the whole process so far (MiB)."""
+        self.outside = max(self.outside, rss.peak_mib())
+        return max(self.overall, self.outside)
 
 
-class Sampler:
-    """Resident memory sampled every ``every`` seconds in a thread; `peak` since the last `mark`."""
-
-    def __init__(self, every: float = 0.02):
-        self.peak, self.every = _rss_gib(), every
-        threading.Thread(target=self._run, daemon=True).start()
-
-    def _run(self):
-        while True:
-            self.peak = max(self.peak, _rss_gib())
-            time.sleep(self.every)
-
-    def mark(self) -> float:
-        """Reset the peak to the current memory and return that."""
-        now = _rss_gib()
-        self.peak = now
-        return now
-
-
-def instrument(sampler: Sampler, rows: list) -> None:
+def instrument(peaks: PhasePeaks, rows: list) -> None:
     """Wrap every function of `PHASES` so that each call appends (phase, seconds, start GiB, peak GiB) to ``rows``."""
     from scfactor.densify import heldout, pipeline, train
     modules = {"pipeline": pipeline, "train": train, "heldout": heldout}
@@ -76,12 +82,13 @@ def instrument(sampler: Sampler, rows: list) -> None:
         fn = getattr(mod, fn_name)
 
         def timed(*a, _fn=fn, _phase=phase, **k):
-            start, t0 = sampler.mark(), time.perf_counter()
+            start, t0 = peaks.start(_phase), time.perf_counter()
             try:
                 return _fn(*a, **k)
             finally:
-                rows.append({"phase": _phase, "seconds": round(time.perf_counter() - t0, 2),
-                             "rss_at_start_gib": round(start, 3), "peak_rss_gib": round(max(sampler.peak, start), 3)})
+                seconds, peak = time.perf_counter() - t0, peaks.stop()
+                rows.append({"phase": _phase, "seconds": round(seconds, 2),
+                             "rss_at_start_gib": round(start / 1024, 3), "peak_rss_gib": round(peak / 1024, 3)})
         setattr(mod, fn_name, timed)
 
 
@@ -105,26 +112,29 @@ def main() -> int:
     command = command_line(__file__)
     work = Path(a.work)
     work.mkdir(parents=True, exist_ok=True)
-    sampler, rows = Sampler(), []
-    instrument(sampler, rows)
+    peaks, rows = PhasePeaks(), []
+    instrument(peaks, rows)
     cut_epochs(a.tiles)
     from scfactor.densify.cli import densify
     t0, cpu0 = time.perf_counter(), time.process_time()
     rc = densify(["--input", a.input, "--epochs", "1", "--accelerator", "cpu", "--threads", str(a.threads),
                   "--checkpoint-dir", str(work / "ckpt"), "--output", str(work / "dn.h5ad"),
                   "--heldout-table", str(work / "dn.tsv")])
-    hwm = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2 ** 20  # before anything else is read
+    hwm = peaks.whole() / 1024  # before anything else is read
     if rc:
         return rc
     import h5py
     with h5py.File(work / "dn.h5ad", "r") as f:  # the sizes only (reading the output would load its layers)
         cells, nnz = int(f["X"].attrs["shape"][0]), int(f["X"]["data"].shape[0])
+    rows.append({"phase": "outside these phases (imports, set-up, between phases)", "seconds": float("nan"),
+                 "rss_at_start_gib": float("nan"), "peak_rss_gib": round(peaks.outside / 1024, 3)})
     table = pd.DataFrame(rows)
     intro = (f"One densify job (schema defaults, 1 epoch cut to {a.tiles} tiles, {a.threads} thread(s), CPU) on "
              f"{cells} cells, {nnz} stored counts; code {checkout_commit()}; {os.cpu_count()} cores. Whole process: "
              f"{time.perf_counter() - t0:.0f} s wall, {time.process_time() - cpu0:.0f} CPU s, peak resident memory "
              f"(VmHWM) **{hwm:.2f} GiB**, {hwm * 2 ** 30 / nnz:.1f} bytes per stored count. Per phase: wall "
-             "seconds, resident memory when it started and its peak (GiB, sampled every 20 ms). The training "
+             "seconds, resident memory when it started and its exact peak (GiB: the kernel's VmHWM, reset at every "
+             "phase boundary, so short spikes count). The training "
              "phase's memory does not depend on the number of tiles (each tile has the same shape).")
     if a.shared_machine:
         intro += (" The machine ran other jobs: the times are not valid timings; resident memory does not depend "

@@ -1,9 +1,13 @@
 """Helpers shared by the benchmark runners (numpy / scipy only: importable from both venvs)."""
 import os
-import resource
+import sys
+from pathlib import Path
 
 import numpy as np
 import scipy.sparse as sp
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import rss  # noqa: E402
 
 
 def load_scaled(path):
@@ -14,24 +18,10 @@ def load_scaled(path):
     return mats, z["genes"]
 
 
-def rss_mb():
-    """Current resident set size (MB) from /proc."""
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    return float("nan")
-
-
-def peak_rss_mb():
-    """Peak resident set size of this process so far (MB)."""
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
 def save_factors(path, w, v, h, seconds, cpu_seconds, rss_before, extra=None):
     """W (k x genes), V_i, H_i (cells x k), the fit's wall and CPU seconds and the memory of one run."""
     out = {"W": np.asarray(w), "seconds": seconds, "cpu_seconds": cpu_seconds, "rss_before_mb": rss_before,
-           "peak_rss_mb": peak_rss_mb()}
+           "peak_rss_mb": rss.peak_mib()}
     for i, (vi, hi) in enumerate(zip(v, h)):
         out[f"V{i}"], out[f"H{i}"] = np.asarray(vi), np.asarray(hi)
     out.update(extra or {})

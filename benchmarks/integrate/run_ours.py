@@ -19,7 +19,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "workflow"))
 
 import torch  # noqa: E402
 
-from common import load_scaled, rss_mb, save_factors  # noqa: E402
+from common import load_scaled, rss, save_factors  # noqa: E402
 from scfactor.integrate import model  # noqa: E402
 from scfactor.integrate.cli import INTEGRATE  # noqa: E402
 
@@ -35,7 +35,7 @@ def main():
     overrides = {("lambda_" if k == "lambda" else k): v for k, v in json.loads(a.set).items()}
     opts = INTEGRATE.defaults(**overrides)
     mats, _ = load_scaled(a.inp)
-    before = rss_mb()
+    before = rss.current_mib()
     t0, c0 = time.perf_counter(), time.process_time()
     r = model.fit_inmf(mats, k=opts.k, lam=opts.lambda_, max_iters=opts.max_iters, thresh=opts.thresh,
                        nrep=opts.nrep, seed=a.seed, solver=opts.solver, hals_sweeps=opts.hals_sweeps)

@@ -17,7 +17,7 @@ threads(1)
 import anndata as ad  # noqa: E402
 import numpy as np  # noqa: E402
 
-from common import load_scaled, rss_mb, save_factors  # noqa: E402
+from common import load_scaled, rss, save_factors  # noqa: E402
 
 
 def main():
@@ -43,7 +43,7 @@ def main():
     if a.init:
         z = np.load(a.init)
         kw.update(W_init=z["W"], V_init=[z["V0"], z["V1"]], H_init=[z["H0"], z["H1"]])
-    before = rss_mb()
+    before = rss.current_mib()
     t0, c0 = time.perf_counter(), time.process_time()
     optimize_ALS(lig, k=a.k, value_lambda=a.lam, rand_seed=a.seed, **kw)
     secs, cpu = time.perf_counter() - t0, time.process_time() - c0

@@ -20,7 +20,6 @@ import argparse
 import json
 import os
 import platform
-import resource
 import shlex
 import subprocess
 import sys
@@ -32,10 +31,12 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
 sys.path.insert(0, str(REPO / "workflow"))
 sys.path.insert(0, str(HERE))
+sys.path.insert(0, str(REPO / "benchmarks"))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
+import rss  # noqa: E402
 
 
 def make_shard(tmp, genes, tfs, cells, seed=0):
@@ -87,23 +88,15 @@ def ratio_lines(df) -> list:
     return out
 
 
-def vm_hwm_mib() -> float:
-    """Peak resident memory of this process (VmHWM; unlike ru_maxrss it is not inherited over fork/exec)."""
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
 def peak_memory_child(args):
     """Child: build + train one epoch + test on the big shard; print peak RSS (MiB)."""
     from scfactor.core.device import configure_tf
     configure_tf(0, threads=args.threads)
     with tempfile.TemporaryDirectory() as tmp:
         shard = make_shard(tmp, args.mem_genes, args.mem_tfs, args.mem_cells)
-        base = vm_hwm_mib()
+        base = rss.peak_mib()
         r2, secs, *_ = run_batched(shard, 1, args.lam, args.lr, args.batch)
-    peak = vm_hwm_mib()
+    peak = rss.peak_mib()
     print(json.dumps({"peak_rss_mib": peak, "rss_after_data_mib": base, "epoch_s": secs[0],
                       "mean_r2": float(np.mean(r2))}))
 
