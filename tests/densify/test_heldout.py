@@ -46,6 +46,38 @@ def test_unmask_restores_the_counts_and_messy_input_masks_as_its_canonical_form(
     np.testing.assert_array_equal(m_held.values, held.values)
 
 
+@pytest.mark.parametrize("chunk", [7, 1 << 16])
+@pytest.mark.parametrize("frac", [0.0, 0.001, 0.3])
+def test_unmask_consuming_train_grows_its_arrays_into_the_counts(monkeypatch, chunk, frac):
+    """``consume=True`` gives the same counts bit for bit, built in train's own arrays (scipy's view of them kept
+    aside), and leaves train all zero; several chunks and row blocks (small ``_ENTRIES_PER_CHUNK``) change nothing."""
+    monkeypatch.setattr(heldout, "_ENTRIES_PER_CHUNK", chunk)
+    x, _ = planted_counts()
+    x = sp.csr_matrix(x, dtype=np.float32)
+    train, held = heldout.mask_nonzeros(x, frac, seed=2)
+    owners = [id(getattr(train, a).base) for a in ("data", "indices")]
+    back = heldout.unmask(train, held, consume=True)
+    for a in ("indptr", "indices", "data"):
+        np.testing.assert_array_equal(getattr(back, a), getattr(x, a))
+    assert back.has_canonical_format and back.dtype == np.float32
+    assert [id(back.data.base), id(back.indices.base)] == owners  # grown in place, not copied
+    assert train.shape == x.shape and train.nnz == 0
+
+
+def test_unmask_consuming_copies_arrays_held_elsewhere():
+    """An array of train that something else refers to is copied, not resized under it."""
+    x, _ = planted_counts()
+    x = sp.csr_matrix(x, dtype=np.float32)
+    train, held = heldout.mask_nonzeros(x, 0.2, seed=2)
+    kept, other_view = train.data, train.indices.base.view()  # the values' view; another view of the indices
+    before = kept.copy(), other_view.copy()
+    back = heldout.unmask(train, held, consume=True)
+    np.testing.assert_array_equal(kept, before[0])
+    np.testing.assert_array_equal(other_view, before[1])
+    for a in ("indptr", "indices", "data"):
+        np.testing.assert_array_equal(getattr(back, a), getattr(x, a))
+
+
 def test_svd_baseline_does_not_depend_on_its_chunk_size(monkeypatch):
     x, _ = planted_counts()
     train, held = heldout.mask_nonzeros(x, 0.1, seed=0)

@@ -432,15 +432,15 @@ def read_rows(x, rows, block: int = 50_000):
     For a backed (on-disk) matrix: a contiguous slice decompresses each stored chunk once, where a scattered
     row selection would decompress chunks again and again, and memory holds one block plus the rows kept."""
     import scipy.sparse as sp
+    from .csr_stack import stack_rows
     rows = np.asarray(rows, dtype=np.int64)
-    parts = []
-    for start in range(0, int(x.shape[0]), block):
-        lo, hi = np.searchsorted(rows, [start, start + block])
-        if hi > lo:
-            parts.append(sp.csr_matrix(x[start:start + block])[rows[lo:hi] - start])
-    if not parts:
-        return sp.csr_matrix((0, x.shape[1]), dtype=x.dtype)
-    return sp.vstack(parts, format="csr")
+
+    def parts():
+        for start in range(0, int(x.shape[0]), block):
+            lo, hi = np.searchsorted(rows, [start, start + block])
+            if hi > lo:
+                yield sp.csr_matrix(x[start:start + block])[rows[lo:hi] - start]
+    return stack_rows(parts(), int(x.shape[1]), x.dtype)
 
 
 def get_matrix(adata, layer: str | None, path):

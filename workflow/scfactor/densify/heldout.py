@@ -10,6 +10,7 @@ benchmark (MAGIC, scVI).
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
 
 import numpy as np
@@ -41,7 +42,7 @@ def mask_nonzeros(x, frac: float, seed: int) -> tuple[sp.csr_matrix, HeldOut]:
     on ``seed`` and the sparsity pattern, so the same seed hides the same entries for every method.
     ``x`` is copied only when it is not already canonical CSR without explicit zeros; the training
     matrix is built from the kept entries directly (no per-entry row index), so the peak extra memory
-    is one training matrix plus a byte per nonzero.
+    is one training matrix, the hidden entries and a byte per nonzero.
     """
     x = _canonical(x)
     nnz = x.nnz
@@ -51,10 +52,11 @@ def mask_nonzeros(x, frac: float, seed: int) -> tuple[sp.csr_matrix, HeldOut]:
         return x, HeldOut(empty, empty.copy(), np.zeros(0, dtype=np.float64))
     rng = np.random.default_rng(seed)
     hide = np.sort(rng.choice(nnz, size=n_hide, replace=False))
-    rows = np.searchsorted(x.indptr, hide, side="right") - 1
-    held = HeldOut(rows.astype(np.int64), x.indices[hide].astype(np.int64), x.data[hide].astype(np.float64))
+    rows = (np.searchsorted(x.indptr, hide, side="right") - 1).astype(np.int64, copy=False)
+    held = HeldOut(rows, x.indices[hide].astype(np.int64), x.data[hide].astype(np.float64))
     keep = np.ones(nnz, dtype=bool)
     keep[hide] = False
+    del hide
     kept_per_row = np.diff(x.indptr) - np.bincount(rows, minlength=x.shape[0])
     indptr = np.concatenate([[0], np.cumsum(kept_per_row)]).astype(x.indptr.dtype)
     train = sp.csr_matrix((x.data[keep], x.indices[keep], indptr), shape=x.shape)
@@ -62,14 +64,81 @@ def mask_nonzeros(x, frac: float, seed: int) -> tuple[sp.csr_matrix, HeldOut]:
     return train, held
 
 
-def unmask(train, held: HeldOut) -> sp.csr_matrix:
+def unmask(train, held: HeldOut, consume: bool = False) -> sp.csr_matrix:
     """The matrix that `mask_nonzeros` hid ``held`` from: ``train`` with the hidden entries put back
-    (canonical CSR, ``train``'s dtype)."""
-    train = sp.csr_matrix(train)
-    hidden = sp.csr_matrix((held.values.astype(train.dtype), (held.rows, held.cols)), shape=train.shape)
-    x = train + hidden
-    x.sort_indices()
+    (canonical CSR, ``train``'s dtype).
+
+    The training entries move up to their places a chunk at a time, last chunk first, and the hidden entries fill
+    the gaps. ``consume=True`` (``train`` a CSR matrix): ``train``'s own value and index arrays are grown in place
+    (``ndarray.resize``, which refuses arrays that anything else refers to; they are copied then) and ``train`` is
+    left an all-zero matrix, so memory grows by the hidden entries instead of by a second copy of the counts.
+    """
+    consume = consume and sp.issparse(train) and train.format == "csr" and train.has_canonical_format
+    if not consume:
+        train = _canonical(train)
+    n = train.shape[0]
+    n_train, total = train.nnz, train.nnz + len(held)
+    before = _train_entries_before(train, held)
+    indptr = train.indptr.astype(np.int64) + np.concatenate([[0], np.cumsum(np.bincount(held.rows, minlength=n))])
+    data, indices = _grown(train, "data", total, consume), _grown(train, "indices", total, consume)
+    if consume:
+        train.indptr = np.zeros(n + 1, dtype=train.indptr.dtype)
+    if len(held):
+        for stop in range(n_train, 0, -_ENTRIES_PER_CHUNK):  # last chunk first: no entry is overwritten unread
+            start = max(0, stop - _ENTRIES_PER_CHUNK)
+            t = np.arange(start, stop)
+            dest = t + np.searchsorted(before, t, side="right")  # up by the hidden entries placed before it
+            data[dest], indices[dest] = data[start:stop].copy(), indices[start:stop].copy()
+        before += np.arange(len(held))  # now the hidden entries' own places
+        data[before], indices[before] = held.values, held.cols
+    if total > np.iinfo(np.int32).max and indices.dtype != np.int64:
+        indices = indices.astype(np.int64)
+    x = sp.csr_matrix((data, indices, indptr.astype(indices.dtype)), shape=train.shape, copy=False)
+    x.has_canonical_format = True
     return x
+
+
+def _train_entries_before(train, held: HeldOut) -> np.ndarray:
+    """For each hidden entry (sorted by row, column), how many entries of canonical ``train`` precede it in
+    row-major order (int64), found a block of about ``16 * _ENTRIES_PER_CHUNK`` training entries at a time."""
+    indptr, m = train.indptr, train.shape[1]
+    before = np.empty(len(held), dtype=np.int64)
+    a, n = 0, train.shape[0]
+    while a < n and len(held):
+        b = max(a + 1, int(np.searchsorted(indptr, indptr[a] + 16 * _ENTRIES_PER_CHUNK, side="right")) - 1)
+        b = min(b, n)
+        k0, k1 = np.searchsorted(held.rows, [a, b])
+        if k1 > k0:
+            s0, s1 = int(indptr[a]), int(indptr[b])
+            local = np.repeat(np.arange(b - a, dtype=np.int64), np.diff(indptr[a:b + 1]))
+            keys = local * m + train.indices[s0:s1]
+            before[k0:k1] = s0 + np.searchsorted(keys, (held.rows[k0:k1] - a) * m + held.cols[k0:k1])
+        a = b
+    return before
+
+
+def _grown(train, name: str, total: int, in_place: bool) -> np.ndarray:
+    """``train``'s array ``name`` (``data`` / ``indices``) lengthened to ``total`` entries: in place when
+    ``in_place`` and nothing else refers to it (``train`` then holds an empty array instead), else a copy."""
+    arr = getattr(train, name)
+    if in_place:
+        setattr(train, name, arr[:0].copy())
+        owner = arr.base
+        # scipy keeps a whole view of the array it was given: grow that array itself, but only when nothing but
+        # this function refers to the view (a second holder of the view would keep pointing at the old memory)
+        if (isinstance(owner, np.ndarray) and owner.dtype == arr.dtype and owner.shape == arr.shape
+                and owner.__array_interface__["data"] == arr.__array_interface__["data"]
+                and sys.getrefcount(arr) <= 2):
+            arr = owner
+        del owner
+        try:
+            arr.resize(total, refcheck=True)
+            return arr
+        except ValueError:  # referenced elsewhere: copy it
+            pass
+    out = np.empty(total, dtype=arr.dtype)
+    out[:arr.size] = arr
+    return out
 
 
 def _canonical(x) -> sp.csr_matrix:

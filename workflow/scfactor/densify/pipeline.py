@@ -77,8 +77,8 @@ def _masked(adata, opts):
     """(training matrix, held-out entries) of ``adata.X`` (CSR counts): a seeded share of nonzeros hidden.
 
     ``adata.X`` is released (set to None): the counts are the training matrix plus the held-out entries,
-    rebuilt by `scfactor.densify.heldout.unmask` for the output, so only one copy of them is in memory
-    while the model trains.
+    rebuilt by `scfactor.densify.heldout.unmask` for the output (growing the training matrix's own arrays),
+    so only one copy of them is in memory while the model trains and while they are rebuilt.
     """
     x = sp.csr_matrix(adata.X)
     adata.X = None
@@ -109,8 +109,8 @@ def densify_batch(adata, opts, strategy, output, checkpoint_dir=None, source=Non
     n, m = train.shape
     LOG.info("trained in %.1f s (%.0f samples/s); predicting %d x %d in blocks of %d entries into %s",
              result.seconds, result.samples_per_s, n, m, opts.predict_block, output)
-    out = _output_anndata(adata, heldout.unmask(train, held), opts)
-    del train  # from here on only the output holds the counts (released once written)
+    # the counts grow out of train's own arrays (train is left empty): only the output holds them from here on
+    out = _output_anndata(adata, heldout.unmask(train, held, consume=True), opts)
     blocks = predict_blocks(result.model, result.offset, n, m, opts.predict_block)
     return _write_output(out, held, base, opts, result, blocks, output, source)
 
@@ -160,8 +160,7 @@ def gather_batch(adata, opts, model_path, shard_paths, output, source=None) -> p
     train, held = _masked(adata, opts)
     ck = fanout.load_model(model_path, opts, rows=(0, 0), train=train)
     base = _baselines(train, held, opts)
-    out = _output_anndata(adata, heldout.unmask(train, held), opts)
-    del train
+    out = _output_anndata(adata, heldout.unmask(train, held, consume=True), opts)
     blocks = fanout.shard_blocks(shard_paths, *out.shape, opts.predict_block)
     return _write_output(out, held, base, opts, fanout.fit_record(ck), blocks, output, source)
 

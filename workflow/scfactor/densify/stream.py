@@ -4,7 +4,7 @@
 input cells at a time (`scfactor.preprocess.counts.open_h5ad`: h5py slices of the CSR arrays,
 `scfactor.preprocess.counts.read_rows`, as the preprocess step and the multilayer NMF stream), checks
 every block as `scfactor.core.io.validate_counts` would the whole matrix (same one-line errors) and keeps
-only the sparse (CSR) counts: the matrix is never dense in memory and the file's other matrix (``X``,
+only the sparse (CSR) counts, stacked as they arrive (`scfactor.core.csr_stack.stack_rows`): the matrix is never dense in memory and the file's other matrix (``X``,
 log-normalised) is never read. Files that cannot be streamed are read whole (`load_preprocessed`).
 
 `write_densified` writes the densify output with its dense ``layers['neumf']`` filled one block of
@@ -21,6 +21,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from ..core import io
+from ..core.csr_stack import stack_rows
 from ..preprocess import contract
 from ..preprocess import counts as counts_io
 
@@ -46,12 +47,14 @@ def read_counts(path, batch, genes: str, layer: str, integer: bool):
     io.check_counts_dtype(counts.dtype, path, what)
     rows, cols = counts.positions(meta)
     bad = np.zeros(3, np.int64)
-    parts = []
-    for _, block in counts.blocks(rows, cols, dtype=None):
-        bad += io.count_bad_values(io.matrix_values(block), integer)
-        parts.append(block.astype(np.float32))
+
+    def checked():
+        for _, block in counts.blocks(rows, cols, dtype=None):
+            bad[:] += io.count_bad_values(io.matrix_values(block), integer)
+            yield block
+    x = stack_rows(checked(), meta.n_vars, np.float32)
     io.raise_bad_counts(bad, path, what)
-    meta.X = sp.csr_matrix(sp.vstack(parts, format="csr"), dtype=np.float32)
+    meta.X = x
     return meta
 
 

@@ -1,0 +1,39 @@
+"""`scfactor.core.csr_stack.stack_rows`: the blocks stacked as scipy's vstack stacks them, grown in place."""
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+
+from scfactor.core import csr_stack
+from scfactor.core.csr_stack import stack_rows
+
+
+def _blocks(seed=0, n=30, cols=17):
+    rng = np.random.default_rng(seed)
+    blocks = [sp.random(int(rng.integers(0, 40)), cols, density=0.3, format="csr", random_state=i,
+                        dtype=np.float64) for i in range(n)]
+    blocks[2].data[:3] = 0.0  # explicit zeros stay, as in vstack
+    messy = sp.csr_matrix((np.array([1.0, 2.0, 3.0]), np.array([5, 1, 5]), np.array([0, 3])), shape=(1, cols))
+    return blocks + [messy]  # unsorted and duplicate columns stay too
+
+
+@pytest.mark.parametrize("first", [1, 7, 1 << 16])
+def test_stack_equals_vstack(monkeypatch, first):
+    """Values, column indices and row pointers equal vstack's for every starting capacity (how often it grows)."""
+    monkeypatch.setattr(csr_stack, "_FIRST_CAPACITY", first)
+    blocks = _blocks()
+    got = stack_rows(iter(blocks), 17, np.float32)
+    want = sp.vstack(blocks, format="csr")
+    assert got.shape == want.shape and got.dtype == np.float32 and got.indices.dtype == np.int32
+    np.testing.assert_array_equal(got.indptr, want.indptr)
+    np.testing.assert_array_equal(got.indices, want.indices)
+    np.testing.assert_array_equal(got.data, want.data.astype(np.float32))
+    assert got.data.size == got.nnz  # shrunk to the entries
+
+
+def test_stack_of_nothing_and_wrong_width():
+    """No block: a matrix with no rows; a block of another width is refused."""
+    empty = stack_rows([], 5, np.float32)
+    assert empty.shape == (0, 5) and empty.nnz == 0
+    with pytest.raises(ValueError, match="4 columns, not 5"):
+        stack_rows([sp.csr_matrix((2, 5)), sp.csr_matrix((1, 4))], 5, np.float32)
