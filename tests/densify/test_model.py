@@ -9,6 +9,7 @@ import sys
 
 import numpy as np
 import pytest
+import scipy.sparse as sp
 
 from conftest import REPO
 from densify.data import cpu_strategy, planted_counts
@@ -118,3 +119,17 @@ def test_mirrored_strategy_on_two_logical_cpus_matches_one_device():
     # same data, same updates up to per-replica batch norm / dropout masks
     np.testing.assert_allclose(out["mirrored"][1], out["one"][1], rtol=0.02)
     assert out["mirrored"][1][-1] < out["mirrored"][1][0]
+
+
+@pytest.mark.parametrize("chunk", [1, 5, 1 << 20])
+def test_gene_bias_start_equals_the_sparse_product_to_the_last_bit(monkeypatch, chunk):
+    """The chunked weighted column sums add in scipy's order: the same float64 sums as ``x.T @ w``, for any chunk."""
+    from scfactor.densify import model as model_mod
+    monkeypatch.setattr(model_mod, "_ENTRIES_PER_CHUNK", chunk)
+    rng = np.random.default_rng(3)
+    x = sp.random(300, 40, density=0.3, format="csr", random_state=3, dtype=np.float32)
+    x.data = np.ceil(x.data * 30).astype(np.float32)
+    x[7] = 0  # an empty row
+    x.eliminate_zeros()
+    w = 1.0 / rng.gamma(2.0, 0.5, x.shape[0])
+    np.testing.assert_array_equal(model_mod._weighted_column_sums(x, w), np.asarray(x.T @ w).ravel())

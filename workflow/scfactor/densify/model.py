@@ -282,12 +282,32 @@ def init_from_pretrained(neumf: NeuMF, gmf: NeuMF, mlp: NeuMF, alpha: float = 0.
 
 
 def gene_bias_init(x, loss: str, size_factors: np.ndarray) -> np.ndarray:
-    """Starting per-gene bias: log mean rate (count losses), mean count (mse), 0 (bce)."""
+    """Starting per-gene bias from CSR counts ``x``: log mean rate (count losses), mean count (mse), 0 (bce)."""
     n = x.shape[0]
     if loss in COUNT_LOSSES:
-        # sum over cells of count / size factor, as a product with the cells' weights (no scaled copy of x)
-        rate = np.asarray(x.T @ (1.0 / np.asarray(size_factors, np.float64))).ravel() / n
+        # sum over cells of count / size factor
+        rate = _weighted_column_sums(x, 1.0 / np.asarray(size_factors, np.float64)) / n
         return np.log(np.maximum(rate, 1e-4))
     if loss == "mse":
         return np.asarray(x.sum(axis=0), dtype=np.float64).ravel() / n
     return np.zeros(x.shape[1])
+
+
+#: stored entries of the counts weighted at a time by `_weighted_column_sums`
+_ENTRIES_PER_CHUNK = 1 << 20
+
+
+def _weighted_column_sums(x, w: np.ndarray) -> np.ndarray:
+    """``x.T @ w`` (float64) for a CSR matrix ``x`` without a float64 copy of all its values (scipy makes one for a float32
+    ``x``): each entry's value times its row's weight is added in the same order as scipy's product adds it (entry
+    by entry, row after row: `np.add.at` accumulates in order), so the sums are the same to the last bit, with the
+    float64 values of about ``_ENTRIES_PER_CHUNK`` entries at a time."""
+    out = np.zeros(x.shape[1])
+    row_lengths = np.diff(x.indptr)
+    a, n = 0, x.shape[0]
+    while a < n:
+        b = min(n, max(a + 1, int(np.searchsorted(x.indptr, x.indptr[a] + _ENTRIES_PER_CHUNK, side="right")) - 1))
+        s0, s1 = int(x.indptr[a]), int(x.indptr[b])
+        np.add.at(out, x.indices[s0:s1], x.data[s0:s1].astype(np.float64) * np.repeat(w[a:b], row_lengths[a:b]))
+        a = b
+    return out
