@@ -4,8 +4,8 @@
 row pointers, block after block, explicit zeros and unsorted rows kept as they are) but copies each block into
 buffers that grow in place (``ndarray.resize``: ``realloc``, which moves large buffers by remapping pages rather
 than copying them) as the blocks arrive, so memory holds the result and one block instead of every block and
-then their stack as well: at a million cells (415 M stored counts) that is 3.1 GiB less while the counts are
-read. Index arrays are int32 while the stored entries and columns fit, int64 beyond, as scipy's.
+then their stack as well (densify's read of a million cells, 414 M stored counts, peaked at 4.14 instead of
+6.70 GiB: `benchmarks/results/densify_memory_1m_exact.md`). Index arrays are int32 while the stored entries and columns fit, int64 beyond, as scipy's.
 """
 
 from __future__ import annotations
