@@ -5,7 +5,8 @@ row pointers, block after block, explicit zeros and unsorted rows kept as they a
 buffers that grow in place (``ndarray.resize``: ``realloc``, which moves large buffers by remapping pages rather
 than copying them) as the blocks arrive, so memory holds the result and one block instead of every block and
 then their stack as well (densify's read of a million cells, 414 M stored counts, peaked at 4.14 instead of
-6.70 GiB: `benchmarks/results/densify_memory_1m_exact.md`). Index arrays are int32 while the stored entries and columns fit, int64 beyond, as scipy's.
+6.70 GiB: `benchmarks/results/densify_memory_1m_exact.md`). Index arrays are int32 while the stored entries
+and columns fit, int64 beyond, as scipy's.
 """
 
 from __future__ import annotations
