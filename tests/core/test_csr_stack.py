@@ -1,4 +1,4 @@
-"""`scfactor.core.csr_stack.stack_rows`: the blocks stacked as scipy's vstack stacks them, grown in place."""
+"""`scfactor.core.csr_stack`: blocks stacked as scipy's vstack stacks them (grown in place), row blocks by entries."""
 
 import numpy as np
 import pytest
@@ -37,3 +37,17 @@ def test_stack_of_nothing_and_wrong_width():
     assert empty.shape == (0, 5) and empty.nnz == 0
     with pytest.raises(ValueError, match="4 columns, not 5"):
         stack_rows([sp.csr_matrix((2, 5)), sp.csr_matrix((1, 4))], 5, np.float32)
+
+
+def test_row_blocks_cover_every_row_within_the_entry_budget():
+    """Consecutive ranges over all rows (empty rows included); a row above the budget stands alone."""
+    from scfactor.core.csr_stack import row_blocks
+    lengths = np.array([0, 3, 2, 0, 9, 1, 1, 0, 4])
+    indptr = np.concatenate([[0], np.cumsum(lengths)])
+    blocks = list(row_blocks(indptr, 4))
+    assert blocks[0][0] == 0 and blocks[-1][1] == len(lengths)
+    assert all(b0[1] == b1[0] for b0, b1 in zip(blocks, blocks[1:]))
+    for a, b in blocks:
+        assert b > a and (indptr[b] - indptr[a] <= 4 or b == a + 1)
+    assert (4, 5) in blocks  # the 9-entry row alone
+    assert list(row_blocks(np.zeros(1, dtype=int), 4)) == []

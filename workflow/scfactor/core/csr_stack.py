@@ -1,4 +1,5 @@
-"""Stacking CSR row blocks into one matrix without holding every block beside their stack.
+"""CSR matrices by blocks of rows: stacking blocks into one matrix without holding every block beside their
+stack (`stack_rows`), and walking a matrix in blocks of about the same number of stored entries (`row_blocks`).
 
 `stack_rows` gives what ``scipy.sparse.vstack(blocks, format="csr")`` gives (the same values, column indices and
 row pointers, block after block, explicit zeros and unsorted rows kept as they are) but copies each block into
@@ -11,7 +12,7 @@ and columns fit, int64 beyond, as scipy's.
 
 from __future__ import annotations
 
-from typing import Iterable
+from typing import Iterable, Iterator
 
 import numpy as np
 import scipy.sparse as sp
@@ -47,3 +48,13 @@ def stack_rows(blocks: Iterable, n_cols: int, dtype) -> sp.csr_matrix:
     index_dtype = np.int64 if max(nnz, n_rows, n_cols) > _INT32_MAX else np.int32
     indptr = np.concatenate(row_ends).astype(index_dtype)
     return sp.csr_matrix((data, indices.astype(index_dtype, copy=False), indptr), shape=(n_rows, n_cols), copy=False)
+
+
+def row_blocks(indptr: np.ndarray, entries: int) -> Iterator[tuple[int, int]]:
+    """``(a, b)`` row ranges covering every row of a CSR matrix with row pointers ``indptr``, in order, each holding
+    at most ``entries`` stored entries, or one row when that row alone holds more."""
+    a, n = 0, len(indptr) - 1
+    while a < n:
+        b = min(n, max(a + 1, int(np.searchsorted(indptr, indptr[a] + entries, side="right")) - 1))
+        yield a, b
+        a = b

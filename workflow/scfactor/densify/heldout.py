@@ -17,6 +17,8 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
+from ..core.csr_stack import row_blocks
+
 METRICS = ("pearson_log1p", "spearman_log1p", "median_abs_error", "rmse")
 #: held-out entries reconstructed at a time by `svd_baseline` (bounds its gathered factor rows)
 _ENTRIES_PER_CHUNK = 1 << 16
@@ -103,17 +105,13 @@ def _train_entries_before(train, held: HeldOut) -> np.ndarray:
     row-major order (int64), found a block of about ``16 * _ENTRIES_PER_CHUNK`` training entries at a time."""
     indptr, m = train.indptr, train.shape[1]
     before = np.empty(len(held), dtype=np.int64)
-    a, n = 0, train.shape[0]
-    while a < n and len(held):
-        b = max(a + 1, int(np.searchsorted(indptr, indptr[a] + 16 * _ENTRIES_PER_CHUNK, side="right")) - 1)
-        b = min(b, n)
+    for a, b in (row_blocks(indptr, 16 * _ENTRIES_PER_CHUNK) if len(held) else ()):
         k0, k1 = np.searchsorted(held.rows, [a, b])
         if k1 > k0:
             s0, s1 = int(indptr[a]), int(indptr[b])
             local = np.repeat(np.arange(b - a, dtype=np.int64), np.diff(indptr[a:b + 1]))
             keys = local * m + train.indices[s0:s1]
             before[k0:k1] = s0 + np.searchsorted(keys, (held.rows[k0:k1] - a) * m + held.cols[k0:k1])
-        a = b
     return before
 
 

@@ -302,12 +302,10 @@ def _weighted_column_sums(x, w: np.ndarray) -> np.ndarray:
     ``x``): each entry's value times its row's weight is added in the same order as scipy's product adds it (entry
     by entry, row after row: `np.add.at` accumulates in order), so the sums are the same to the last bit, with the
     float64 values of about ``_ENTRIES_PER_CHUNK`` entries at a time."""
+    from ..core.csr_stack import row_blocks
     out = np.zeros(x.shape[1])
     row_lengths = np.diff(x.indptr)
-    a, n = 0, x.shape[0]
-    while a < n:
-        b = min(n, max(a + 1, int(np.searchsorted(x.indptr, x.indptr[a] + _ENTRIES_PER_CHUNK, side="right")) - 1))
+    for a, b in row_blocks(x.indptr, _ENTRIES_PER_CHUNK):
         s0, s1 = int(x.indptr[a]), int(x.indptr[b])
         np.add.at(out, x.indices[s0:s1], x.data[s0:s1].astype(np.float64) * np.repeat(w[a:b], row_lengths[a:b]))
-        a = b
     return out
