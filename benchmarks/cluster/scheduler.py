@@ -82,7 +82,7 @@ def main(argv=None) -> int:
                 wall, cpu = snakemake(target, configs, args.cores,
                                       ["--scheduler", sched, "--forcerun", "mtl_train_shard"], log)
                 info = parse_log(log)
-                job_s = sum(s for _, s in info["jobs"])
+                job_s = sum(seconds for _, seconds, _ in info["jobs"])
                 rows.append({"scheduler": sched, "round": rnd, "jobs": len(info["jobs"]),
                              "wall_s": wall, "cpu_s": cpu, "job_s": job_s,
                              "overhead_s": wall - job_s / args.cores,
