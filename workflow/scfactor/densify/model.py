@@ -298,10 +298,10 @@ _ENTRIES_PER_CHUNK = 1 << 20
 
 
 def _weighted_column_sums(x, w: np.ndarray) -> np.ndarray:
-    """``x.T @ w`` (float64) for a CSR matrix ``x`` without a float64 copy of all its values (scipy makes one for a float32
-    ``x``): each entry's value times its row's weight is added in the same order as scipy's product adds it (entry
-    by entry, row after row: `np.add.at` accumulates in order), so the sums are the same to the last bit, with the
-    float64 values of about ``_ENTRIES_PER_CHUNK`` entries at a time."""
+    """``x.T @ w`` (float64) for a CSR matrix ``x`` without a float64 copy of all its values (scipy makes one
+    for a float32 ``x``): each entry's value times its row's weight is added in the same order as scipy's
+    product adds it (entry by entry, row after row: `np.add.at` accumulates in order), so the sums are the
+    same to the last bit, with the float64 values of about ``_ENTRIES_PER_CHUNK`` entries at a time."""
     from ..core.csr_stack import row_blocks
     out = np.zeros(x.shape[1])
     row_lengths = np.diff(x.indptr)

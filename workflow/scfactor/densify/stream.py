@@ -4,8 +4,9 @@
 input cells at a time (`scfactor.preprocess.counts.open_h5ad`: h5py slices of the CSR arrays,
 `scfactor.preprocess.counts.read_rows`, as the preprocess step and the multilayer NMF stream), checks
 every block as `scfactor.core.io.validate_counts` would the whole matrix (same one-line errors) and keeps
-only the sparse (CSR) counts, stacked as they arrive (`scfactor.core.csr_stack.stack_rows`): the matrix is never dense in memory and the file's other matrix (``X``,
-log-normalised) is never read. Files that cannot be streamed are read whole (`load_preprocessed`).
+only the sparse (CSR) counts, stacked as they arrive (`scfactor.core.csr_stack.stack_rows`): the matrix
+is never dense in memory and the file's other matrix (``X``, log-normalised) is never read. Files that
+cannot be streamed are read whole (`load_preprocessed`).
 
 `write_densified` writes the densify output with its dense ``layers['neumf']`` filled one block of
 predicted cells at a time (an h5py dataset, gzip, chunked by block), so the dense prediction is never
@@ -54,7 +55,7 @@ def read_counts(path, batch, genes: str, layer: str, integer: bool):
             yield block
     x = stack_rows(checked(), meta.n_vars, np.float32)
     io.raise_bad_counts(bad, path, what)
-    meta.X = x
+    meta.X = x  # set only once every block passed the checks
     return meta
 
 
