@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# The multilayer NMF benchmark's peer: a checkout of the reference neuralNMF at its pinned commit and a venv
+# to run it in (torch, numpy, scipy and what its package imports, at the versions below). Not part of the test suite.
+#   bash benchmarks/layers/setup_reference.sh [REPO]     REPO: a git URL or local clone of the reference
+# Writes /root/.cache/scfactor/bench-layers (venv) and /root/.cache/scfactor/bench-layers-src (checkout);
+# bench_layers.py checks that the checkout is at REF_COMMIT.
+set -euo pipefail
+REPO_URL="${1:-https://github.com/sishirsubedi/neuralNMF}"
+REF_COMMIT=beb8767ec4249d42e937f5d1b9667c6a7e9a394f   # = bench_layers.REF_COMMIT (its HEAD on 2026-12-03)
+VENV=/root/.cache/scfactor/bench-layers
+SRC=/root/.cache/scfactor/bench-layers-src
+if [ ! -d "$SRC/.git" ]; then
+    git clone -q --no-checkout "$REPO_URL" "$SRC"
+fi
+# HEAD and index at the pinned commit; only the package is written out (its data/ and results/ hold large
+# files the benchmark does not use)
+git -C "$SRC" reset -q "$REF_COMMIT"
+git -C "$SRC" checkout -q -- neuralNMF
+if [ ! -x "$VENV/bin/python" ]; then
+    python3.11 -m venv "$VENV"
+fi
+"$VENV/bin/pip" install -q torch==2.13.0 numpy==2.4.6 scipy==1.17.1 pandas==2.3.3 h5py==3.14.0 tables==3.11.1 numba==0.68.1 scikit-learn==1.9.1
+echo "reference at $(git -C "$SRC" rev-parse HEAD) in $SRC; venv $VENV"
