@@ -32,6 +32,15 @@ def test_snn_weights_are_jaccard_of_neighbour_sets():
     assert ((pruned == 0) | (pruned >= 0.2)).all() and np.allclose(pruned[pruned > 0], g[pruned > 0])
 
 
+
+def test_snn_graph_built_in_row_blocks_equals_one_block():
+    x, _ = _blobs([40, 37], seed=2)
+    whole = snn.snn_graph(x, 6, prune=1 / 15)
+    for block in (1, 10, 76):
+        part = snn.snn_graph(x, 6, prune=1 / 15, block=block)
+        assert part.format == "csr" and part.dtype == np.float64 and part.shape == whole.shape
+        assert (part != whole).nnz == 0 and part.nnz == whole.nnz
+
 def test_leiden_snn_finds_planted_groups_and_is_seeded():
     x, truth = _blobs([120, 80, 60, 30])
     kw = dict(k=DEFAULTS.n_neighbors, prune=DEFAULTS.snn_prune, resolution=DEFAULTS.leiden_resolution,

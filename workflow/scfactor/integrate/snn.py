@@ -22,6 +22,7 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse as sp
 
+from ..core.csr_stack import stack_rows
 from .quantile_norm import knn_indices
 
 
@@ -30,7 +31,8 @@ def snn_graph(x: np.ndarray, k: int, prune: float, block: int = 65536, exact_max
     """Symmetric SNN matrix (Jaccard of the ``k``-NN sets, self included) with weights < ``prune`` removed.
 
     Built ``block`` rows at a time (the unpruned product holds up to k^2 entries per row; only the pruned
-    rows are kept), so memory is linear in the cells. The kNN search is approximate above
+    rows are kept, stacked as they come by `scfactor.core.csr_stack.stack_rows`), so memory is linear in the
+    cells and holds the graph once. The kNN search is approximate above
     ``exact_max_cells`` cells (`knn_indices`, seeded with ``seed``).
     """
     nn = knn_indices(x, k, exact_max_cells, seed)
@@ -38,15 +40,17 @@ def snn_graph(x: np.ndarray, k: int, prune: float, block: int = 65536, exact_max
     a = sp.csr_matrix((np.ones(n * kk, dtype=np.float32), np.sort(nn, axis=1).ravel().astype(np.int32),
                        np.arange(0, n * kk + 1, kk)), shape=(n, n))
     at = sp.csr_matrix(a.T)
-    rows = []
-    for start in range(0, n, block):
-        s = (a[start:start + block] @ at).tocsr()
-        s.data = s.data.astype(np.float64)  # shared-neighbour counts (exact in float32)
-        s.data = s.data / (2 * kk - s.data)
-        s.data[s.data < prune] = 0.0
-        s.eliminate_zeros()
-        rows.append(s)
-    return sp.vstack(rows, format="csr") if len(rows) > 1 else rows[0]
+
+    def pruned_blocks():
+        for start in range(0, n, block):
+            s = (a[start:start + block] @ at).tocsr()
+            s.data = s.data.astype(np.float64)  # shared-neighbour counts (exact in float32)
+            s.data = s.data / (2 * kk - s.data)
+            s.data[s.data < prune] = 0.0
+            s.eliminate_zeros()
+            yield s
+
+    return stack_rows(pruned_blocks(), n, np.float64)
 
 
 def _relabel(labels: np.ndarray) -> np.ndarray:
