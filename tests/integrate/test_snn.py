@@ -41,6 +41,17 @@ def test_snn_graph_built_in_row_blocks_equals_one_block():
         assert part.format == "csr" and part.dtype == np.float64 and part.shape == whole.shape
         assert (part != whole).nnz == 0 and part.nnz == whole.nnz
 
+
+def test_igraph_graph_keeps_the_edge_order_and_trailing_isolated_vertices():
+    import igraph as ig
+
+    rng = np.random.default_rng(3)
+    rows, cols = rng.integers(0, 50, 301).astype(np.int32), rng.integers(0, 50, 301).astype(np.int32)
+    g = snn.igraph_graph(60, rows, cols, chunk=64)
+    ref = ig.Graph(n=60, edges=np.column_stack([rows, cols]), directed=False)
+    assert g.vcount() == 60 and not g.is_directed() and g.get_edgelist() == ref.get_edgelist()
+    assert snn.igraph_graph(5, np.zeros(0, np.int32), np.zeros(0, np.int32)).vcount() == 5
+
 def test_leiden_snn_finds_planted_groups_and_is_seeded():
     x, truth = _blobs([120, 80, 60, 30])
     kw = dict(k=DEFAULTS.n_neighbors, prune=DEFAULTS.snn_prune, resolution=DEFAULTS.leiden_resolution,

@@ -82,14 +82,39 @@ def group_singletons(labels: np.ndarray, snn: sp.csr_matrix) -> np.ndarray:
     return labels
 
 
+def igraph_graph(n: int, rows: np.ndarray, cols: np.ndarray, chunk: int = 1 << 22):
+    """Undirected igraph ``Graph`` with ``n`` vertices and edge ``i`` = (``rows[i]``, ``cols[i]``), in this order.
+
+    The pairs go through a temporary text file (``TMPDIR``, about 14 bytes per edge, removed on return) read by
+    igraph's C edge-list reader: python-igraph converts an array of pairs element by element through Python
+    objects, which held 5.1 GiB beyond the graph for 34 M edges (a million cells' SNN graph) and took 57.7 CPU
+    s; the file route 0.76 GiB and 45.1 s (`benchmarks/results/integrate_igraph_build.md`).
+    """
+    import os
+    import tempfile
+
+    import igraph as ig
+
+    with tempfile.TemporaryDirectory(prefix="scfactor-edges-") as tmp:
+        path = os.path.join(tmp, "edges.txt")
+        with open(path, "wb") as fh:
+            for start in range(0, len(rows), chunk):
+                pairs = np.column_stack([rows[start:start + chunk], cols[start:start + chunk]])
+                pairs.tofile(fh, sep=" ")
+                fh.write(b"\n")
+        g = ig.Graph.Read_Edgelist(path, directed=False)
+    if g.vcount() < n:  # the reader numbers vertices up to the largest id it saw
+        g.add_vertices(n - g.vcount())
+    return g
+
+
 def _leidenalg_starts(snn: sp.csr_matrix, resolution: float, seeds) -> np.ndarray:
     """leidenalg (RB configuration) from each seed on the SNN matrix as rliger builds the graph (every non-zero
     an edge); the membership of highest quality."""
-    import igraph as ig
     import leidenalg
 
     coo = snn.tocoo()
-    g = ig.Graph(n=snn.shape[0], edges=np.column_stack([coo.row, coo.col]), directed=False)
+    g = igraph_graph(snn.shape[0], coo.row, coo.col)
     weights = coo.data.tolist()
     del coo
     best, best_q = None, -np.inf
@@ -111,7 +136,7 @@ def _igraph_starts(snn: sp.csr_matrix, resolution: float, seeds) -> np.ndarray:
 
     up = sp.triu(snn, k=0).tocoo()
     weights = np.where(up.row == up.col, 1.0, 2.0) * up.data
-    g = ig.Graph(n=snn.shape[0], edges=np.column_stack([up.row, up.col]), directed=False)
+    g = igraph_graph(snn.shape[0], up.row, up.col)
     del up
     best, best_q = None, -np.inf
     try:
