@@ -42,7 +42,7 @@ REF_VENV = Path("/root/.cache/scfactor/bench-layers/bin/python")
 REF_SRC = Path("/root/.cache/scfactor/bench-layers-src")
 #: sishirsubedi/neuralNMF HEAD when this benchmark was last run (= setup_reference.sh's)
 REF_COMMIT = "beb8767ec4249d42e937f5d1b9667c6a7e9a394f"
-LAYERS = [20, 10]
+LAYERS = list(FIT.defaults().layers)
 #: our two beta solvers and the learning rate each is run at (poisson: the schema's default)
 OURS = (("poisson", FIT.defaults().lr), ("nnls", 0.2))
 

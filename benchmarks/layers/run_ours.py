@@ -18,15 +18,18 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "workflow"))
 
 
 def main(argv=None) -> int:
+    from scfactor.layers.cli import FIT
+
+    d = FIT.defaults()  # the schema's values
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--data", required=True)
     p.add_argument("--json", required=True, help="where to write the result")
-    p.add_argument("--solver", choices=["poisson", "nnls"], default="poisson")
+    p.add_argument("--solver", choices=["poisson", "nnls"], default=d.solver)
     p.add_argument("--epochs", type=int, required=True)
     p.add_argument("--lr", type=float, required=True)
-    p.add_argument("--inner-iters", type=int, default=2)
-    p.add_argument("--layers", type=int, nargs="+", default=[20, 10])
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--inner-iters", type=int, default=d.inner_iters)
+    p.add_argument("--layers", type=int, nargs="+", default=list(d.layers))
+    p.add_argument("--seed", type=int, default=d.seed)
     p.add_argument("--threads", type=int, default=1)
     args = p.parse_args(argv)
 

@@ -2,13 +2,16 @@
 # The multilayer NMF benchmark's peer: a checkout of the reference neuralNMF at its pinned commit and a venv
 # to run it in (torch, numpy, scipy and what its package imports, at the versions below). Not part of the test suite.
 #   bash benchmarks/layers/setup_reference.sh [REPO]     REPO: a git URL or local clone of the reference
-# Writes /root/.cache/scfactor/bench-layers (venv) and /root/.cache/scfactor/bench-layers-src (checkout);
-# bench_layers.py checks that the checkout is at REF_COMMIT.
+# The pinned commit, the venv and the checkout's folder are bench_layers.py's REF_COMMIT, REF_VENV and REF_SRC
+# (read from it here); bench_layers.py checks that the checkout is at REF_COMMIT.
 set -euo pipefail
 REPO_URL="${1:-https://github.com/sishirsubedi/neuralNMF}"
-REF_COMMIT=beb8767ec4249d42e937f5d1b9667c6a7e9a394f   # = bench_layers.REF_COMMIT (its HEAD on 2026-12-03)
-VENV=/root/.cache/scfactor/bench-layers
-SRC=/root/.cache/scfactor/bench-layers-src
+BENCH="$(dirname "$0")/bench_layers.py"
+constant() { sed -n "s/^$1 = \(Path(\)\?\"\([^\"]*\)\".*/\2/p" "$BENCH"; }
+REF_COMMIT=$(constant REF_COMMIT)
+VENV=$(dirname "$(dirname "$(constant REF_VENV)")")
+SRC=$(constant REF_SRC)
+[ -n "$REF_COMMIT" ] && [ -n "$SRC" ] && [ "$VENV" != . ] || { echo "error: $BENCH: REF_COMMIT / REF_VENV / REF_SRC not found" >&2; exit 1; }
 if [ ! -d "$SRC/.git" ]; then
     git clone -q --no-checkout "$REPO_URL" "$SRC"
 fi
