@@ -1,6 +1,6 @@
 #!/usr/bin/env python
 """Building the Leiden step's igraph graph from an edge array: python-igraph's ``Graph(edges=array)`` (its
-element-by-element conversion, the integrate step's route before) against `scfactor.integrate.snn.igraph_graph`
+element-by-element conversion, the integrate step's route before) against `scfactor.core.graphs.igraph_graph`
 (a temporary edge-list file read by igraph's C reader, the route now).
 
 Each build runs in its own process with one thread, the routes alternating for ``--rounds`` rounds; the edges are
@@ -36,7 +36,7 @@ def build_once(route: str, edges: int, cells: int, seed: int) -> dict:
     import numpy as np
 
     from rss import current_mib
-    from scfactor.integrate.snn import igraph_graph
+    from scfactor.core.graphs import igraph_graph
 
     rng = np.random.default_rng(seed)
     rows, cols = rng.integers(0, cells, edges).astype(np.int32), rng.integers(0, cells, edges).astype(np.int32)

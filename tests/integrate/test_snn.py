@@ -42,29 +42,6 @@ def test_snn_graph_built_in_row_blocks_equals_one_block():
         assert (part != whole).nnz == 0 and part.nnz == whole.nnz
 
 
-def test_igraph_graph_keeps_the_edge_order_and_trailing_isolated_vertices():
-    import igraph as ig
-
-    rng = np.random.default_rng(3)
-    rows, cols = rng.integers(0, 50, 301).astype(np.int32), rng.integers(0, 50, 301).astype(np.int32)
-    g = snn.igraph_graph(60, rows, cols, chunk=64)
-    ref = ig.Graph(n=60, edges=np.column_stack([rows, cols]), directed=False)
-    assert g.vcount() == 60 and not g.is_directed() and g.get_edgelist() == ref.get_edgelist()
-    assert snn.igraph_graph(5, np.zeros(0, np.int32), np.zeros(0, np.int32)).vcount() == 5
-
-
-def test_igraph_graph_without_a_writable_temporary_folder_fails_in_one_line(tmp_path, monkeypatch):
-    import tempfile
-
-    import pytest
-
-    from scfactor.core.memory import ResourceError
-
-    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "no-such-folder"))
-    with pytest.raises(ResourceError, match="temporary folder .*no-such-folder.*TMPDIR") as err:
-        snn.igraph_graph(3, np.array([0, 1], np.int32), np.array([1, 2], np.int32))
-    assert "\n" not in str(err.value)
-
 def test_leiden_snn_finds_planted_groups_and_is_seeded():
     x, truth = _blobs([120, 80, 60, 30])
     kw = dict(k=DEFAULTS.n_neighbors, prune=DEFAULTS.snn_prune, resolution=DEFAULTS.leiden_resolution,

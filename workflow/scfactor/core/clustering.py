@@ -12,6 +12,8 @@ import sys
 import numpy as np
 import scipy.sparse as sp
 
+from .graphs import igraph_graph, scanpy_leiden
+
 
 @contextlib.contextmanager
 def _numba_disk_cache():
@@ -124,7 +126,7 @@ def leiden_on_scores(scores, n_neighbors: int = 15, resolution: float = 1.0, see
     n = scores.shape[0]
     adj = kneighbors_graph(scores, n_neighbors=max(1, min(n_neighbors, n - 1)), mode="connectivity")
     adj = sp.triu(adj.maximum(adj.T), k=1).tocoo()
-    graph = ig.Graph(n=n, edges=np.column_stack([adj.row, adj.col]).tolist())
+    graph = igraph_graph(n, adj.row, adj.col)
     ig.set_random_number_generator(random.Random(seed))
     try:
         part = graph.community_leiden(objective_function="modularity", resolution=resolution, n_iterations=2)
@@ -155,9 +157,8 @@ def _pipeline(a, sc, n_pcs, n_neighbors, resolution, seed, target_sum, umap, uma
     n_comp = max(1, min(n_pcs, a.n_obs - 1, a.n_vars - 1))
     sc.pp.pca(a, n_comps=n_comp, random_state=seed)
     sc.pp.neighbors(a, n_neighbors=min(n_neighbors, a.n_obs - 1), use_rep="X_pca", random_state=seed)
-    sc.tl.leiden(a, resolution=resolution, random_state=seed, flavor="igraph", n_iterations=2, directed=False)
-    out = {"leiden": a.obs["leiden"].astype(int).to_numpy(), "X_pca": a.obsm["X_pca"], "X_umap": None,
-           "umap_sample": None}
+    labels = scanpy_leiden(a.obsp["connectivities"], resolution, seed, n_iterations=2)
+    out = {"leiden": labels, "X_pca": a.obsm["X_pca"], "X_umap": None, "umap_sample": None}
     if umap and umap_max_cells is not None and a.n_obs > umap_max_cells:
         out["X_umap"], out["umap_sample"] = umap_subsample(a.obsm["X_pca"], n_neighbors, seed, umap_max_cells)
     elif umap:

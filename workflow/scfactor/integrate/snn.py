@@ -23,6 +23,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from ..core.csr_stack import stack_rows
+from ..core.graphs import igraph_graph
 from .quantile_norm import knn_indices
 
 
@@ -80,40 +81,6 @@ def group_singletons(labels: np.ndarray, snn: sp.csr_matrix) -> np.ndarray:
         conn = np.array([tot[c] / size[c] for c in keep.tolist()])
         labels[cell] = keep[int(np.argmax(conn))]
     return labels
-
-
-def igraph_graph(n: int, rows: np.ndarray, cols: np.ndarray, chunk: int = 1 << 22):
-    """Undirected igraph ``Graph`` with ``n`` vertices and edge ``i`` = (``rows[i]``, ``cols[i]``), in this order.
-
-    The pairs go through a temporary text file (``TMPDIR``, about 14 bytes per edge, removed on return) read by
-    igraph's C edge-list reader: python-igraph converts an array of pairs element by element through Python
-    objects, which held 5.1 GiB beyond the graph for 34 M edges (a million cells' SNN graph) and took 57.7 CPU
-    s; the file route 0.76 GiB and 45.1 s (`benchmarks/results/integrate_igraph_build.md`). A temporary folder
-    that cannot be written raises `ResourceError` (one line: the folder, the size needed, the reason).
-    """
-    import os
-    import tempfile
-
-    import igraph as ig
-
-    from ..core.memory import ResourceError
-
-    try:
-        with tempfile.TemporaryDirectory(prefix="scfactor-edges-") as tmp:
-            path = os.path.join(tmp, "edges.txt")
-            with open(path, "wb") as fh:
-                for start in range(0, len(rows), chunk):
-                    pairs = np.column_stack([rows[start:start + chunk], cols[start:start + chunk]])
-                    pairs.tofile(fh, sep=" ")
-                    fh.write(b"\n")
-            g = ig.Graph.Read_Edgelist(path, directed=False)
-    except OSError as exc:
-        raise ResourceError(f"cannot write the clustering graph's {len(rows)} edges (about {14 * len(rows) >> 20} "
-                            f"MiB) to the temporary folder {tempfile.gettempdir()}: {exc.strerror or exc}; set "
-                            "TMPDIR to a writable folder with room") from exc
-    if g.vcount() < n:  # the reader numbers vertices up to the largest id it saw
-        g.add_vertices(n - g.vcount())
-    return g
 
 
 def _leidenalg_starts(snn: sp.csr_matrix, resolution: float, seeds) -> np.ndarray:
