@@ -84,7 +84,7 @@ rule nbmix_leiden:
         log_path("nbmix_leiden", "run"),
     threads: 1
     resources:
-        # 1.05 GiB at 50k cells, 14.85 GiB at 1M (scale.md, scale_1m_leiden_layers.md)
+        # 1.05 GiB at 50k cells, 12.69 GiB at 1M (scale.md, scale_1m_leiden_edgefile.md)
         mem_mb=by_cells(4000, 15),
         runtime=runtime_min(30),
     conda:
