@@ -23,14 +23,13 @@ def test_igraph_graph_keeps_the_edge_order_and_trailing_isolated_vertices():
 def test_igraph_graph_without_a_writable_temporary_folder_fails_in_one_line(tmp_path, monkeypatch):
     import tempfile
 
-    import pytest
-
     from scfactor.core.memory import ResourceError
 
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "no-such-folder"))
     with pytest.raises(ResourceError, match="temporary folder .*no-such-folder.*TMPDIR") as err:
         igraph_graph(3, np.array([0, 1], np.int32), np.array([1, 2], np.int32))
     assert "\n" not in str(err.value)
+
 
 @pytest.mark.parametrize("seed", [0, 7])
 def test_scanpy_leiden_gives_sc_tl_leiden_s_partition(seed):
