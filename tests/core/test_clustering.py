@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import scipy.sparse as sp
 
-from scfactor.core.clustering import scanpy_pipeline
+from scfactor.core.clustering import float_values, scanpy_pipeline
 
 
 @pytest.mark.slow
@@ -75,3 +76,30 @@ def test_umap_on_a_subsample_above_umap_max_cells():
     whole = scanpy_pipeline(counts, n_pcs=5, n_neighbors=10, resolution=0.2, seed=0, umap_max_cells=400)
     assert np.isfinite(whole["X_umap"]).all() and whole["umap_sample"] is None
     assert np.array_equal(whole["leiden"], out["leiden"])
+
+
+def test_scanpy_pipeline_leaves_the_counts_unchanged():
+    """The log-normalised matrix shares the index arrays of canonical CSR counts (`float_values`): the counts come
+    back unchanged, an explicitly stored zero included, and the results are those of a full copy (dense input).
+    Counts that are not canonical (a duplicate entry) are copied whole, float32 ones too."""
+    rng = np.random.default_rng(4)
+    group = rng.integers(0, 2, size=300)
+    dense = rng.poisson(np.where(group[:, None] == 0, 1.0, 4.0) * np.ones((1, 30))).astype(np.int32)
+    counts = sp.csr_matrix(dense)
+    assert np.shares_memory(float_values(counts).indices, counts.indices)
+    before = [v.copy() for v in (counts.data, counts.indices, counts.indptr)]
+    out = scanpy_pipeline(counts, n_pcs=5, n_neighbors=10, resolution=0.2, seed=0, umap=False)
+    assert all(np.array_equal(b, v) for b, v in zip(before, (counts.data, counts.indices, counts.indptr)))
+    copied = scanpy_pipeline(dense, n_pcs=5, n_neighbors=10, resolution=0.2, seed=0, umap=False)
+    assert np.array_equal(out["leiden"], copied["leiden"]) and np.array_equal(out["X_pca"], copied["X_pca"])
+    stored_zero = counts.copy()
+    stored_zero.data[0] = 0  # still canonical, one explicit zero
+    kept = stored_zero.data.copy()
+    scanpy_pipeline(stored_zero, n_pcs=5, n_neighbors=10, resolution=0.2, seed=0, umap=False)
+    assert np.array_equal(stored_zero.data, kept) and stored_zero.nnz == counts.nnz
+    duplicated = sp.csr_matrix((np.ones(2, np.float32), np.array([1, 1]), np.array([0, 2, 2])), shape=(2, 3))
+    copy = float_values(duplicated)
+    assert not np.shares_memory(copy.indices, duplicated.indices) and not np.shares_memory(copy.data, duplicated.data)
+    floats = counts.astype(np.float32)
+    scanpy_pipeline(floats, n_pcs=5, n_neighbors=10, resolution=0.2, seed=0, umap=False)
+    assert np.array_equal(floats.toarray(), dense)  # float32 counts are not normalised in place either

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from scfactor.core.graphs import igraph_graph, scanpy_leiden
+from scfactor.core.graphs import igraph_graph, igraph_seeded, scanpy_leiden
 
 
 def test_igraph_graph_keeps_the_edge_order_and_trailing_isolated_vertices():
@@ -72,3 +72,23 @@ def test_leiden_on_scores_partition_is_that_of_the_python_built_graph():
     finally:
         ig.set_random_number_generator(random)
     assert np.array_equal(leiden_on_scores(x, n_neighbors=15, resolution=1.5, seed=3), ref)
+
+
+def test_igraph_seeded_repeats_a_start_and_restores_the_default_generator():
+    """The same seed gives the same partition on a graph where the random order matters; afterwards, and after an
+    error inside the block, igraph draws from Python's ``random`` module again."""
+    import random
+
+    import igraph as ig
+    g = ig.Graph.Erdos_Renyi(n=400, m=1600)
+
+    def start(seed):
+        with igraph_seeded(seed):
+            return g.community_leiden(objective_function="modularity", resolution=1.0, n_iterations=2).membership
+    assert start(5) == start(5)
+    with pytest.raises(RuntimeError), igraph_seeded(1):
+        raise RuntimeError("inside")
+    random.seed(7)
+    first = g.community_leiden(objective_function="modularity", n_iterations=2).membership
+    random.seed(7)
+    assert g.community_leiden(objective_function="modularity", n_iterations=2).membership == first

@@ -1,5 +1,5 @@
-"""Densify's input read and output written block by block (`scfactor.densify.stream`, issue 19): the same
-matrices as the in-memory path, and traced memory bounded by a block, not by the cells."""
+"""Densify's output written block by block (`scfactor.densify.stream`, issue 19): the same file as the in-memory
+write, and traced memory bounded by a block, not by the cells. (Its input read: `tests/preprocess/test_contract.py`.)"""
 
 from __future__ import annotations
 
@@ -10,11 +10,9 @@ import pandas as pd
 import pytest
 import scipy.sparse as sp
 
-from densify.data import cpu_strategy, planted_counts, write_preprocessed
+from densify.data import cpu_strategy, planted_counts
 from scfactor.densify import stream
 from scfactor.densify.cli import DENSIFY
-from scfactor.preprocess import contract
-from scfactor.preprocess import counts as counts_io
 
 
 @pytest.fixture(scope="module")
@@ -37,22 +35,6 @@ def _meta(x):
                    var=pd.DataFrame(index=[f"g{j}" for j in range(m)]))
     a.layers["counts"] = sp.csr_matrix(x, dtype=np.int32)
     return a
-
-
-def test_streamed_input_equals_the_in_memory_read(tmp_path, monkeypatch):
-    x, _ = planted_counts(90, 30)
-    inp = write_preprocessed(tmp_path / "in.h5ad", x)
-    import anndata as ad
-    a = ad.read_h5ad(inp)
-    a.obs["batch"] = pd.Categorical(np.where(np.arange(90) % 3 == 0, "b2", "b1"))
-    a.var["liger_selected"] = np.arange(30) % 4 != 1
-    a.write_h5ad(inp)
-    monkeypatch.setattr(counts_io, "CHUNK_CELLS", 7)  # many input blocks
-    got = stream.read_counts(inp, "b1", "liger", "counts", integer=True)
-    ref = contract.load_preprocessed(inp, batch="b1", genes="liger", layer="counts")
-    assert got.X.dtype == np.float32 and sp.issparse(got.X)
-    np.testing.assert_array_equal(got.X.toarray(), ref.X.toarray())
-    assert list(got.obs_names) == list(ref.obs_names) and list(got.var_names) == list(ref.var_names)
 
 
 def test_streamed_output_equals_the_in_memory_write(tmp_path, tf_cpu):

@@ -72,6 +72,19 @@ def test_script_drops_empty_cells_by_default(tmp_path):
     assert "dropping 1 cells" in proc.stderr
 
 
+def test_load_cells_holds_the_counts_once(tmp_path):
+    """`load_cells` (the counts read block by block): the counts layer's values in the file's dtype, the empty cell
+    dropped, and ``layers['counts']`` the same matrix object as ``X`` (held once, written as before)."""
+    from scfactor.nbmix.cli import FIT
+    from scfactor.nbmix.pipeline import load_cells
+    x = np.random.default_rng(0).poisson(3, size=(20, 10)).astype(np.int32)
+    x[4] = 0
+    a = load_cells(_write(tmp_path, x), FIT.defaults(k=2))
+    assert a.X.dtype == np.int32 and a.layers["counts"] is a.X and list(a.layers) == ["counts"]
+    assert a.n_obs == 19 and "c4" not in a.obs_names
+    np.testing.assert_array_equal(a.X.toarray(), np.delete(x, 4, axis=0))
+
+
 def test_script_output_content_and_determinism(tmp_path):
     a = simulate_anndata(40, 60, 3, 1e4, 2, "sim")
     inp = tmp_path / "sim.h5ad"

@@ -8,11 +8,14 @@ from __future__ import annotations
 
 import contextlib
 import sys
+import time
 
 import numpy as np
 import scipy.sparse as sp
 
-from .graphs import igraph_graph, scanpy_leiden
+from .graphs import igraph_graph, igraph_seeded, scanpy_leiden
+from .log import LOG
+from .memory import trim_heap
 
 
 @contextlib.contextmanager
@@ -75,7 +78,8 @@ def approximate_knn(x, k: int, seed: int) -> np.ndarray:
     """Indices of the ``k`` approximate nearest neighbours of each row of ``x`` (Euclidean, itself included,
     usually first), by pynndescent (the neighbour search scanpy uses), seeded: deterministic, one thread.
 
-    For large data, where an exact search costs O(n^2); memory is O(n k).
+    For large data, where an exact search costs O(n^2); memory is O(n k). The search's freed memory is handed back
+    to the system afterwards (`scfactor.core.memory.trim_heap`).
     """
     import_umap()  # pynndescent's numba code cached on disk
     from pynndescent import NNDescent
@@ -91,6 +95,8 @@ def approximate_knn(x, k: int, seed: int) -> np.ndarray:
         index = NNDescent(x, n_neighbors=k, metric="euclidean", random_state=seed, n_jobs=1,
                           low_memory=True, compressed=True)
         nn, _ = index.neighbor_graph
+    del index
+    trim_heap()  # pynndescent leaves its freed memory in the heap
     return np.asarray(nn, dtype=np.int64)
 
 
@@ -118,52 +124,71 @@ def leiden_on_scores(scores, n_neighbors: int = 15, resolution: float = 1.0, see
     A light version of the scanpy pipeline (sklearn k-NN + igraph Leiden, modularity with ``resolution``)
     used to initialise the NB mixture; it avoids numba/UMAP start-up costs. The baseline rule uses scanpy.
     """
-    import random
-
-    import igraph as ig
     from sklearn.neighbors import kneighbors_graph
     scores = np.asarray(scores, dtype=np.float64)
     n = scores.shape[0]
     adj = kneighbors_graph(scores, n_neighbors=max(1, min(n_neighbors, n - 1)), mode="connectivity")
     adj = sp.triu(adj.maximum(adj.T), k=1).tocoo()
     graph = igraph_graph(n, adj.row, adj.col)
-    ig.set_random_number_generator(random.Random(seed))
-    try:
+    with igraph_seeded(seed):
         part = graph.community_leiden(objective_function="modularity", resolution=resolution, n_iterations=2)
-    finally:
-        ig.set_random_number_generator(random)
     return np.asarray(part.membership, dtype=np.int64)
 
 
 def scanpy_pipeline(counts, n_pcs: int = 50, n_neighbors: int = 15, resolution: float = 1.0, seed: int = 0,
                     target_sum: float = 1e4, umap: bool = True, umap_max_cells: int | None = None) -> dict:
-    """Run normalise_total -> log1p -> PCA -> neighbors -> Leiden (-> UMAP) on raw ``counts``.
+    """Run normalise_total -> log1p -> PCA -> neighbors -> Leiden (-> UMAP) on raw ``counts`` (left unchanged),
+    logging each stage.
 
     Returns ``{'leiden': labels, 'X_pca': [n, n_pcs], 'X_umap': [n, 2] or None, 'umap_sample': rows or None}``.
     With more than ``umap_max_cells`` cells the UMAP (display only) is that of a seeded random subsample of
     that many cells (`umap_subsample`; its rows in ``umap_sample``, NaN coordinates elsewhere).
+    The log-normalised matrix (`float_values`) is released once the PCA is computed: the graph, Leiden and
+    UMAP stages hold only the principal components beside ``counts``.
     """
     import anndata as ad
     import_umap()
     import scanpy as sc
     with _keep_torch_threads():
-        return _pipeline(ad.AnnData(X=sp.csr_matrix(counts, dtype=np.float32)), sc, n_pcs, n_neighbors,
-                         resolution, seed, target_sum, umap, umap_max_cells)
+        return _pipeline(ad.AnnData(X=float_values(counts)), sc, n_pcs, n_neighbors, resolution, seed, target_sum,
+                         umap, umap_max_cells)
+
+
+def float_values(counts) -> sp.csr_matrix:
+    """``counts`` as a float32 CSR matrix that scanpy may normalise in place without changing ``counts``.
+
+    A canonical CSR ``counts`` (sorted column indices, no duplicates: nothing sorts or merges them in place) gets
+    a new value array and shares its index arrays, which the normalisation, log1p and PCA only read: at a million
+    cells that is half the memory of a full copy. Any other input is copied whole (float32 CSR counts included:
+    before, scanpy normalised those in place, in the caller's matrix)."""
+    if sp.issparse(counts) and counts.format == "csr" and counts.has_canonical_format:
+        return sp.csr_matrix((counts.data.astype(np.float32), counts.indices, counts.indptr), shape=counts.shape,
+                             copy=False)
+    return sp.csr_matrix(counts, dtype=np.float32, copy=True)  # without copy, float32 CSR counts would be shared
 
 
 def _pipeline(a, sc, n_pcs, n_neighbors, resolution, seed, target_sum, umap, umap_max_cells):
+    t0 = time.time()
     sc.pp.normalize_total(a, target_sum=target_sum)
     sc.pp.log1p(a)
     n_comp = max(1, min(n_pcs, a.n_obs - 1, a.n_vars - 1))
     sc.pp.pca(a, n_comps=n_comp, random_state=seed)
+    a.X = None  # the log-normalised values: not needed past the PCA
+    trim_heap()
+    LOG.info("scanpy pipeline: normalised, log1p, %d principal components (%.0f s)", n_comp, time.time() - t0)
     sc.pp.neighbors(a, n_neighbors=min(n_neighbors, a.n_obs - 1), use_rep="X_pca", random_state=seed)
+    trim_heap()  # pynndescent leaves its freed memory in the heap
+    LOG.info("scanpy pipeline: %d-neighbour graph (%.0f s)", min(n_neighbors, a.n_obs - 1), time.time() - t0)
     labels = scanpy_leiden(a.obsp["connectivities"], resolution, seed, n_iterations=2)
+    LOG.info("scanpy pipeline: Leiden, %d clusters (%.0f s)", int(labels.max()) + 1, time.time() - t0)
     out = {"leiden": labels, "X_pca": a.obsm["X_pca"], "X_umap": None, "umap_sample": None}
     if umap and umap_max_cells is not None and a.n_obs > umap_max_cells:
         out["X_umap"], out["umap_sample"] = umap_subsample(a.obsm["X_pca"], n_neighbors, seed, umap_max_cells)
     elif umap:
         sc.tl.umap(a, random_state=seed)
         out["X_umap"] = a.obsm["X_umap"]
+    if umap:
+        LOG.info("scanpy pipeline: UMAP (%.0f s)", time.time() - t0)
     return out
 
 
@@ -189,7 +214,6 @@ def umap_subsample(rep, n_neighbors: int, seed: int, max_cells: int, **umap_kw):
 def mark_umap_sample(adata, rows) -> None:
     """Record (and log) a UMAP subsample (`umap_subsample`'s ``rows``) in ``adata``: ``obs['umap_sample']`` (bool)
     and ``uns['umap_subsample']`` (``cells``, ``of``)."""
-    from .log import LOG
     LOG.info("UMAP on a random subsample of %d of %d cells (umap_max_cells)", len(rows), adata.n_obs)
     adata.obs["umap_sample"] = np.isin(np.arange(adata.n_obs), rows)
     adata.uns["umap_subsample"] = {"cells": int(len(rows)), "of": int(adata.n_obs)}

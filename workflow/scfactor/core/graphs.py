@@ -4,9 +4,12 @@ python-igraph builds a graph from an array of pairs element by element through P
 ``sc.tl.leiden`` first makes a list of one tuple per stored entry of the adjacency matrix), which costs a few
 GiB at a million cells' k-NN or SNN graph. `igraph_graph` builds the same graph through igraph's C edge-list
 reader; `scanpy_leiden` runs what ``sc.tl.leiden(flavor="igraph")`` runs, on a graph built that way.
+`igraph_seeded` seeds igraph's random numbers for a block (the project's own Leiden starts).
 """
 
 from __future__ import annotations
+
+import contextlib
 
 import numpy as np
 import scipy.sparse as sp
@@ -44,6 +47,20 @@ def igraph_graph(n: int, rows: np.ndarray, cols: np.ndarray, chunk: int = 1 << 2
     if g.vcount() < n:  # the reader numbers vertices up to the largest id it saw
         g.add_vertices(n - g.vcount())
     return g
+
+
+@contextlib.contextmanager
+def igraph_seeded(seed: int):
+    """igraph draws its random numbers from ``random.Random(seed)`` inside the block, and from Python's ``random``
+    module (igraph's default) again afterwards, on error too."""
+    import random
+
+    import igraph as ig
+    ig.set_random_number_generator(random.Random(seed))
+    try:
+        yield
+    finally:
+        ig.set_random_number_generator(random)
 
 
 def scanpy_leiden(adjacency, resolution: float, seed: int, n_iterations: int = 2) -> np.ndarray:

@@ -1,7 +1,8 @@
 """The densify steps' logic: input checks, TensorFlow set-up, train + evaluate + assemble, figure inputs.
 
-`validate_input` reads and checks the counts of one batch block by block (`scfactor.densify.stream`),
-`prepare_tf` sets threads / determinism and picks the distribution strategy (`scfactor.core.device`),
+`validate_input` reads and checks the counts of one batch block by block
+(`scfactor.preprocess.contract.load_counts`), `prepare_tf` sets threads / determinism and picks the distribution
+strategy (`scfactor.core.device`),
 `densify_batch` hides the held-out entries, trains (`scfactor.densify.train.fit`), writes the output
 with the whole matrix predicted one block of cells at a time, and returns the held-out metrics table;
 `train_model`, `predict_shard` and `gather_batch` are the same work split into the fan-out's jobs
@@ -19,6 +20,7 @@ import scipy.sparse as sp
 
 from ..core.errors import InputError, ScfactorError
 from ..core.log import LOG
+from ..preprocess import contract
 from . import heldout, stream
 from .model import COUNT_LOSSES
 
@@ -40,11 +42,11 @@ def check_options(opts) -> None:
 
 def validate_input(path, batch, opts):
     """Read and check the counts of ``batch`` for ``opts.loss`` (or raise `InputError`), block by block
-    (`scfactor.densify.stream.read_counts`: the matrix is never dense in memory)."""
+    (`scfactor.preprocess.contract.load_counts`: the matrix is never dense in memory)."""
     needs_counts = opts.loss in COUNT_LOSSES
     layer = opts.layer
     try:
-        adata = stream.read_counts(path, batch, opts.genes, layer, integer=needs_counts)
+        adata = contract.load_counts(path, batch, opts.genes, layer, integer=needs_counts, dtype=np.float32)
     except InputError as exc:
         if needs_counts and "non-integer" in exc.problem:
             raise InputError(exc.path, f"{exc.problem} (loss {opts.loss} models counts; "

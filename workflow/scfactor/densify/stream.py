@@ -1,12 +1,5 @@
-"""Densify's input and output through the file, block by block (issue 19: atlas scale).
-
-`read_counts` reads one batch's counts x the modelled genes from a preprocessed ``.h5ad`` a block of
-input cells at a time (`scfactor.preprocess.counts.open_h5ad`: h5py slices of the CSR arrays,
-`scfactor.preprocess.counts.read_rows`, as the preprocess step and the multilayer NMF stream), checks
-every block as `scfactor.core.io.validate_counts` would the whole matrix (same one-line errors) and keeps
-only the sparse (CSR) counts, stacked as they arrive (`scfactor.core.csr_stack.stack_rows`): the matrix
-is never dense in memory and the file's other matrix (``X``, log-normalised) is never read. Files that
-cannot be streamed are read whole (`load_preprocessed`).
+"""Densify's output through the file, block by block (issue 19: atlas scale). Its input is read block by block
+too, by `scfactor.preprocess.contract.load_counts` (as every analysis reads its counts).
 
 `write_densified` writes the densify output with its dense ``layers['neumf']`` filled one block of
 predicted cells at a time (an h5py dataset, gzip, chunked by block), so the dense prediction is never
@@ -19,44 +12,11 @@ from __future__ import annotations
 from typing import Callable, Iterable
 
 import numpy as np
-import scipy.sparse as sp
 
 from ..core import io
-from ..core.csr_stack import stack_rows
-from ..preprocess import contract
-from ..preprocess import counts as counts_io
 
 #: gzip, as `scfactor.core.io.write_h5ad`
 DATASET_KWARGS = {"compression": "gzip"}
-
-
-def read_counts(path, batch, genes: str, layer: str, integer: bool):
-    """AnnData of the cells of ``batch`` (None: all) x the ``genes`` set, ``X`` = CSR counts of ``layer``
-    (float32), read and validated block by block; `InputError` as `contract.load_preprocessed`."""
-    opened = counts_io.open_h5ad(io.require_file(path), layer)
-    if opened is None:
-        adata = contract.load_preprocessed(path, batch=batch, genes=genes, layer=layer, integer=integer)
-        adata.X = sp.csr_matrix(adata.X, dtype=np.float32)
-        return adata
-    meta, counts = opened
-    if batch is not None:
-        meta = meta[contract.batch_mask(meta, batch, path)].copy()
-    meta = contract.select_genes(meta, genes, path)
-    what = layer or "X"
-    if meta.n_obs == 0 or meta.n_vars == 0:
-        raise io.InputError(path, f"{what} is empty ({meta.n_obs} cells x {meta.n_vars} genes)")
-    io.check_counts_dtype(counts.dtype, path, what)
-    rows, cols = counts.positions(meta)
-    bad = np.zeros(3, np.int64)
-
-    def checked():
-        for _, block in counts.blocks(rows, cols, dtype=None):
-            bad[:] += io.count_bad_values(io.matrix_values(block), integer)
-            yield block
-    x = stack_rows(checked(), meta.n_vars, np.float32)
-    io.raise_bad_counts(bad, path, what)
-    meta.X = x  # set only once every block passed the checks
-    return meta
 
 
 def write_densified(path, meta, blocks: Iterable[tuple[int, int, np.ndarray]], uns: Callable[[], dict],

@@ -23,7 +23,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from ..core.csr_stack import stack_rows
-from ..core.graphs import igraph_graph
+from ..core.graphs import igraph_graph, igraph_seeded
 from .quantile_norm import knn_indices
 
 
@@ -105,24 +105,17 @@ def _igraph_starts(snn: sp.csr_matrix, resolution: float, seeds) -> np.ndarray:
     """igraph's Leiden (modularity with ``resolution``, its default 2 iterations) from each seed on the graph
     of `_leidenalg_starts`, stored once per pair (upper triangle, off-diagonal weights doubled); the membership
     of highest quality."""
-    import random
-
-    import igraph as ig
-
     up = sp.triu(snn, k=0).tocoo()
     weights = np.where(up.row == up.col, 1.0, 2.0) * up.data
     g = igraph_graph(snn.shape[0], up.row, up.col)
     del up
     best, best_q = None, -np.inf
-    try:
-        for s in seeds:
-            ig.set_random_number_generator(random.Random(s))
+    for s in seeds:
+        with igraph_seeded(s):
             part = g.community_leiden(objective_function="modularity", weights=weights, resolution=resolution,
                                       n_iterations=2)
-            if part.quality > best_q:
-                best, best_q = np.asarray(part.membership), part.quality
-    finally:
-        ig.set_random_number_generator(random)
+        if part.quality > best_q:
+            best, best_q = np.asarray(part.membership), part.quality
     return best
 
 

@@ -12,7 +12,6 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import scipy.sparse as sp
 
 from ..core import io, metrics
 from ..core.errors import InputError
@@ -46,16 +45,15 @@ class LeidenOutputs:
 
 # --------------------------------------------------------------------------- data and scores
 def load_cells(path, opts):
-    """The cells of one run: `scfactor.preprocess.contract.load_preprocessed` (a preprocessed or simulated
-    ``.h5ad``) with the run's ``batch``, ``genes`` and ``layer``; ``X`` becomes the raw counts (CSR).
+    """The cells of one run: `scfactor.preprocess.contract.load_counts` (a preprocessed or simulated ``.h5ad``,
+    only its count matrix read, a block of cells at a time) with the run's ``batch``, ``genes`` and ``layer``;
+    ``X`` the raw counts (CSR, the file's dtype), and ``layers[layer]`` (when the counts come from a layer) the
+    same matrix object (written as before, held once).
 
     Cells with zero total count over the selected genes are dropped when ``opts.drop_empty_cells``, else an
-    `InputError`. ``layers[layer]`` is the same matrix object as ``X`` (written as before, held once).
+    `InputError`.
     """
-    adata = contract.load_preprocessed(path, batch=opts.batch, genes=opts.genes, layer=opts.layer, integer=True)
-    adata.X = sp.csr_matrix(adata.X)
-    if opts.layer in adata.layers:  # the layer and X hold the same counts: keep one copy in memory
-        adata.layers[opts.layer] = adata.X
+    adata = contract.load_counts(path, batch=opts.batch, genes=opts.genes, layer=opts.layer, integer=True)
     tot = np.asarray(adata.X.sum(axis=1)).ravel()
     empty = tot <= 0
     if empty.any():
@@ -65,6 +63,8 @@ def load_cells(path, opts):
                                    "filter them or set drop_empty_cells")
         LOG.warning("dropping %d cells with zero total count over the selected genes", int(empty.sum()))
         adata = adata[~empty].copy()
+    if opts.layer not in (None, "X"):
+        adata.layers[opts.layer] = adata.X
     return adata
 
 

@@ -2,6 +2,10 @@
 
 ``layers['counts']`` raw integer counts, ``X`` log-normalised, ``obs['batch']``, ``obs['label']`` when the
 data set has labels, gene flags ``var['liger_selected']`` and ``var['highly_variable']``.
+
+Every analysis reads it with `load_counts`: only the chosen count matrix, a block of cells at a time (issue 19: a
+million cells). `load_preprocessed` reads the file whole (every matrix, then a copy of the chosen one): `load_counts`
+falls back to it for files that cannot be streamed.
 """
 
 from __future__ import annotations
@@ -11,10 +15,12 @@ from typing import Sequence
 import numpy as np
 import scipy.sparse as sp
 
+from ..core.csr_stack import stack_rows
 from ..core.errors import InputError
 from ..core.gene_names import match_genes
-from ..core.io import get_matrix, read_h5ad, read_lines, validate_counts
+from ..core.io import get_matrix, read_h5ad, read_lines, require_file, validate_counts
 from ..core.options import GENE_SET_KEYWORDS
+from . import counts as counts_io
 
 
 def load_preprocessed(path, batch: str | Sequence[str] | None = None, genes: str = "all",
@@ -38,6 +44,34 @@ def load_preprocessed(path, batch: str | Sequence[str] | None = None, genes: str
         adata.X = None  # the stored X goes before the layer is copied: one matrix less at the peak
     adata.X = x.copy() if sp.issparse(x) else np.asarray(x)
     return adata
+
+
+def load_counts(path, batch: str | Sequence[str] | None = None, genes: str = "all", layer: str | None = "counts",
+                integer: bool = True, dtype=None):
+    """The cells of ``batch`` x the ``genes`` set of a preprocessed ``.h5ad`` (as `load_preprocessed`), ``X`` the
+    CSR counts of ``layer`` (values cast to ``dtype``; None keeps the file's), and no ``layers``.
+
+    Only that matrix is read, a block of cells at a time (`scfactor.preprocess.counts.open_h5ad`: h5py slices of
+    its CSR arrays), and every block is checked as `scfactor.core.io.validate_counts` checks the whole (the same
+    one-line `InputError`); the blocks are stacked as they arrive (`scfactor.core.csr_stack.stack_rows`), so
+    memory holds the result and one block, never the file's other matrices or a dense copy. A file that cannot be
+    streamed (a CSC matrix, a ``raw`` section, other layers) is read whole by `load_preprocessed`.
+    """
+    opened = counts_io.open_h5ad(require_file(path), layer)
+    if opened is None:
+        adata = load_preprocessed(path, batch=batch, genes=genes, layer=layer, integer=integer)
+        adata.X = sp.csr_matrix(adata.X, dtype=dtype)
+        for key in list(adata.layers):
+            del adata.layers[key]
+        return adata
+    meta, counts = opened
+    if batch is not None:
+        meta = meta[batch_mask(meta, batch, path)].copy()
+    meta = select_genes(meta, genes, path)
+    rows, cols = counts.positions(meta)
+    blocks = counts_io.checked_blocks(counts, rows, cols, path, layer or "X", integer)
+    meta.X = stack_rows(blocks, meta.n_vars, counts.dtype if dtype is None else dtype)  # set only if every block passed
+    return meta
 
 
 def batch_mask(adata, batch: str | Sequence[str], path) -> np.ndarray:

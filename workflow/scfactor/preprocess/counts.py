@@ -118,14 +118,24 @@ def open_h5ad(path, layer):
     return adata, Counts(adata.obs_names, adata.var_names, block, shape[0], dtype)
 
 
-def validate_blocks(counts: Counts, path, what: str) -> None:
-    """`scfactor.core.io.validate_counts` of a file's counts, block by block (the same one-line errors)."""
-    shape = (counts.n_obs, len(counts.var_names))
+def checked_blocks(counts: Counts, rows: np.ndarray, cols: np.ndarray | None, path, what: str,
+                   integer: bool = True) -> Iterator[sp.csr_matrix]:
+    """The CSR blocks of `Counts.blocks` (``rows`` x ``cols``, the file's dtype), checked as
+    `scfactor.core.io.validate_counts` checks the whole matrix, with the same one-line `InputError`: an empty
+    selection or a non-numeric dtype before the first block; NaN, negative or (with ``integer``) fractional values
+    after the last one, so that a caller building a result from the blocks never keeps a partial one."""
+    shape = (len(rows), len(counts.var_names) if cols is None else len(cols))
     if 0 in shape:
         raise io.InputError(path, f"{what} is empty ({shape[0]} cells x {shape[1]} genes)")
     io.check_counts_dtype(counts.dtype, path, what)
     bad = np.zeros(3, np.int64)
-    for a in range(0, counts.n_obs, CHUNK_CELLS):
-        bad += io.count_bad_values(io.matrix_values(sp.csr_matrix(counts._block(a, min(a + CHUNK_CELLS,
-                                                                                       counts.n_obs)))))
+    for _, block in counts.blocks(rows, cols, dtype=None):
+        bad += io.count_bad_values(io.matrix_values(block), integer)
+        yield block
     io.raise_bad_counts(bad, path, what)
+
+
+def validate_blocks(counts: Counts, path, what: str) -> None:
+    """`scfactor.core.io.validate_counts` of a file's counts, block by block (the same one-line errors)."""
+    for _ in checked_blocks(counts, np.arange(counts.n_obs), None, path, what):
+        pass
