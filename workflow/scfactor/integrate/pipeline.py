@@ -93,9 +93,9 @@ def _check_two(path, names: Sequence[str]) -> None:
 def load_counts(path, batches: Sequence[str], layer: str, genes: str, label_key: str) -> Batches:
     """Batches of a preprocessed ``.h5ad`` (all when ``batches`` is empty), library-size normalised over all
     genes (LIGER ``normalize``), then restricted to the gene set ``genes``; CSR matrices. The cell table keeps
-    ``obs['batch']`` and the label column ``label_key`` (when present)."""
-    adata = contract.load_preprocessed(path, batch=list(batches) or None, genes="all", layer=layer,
-                                       integer=False)
+    ``obs['batch']`` and the label column ``label_key`` (when present). Only the counts are read from the file
+    (`scfactor.preprocess.contract.load_counts`, block by block)."""
+    adata = contract.load_counts(path, batch=list(batches) or None, genes="all", layer=layer, integer=False)
     if "batch" not in adata.obs:
         raise InputError(path, "has no obs['batch'] column")
     names = list(batches) or _present_batches(adata.obs)

@@ -58,7 +58,8 @@ def label_scores(obs: pd.DataFrame, factor: np.ndarray, opts) -> dict:
 def layers(path, opts, checkpoint_dir=None) -> LayersOutput:
     """Fit the multilayer NMF to the preprocessed ``.h5ad`` at ``path``; score it (labels, simulation truth).
 
-    Up to ``opts.minibatch_cells`` cells the matrix is loaded and fitted at once (`fit`); above, the cells are
+    Up to ``opts.minibatch_cells`` cells the matrix is loaded (`scfactor.preprocess.contract.load_counts`: that
+    layer alone) and fitted at once (`fit`); above, the cells are
     read from the file chunk by chunk and fitted on minibatches (`layers_minibatch`, checkpointed after every
     epoch in ``checkpoint_dir`` when given). Raises `InputError` /
     `DeviceError` / `ScfactorError` (one line) for a bad input, an absent device or a diverging fit.
@@ -71,7 +72,7 @@ def layers(path, opts, checkpoint_dir=None) -> LayersOutput:
     if n is not None and n > opts.minibatch_cells:
         return layers_minibatch(path, opts, checkpoint_dir)
     device = torch_device(opts.device)
-    adata = contract.load_preprocessed(path, genes=opts.genes, layer=opts.layer, integer=False)
+    adata = contract.load_counts(path, genes=opts.genes, layer=opts.layer, integer=False)
     widths = _widths(opts, *adata.shape, path)
     if float(adata.X.sum()) == 0:
         raise InputError(path, f"layer {opts.layer!r} is all zeros")
