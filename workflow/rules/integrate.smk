@@ -53,7 +53,7 @@ rule integrate:
         log_path("integrate", "dataset", "source"),
     threads: INTEGRATE["threads"]
     resources:
-        # online mode: 3.73 GiB at 200k cells, 11.12 GiB at 1M (scale_200k.md, scale_1m_integrate_edgefile.md)
+        # online mode: 3.73 GiB at 200k cells, 10.94 GiB at 1M (scale_200k.md, scale_1m_integrate_trim.md)
         mem_mb=by_cells(INTEGRATE["mem_mb"], 15),
         runtime=runtime_min(60),
         gpu=1,

@@ -56,7 +56,7 @@ rule nbmix:
         log_path("nbmix", "run"),
     threads: config["nbmix"]["threads"]
     resources:
-        # 2.21 GiB at 200k cells, 7.28 GiB at 1M (scale_200k_idle.md, scale_1m_nbmix_final.md)
+        # 2.21 GiB at 200k cells, 6.83 GiB at 1M (scale_200k_idle.md, scale_1m_nbmix_load_counts.md)
         mem_mb=by_cells(4000, 7),
         runtime=runtime_min(60),
         gpu=1,
@@ -84,7 +84,7 @@ rule nbmix_leiden:
         log_path("nbmix_leiden", "run"),
     threads: 1
     resources:
-        # 1.05 GiB at 50k cells, 12.69 GiB at 1M (scale.md, scale_1m_leiden_edgefile.md)
+        # 1.05 GiB at 50k cells, 11.06 GiB at 1M (scale.md, scale_1m_leiden_trim.md)
         mem_mb=by_cells(4000, 15),
         runtime=runtime_min(30),
     conda:
