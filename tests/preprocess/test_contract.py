@@ -1,6 +1,7 @@
 """The preprocessed file's count matrix read block by block (`scfactor.preprocess.contract.load_counts`, issue 19):
 the counts, cells and genes of the whole read (`load_preprocessed`), in the file's dtype or the one asked for; files
-that cannot be streamed give the same through the whole read; bad counts give the whole read's one-line error."""
+that cannot be streamed give the same through the whole read; other layers and a ``raw`` section are left in the
+file; bad counts give the whole read's one-line error."""
 
 from __future__ import annotations
 
@@ -15,9 +16,10 @@ from scfactor.preprocess import contract
 from scfactor.preprocess import counts as counts_io
 
 
-def _preprocessed(path, n=90, p=30, seed=0, raw=False):
+def _preprocessed(path, n=90, p=30, seed=0, kind="plain"):
     """A preprocessed-style file: int32 counts in ``layers['counts']``, a log-normalised ``X``, two batches, LIGER
-    flags, an ``obsm`` entry; with ``raw`` a ``raw`` section too (a file that cannot be streamed)."""
+    flags, an ``obsm`` entry. ``kind`` ``extra``: a ``raw`` section and two more layers too (a user's file, still
+    streamed); ``csc``: the counts stored CSC (a file that cannot be streamed)."""
     rng = np.random.default_rng(seed)
     x = sp.csr_matrix(rng.poisson(rng.gamma(0.6, 2.0, size=(n, p))).astype(np.int32))
     a = ad.AnnData(X=sp.csr_matrix(np.log1p(x.toarray()).astype(np.float32)),
@@ -25,20 +27,25 @@ def _preprocessed(path, n=90, p=30, seed=0, raw=False):
                                     index=[f"c{i}" for i in range(n)]),
                    var=pd.DataFrame({"liger_selected": np.arange(p) % 4 != 1}, index=[f"g{j}" for j in range(p)]),
                    obsm={"emb": rng.normal(size=(n, 2))})
-    a.layers["counts"] = x
-    if raw:
+    a.layers["counts"] = sp.csc_matrix(x) if kind == "csc" else x
+    if kind == "extra":
         a.raw = a
+        a.layers["spliced"], a.layers["unspliced"] = x.copy(), x.copy()
     a.write_h5ad(path)
     return path
 
 
-@pytest.mark.parametrize("raw", [False, True], ids=["streamed", "whole"])
-def test_load_counts_equals_the_whole_read(tmp_path, monkeypatch, raw):
-    inp = _preprocessed(tmp_path / "in.h5ad", raw=raw)
+@pytest.mark.parametrize("kind", ["plain", "extra", "csc"])
+def test_load_counts_equals_the_whole_read(tmp_path, monkeypatch, kind):
+    inp = _preprocessed(tmp_path / "in.h5ad", kind=kind)
     monkeypatch.setattr(counts_io, "CHUNK_CELLS", 7)  # many input blocks
     ref = contract.load_preprocessed(inp, batch="b1", genes="liger", layer="counts")
+    whole_reads, whole_read = [], contract.load_preprocessed
+    monkeypatch.setattr(contract, "load_preprocessed", lambda *a, **k: whole_reads.append(1) or whole_read(*a, **k))
     got = contract.load_counts(inp, "b1", "liger", "counts", integer=True)
-    assert sp.issparse(got.X) and got.X.format == "csr" and got.X.dtype == np.int32 and not got.layers
+    assert len(whole_reads) == (kind == "csc")  # only the CSC file is read whole
+    assert sp.issparse(got.X) and got.X.format == "csr" and got.X.dtype == np.int32
+    assert not got.layers and got.raw is None
     np.testing.assert_array_equal(got.X.toarray(), ref.X.toarray())
     pd.testing.assert_frame_equal(got.obs, ref.obs)
     pd.testing.assert_frame_equal(got.var, ref.var)

@@ -54,15 +54,17 @@ def load_counts(path, batch: str | Sequence[str] | None = None, genes: str = "al
     Only that matrix is read, a block of cells at a time (`scfactor.preprocess.counts.open_h5ad`: h5py slices of
     its CSR arrays), and every block is checked as `scfactor.core.io.validate_counts` checks the whole (the same
     one-line `InputError`); the blocks are stacked as they arrive (`scfactor.core.csr_stack.stack_rows`), so
-    memory holds the result and one block, never the file's other matrices or a dense copy. A file that cannot be
-    streamed (a CSC matrix, a ``raw`` section, other layers) is read whole by `load_preprocessed`.
+    memory holds the result and one block, never the file's other matrices (other layers, ``raw``: not in the
+    result) or a dense copy. A file that cannot be streamed (a CSC matrix, an unknown encoding) is read whole by
+    `load_preprocessed`, with the same result.
     """
-    opened = counts_io.open_h5ad(require_file(path), layer)
+    opened = counts_io.open_h5ad(require_file(path), layer, carry_over=False)
     if opened is None:
         adata = load_preprocessed(path, batch=batch, genes=genes, layer=layer, integer=integer)
         adata.X = sp.csr_matrix(adata.X, dtype=dtype)
         for key in list(adata.layers):
             del adata.layers[key]
+        adata.raw = None
         return adata
     meta, counts = opened
     if batch is not None:

@@ -85,11 +85,13 @@ def h5ad_matrix(f, layer):
     return node, str(node.attrs.get("encoding-type", "array" if hasattr(node, "shape") else ""))
 
 
-def open_h5ad(path, layer):
+def open_h5ad(path, layer, carry_over: bool = True):
     """The ``.h5ad`` at ``path`` without its count matrix (an AnnData with ``X`` None) and its `Counts` read
-    from the file block by block; None when the file cannot be streamed (no such matrix, a CSC matrix, a
-    ``raw`` section or layers other than ``counts`` to carry over): the caller then reads it whole, which
-    also gives the usual one-line error for a bad file."""
+    from the file block by block; None when the file cannot be streamed (no such matrix, a CSC matrix, or, with
+    ``carry_over``, a ``raw`` section or layers other than ``counts`` that the caller would carry over): the
+    caller then reads it whole, which also gives the usual one-line error for a bad file. Without
+    ``carry_over`` (a caller that needs the counts alone) the other layers and ``raw`` are neither read nor in
+    the AnnData."""
     import anndata as ad
     import h5py
     from anndata.io import read_elem
@@ -97,7 +99,7 @@ def open_h5ad(path, layer):
         with h5py.File(path, "r") as f:
             node, encoding = h5ad_matrix(f, layer)
             other_layers = set(f.get("layers", {}).keys()) - {"counts"}
-            if node is None or encoding not in ("csr_matrix", "array") or "raw" in f or other_layers:
+            if node is None or encoding not in ("csr_matrix", "array") or carry_over and ("raw" in f or other_layers):
                 return None
             parts = {k: read_elem(f[k]) for k in ("obs", "var", "obsm", "varm", "obsp", "varp", "uns") if k in f}
             shape = tuple(int(v) for v in (node.attrs["shape"] if encoding == "csr_matrix" else node.shape))
