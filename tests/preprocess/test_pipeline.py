@@ -106,3 +106,27 @@ def test_bad_inputs_fail_cleanly(tmp_path, case):
     proc, out = run_pp(tmp_path, inp, *extra)
     mentions = str(tmp_path / "genes.txt") if case == "gene_list" else str(inp)
     assert_clean_failure(proc, mentions=mentions, outputs=out)
+
+
+def droplets(seed=0, n_cells=150, n_empty=1850, p=200):
+    """An unfiltered droplet matrix: ``n_cells`` real cells (about 1000 counts each) among ``n_empty`` barcodes of
+    a few ambient counts each (Cell Ranger's raw_feature_bc_matrix, in small)."""
+    rng = np.random.default_rng(seed)
+    profile = rng.dirichlet(np.full(p, 0.5))
+    depth = np.r_[rng.integers(600, 1500, n_cells), rng.integers(1, 8, n_empty)]
+    return np.stack([rng.multinomial(d, profile) for d in depth]).astype(np.int32)
+
+
+def test_unfiltered_droplets_fail_with_the_fix(tmp_path):
+    """2000 barcodes, median 4 counts: one line naming the input, the batch and the fixes, no output; raising
+    min_counts keeps the real cells; min_median_counts 0 turns the check off."""
+    inp = write_counts(tmp_path / "raw.h5ad", droplets())
+    proc, out = run_pp(tmp_path, inp)
+    assert_clean_failure(proc, mentions=str(inp), outputs=out)
+    assert "unfiltered droplet matrix" in proc.stderr and "keeps 2000 cells" in proc.stderr
+    proc, out = run_pp(tmp_path, inp, "--min-counts", 100)
+    assert proc.returncode == 0, proc.stderr
+    assert ad.read_h5ad(out[0]).n_obs == 150
+    proc, out = run_pp(tmp_path, inp, "--min-median-counts", 0)
+    assert proc.returncode == 0, proc.stderr
+    assert ad.read_h5ad(out[0]).n_obs == 2000

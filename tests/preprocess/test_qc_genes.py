@@ -27,6 +27,14 @@ def test_qc_summary_per_batch():
     assert s["median_counts"].tolist() == [10.0, 35.0]
 
 
+def test_low_depth_batches_need_enough_kept_cells():
+    s = pd.DataFrame({"batch": ["raw", "small", "deep"], "cells_in": [90_000, 50, 5000],
+                      "cells_kept": [80_000, 50, qc.LOW_DEPTH_MIN_CELLS], "median_counts": [3.0, 4.0, 19.0]})
+    assert qc.low_depth_batches(s, 20)["batch"].tolist() == ["raw", "deep"]  # "small": too few cells to judge
+    assert qc.low_depth_batches(s, 19)["batch"].tolist() == ["raw"]
+    assert qc.low_depth_batches(s, 0).empty
+
+
 def test_liger_select_flags_overdispersed_genes():
     rng = np.random.default_rng(0)
     n, p = 400, 60

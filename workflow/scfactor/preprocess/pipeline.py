@@ -220,6 +220,19 @@ def keep_detected_genes(adata, counts: Counts, min_cells, path):
     return adata
 
 
+def check_depth(summary: pd.DataFrame, opts, source) -> None:
+    """`InputError` when a batch's kept cells look like an unfiltered droplet matrix (`qc.low_depth_batches`,
+    ``opts.min_median_counts``); not checked with a ``gene_list``, whose totals are not library sizes."""
+    low = qc.low_depth_batches(summary, 0 if opts.gene_list else opts.min_median_counts)
+    if len(low):
+        row = low.iloc[0]
+        raise InputError(source, f"batch {row['batch']!r} keeps {int(row['cells_kept'])} cells with a median of "
+                                 f"{row['median_counts']:g} counts (min_median_counts {opts.min_median_counts}): "
+                                 "this looks like an unfiltered droplet matrix (e.g. Cell Ranger's "
+                                 "raw_feature_bc_matrix); use the filtered matrix, raise min_counts / min_genes, "
+                                 "or set min_median_counts: 0")
+
+
 def cell_metrics(adata, counts: Counts, names, mito_pattern) -> pd.DataFrame:
     """`scfactor.preprocess.qc.cell_metrics` of the cells of ``adata``, block by block."""
     rows, cols = counts.positions(adata)
@@ -299,6 +312,7 @@ def preprocess(path, opts, dataset: str | None = None, sheet=None) -> Preprocess
     empty = summary.loc[summary["cells_kept"] == 0, "batch"]
     if len(empty):
         raise InputError(source, f"batch {empty.iloc[0]!r} has no cells left after QC filtering")
+    check_depth(summary, opts, source)
     fig = qc_figure(metrics, adata.obs["batch"], kept, dataset)
 
     adata = adata[kept].copy()

@@ -46,3 +46,15 @@ def qc_summary(metrics: pd.DataFrame, batches: pd.Series, kept: np.ndarray) -> p
                      "median_genes": float(k["n_genes"].median()) if len(k) else 0.0,
                      "median_pct_mito": float(k["pct_mito"].median()) if len(k) else 0.0})
     return pd.DataFrame(rows)
+
+
+#: batches keeping fewer cells are not checked by `low_depth_batches` (an unfiltered droplet matrix has 10^5 and more
+#: barcodes; toy data sets of a few genes have low totals by design)
+LOW_DEPTH_MIN_CELLS = 1000
+
+
+def low_depth_batches(summary: pd.DataFrame, min_median_counts: int) -> pd.DataFrame:
+    """The rows of `qc_summary`'s table whose kept cells, at least `LOW_DEPTH_MIN_CELLS`, have a median total count
+    below ``min_median_counts`` (0: none): batches that look like unfiltered droplet matrices, mostly empty barcodes
+    of a few UMIs each."""
+    return summary[(summary["cells_kept"] >= LOW_DEPTH_MIN_CELLS) & (summary["median_counts"] < min_median_counts)]
