@@ -161,3 +161,16 @@ def test_failed_h5ad_write_leaves_no_output(tmp_path, monkeypatch):
         run_pp(tmp_path, path)
     left = sorted(p.name for p in (tmp_path / "out0").iterdir())
     assert left == [], f"outputs left after a failed write: {left}"
+
+
+def test_a_cell_ranger_run_folder_reads_its_filtered_matrix(tmp_path):
+    """The run folder named, not the matrix folder: its outs/filtered_feature_bc_matrix is read, and logged."""
+    x = synthetic_counts(N_CELLS, N_GENES, 0)
+    write_10x(tmp_path / "run" / "outs" / "filtered_feature_bc_matrix", x, barcodes(N_CELLS, 0),
+              ensembl_ids(N_GENES), symbols(N_GENES))
+    write_10x(tmp_path / "run" / "outs" / "raw_feature_bc_matrix", x[:5], barcodes(5, 0), ensembl_ids(N_GENES),
+              symbols(N_GENES))
+    proc, out = run_pp(tmp_path, tmp_path / "run")
+    assert proc.returncode == 0, proc.stderr
+    assert "a Cell Ranger output folder; reading its filtered matrix" in proc.stderr
+    np.testing.assert_array_equal(ad.read_h5ad(out[0]).layers["counts"].sum(), x.sum())

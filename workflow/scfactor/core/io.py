@@ -122,7 +122,8 @@ def detect_format(path) -> str:
 def read_counts(path, fmt: str = "auto", csv_orientation: str = "auto"):
     """Read a cells x genes count matrix into an AnnData with CSR ``X``.
 
-    Formats: ``h5ad``; ``10x_mtx`` (folder with matrix.mtx(.gz), barcodes, features/genes);
+    Formats: ``h5ad``; ``10x_mtx`` (folder with matrix.mtx(.gz), barcodes, features/genes, or a Cell Ranger
+    output folder above it: `scfactor.core.cellranger.matrix_source`);
     ``10x_h5`` (Cell Ranger HDF5); ``csv`` (a wide table, genes as rows and cells as columns, first
     column ``gene``, or the transpose: see `csv_orientation`); ``nnmf_h5`` (neuralNMF ``write_h5``: group
     ``matrix`` with barcodes, indptr, indices, data, shape and ``features/id``; rows are cells).
@@ -130,6 +131,9 @@ def read_counts(path, fmt: str = "auto", csv_orientation: str = "auto"):
     `scfactor.core.gene_names.set_gene_names`) with ``var['symbol']`` and ``var['gene_id']``.
     """
     p = require_file(path)
+    if p.is_dir() and fmt in ("auto", "10x_mtx"):  # a matrix folder, or a Cell Ranger output folder above it
+        from .cellranger import matrix_source
+        p = matrix_source(p, h5=fmt == "auto")
     fmt = detect_format(p) if fmt == "auto" else fmt
     if fmt not in COUNT_FORMATS:
         raise InputError(p, f"unknown format {fmt!r}")
