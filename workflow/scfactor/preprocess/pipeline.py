@@ -17,6 +17,7 @@ from ..core.log import LOG
 from . import counts as blocks
 from . import genes, qc
 from .counts import Counts
+from .layer_hint import suggest_count_matrices
 from .plots import qc_figure
 from .sheet import join_samples, read_sheet
 
@@ -84,7 +85,8 @@ def read_counts(path, opts):
     adata = io.read_counts(path, opts.format, opts.csv_orientation)
     gene_columns(adata, path, opts.symbol_column, opts.id_column)
     counts = io.get_matrix(adata, opts.layer, path)
-    io.validate_counts(counts, path, what=opts.layer)
+    with suggest_count_matrices(path, opts.layer):
+        io.validate_counts(counts, path, what=opts.layer)
     adata.X = sp.csr_matrix(counts).astype(np.int32)
     return adata
 
@@ -100,7 +102,8 @@ def open_counts(path, opts):
     adata, counts = opened
     LOG.info("%s: counts read from the file in blocks of %d cells", path, blocks.CHUNK_CELLS)
     gene_columns(adata, path, opts.symbol_column, opts.id_column)
-    blocks.validate_blocks(counts, path, opts.layer)
+    with suggest_count_matrices(path, opts.layer):
+        blocks.validate_blocks(counts, path, opts.layer)
     return adata, counts
 
 
