@@ -55,8 +55,8 @@ def test_own_data_end_to_end(tmp_path):
     info = pbmc_samples(tmp_path / "cellranger", n_cells=150, n_genes=1500)
     sheet = write_sheet(tmp_path / "samples.tsv", [("donorA", "cellranger/donorA/outs/filtered_feature_bc_matrix",
                                                     "ctrl"),
-                                                   ("donorB", "cellranger/donorB/outs/filtered_feature_bc_matrix",
-                                                    "ctrl")], header=("sample", "path", "condition"))
+                                                   ("donorB", "cellranger/donorB", "ctrl")],  # its run folder
+                       header=("sample", "path", "condition"))
     cfg = {
         "results": "results", "logs": "logs",
         "datasets": {"mine": {"sheet": str(sheet), "make_unique": True}},
@@ -88,5 +88,6 @@ def test_own_data_end_to_end(tmp_path):
     log = (tmp_path / "logs" / "preprocess" / "mine.log").read_text()
     assert f"{info['n_shared_barcodes']} barcodes occur in more than one sample" in log
     assert "made 1 duplicated gene names unique" in log
+    assert "cellranger/donorB: a Cell Ranger output folder; reading its filtered matrix" in log
     integrated = ad.read_h5ad(res / "integrate" / "mine" / "counts.h5ad")
     assert set(integrated.obs["batch"].astype(str)) == {"donorA", "donorB"}
