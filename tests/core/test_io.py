@@ -165,6 +165,27 @@ def test_10x_readers_keep_symbols_and_ids(tmp_path):
         np.testing.assert_array_equal(b.X.toarray(), x)
 
 
+@pytest.mark.parametrize("columns", [1, 2])
+def test_10x_folders_with_short_feature_tables(tmp_path, columns):
+    """features.tsv with IDs only, or IDs and symbols (other aligners' output), uncompressed: read as the
+    three-column folder is, the IDs standing in for absent symbols; a matrix of another shape: one line."""
+    from tenx import write_10x
+    x, genes, ids = counts_matrix(), ["MT-A", "B", "B", "C", "D"], names(5, "ENSG")
+    d = write_10x(tmp_path / "mtx", x, names(6, "AAAC-"), ids, genes)
+    with gzip.open(d / "features.tsv.gz", "rt") as f:
+        rows = [line.split("\t")[:columns] for line in f.read().splitlines()]
+    (d / "features.tsv.gz").unlink()
+    (d / "features.tsv").write_text("".join("\t".join(r) + "\n" for r in rows))
+    b = io.read_counts(d)
+    want = genes if columns == 2 else ids
+    assert list(b.var_names) == want and list(b.var["symbol"]) == want and list(b.var["gene_id"]) == ids
+    assert list(b.obs_names) == names(6, "AAAC-")
+    np.testing.assert_array_equal(b.X.toarray(), x)
+    (d / "features.tsv").write_text("".join("\t".join(r) + "\n" for r in rows[:4]))
+    with pytest.raises(InputError, match="matrix.mtx is 5 genes x 6 cells but the folder lists 4 features"):
+        io.read_counts(d)
+
+
 def test_read_lines_tolerates_bom_and_crlf(tmp_path):
     """A gene list saved by Windows Notepad (UTF-8 BOM, CRLF) keeps its first gene."""
     (tmp_path / "g.txt").write_bytes("\ufeffCD3E\r\nMS4A1\r\n\r\n  LYZ \r\n".encode("utf-8"))

@@ -11,7 +11,7 @@ import pytest
 from conftest import assert_clean_failure, run_cli
 from scfactor.core.config import ConfigError
 from scfactor.preprocess.cli import preprocess
-from scfactor.preprocess.sheet import read_sheet
+from scfactor.preprocess.sheet import read_sheet, sample_files
 from scfactor.preprocess.smk import check_datasets, preprocess_command, preprocess_inputs, preprocess_source
 from tenx import barcodes, ensembl_ids, symbols, synthetic_counts, write_10x, write_sheet
 
@@ -72,6 +72,19 @@ def test_sheet_without_batch_column_batches_by_sample(tmp_path):
     assert list(ad.read_h5ad(out[0]).obs["batch"].cat.categories) == ["s2", "s1"]    # in sheet order
 
 
+def test_a_comma_separated_sheet_reads_as_the_tab_separated_one(tmp_path):
+    two_samples(tmp_path)
+    tsv = write_sheet(tmp_path / "samples.tsv", [("s1", "data/s1", "b1", "ctrl"), ("s2", "data/s2", "b2", "")])
+    csv = tmp_path / "samples.csv"
+    csv.write_text(tsv.read_text().replace("\t", ","))
+    from_csv, from_tsv = read_sheet(csv), read_sheet(tsv)
+    assert from_csv.samples == from_tsv.samples and from_csv.columns == from_tsv.columns == ("batch", "condition")
+    proc, out = run_sheet(tmp_path, csv)
+    assert proc.returncode == 0, proc.stderr
+    assert "a comma-separated sample sheet" in proc.stderr
+    assert list(ad.read_h5ad(out[0]).obs["batch"].cat.categories) == ["b1", "b2"]
+
+
 def test_duplicated_symbols_across_samples_are_joined_on_ids(tmp_path):
     """Only s1 has a duplicated symbol: the samples are joined on gene IDs, then the names made unique once."""
     two_samples(tmp_path, dup_symbols=True)
@@ -100,7 +113,7 @@ def test_duplicated_symbols_across_samples_are_joined_on_ids(tmp_path):
     ("bad_name", "line 3: sample name 'my sample' is not a valid name"),
     ("empty_batch", "line 3 (sample 's2'): empty value in column 'batch'"),
     ("ragged", "line 3: 2 tab-separated fields, the header has 3"),
-    ("commas", "looks comma-separated"),
+    ("commas", "line 3: 2 comma-separated fields, the header has 3"),
     ("no_rows", "no sample rows"),
 ])
 def test_bad_sheets_fail_with_one_line(tmp_path, case, mentions):
@@ -127,7 +140,7 @@ def test_bad_sheets_fail_with_one_line(tmp_path, case, mentions):
         rows = []
     sheet = write_sheet(tmp_path / "samples.tsv", rows, header=header)
     if case == "commas":
-        sheet.write_text("sample,path\ns1,data/s1\n")
+        sheet.write_text("sample,path,batch\ns1,data/s1,b1\ns2,data/s2\n")
     proc, out = run_sheet(tmp_path, sheet)
     assert_clean_failure(proc, mentions=str(sheet), outputs=out)
     assert mentions in proc.stderr, proc.stderr
@@ -156,6 +169,11 @@ def test_rule_helpers(tmp_path):
     inputs = preprocess_inputs(config, "mine")
     assert inputs[0] == str(sheet) and len(inputs) == 7
     assert str(tmp_path / "data" / "s2" / "features.tsv.gz") in inputs
+    (tmp_path / "run" / "outs").mkdir(parents=True)
+    (tmp_path / "data" / "s2").rename(tmp_path / "run" / "outs" / "filtered_feature_bc_matrix")
+    assert sample_files(tmp_path / "run") == [str(tmp_path / "run" / "outs" / "filtered_feature_bc_matrix" / f)
+                                              for f in ("matrix.mtx.gz", "barcodes.tsv.gz", "features.tsv.gz")]
+    assert sample_files(tmp_path / "data") == [str(tmp_path / "data")]  # no matrix: the job says so
     assert preprocess_inputs(config, "other", lambda p: [p, "marker"]) == ["x.h5ad", "marker"]
     assert preprocess_source(config, "mine") == f"--sample-sheet {sheet}"
     assert preprocess_source(config, "other") == "--input x.h5ad"

@@ -172,9 +172,42 @@ def _read_10x_mtx(p):
     import warnings
 
     import scanpy as sc
+    if _feature_columns(p) < 3:  # features.tsv of one or two columns (other aligners' output): scanpy needs three
+        return _tenx_var(_read_mtx_folder(p))
     with warnings.catch_warnings():  # duplicated symbols are handled (and reported) by set_gene_names
         warnings.filterwarnings("ignore", message=".*not unique.*")
         return _tenx_var(sc.read_10x_mtx(p, var_names="gene_symbols", make_unique=False))
+
+
+def _feature_columns(p) -> int:
+    """Columns of the first line of a 10x folder's ``features.tsv(.gz)`` (3 when absent: ``genes.tsv`` layout)."""
+    for name in ("features.tsv.gz", "features.tsv"):
+        if (p / name).is_file():
+            with (gzip.open if name.endswith(".gz") else open)(p / name, "rt") as f:
+                return len(f.readline().rstrip("\r\n").split("\t"))
+    return 3
+
+
+def _read_mtx_folder(p):
+    """A 10x-style folder whose ``features.tsv(.gz)`` has one column (IDs) or two (IDs, symbols): cells x genes
+    CSR counts, ``var_names`` the symbols (else the IDs), ``var['gene_ids']`` the IDs."""
+    import anndata as ad
+    import pandas as pd
+    import scipy.io
+    import scipy.sparse as sp
+
+    def table(stem):
+        path = p / f"{stem}.gz" if (p / f"{stem}.gz").is_file() else p / stem
+        return pd.read_csv(path, sep="\t", header=None, dtype=str, keep_default_na=False)
+    mtx = p / "matrix.mtx.gz" if (p / "matrix.mtx.gz").is_file() else p / "matrix.mtx"
+    x = sp.csr_matrix(scipy.io.mmread(mtx).T)
+    features, cells = table("features.tsv"), table("barcodes.tsv")
+    if x.shape != (len(cells), len(features)):
+        raise InputError(p, f"matrix.mtx is {x.shape[1]} genes x {x.shape[0]} cells but the folder lists "
+                            f"{len(features)} features and {len(cells)} barcodes")
+    names = features[1] if features.shape[1] > 1 else features[0]
+    return ad.AnnData(x, obs=pd.DataFrame(index=cells[0].to_numpy()),
+                      var=pd.DataFrame({"gene_ids": features[0].to_numpy()}, index=names.to_numpy()))
 
 
 def _read_10x_h5(p):

@@ -1,6 +1,7 @@
 """Sample sheets: one data set made of several samples (``datasets.<name>.sheet``, docs/own-data.md).
 
-A sheet is a tab-separated file with a header line and one row per sample. Required columns: ``sample``
+A sheet is a tab-separated (or comma-separated: told by its header line) file with a header line and one row
+per sample. Required columns: ``sample``
 (a name: letters, digits, ``.``, ``_``, ``-``) and ``path`` (a 10x folder, 10x ``.h5``, ``.h5ad`` or CSV;
 relative paths are relative to the sheet's folder). Optional: ``batch``, ``condition`` and any other
 column, copied to ``obs`` for that sample's cells. Blank lines and lines starting with ``#`` are skipped.
@@ -22,6 +23,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ..core.cellranger import matrix_source
 from ..core.config import NAME
 from ..core.errors import InputError
 from ..core.log import LOG
@@ -65,11 +67,11 @@ class Sheet:
         return "batch" if self.has_batch else "sample"
 
 
-def _rows(path: Path):
-    """(line number, fields) of the non-blank, non-comment lines of a TSV."""
+def _rows(path: Path, delimiter: str = "\t"):
+    """(line number, fields) of the non-blank, non-comment lines of a TSV (or of a CSV, with ``delimiter``)."""
     try:
         with open(path, newline="", encoding="utf-8-sig") as f:
-            for number, fields in enumerate(csv.reader(f, delimiter="\t"), start=1):
+            for number, fields in enumerate(csv.reader(f, delimiter=delimiter), start=1):
                 if not fields or not "".join(fields).strip() or fields[0].lstrip().startswith("#"):
                     continue
                 yield number, [v.strip() for v in fields]
@@ -89,9 +91,11 @@ def read_sheet(path, check_files: bool = True) -> Sheet:
     if not rows:
         raise InputError(path, "sample sheet is empty (expected a header line with columns sample and path)")
     head_line, header = rows[0]
-    if len(header) == 1 and "," in header[0]:
-        raise InputError(path, f"line {head_line}: the header looks comma-separated; a sample sheet is "
-                               "tab-separated (TSV)")
+    separated = "tab-separated"
+    if len(header) == 1 and "," in header[0]:  # no tab in the header but commas: a CSV sheet
+        LOG.info("%s: a comma-separated sample sheet", path)
+        rows, separated = list(_rows(path, ",")), "comma-separated"
+        head_line, header = rows[0]
     dup = [c for c, n in Counter(header).items() if n > 1]
     if dup:
         raise InputError(path, f"line {head_line}: column {dup[0]!r} appears twice in the header")
@@ -111,7 +115,7 @@ def read_sheet(path, check_files: bool = True) -> Sheet:
     samples, seen = [], {}
     for line, fields in rows[1:]:
         if len(fields) != len(header):
-            raise InputError(path, f"line {line}: {len(fields)} tab-separated fields, the header has {len(header)}")
+            raise InputError(path, f"line {line}: {len(fields)} {separated} fields, the header has {len(header)}")
         row = dict(zip(header, fields))
         name = row["sample"]
         where = f"line {line}"
@@ -145,8 +149,14 @@ def read_sheet(path, check_files: bool = True) -> Sheet:
 
 
 def sample_files(path) -> list[str]:
-    """The files a sample's counts are read from: a 10x folder's matrix, barcodes and features; else itself."""
+    """The files a sample's counts are read from: a 10x folder's matrix, barcodes and features (the filtered
+    matrix's of a Cell Ranger run folder: `scfactor.core.cellranger.matrix_source`); else itself."""
     p = Path(path)
+    if p.is_dir():
+        try:
+            p = matrix_source(p)
+        except InputError:  # the preprocess job says what is wrong with the folder
+            return [str(p)]
     if p.is_dir():
         files = [str(p / name) for name in TENX_FILES if (p / name).is_file()]
         return files or [str(p)]
