@@ -10,6 +10,7 @@ import torch
 from scipy.optimize import linear_sum_assignment, nnls
 
 from scfactor.core import metrics
+from scfactor.core.errors import InputError
 from scfactor.core.nnls import hals_sweep, nnls_bpp
 from scfactor.integrate import model
 from scfactor.integrate.pipeline import BackedSource
@@ -153,3 +154,11 @@ def test_online_inmf_close_to_batch(sim):
     assert res.objective == pytest.approx(direct, rel=1e-8)
     batch = fit(xs, k=6, max_iters=30, seed=1)
     assert res.objective < 1.15 * batch.objective, (res.objective, batch.objective)
+
+
+def test_factor_count_check_names_the_smallest_batch_and_the_fix():
+    model.check_factor_count(7, 100, {"A": 400, "B": 8}, "x.h5ad")
+    with pytest.raises(InputError, match=r"smallest batch \('B': 8 cells\): lower integrate.k, or leave that batch"):
+        model.check_factor_count(8, 100, {"A": 400, "B": 8}, "x.h5ad")
+    with pytest.raises(InputError, match=r"not smaller than the number of genes \(100\)"):
+        model.check_factor_count(100, 100, {"A": 400, "B": 400}, "x.h5ad")

@@ -82,14 +82,21 @@ def check_inputs(mats: Sequence, names: Sequence[str], k: int, path="input") -> 
         if v.size and (v < 0).any():
             raise InputError(path, f"batch {b!r} has {int((v < 0).sum())} negative values; "
                                    "iNMF needs non-negative input")
+    check_factor_count(k, n_genes, dict(zip(names, (m.shape[0] for m in mats))), path)
+
+
+def check_factor_count(k: int, n_genes: int, batch_cells: dict, path) -> None:
+    """Raise a one-line error unless ``k`` factors are fewer than the genes and than the cells of every batch
+    (``batch_cells``: batch name -> cells), naming the smallest batch and what to change."""
     if k < 1:
         raise InputError(path, f"k must be >= 1, got {k}")
     if k >= n_genes:
         raise InputError(path, f"k={k} factors is not smaller than the number of genes ({n_genes})")
-    smallest = min(m.shape[0] for m in mats)
+    name, smallest = min(batch_cells.items(), key=lambda item: item[1])
     if k >= smallest:
-        raise InputError(path, f"k={k} factors is not smaller than the number of cells in the "
-                               f"smallest batch ({smallest})")
+        raise InputError(path, f"k={k} factors is not smaller than the number of cells in the smallest batch "
+                               f"({name!r}: {smallest} cells): lower integrate.k, or leave that batch out "
+                               "(datasets.<name>.batches; integrate.py --batches)")
 
 
 # --------------------------------------------------------------------------- batch iNMF

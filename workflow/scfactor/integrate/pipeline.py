@@ -449,12 +449,7 @@ def integrate_online(path, opts, layer: str, device, source: str, dtype=None):
     epochs, minibatch = opts.online_epochs, opts.online_minibatch
     src = BackedSource(path, opts.batches, layer, opts.genes, opts.label_key)
     try:
-        n_genes = int(src.mask.sum())
-        if opts.k >= n_genes:
-            raise InputError(path, f"k={opts.k} factors is not smaller than the number of genes ({n_genes})")
-        if opts.k >= min(src.n_cells):
-            raise InputError(path, f"k={opts.k} factors is not smaller than the number of cells in the "
-                                   f"smallest batch ({min(src.n_cells)})")
+        model.check_factor_count(opts.k, int(src.mask.sum()), dict(zip(src.names, src.n_cells)), path)
         src.fit_scale(minibatch)
         LOG.info("online iNMF: %d batches (%s), %d genes, k=%d, lambda=%g, %d epochs of minibatches "
                  "of %d cells", len(src.names), ", ".join(f"{n}:{c}" for n, c in zip(src.names, src.n_cells)),
