@@ -449,7 +449,8 @@ def integrate_online(path, opts, layer: str, device, source: str, dtype=None):
     epochs, minibatch = opts.online_epochs, opts.online_minibatch
     src = BackedSource(path, opts.batches, layer, opts.genes, opts.label_key)
     try:
-        model.check_factor_count(opts.k, int(src.mask.sum()), dict(zip(src.names, src.n_cells)), path)
+        n_genes = int(src.mask.sum())
+        model.check_factor_count(opts.k, n_genes, dict(zip(src.names, src.n_cells)), path)
         src.fit_scale(minibatch)
         LOG.info("online iNMF: %d batches (%s), %d genes, k=%d, lambda=%g, %d epochs of minibatches "
                  "of %d cells", len(src.names), ", ".join(f"{n}:{c}" for n, c in zip(src.names, src.n_cells)),
