@@ -22,6 +22,10 @@ def test_match_genes_exact_with_case_warning(caplog):
     caplog.clear()
     m = gn.match_genes(["MYC", "IRF1"], ["IRF1", "STAT1", "MYC"])
     assert m.found == ["IRF1", "MYC"] and not caplog.records                    # data order; no warning
+    m = gn.match_genes(["MYC", "GENE_X", "IRF1", "nope", "GENE_X"], ["IRF1", "STAT1", "MYC"], what="gene list g.txt",
+                       where="x.h5ad")
+    assert m.found == ["IRF1", "MYC"] and [r.getMessage() for r in caplog.records] == [
+        "gene list g.txt: 2 of its 4 names are not genes of x.h5ad and are left out (first: GENE_X, nope)"]
 
 
 def test_looks_like_ids():

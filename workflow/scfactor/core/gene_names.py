@@ -42,17 +42,23 @@ def match_genes(wanted: Iterable[str], available: Sequence[str], what: str = "ge
     """Match the names ``wanted`` exactly against ``available`` (a data set's genes).
 
     Returns the matched names in the order of ``available``. When matching without regard to case would
-    match more of ``wanted`` than exact matching, logs one warning line with both counts (``what`` names
-    the list, ``where`` the data; e.g. ``"gene list genes.txt"``, ``"results/preprocess/x.h5ad"``).
+    match more of ``wanted`` than exact matching, logs one warning line with both counts; else, when some
+    names match nothing, one with their count and the first few (``what`` names the list, ``where`` the data;
+    e.g. ``"gene list genes.txt"``, ``"results/preprocess/x.h5ad"``).
     Exact matching is kept: gene symbols are case-sensitive across species (human ``MYC``, mouse ``Myc``).
     """
     wanted = [str(w) for w in wanted]
     want = set(wanted)
     avail = pd.Index(available).astype(str)
+    present = set(avail)
     found = [g for g in avail if g in want]
-    n_exact = len(want.intersection(avail))
+    n_exact = len(want & present)
+    absent = [w for w in dict.fromkeys(wanted) if w not in present]
     lower = {g.lower() for g in avail}
     n_nocase = len({w for w in want if w.lower() in lower})
+    if absent and n_exact and n_nocase == n_exact:
+        LOG.warning("%s: %d of its %d names are not genes of %s and are left out (first: %s)", what, len(absent),
+                    len(want), where, ", ".join(absent[:5]))
     if n_nocase > n_exact:
         LOG.warning("%s: %d of its %d names match the genes of %s exactly, %d would match ignoring case "
                     "(only exact matches are used; fix the case of the list, e.g. human MYC vs mouse Myc)",
