@@ -115,3 +115,21 @@ def test_absent_cuda_device_fails_clearly(toy):
     args = grn_args(h5, prior, o)
     args[args.index("cpu")] = "cuda"
     assert_clean_failure(run_cli(grn, *args), mentions="cuda", outputs=o.values())
+
+
+def test_genes_named_by_ensembl_ids_match_the_prior_on_their_symbols(toy):
+    """The toy data renamed to Ensembl IDs with var['symbol'] (preprocess with gene_names: ids): the same edge,
+    R2 and metrics tables as with symbols as names."""
+    import anndata as ad
+    h5, prior, d = toy
+    a = ad.read_h5ad(h5)
+    a.var["symbol"] = a.var_names.to_numpy()
+    a.var_names = [f"ENSG{i:011d}" for i in range(a.n_vars)]
+    a.write_h5ad(d / "ids.h5ad")
+    by_symbol, by_id = outputs(d, "sym"), outputs(d, "ids")
+    assert run_cli(grn, *grn_args(h5, prior, by_symbol)).returncode == 0
+    proc = run_cli(grn, *grn_args(d / "ids.h5ad", prior, by_id))
+    assert proc.returncode == 0, proc.stderr
+    assert "genes named by Ensembl IDs; the prior is matched on var['symbol']" in proc.stderr
+    for k in ("edges", "r2", "metrics"):
+        assert by_id[k].read_bytes() == by_symbol[k].read_bytes(), k

@@ -221,6 +221,22 @@ def select_state(obs: pd.DataFrame, spec: StateSpec, path, labels: pd.Series | N
 
 
 # --------------------------------------------------------------------------- genes and mask
+def symbols_as_names(adata, path):
+    """``adata`` named by gene symbols, the language of the priors, when its names are Ensembl IDs and
+    ``var['symbol']`` holds the symbols (``gene_names: ids`` in preprocess); genes whose symbol is missing or shared
+    by another gene are left out (logged). Other data are returned as they are."""
+    from ..core.gene_names import looks_like_ids
+    if not looks_like_ids(adata.var_names) or "symbol" not in adata.var:
+        return adata
+    sym = adata.var["symbol"].astype(str)
+    keep = (~sym.duplicated(keep=False) & ~sym.isin(["", "nan", "None"])).to_numpy()
+    LOG.info("%s: genes named by Ensembl IDs; the prior is matched on var['symbol'] (%d genes left out: no symbol, "
+             "or one shared with another gene)", path, int((~keep).sum()))
+    adata = adata[:, keep].copy()
+    adata.var_names = sym[keep].to_numpy()
+    return adata
+
+
 @dataclass
 class RegressionGenes:
     """TFs (inputs), targets (outputs), the prior mask (TF x target) and the prior signs."""

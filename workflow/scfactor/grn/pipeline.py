@@ -103,6 +103,7 @@ def infer_grn(input_path, prior_path, opts, name: str, threads: int = 1) -> GrnR
     check_states(opts)
     prior = gi.read_prior(prior_path, opts.prior, opts.confidence)
     adata, in_a, in_b, labels = load_states(input_path, opts)
+    adata = gi.symbols_as_names(adata, input_path)
     prior = gi.match_prior_names(prior, adata.var_names, opts.match_case, prior_path, input_path)
     LOG.info("%s: state A %d cells, state B %d cells (of %d)", name, in_a.sum(), in_b.sum(), adata.n_obs)
     pool = target_pool(adata, opts.genes, input_path)
