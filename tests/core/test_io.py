@@ -121,8 +121,10 @@ def test_validate_counts_accepts_float_integers():
 def test_duplicated_names():
     a = ad.AnnData(sp.csr_matrix(counts_matrix(3, 2)), obs=pd.DataFrame(index=["a", "a", "b"]),
                    var=pd.DataFrame(index=["g1", "g2"]))
-    with pytest.raises(InputError, match="duplicated cell names"):
+    with pytest.raises(InputError, match=r"duplicated cell names \(first: 'a'\)$"):
         io.validate_names(a, "f.h5ad")
+    with pytest.raises(InputError, match="duplicated cell names .*Give the samples in a sample sheet"):
+        io.validate_names(a, "f.h5ad", cell_hint=io.JOINED_SAMPLES_HINT)
 
 
 def test_atomic_output_removes_temp_on_failure(tmp_path):

@@ -106,6 +106,8 @@ def test_bad_inputs_fail_cleanly(tmp_path, case):
     proc, out = run_pp(tmp_path, inp, *extra)
     mentions = str(tmp_path / "genes.txt") if case == "gene_list" else str(inp)
     assert_clean_failure(proc, mentions=mentions, outputs=out)
+    if case == "dup_cells":
+        assert "Give the samples in a sample sheet" in proc.stderr
 
 
 def droplets(seed=0, n_cells=150, n_empty=1850, p=200):

@@ -363,12 +363,17 @@ def raise_bad_counts(bad, path, what: str = "X") -> None:
         raise InputError(path, f"{what} has {n_frac} non-integer values; raw counts are required")
 
 
-def validate_names(adata, path) -> None:
-    """Raise `InputError` on duplicated cell or gene names."""
-    for axis, names in (("cell", adata.obs_names), ("gene", adata.var_names)):
+#: what `validate_names` adds for duplicated cell names in one input file of several samples' cells
+JOINED_SAMPLES_HINT = (": barcodes of several samples joined without a prefix? Give the samples in a sample sheet "
+                       "(shared barcodes get a '<sample>_' prefix) or make the names unique in the file")
+
+
+def validate_names(adata, path, cell_hint: str = "") -> None:
+    """Raise `InputError` on duplicated cell or gene names (``cell_hint`` ends the message for cells)."""
+    for axis, names, hint in (("cell", adata.obs_names, cell_hint), ("gene", adata.var_names, "")):
         dup = names[names.duplicated()]
         if len(dup):
-            raise InputError(path, f"{len(dup)} duplicated {axis} names (first: {dup[0]!r})")
+            raise InputError(path, f"{len(dup)} duplicated {axis} names (first: {dup[0]!r}){hint}")
 
 
 def require_columns(df, columns: Sequence[str], path, what: str = "table") -> None:

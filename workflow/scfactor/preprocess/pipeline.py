@@ -122,7 +122,7 @@ def read_input(path, opts):
     and its `Counts`."""
     adata, counts = open_counts(path, opts)
     choose_gene_names(adata, path, opts.gene_names, opts.make_unique)
-    io.validate_names(adata, path)
+    io.validate_names(adata, path, cell_hint=io.JOINED_SAMPLES_HINT)
     counts.var_names = adata.var_names
     LOG.info("read %s: %d cells x %d genes", path, adata.n_obs, adata.n_vars)
     if opts.gene_list:
