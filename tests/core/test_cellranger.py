@@ -16,8 +16,9 @@ def _matrix(folder, name="matrix.mtx.gz"):
 
 
 @pytest.mark.parametrize("sub", ["", "filtered_feature_bc_matrix", "outs/filtered_feature_bc_matrix",
-                                 "outs/sample_filtered_feature_bc_matrix", "filtered_gene_bc_matrices/hg19",
-                                 "outs/filtered_gene_bc_matrices/GRCh38"])
+                                 "count/sample_filtered_feature_bc_matrix",
+                                 "outs/per_sample_outs/s1/count/sample_filtered_feature_bc_matrix",
+                                 "filtered_gene_bc_matrices/hg19", "outs/filtered_gene_bc_matrices/GRCh38"])
 def test_the_filtered_matrix_is_found(tmp_path, sub):
     want = _matrix(tmp_path / "run" / sub, "matrix.mtx" if "gene_bc" in sub else "matrix.mtx.gz")
     _matrix(tmp_path / "run" / "outs" / "raw_feature_bc_matrix")  # never taken for the user
@@ -45,3 +46,12 @@ def test_no_matrix_or_several_genomes_fail_in_one_line(tmp_path):
         _matrix(tmp_path / "v2" / "filtered_gene_bc_matrices" / genome, "matrix.mtx")
     with pytest.raises(InputError, match=r"one matrix per genome \(hg19, mm10\)"):
         matrix_source(tmp_path / "v2")
+
+
+def test_a_multi_run_of_several_samples_asks_for_one(tmp_path):
+    for sample in ("s1", "s2"):
+        _matrix(tmp_path / "run" / "outs" / "per_sample_outs" / sample / "count" / "sample_filtered_feature_bc_matrix")
+    with pytest.raises(InputError, match=r"a cellranger multi run of 2 samples \(s1, s2\): name one sample's folder"):
+        matrix_source(tmp_path / "run")
+    one = tmp_path / "run" / "outs" / "per_sample_outs" / "s2"
+    assert matrix_source(one) == one / "count" / "sample_filtered_feature_bc_matrix"

@@ -3,7 +3,8 @@
 Users point at the folder they have: the matrix folder itself (``matrix.mtx.gz``, ``barcodes.tsv.gz``,
 ``features.tsv.gz``), or the run folder / its ``outs`` above it. `matrix_source` finds the filtered matrix there,
 as Cell Ranger lays it out (``count``: ``outs/filtered_feature_bc_matrix`` and ``.h5``; ``multi``:
-``sample_filtered_feature_bc_matrix``; version 2: ``filtered_gene_bc_matrices/<genome>``), and says which it took.
+``outs/per_sample_outs/<sample>/count/sample_filtered_feature_bc_matrix``; version 2:
+``filtered_gene_bc_matrices/<genome>``), and says which it took.
 The unfiltered ``raw_feature_bc_matrix`` (every barcode, mostly empty droplets) is never taken for the user.
 """
 
@@ -16,7 +17,9 @@ from .log import LOG
 
 #: matrix folders below a folder a user names, in the order they are looked for
 FILTERED_FOLDERS = ("filtered_feature_bc_matrix", "outs/filtered_feature_bc_matrix",
-                    "sample_filtered_feature_bc_matrix", "outs/sample_filtered_feature_bc_matrix")
+                    "sample_filtered_feature_bc_matrix", "count/sample_filtered_feature_bc_matrix")
+#: a ``cellranger multi`` run's folder of per-sample outputs (one sub-folder per sample)
+MULTI_SAMPLES = "outs/per_sample_outs"
 #: Cell Ranger 2's filtered matrices, one folder per genome
 FILTERED_V2 = ("filtered_gene_bc_matrices", "outs/filtered_gene_bc_matrices")
 
@@ -33,6 +36,13 @@ def matrix_source(folder, h5: bool = True) -> Path:
     folder = Path(folder)
     if is_matrix_folder(folder):
         return folder
+    samples = sorted(d for d in (folder / MULTI_SAMPLES).glob("*") if d.is_dir())
+    if len(samples) == 1:
+        folder = samples[0]
+    elif samples:
+        raise InputError(folder, f"a cellranger multi run of {len(samples)} samples "
+                                 f"({', '.join(d.name for d in samples[:6])}): name one sample's folder, "
+                                 f"{MULTI_SAMPLES}/<sample>, per row of a sample sheet")
     found = [folder / sub for sub in FILTERED_FOLDERS if is_matrix_folder(folder / sub)]
     for sub in FILTERED_V2:
         genomes = sorted(d for d in (folder / sub).glob("*") if is_matrix_folder(d))
