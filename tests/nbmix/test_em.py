@@ -46,8 +46,9 @@ def test_stop_rule_does_not_scale_with_the_number_of_cells(sim):
     # the rule as documented: the last round meets both tolerances, the one before does not
     kw = em()
     last, prev = one.rounds[-1], one.rounds[-2]
-    assert abs(last["loglik_change_per_cell"]) <= kw["tol"] and last["max_resp_change"] <= kw["resp_tol"]
-    assert not (abs(prev["loglik_change_per_cell"]) <= kw["tol"] and prev["max_resp_change"] <= kw["resp_tol"])
+    assert abs(last["loglik_change_per_cell"]) <= kw["tol"] and last["mean_resp_change"] <= kw["resp_tol"]
+    assert not (abs(prev["loglik_change_per_cell"]) <= kw["tol"] and prev["mean_resp_change"] <= kw["resp_tol"])
+    assert all(0 <= r["mean_resp_change"] <= r["max_resp_change"] <= 1 for r in one.rounds)
 
 
 def test_restart_kinds_cycle_and_differ(sim):

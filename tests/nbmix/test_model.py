@@ -32,7 +32,7 @@ def test_em_settings_are_the_schema_defaults():
     """The library has no defaults of its own: the step's options (schema defaults: nrep 3) are passed on."""
     assert em_settings(FIT.defaults(k=1)) == dict(
         init="kmeans", restarts=["kmeans++", "subsample"], nrep=3, max_iters=100, tol=1e-4,
-        resp_tol=1e-3, screen_rounds=10, screen_margin=1.0, best_tol=1e-2, subsample_fraction=0.2, newton_steps=3, first_newton_steps=10, n_pcs=30,
+        resp_tol=1e-4, screen_rounds=10, screen_margin=1.0, best_tol=1e-2, subsample_fraction=0.2, newton_steps=3, first_newton_steps=10, n_pcs=30,
         leiden_resolution=1.0, restart_subsample_above=20000, restart_subsample_cells=10000, full_max_iters=5,
         full_m_step_cells=100000, dtype=torch.float64)
     assert em_settings(FIT.defaults(k=1, dtype="float32", leiden_resolution=0.5))["dtype"] == torch.float32

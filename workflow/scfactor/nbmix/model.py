@@ -460,15 +460,15 @@ class NBMixFit:
 
 @dataclass
 class StopRule:
-    """When EM stops: the mean per-cell log-likelihood change between two rounds is at most ``tol`` and no
-    responsibility moved by more than ``resp_tol`` (both independent of the number of cells), or after
-    ``max_iters`` rounds."""
+    """When EM stops: the mean per-cell log-likelihood change between two rounds is at most ``tol`` and the mean
+    over cells of each cell's largest responsibility change is at most ``resp_tol`` (both means over cells, so
+    independent of the number of cells), or after ``max_iters`` rounds."""
     max_iters: int
     tol: float
     resp_tol: float
 
     def done(self, ll_change_per_cell: float, resp_change: float) -> bool:
-        """Whether a round with these changes ends the EM."""
+        """Whether a round with these changes (``resp_change``: the mean per-cell largest one) ends the EM."""
         return abs(ll_change_per_cell) <= self.tol and resp_change <= self.resp_tol
 
 
@@ -499,11 +499,12 @@ class MStepCells:
 class EMRun:
     """One EM run from responsibilities ``z0`` that can pause after some rounds and go on later (restart
     screening): `advance` runs rounds up to a total, `result` gives ``(log_mean, log_inv_disp, pi, resp, rounds,
-    converged)``, ``rounds`` one dict per round (log-likelihood, its change per cell, the largest responsibility
-    change). A run paused and advanced again gives the same numbers as one run straight through.
+    converged)``, ``rounds`` one dict per round (log-likelihood, its change per cell, the mean over cells of each
+    cell's largest responsibility change and the largest over all cells). A run paused and advanced again gives the
+    same numbers as one run straight through.
 
     With ``m_cells`` each M step (and the moment start) uses that round's sample of the cells (`MStepCells`); when
-    that is fewer than all cells the EM stops as soon as no responsibility moved by more than ``stop.resp_tol``
+    that is fewer than all cells the EM stops as soon as the mean responsibility change is at most ``stop.resp_tol``
     (the log-likelihood then changes by the samples' noise, not only by progress)."""
 
     def __init__(self, data: CountData, z0: np.ndarray, stop: StopRule, newton_steps: int,
@@ -541,16 +542,19 @@ class EMRun:
             pi = self.w.mean(0).clamp_min(1e-300)
             pi = pi / pi.sum()
             ll, w_new = mixture_loglik(component_loglik(data, self.log_mean, self.log_inv_disp), torch.log(pi))
-            dresp = float((w_new - self.w).abs().max())
+            moved = (w_new - self.w).abs().amax(1)  # each cell's largest responsibility change
+            dresp, dresp_max = float(moved.mean()), float(moved.max())
             self.w = w_new
+            del moved
             dll = float("nan") if it == 0 else (ll - self.rounds[-1]["loglik"]) / data.n
             self.rounds.append({"round": it + 1, "loglik": ll, "loglik_change_per_cell": dll,
-                                "max_resp_change": dresp})
+                                "mean_resp_change": dresp, "max_resp_change": dresp_max})
             if self.log_every and (it % self.log_every == 0 or it < 3):
                 el = self.seconds + time.time() - t0
-                LOG.info("%s EM round %d/%d: log-likelihood %.6g (change per cell %.3g, max responsibility change "
-                         "%.3g; %.2f s, %.2f rounds/s, ETA at most %.0f s)", self.tag, it + 1, stop.max_iters, ll,
-                         dll, dresp, el, (it + 1) / max(el, 1e-9), el / (it + 1) * (stop.max_iters - it - 1))
+                LOG.info("%s EM round %d/%d: log-likelihood %.6g (change per cell %.3g, responsibility change mean "
+                         "%.3g, max %.3g; %.2f s, %.2f rounds/s, ETA at most %.0f s)", self.tag, it + 1,
+                         stop.max_iters, ll, dll, dresp, dresp_max, el, (it + 1) / max(el, 1e-9),
+                         el / (it + 1) * (stop.max_iters - it - 1))
             if it > 0 and (dresp <= stop.resp_tol if self.sampled else stop.done(dll, dresp)):
                 self.converged = True
         self.seconds += time.time() - t0

@@ -146,7 +146,7 @@ def fit(path, opts, dataset: str | None = None) -> FitOutputs:
     ``n_restarts``, ``n_at_best``: how many restarts reached the best log-likelihood within ``best_tol``, and
     ``n_screened_out``: how many the restart screen stopped early);
     the trace: EM's rounds of every restart (``restart``, ``init``, ``kept``, ``round``, ``loglik``,
-    ``loglik_change_per_cell``, ``max_resp_change``) or the amortised ELBO per epoch.
+    ``loglik_change_per_cell``, ``mean_resp_change``, ``max_resp_change``) or the amortised ELBO per epoch.
     """
     from ..core.device import torch_device
     from . import model
