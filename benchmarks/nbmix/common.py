@@ -105,6 +105,32 @@ def write_tsv(rows: list[dict], path: str, script: str) -> None:
         pd.DataFrame(rows).to_csv(f, sep="\t", index=False)
 
 
+def add_run_cells_options(ap, k: int = 8) -> None:
+    """The options that name a run's cells and components: ``--input``, ``--batch``, ``--genes``, ``--k``."""
+    ap.add_argument("--input", required=True, help="a preprocessed .h5ad (the preprocess step's output)")
+    ap.add_argument("--batch", default=None, help="only the cells of this batch (as the run's `batch`)")
+    ap.add_argument("--genes", default="hvg", help="the run's `genes` (hvg or all)")
+    ap.add_argument("--k", type=int, default=k)
+
+
+def run_cells(a):
+    """The cells of ``a.input`` as the NB-mixture step loads them (`scfactor.nbmix.pipeline.load_cells` with
+    ``a.batch``, ``a.genes`` and the ``counts`` layer), from the ``scfactor`` package first on ``sys.path``."""
+    from types import SimpleNamespace
+    from scfactor.nbmix.pipeline import load_cells
+    return load_cells(a.input, SimpleNamespace(batch=a.batch, genes=a.genes, layer="counts", drop_empty_cells=True))
+
+
+def label_codes(obs, key: str):
+    """Integer codes of ``obs[key]`` (-1 where missing), or None without the column or any label."""
+    import numpy as np
+    import pandas as pd
+    if key not in obs:
+        return None
+    codes = np.asarray(pd.Categorical(obs[key].astype("object")).codes)
+    return codes if (codes >= 0).any() else None
+
+
 def add_code_side_options(ap, out: str) -> None:
     """The options of a working-tree-vs-commit benchmark (`alternate_code_sides`): ``--repeats``, ``--code-commit``,
     ``--out`` (default ``benchmarks/results/<out>``) and the children's hidden ``--child``, ``--code``, ``--result``."""

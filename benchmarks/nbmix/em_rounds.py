@@ -19,7 +19,6 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
@@ -27,7 +26,7 @@ import pandas as pd
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 sys.path.insert(0, str(HERE))
-from common import add_code_side_options, alternate_code_sides, run_ours  # noqa: E402
+from common import add_code_side_options, add_run_cells_options, alternate_code_sides, run_cells, run_ours  # noqa: E402
 from results_file import command_line, write_results  # noqa: E402
 
 
@@ -36,9 +35,7 @@ def child(a) -> int:
     sys.path.insert(0, a.code)
     import torch
     torch.set_num_threads(1)
-    from scfactor.nbmix.pipeline import load_cells
-    opts = SimpleNamespace(batch=a.batch, genes=a.genes, layer="counts", drop_empty_cells=True)
-    x = load_cells(a.input, opts).X
+    x = run_cells(a).X
     stop = {} if a.converge else {"tol": 0.0, "resp_tol": 0.0}
     fit, wall, cpu = run_ours(x, a.k, 0, nrep=1, restarts=[], max_iters=a.rounds, **stop)
     np.save(a.result, fit.resp)
@@ -49,10 +46,7 @@ def child(a) -> int:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--input", required=True, help="a preprocessed .h5ad (the preprocess step's output)")
-    ap.add_argument("--batch", default=None, help="only the cells of this batch (as the run's `batch`)")
-    ap.add_argument("--genes", default="hvg", help="the run's `genes` (hvg or all)")
-    ap.add_argument("--k", type=int, default=8)
+    add_run_cells_options(ap)
     ap.add_argument("--rounds", type=int, default=20)
     ap.add_argument("--converge", action="store_true",
                     help="stop by the schema's tol / resp_tol (``--rounds`` is then the largest number of rounds)")

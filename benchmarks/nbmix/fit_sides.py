@@ -20,7 +20,6 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
@@ -28,16 +27,9 @@ import pandas as pd
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 sys.path.insert(0, str(HERE))
-from common import add_code_side_options, alternate_code_sides, run_ours  # noqa: E402
+from common import (add_code_side_options, add_run_cells_options, alternate_code_sides, label_codes,  # noqa: E402
+                    run_cells, run_ours)
 from results_file import command_line, run_conditions, write_results  # noqa: E402
-
-
-def labelled(obs, key: str):
-    """Integer codes of ``obs[key]`` (-1 where missing), or None without the column or any label."""
-    if key not in obs:
-        return None
-    codes = np.asarray(pd.Categorical(obs[key].astype("object")).codes)
-    return codes if (codes >= 0).any() else None
 
 
 def child(a) -> int:
@@ -46,11 +38,10 @@ def child(a) -> int:
     import torch
     torch.set_num_threads(1)
     from sklearn.metrics import adjusted_rand_score
-    from scfactor.nbmix.pipeline import load_cells
-    adata = load_cells(a.input, SimpleNamespace(batch=a.batch, genes=a.genes, layer="counts", drop_empty_cells=True))
+    adata = run_cells(a)
     fit, wall, cpu = run_ours(adata.X, a.k, 0)
     np.save(a.result, fit.resp)
-    truth = labelled(adata.obs, a.labels_key)
+    truth = label_codes(adata.obs, a.labels_key)
     ari = None if truth is None else adjusted_rand_score(truth[truth >= 0], fit.labels[truth >= 0])
     print(json.dumps({"cells": adata.n_obs, "genes": adata.n_vars, "restart_rounds": fit.restart_rounds,
                       "kept_rounds": fit.n_iter, "loglik_per_cell": fit.loglik / adata.n_obs,
@@ -61,10 +52,7 @@ def child(a) -> int:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--input", required=True, help="a preprocessed .h5ad (the preprocess step's output)")
-    ap.add_argument("--batch", default=None, help="only the cells of this batch (as the run's `batch`)")
-    ap.add_argument("--genes", default="hvg", help="the run's `genes` (hvg or all)")
-    ap.add_argument("--k", type=int, default=8)
+    add_run_cells_options(ap)
     ap.add_argument("--labels-key", default="label", help="obs column of the labels ARI is scored against")
     add_code_side_options(ap, "nbmix_fit_sides")
     a = ap.parse_args(argv)

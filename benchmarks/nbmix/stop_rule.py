@@ -24,12 +24,12 @@ import argparse
 import sys
 import time
 from pathlib import Path
-from types import SimpleNamespace
 
-import numpy as np
 import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import add_run_cells_options, em_kwargs, label_codes, run_cells  # noqa: E402
 from results_file import checkout_commit, command_line, write_results  # noqa: E402
 
 #: (name, tol, bound on the largest responsibility change, bound on the mean per-cell largest change)
@@ -42,8 +42,6 @@ def em_rounds(x, k: int, kind: str, seed: int, rounds: int, truth) -> pd.DataFra
     from sklearn.metrics import adjusted_rand_score
     from scfactor.nbmix import model
     from scfactor.nbmix.starts import Starts
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
-    from common import em_kwargs
     kw = em_kwargs(k)
     data = model.CountData(x, device="cpu", dtype=kw["dtype"])
     z0 = Starts(data.csr, k, kw["n_pcs"], kw["leiden_resolution"], seed).responsibilities(kind, seed)
@@ -94,10 +92,7 @@ def rule_rows(table: pd.DataFrame):
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--input", required=True, help="a preprocessed .h5ad (the preprocess step's output)")
-    ap.add_argument("--batch", default=None, help="only the cells of this batch (as the run's `batch`)")
-    ap.add_argument("--genes", default="hvg", help="the run's `genes` (hvg or all)")
-    ap.add_argument("--k", type=int, default=8)
+    add_run_cells_options(ap)
     ap.add_argument("--rounds", type=int, default=100)
     ap.add_argument("--starts", nargs="+", default=["kmeans:0", "kmeans++:1"], help="kind:seed of each EM's start")
     ap.add_argument("--labels-key", default="label", help="obs column of the labels ARI is scored against")
@@ -106,14 +101,11 @@ def main(argv=None) -> int:
     code = checkout_commit()  # before the runs: the code they ran
     import torch
     torch.set_num_threads(1)
-    from scfactor.nbmix.pipeline import load_cells
-    adata = load_cells(a.input, SimpleNamespace(batch=a.batch, genes=a.genes, layer="counts", drop_empty_cells=True))
-    truth = None
-    if a.labels_key in adata.obs:
-        codes = pd.Categorical(adata.obs[a.labels_key].astype("object")).codes  # missing labels: -1
-        truth = np.asarray(codes) if (codes >= 0).any() else None
-    per_round = pd.concat([em_rounds(adata.X, a.k, *(lambda kind, seed: (kind, int(seed)))(*s.rsplit(":", 1)),
-                                     a.rounds, truth) for s in a.starts], ignore_index=True)
+    adata = run_cells(a)
+    truth = label_codes(adata.obs, a.labels_key)
+    starts = [(kind, int(seed)) for kind, seed in (s.rsplit(":", 1) for s in a.starts)]
+    per_round = pd.concat([em_rounds(adata.X, a.k, kind, seed, a.rounds, truth) for kind, seed in starts],
+                          ignore_index=True)
     rules = pd.DataFrame([row for _, t in per_round.groupby("start", sort=False)
                           for row in rule_rows(t.reset_index(drop=True))])
     command = command_line(__file__)
