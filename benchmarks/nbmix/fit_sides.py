@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -59,7 +60,6 @@ def main(argv=None) -> int:
     if a.child:
         return child(a)
     command = command_line(__file__)
-    import os
     load_before = os.getloadavg()[0]
     args = ["--input", a.input, "--genes", a.genes, "--k", str(a.k), "--labels-key", a.labels_key,
             "--code-commit", a.code_commit, *(["--batch", a.batch] if a.batch else [])]

@@ -545,7 +545,6 @@ class EMRun:
             moved = (w_new - self.w).abs().amax(1)  # each cell's largest responsibility change
             dresp, dresp_max = float(moved.mean()), float(moved.max())
             self.w = w_new
-            del moved
             dll = float("nan") if it == 0 else (ll - self.rounds[-1]["loglik"]) / data.n
             self.rounds.append({"round": it + 1, "loglik": ll, "loglik_change_per_cell": dll,
                                 "mean_resp_change": dresp, "max_resp_change": dresp_max})
