@@ -22,6 +22,8 @@ between consecutive sizes (1 = linear, 2 = quadratic); the memory constant of a 
 per extra cell and per extra stored non-zero of the simulated counts between two sizes. ``--shared-machine``
 writes into the results that wall and CPU times were taken among other jobs (peak memory is still valid).
 
+``output_mib``: the size of the step's first output file once it is done.
+
 Writes ``<out>.tsv`` (one row per size and step) and ``<out>.md``; the first line of both is this
 command as run. Threads: ``--threads`` goes to every script and to the BLAS / OpenMP variables.
 """
@@ -88,6 +90,10 @@ def step_commands(n: int, work: Path, a) -> dict[str, tuple[tuple, list]]:
         "layers_figure": (("layers",), ["layers_theta_clustermap.py", "--input", work / "ly.h5ad", "--level", 1,
                                         "--figure", work / "lf_theta_l1.png"]),
     }
+
+
+COLUMNS = ["cells", "nnz", "step", "code", "status", "wall_s", "cpu_s", "user_s", "sys_s", "peak_rss_gib", "output_mib",
+           "command"]
 
 
 def first_output(args: list) -> Path:
@@ -178,7 +184,8 @@ def write(table: pd.DataFrame, command: str, out: Path, shared: bool = False) ->
         table.to_csv(fh, sep="\t", index=False, float_format="%.4g")
     slopes = growth(table)
     text = [command, "", "Per step and size (wall and CPU in seconds, peak resident memory of the step's process "
-            "in GiB; the commands are in the .tsv; an `over limit` step's values are lower bounds):", "",
+            "in GiB, `output_mib` the size of its first output file in MiB; the commands are in the .tsv; an "
+            "`over limit` step's values are lower bounds):", "",
             *([SHARED_NOTE, ""] if shared else []), shown.to_markdown(index=False, floatfmt=".4g"), "",
             "Growth exponents (log-log slope between consecutive sizes; 1 = linear, 2 = quadratic) and the memory "
             "constant: extra peak memory per extra cell and per extra stored non-zero of the simulated counts "
@@ -248,9 +255,11 @@ def main(argv=None) -> int:
                 if step == "simulate":
                     nnz = stored_nonzeros(work / "sim.h5ad")
             print(f"{n} cells, {step}: {res['status']}", flush=True)
-            rows.append({"cells": n, "nnz": nnz, "step": step, "code": code, **res, "command": shlex.join(
-                ["python", f"workflow/scripts/{args[0]}", *map(str, args[1:]), "--threads", str(a.threads)])})
-            write(pd.DataFrame(rows), command, Path(a.out), a.shared_machine)  # partial results survive an interrupted run
+            size = made.stat().st_size / 2 ** 20 if step in done and made.is_file() else float("nan")
+            rows.append({"cells": n, "nnz": nnz, "step": step, "code": code, **res, "output_mib": size,
+                         "command": shlex.join(["python", f"workflow/scripts/{args[0]}", *map(str, args[1:]),
+                                                "--threads", str(a.threads)])})
+            write(pd.DataFrame(rows, columns=COLUMNS), command, Path(a.out), a.shared_machine)  # partial results survive an interrupted run
         if not a.keep:
             import shutil
             shutil.rmtree(work, ignore_errors=True)

@@ -47,8 +47,8 @@ class LeidenOutputs:
 def load_cells(path, opts):
     """The cells of one run: `scfactor.preprocess.contract.load_counts` (a preprocessed or simulated ``.h5ad``,
     only its count matrix read, a block of cells at a time) with the run's ``batch``, ``genes`` and ``layer``;
-    ``X`` the raw counts (CSR, the file's dtype), and ``layers[layer]`` (when the counts come from a layer) the
-    same matrix object (written as before, held once).
+    ``X`` the raw counts (CSR, the file's dtype), held and written once: the outputs carry no copy of them in
+    ``layers`` (before, ``layers[layer]`` repeated ``X`` and every output file held the counts twice).
 
     Cells with zero total count over the selected genes are dropped when ``opts.drop_empty_cells``, else an
     `InputError`.
@@ -63,8 +63,6 @@ def load_cells(path, opts):
                                    "filter them or set drop_empty_cells")
         LOG.warning("dropping %d cells with zero total count over the selected genes", int(empty.sum()))
         adata = adata[~empty].copy()
-    if opts.layer not in (None, "X"):
-        adata.layers[opts.layer] = adata.X
     return adata
 
 
