@@ -51,3 +51,22 @@ def test_row_blocks_cover_every_row_within_the_entry_budget():
         assert b > a and (indptr[b] - indptr[a] <= 4 or b == a + 1)
     assert (4, 5) in blocks  # the 9-entry row alone
     assert list(row_blocks(np.zeros(1, dtype=int), 4)) == []
+
+
+@pytest.mark.parametrize("entries", [1, 5, 1 << 22])
+def test_row_sums_equal_scipy_block_by_block(entries):
+    """`row_sums` gives scipy's ``sum(axis=1)`` exactly (int32 counts: int64 sums; float32 values summed in float64
+    when asked), whatever the block size, empty rows and an empty matrix included."""
+    from scfactor.core.csr_stack import row_sums
+    rng = np.random.default_rng(1)
+    counts = sp.random(50, 20, density=0.3, format="csr", random_state=2, dtype=np.float64)
+    counts.data = rng.integers(1, 10 ** 6, size=counts.nnz).astype(np.int32)
+    counts = sp.csr_matrix(counts)
+    counts[7] = 0
+    got = row_sums(counts, entries=entries)
+    assert got.dtype == np.int64 and np.array_equal(got, np.asarray(counts.sum(axis=1)).ravel())
+    values = counts.astype(np.float32)
+    values.data *= rng.random(values.nnz, dtype=np.float32)
+    got = row_sums(values, dtype=np.float64, entries=entries)
+    assert np.array_equal(got, np.asarray(values.sum(axis=1, dtype=np.float64)).ravel())
+    assert row_sums(counts[:0], entries=entries).shape == (0,)

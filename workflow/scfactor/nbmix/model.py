@@ -36,8 +36,9 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
-from ..core.log import LOG
+from ..core.csr_stack import row_sums
 from ..core.errors import InputError, ScfactorError
+from ..core.log import LOG
 from .starts import Starts, random_responsibilities, subsample_rows
 
 LOG_MEAN_BOUNDS = (-40.0, 5.0)
@@ -71,7 +72,7 @@ class CountData:
         self.dtype = dtype
         self.csr = x
         self.chunk_elems = int(chunk_elems)
-        s = np.asarray(x.sum(axis=1), dtype=np.float64).ravel()
+        s = row_sums(x).astype(np.float64)   # a block at a time: no int64 copy of every count
         self.s = torch.as_tensor(s, dtype=dtype, device=self.device)
         self.log_s = torch.log(self.s)
         self.indptr = x.indptr.astype(np.int64)
@@ -148,7 +149,7 @@ def validate_counts_matrix(x, path="X", k: int | None = None) -> None:
     x = sp.csr_matrix(x)
     validate_counts(x, path, what="counts", integer=True)
     n = x.shape[0]
-    tot = np.asarray(x.sum(axis=1)).ravel()
+    tot = row_sums(x)
     zero = np.flatnonzero(tot <= 0)
     if len(zero):
         raise InputError(path, f"{len(zero)} cell(s) have zero total count (first: row {zero[0]}); "

@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 
 from ..core import io, metrics
+from ..core.csr_stack import row_sums
 from ..core.errors import InputError
 from ..core.log import LOG
 from ..preprocess import contract
@@ -54,7 +55,7 @@ def load_cells(path, opts):
     `InputError`.
     """
     adata = contract.load_counts(path, batch=opts.batch, genes=opts.genes, layer=opts.layer, integer=True)
-    tot = np.asarray(adata.X.sum(axis=1)).ravel()
+    tot = row_sums(adata.X)  # a block at a time: scipy's sum copies every count as int64
     empty = tot <= 0
     if empty.any():
         if not opts.drop_empty_cells:
