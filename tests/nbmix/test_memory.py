@@ -133,11 +133,12 @@ def test_zero_count_rows_grouped_by_size_factor():
 
 
 def test_count_pairs_index_every_nonzero(small):
-    """Each nonzero's (gene, count) pair is its own gene and count, the pairs are distinct, and the tables of the
-    special functions per pair equal the functions per nonzero."""
+    """Each nonzero's (gene, count) pair, looked up chunk by chunk, is its own gene and count, the pairs are
+    distinct, and the tables of the special functions per pair equal the functions per nonzero."""
     x, _, _, lr = small
     data = nbmix.CountData(x, chunk_elems=150)
-    pair = data.pair.astype(np.int64)
+    pair = torch.cat([data.pair_of(*data.nonzeros(nz)) for _, _, nz in data.chunks(1)]).numpy()
+    assert len(pair) == x.nnz
     np.testing.assert_array_equal(data.pair_gene.numpy()[pair], x.indices)
     np.testing.assert_array_equal(data.pair_x.numpy()[pair], x.data)
     assert len(set(zip(data.pair_gene.tolist(), data.pair_x.tolist()))) == len(data.pair_x) < x.nnz

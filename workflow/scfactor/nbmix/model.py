@@ -66,13 +66,12 @@ class CountData:
     def __init__(self, x, device="cpu", dtype=torch.float64, chunk_elems: int = 4_000_000, path="X"):
         x = sp.csr_matrix(x)
         x.sum_duplicates()
-        validate_counts_matrix(x, path)
+        s = validate_counts_matrix(x, path).astype(np.float64)
         self.n, self.p = x.shape
         self.device = torch.device(device)
         self.dtype = dtype
         self.csr = x
         self.chunk_elems = int(chunk_elems)
-        s = row_sums(x).astype(np.float64)   # a block at a time: no int64 copy of every count
         self.s = torch.as_tensor(s, dtype=dtype, device=self.device)
         self.log_s = torch.log(self.s)
         self.indptr = x.indptr.astype(np.int64)
@@ -92,9 +91,11 @@ class CountData:
         self.s_inverse = torch.as_tensor(s_inverse.ravel(), device=self.device)
 
     def _count_pairs(self) -> None:
-        """The distinct (gene, count) pairs of the nonzeros: ``pair_gene`` (int64), ``pair_x`` (``dtype``) and, per
-        nonzero, ``pair`` (int32) its pair's index. The special functions of ``x + r`` (lgamma, digamma, trigamma)
-        are evaluated once per pair and component (`pair_table`) instead of once per nonzero and component."""
+        """The distinct (gene, count) pairs of the nonzeros: ``pair_gene`` (int64) and ``pair_x`` (``dtype``), and the
+        lookup that `pair_of` turns a nonzero's gene and count into its pair's index with (``_offset`` per gene,
+        ``_slot`` per (gene, count) up to the gene's largest count). The special functions of ``x + r`` (lgamma,
+        digamma, trigamma) are evaluated once per pair and component (`pair_table`) instead of once per nonzero
+        and component; no per-nonzero index is stored (it was 4 bytes per nonzero: 1.6 GB at a million cells)."""
         x = self.csr
         top = np.zeros(self.p, dtype=np.int64)                       # largest count per gene, rows in chunks
         rows = max(1, self.chunk_elems // max(1, self.p))
@@ -106,14 +107,12 @@ class CountData:
         for lo in range(0, x.nnz, step):
             seen[offset[x.indices[lo:lo + step]] + x.data[lo:lo + step].astype(np.int64)] = True
         keys = np.flatnonzero(seen)
-        slot = np.zeros(len(seen), dtype=np.int32)
-        slot[keys] = np.arange(len(keys), dtype=np.int32)
-        self.pair = np.empty(x.nnz, dtype=np.int32)
-        for lo in range(0, x.nnz, step):
-            self.pair[lo:lo + step] = slot[offset[x.indices[lo:lo + step]] + x.data[lo:lo + step].astype(np.int64)]
-        del seen, slot
+        del seen
+        slot = np.zeros(int(offset[-1]), dtype=np.int64)
+        slot[keys] = np.arange(len(keys), dtype=np.int64)
         gene = np.searchsorted(offset, keys, side="right") - 1
-        self._pair = torch.as_tensor(self.pair, device=self.device)
+        self._offset = torch.as_tensor(offset[:-1], device=self.device)
+        self._slot = torch.as_tensor(slot, device=self.device)
         self.pair_gene = torch.as_tensor(gene, device=self.device)
         self.pair_x = torch.as_tensor(keys - offset[gene], dtype=self.dtype, device=self.device)
 
@@ -121,9 +120,10 @@ class CountData:
         """``[k, pairs]``: ``fn(x + r_kj)`` for every distinct (gene j, count x) pair (`_count_pairs`)."""
         return fn(self.pair_x + torch.exp(log_inv_disp[:, self.pair_gene]))
 
-    def pair_of(self, nz) -> torch.Tensor:
-        """Pair index (int64) of the nonzeros ``nz`` (a slice or an index tensor)."""
-        return self._pair[nz].long()
+    def pair_of(self, genes: torch.Tensor, counts: torch.Tensor) -> torch.Tensor:
+        """Index (int64) into `pair_table` of the nonzeros with ``genes`` (int64) and ``counts`` (as `nonzeros`
+        returns them), computed per chunk from two small lookup tables."""
+        return self._slot[self._offset[genes] + counts.long()]
 
     def chunks(self, k: int):
         """Yield ``(a, b, nz_slice)`` row ranges of at most ``chunk_elems / (k p)`` cells."""
@@ -142,9 +142,10 @@ class CountData:
         return self._indices[nz].long(), self._data[nz].to(self.dtype)
 
 
-def validate_counts_matrix(x, path="X", k: int | None = None) -> None:
+def validate_counts_matrix(x, path="X", k: int | None = None) -> np.ndarray:
     """Raise `InputError` for counts the mixture cannot fit: empty, negative, non-integer, NaN,
-    a cell with zero total count, or ``k`` larger than the number of cells."""
+    a cell with zero total count, or ``k`` larger than the number of cells; else return the cells' total counts
+    (`row_sums`: int64 for integer counts)."""
     from ..core.io import validate_counts
     x = sp.csr_matrix(x)
     validate_counts(x, path, what="counts", integer=True)
@@ -154,6 +155,12 @@ def validate_counts_matrix(x, path="X", k: int | None = None) -> None:
     if len(zero):
         raise InputError(path, f"{len(zero)} cell(s) have zero total count (first: row {zero[0]}); "
                                "size factors must be > 0, filter such cells first")
+    check_components(k, n, path)
+    return tot
+
+
+def check_components(k: int | None, n: int, path="X") -> None:
+    """Raise `InputError` when ``k`` components are more than the ``n`` cells (None: nothing to check)."""
     if k is not None and k > n:
         raise InputError(path, f"k={k} components but only {n} cells")
 
@@ -185,7 +192,7 @@ def component_loglik(data: CountData, log_mean, log_inv_disp) -> torch.Tensor:
         rows = data.chunk_rows(a, b)
         cols, x = data.nonzeros(nz)
         v = log_r_over_mu[cols] - data.log_s[a:b][rows].unsqueeze(1)     # log(r / m)
-        term = table[data.pair_of(nz)] - x.unsqueeze(1) * torch.logaddexp(v, nought)
+        term = table[data.pair_of(cols, x)] - x.unsqueeze(1) * torch.logaddexp(v, nought)
         dense.index_add_(0, rows, term)
         out[a:b] = dense - data.lgamma_x1[a:b].unsqueeze(1)
     return out
@@ -245,7 +252,7 @@ class Pairs:
         total = int(cum[-1]) if len(cnt) else 0
         nz = self.start[ps][local] + torch.arange(total, device=cnt.device) - (cum - cnt)[local]
         col, x = self.data.nonzeros(nz)
-        return local + ps.start, col, x, self.data.pair_of(nz)
+        return local + ps.start, col, x, self.data.pair_of(col, x)
 
     def nonzeros(self, ps: slice, log_mean, log_inv_disp):
         """``(flat (k, gene) index, flat (k, count pair) index, weight, x, m, r)`` of the nonzeros of the pairs
@@ -714,10 +721,10 @@ def fit_em(x, k: int, *, init: str, restarts, nrep: int, seed: int, max_iters: i
 
     The settings come from the step's options (`scfactor.nbmix.pipeline.em_settings`); ``dtype`` is a
     torch dtype."""
-    validate_counts_matrix(x, path, k=k)
     if k < 1:
         raise ScfactorError(f"k must be >= 1 (got {k})")
-    data = CountData(x, device=device, dtype=dtype, chunk_elems=chunk_elems, path=path)
+    data = CountData(x, device=device, dtype=dtype, chunk_elems=chunk_elems, path=path)  # validates the counts
+    check_components(k, data.n, path)
     stop = StopRule(max_iters, tol, resp_tol)
     kinds = start_kinds(init, restarts, nrep)
     if init_resp is not None:
