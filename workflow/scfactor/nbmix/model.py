@@ -123,7 +123,7 @@ class CountData:
     def pair_of(self, genes: torch.Tensor, counts: torch.Tensor) -> torch.Tensor:
         """Index (int64) into `pair_table` of the nonzeros with ``genes`` (int64) and ``counts`` (as `nonzeros`
         returns them), computed per chunk from two small lookup tables."""
-        return self._slot[self._offset[genes] + counts.long()]
+        return self._slot.index_select(0, self._offset.index_select(0, genes) + counts.long())
 
     def chunks(self, k: int):
         """Yield ``(a, b, nz_slice)`` row ranges of at most ``chunk_elems / (k p)`` cells."""
