@@ -35,15 +35,34 @@ def run_conditions(load_before: float, where=".") -> str:
             f"{os.getloadavg()[0]:.2f} after the last, {os.cpu_count()} cores.")
 
 
+def machine(cpuinfo="/proc/cpuinfo") -> str:
+    """The processor the benchmark ran on, from ``cpuinfo`` (model name, family / model, clock, cache, AVX-512) and
+    the cores visible: the same code ran up to twice as fast on some days as on others on this project's virtual
+    machines, so results name the host's processor to be compared like with like."""
+    import os
+    fields = {}
+    try:
+        for line in Path(cpuinfo).read_text().splitlines():
+            key, _, value = line.partition(":")
+            fields.setdefault(key.strip(), value.strip())
+    except OSError:
+        return f"processor unknown, {os.cpu_count()} cores"
+    avx512 = "yes" if "avx512f" in fields.get("flags", "").split() else "no"
+    return (f"{fields.get('model name', 'unknown')} (family {fields.get('cpu family', '?')}, model "
+            f"{fields.get('model', '?')}), {fields.get('cpu MHz', '?')} MHz, cache {fields.get('cache size', '?')}, "
+            f"AVX-512 {avx512}, {os.cpu_count()} cores")
+
+
 def write_results(out, command: str, table, intro: str, floatfmt: str = ".6g") -> None:
-    """``out``.tsv (``# command`` then the table) and ``out``.md (command, ``intro``, the table as markdown)."""
+    """``out``.tsv (``# command`` then the table) and ``out``.md (command, ``intro``, the processor it ran on
+    (`machine`), the table as markdown)."""
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     with open(out.with_suffix(".tsv"), "w") as fh:
         fh.write(f"# {command}\n")
         table.to_csv(fh, sep="\t", index=False, float_format="%.6g")
-    out.with_suffix(".md").write_text("\n".join([command, "", intro, "", table.to_markdown(index=False,
-                                                                                           floatfmt=floatfmt), ""]))
+    out.with_suffix(".md").write_text("\n".join([command, "", intro, "", f"Processor: {machine()}.", "",
+                                                  table.to_markdown(index=False, floatfmt=floatfmt), ""]))
 
 
 def write_summary_and_runs(out, command: str, summary, runs, intro: str, floatfmt: str = ".6g") -> None:

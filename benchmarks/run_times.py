@@ -28,7 +28,7 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "workflow"))
-from results_file import checkout_commit, command_line  # noqa: E402
+from results_file import checkout_commit, command_line, machine  # noqa: E402
 from scfactor.core.cli import USAGE_LINE  # noqa: E402
 
 STAMP = re.compile(r"^\[(\w{3} \w{3} +\d+ \d\d:\d\d:\d\d \d{4})\]$")
@@ -105,7 +105,8 @@ def render(info: dict, table: pd.DataFrame, label: str, command: str) -> str:
     wall = (info["last"] - info["first"]).total_seconds() if info["first"] else float("nan")
     done, total = info["progress"] or (len(info["jobs"]), len(info["jobs"]))
     lines = [command, "", f"# Run time: {label}", "",
-             f"From the Snakemake log of that run, in a checkout at commit {checkout_commit()}.", "",
+             f"From the Snakemake log of that run, in a checkout at commit {checkout_commit()}; written on "
+             f"{machine()} (the run's machine when, as `make paper` does, this runs right after it).", "",
              f"- wall time, first to last log timestamp: {wall:.0f} s ({wall / 3600:.2f} h)",
              f"- steps done: {done} of {total}; jobs timed: {len(info['jobs'])}; "
              f"job-seconds in all: {table['total_s'].sum():.0f}"]

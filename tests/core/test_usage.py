@@ -73,3 +73,22 @@ def test_run_times_sums_cpu_and_takes_the_largest_peak_per_rule(tmp_path):
     assert table.loc["figure", "cpu_jobs"] == 0  # no log named: unknown, not zero
     text = (tmp_path / "times.md").read_text()
     assert "| fit | 2 | 20 |" in text and "| 16 (2) | 950 |" in text and "(2 of 3 jobs)" in text
+
+
+def test_results_files_name_the_processor(tmp_path):
+    """Benchmark results name the processor they ran on (model, family / model, clock, cache, AVX-512, cores), and
+    an unreadable cpuinfo says so instead of failing."""
+    import os
+
+    import pandas as pd
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    import results_file
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text("processor\t: 0\ncpu family\t: 26\nmodel\t\t: 2\nmodel name\t: AMD EPYC\ncpu MHz\t\t: 2596.1\n"
+                       "cache size\t: 1024 KB\nflags\t\t: fpu avx2 avx512f\n\nprocessor\t: 1\nmodel name\t: other\n")
+    assert results_file.machine(cpuinfo) == (f"AMD EPYC (family 26, model 2), 2596.1 MHz, cache 1024 KB, AVX-512 yes, "
+                                             f"{os.cpu_count()} cores")
+    assert results_file.machine(tmp_path / "missing") == f"processor unknown, {os.cpu_count()} cores"
+    results_file.write_results(tmp_path / "r", "python x.py", pd.DataFrame({"a": [1]}), "intro")
+    md = (tmp_path / "r.md").read_text().splitlines()
+    assert md[0] == "python x.py" and md[4] == f"Processor: {results_file.machine()}."
