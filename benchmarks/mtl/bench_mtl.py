@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import shlex
 import subprocess
 import sys
@@ -37,6 +36,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import rss  # noqa: E402
+from results_file import machine  # noqa: E402
 
 
 def make_shard(tmp, genes, tfs, cells, seed=0):
@@ -186,7 +186,7 @@ def write_results(rows, mem, args, tf) -> str:
           "# MTL benchmark (the trace-norm MTL notebook): per-gene Keras models vs one batched model",
           "",
           f"Command: `{cmd}`{' (memory row re-measured, timing rows kept from the earlier file)' if args.memory_only else ''}.  ",
-          f"Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs visible, "
+          f"Machine: {machine()}, "
           f"TF {tf.__version__}, {args.threads} thread(s) (TensorFlow and numpy's BLAS), CPU only; 1-minute load "
           f"average when written {os.getloadavg()[0]:.2f}. Steady epoch = median of the epochs after the first; "
           "`fit_*` = all epochs (the first one traces) plus set-up (the notebook's: per-gene feature lists and Keras "

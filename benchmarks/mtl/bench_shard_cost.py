@@ -45,6 +45,7 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
 sys.path.insert(0, str(REPO / "benchmarks"))
 from child import run_child, thread_env  # noqa: E402
+from results_file import machine  # noqa: E402
 SCRIPT = REPO / "workflow" / "scripts" / "mtl_train_shard.py"
 PHASES = ("start", "imports", "data", "setup", "build", "tracing", "epochs", "test", "write", "other")
 FIXED = ("start", "imports", "setup", "build", "tracing")
@@ -215,7 +216,7 @@ def main(argv=None) -> int:
           f"{args.repeats} run(s) per engine, 1 thread)", "",
           f"Shard: {genes} genes x {s['n_tfs']} TFs x {s['n_cells']} cells (simulated as `{' + '.join(args.configs)}`'s "
           f"simulate.mtl, one tissue); training options `{settings['train']}` (run `{args.run}`).  ",
-          f"Machine: {os.cpu_count()} CPUs visible; 1-minute load average during the runs "
+          f"Machine: {machine()}; 1-minute load average during the runs "
           f"{df['load_avg'].min():.2f}-{df['load_avg'].max():.2f} (seconds are only meaningful when it stays "
           "near 0). Mean test R2 of the last run: " + ", ".join(f"{e} {v:.4f}" for e, v in mean_r2.items()) + ".",
           "", "`whole_cpu` / `whole_wall`: the real script; the other columns: the phases of the instrumented "
