@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shlex
 import subprocess
 import sys
@@ -30,7 +31,6 @@ def checkout_commit(where=".") -> str:
 def run_conditions(load_before: float, where=".") -> str:
     """The sentence on what a timed benchmark ran on: the code's commit (`checkout_commit`), the 1-minute load
     average ``load_before`` the first run and now, after the last, and the machine's cores."""
-    import os
     return (f"Code {checkout_commit(where)}; load average {load_before:.2f} before the first run and "
             f"{os.getloadavg()[0]:.2f} after the last, {os.cpu_count()} cores.")
 
@@ -39,7 +39,6 @@ def machine(cpuinfo="/proc/cpuinfo") -> str:
     """The processor the benchmark ran on, from ``cpuinfo`` (model name, family / model, clock, cache, AVX-512) and
     the cores visible: the same code ran up to twice as fast on some days as on others on this project's virtual
     machines, so results name the host's processor to be compared like with like."""
-    import os
     fields = {}
     try:
         for line in Path(cpuinfo).read_text().splitlines():

@@ -137,7 +137,7 @@ def test_count_pairs_index_every_nonzero(small):
     distinct, and the tables of the special functions per pair equal the functions per nonzero."""
     x, _, _, lr = small
     data = nbmix.CountData(x, chunk_elems=150)
-    pair = torch.cat([data.pair_of(*data.nonzeros(nz)) for _, _, nz in data.chunks(1)]).numpy()
+    pair = torch.cat([data.nonzeros(nz, pairs=True)[2] for _, _, nz in data.chunks(1)]).numpy()
     assert len(pair) == x.nnz
     np.testing.assert_array_equal(data.pair_gene.numpy()[pair], x.indices)
     np.testing.assert_array_equal(data.pair_x.numpy()[pair], x.data)
@@ -145,3 +145,14 @@ def test_count_pairs_index_every_nonzero(small):
     table = data.pair_table(torch.lgamma, lr).numpy()[:, pair]
     direct = torch.lgamma(torch.tensor(x.data, dtype=torch.float64) + torch.exp(lr[:, x.indices])).numpy()
     np.testing.assert_array_equal(table, direct)
+
+
+def test_count_pairs_exact_when_dtype_rounds_the_counts():
+    """The pair lookup reads the stored counts, so a float32 fit of counts float32 cannot hold (above 2**24) still
+    finds each count's own (gene, count) pair."""
+    x = sp.csr_matrix(np.array([[2 ** 24 + 1, 3], [2 ** 24 + 3, 0], [5, 4]], dtype=np.int64))
+    data = nbmix.CountData(x, dtype=torch.float32)
+    _, _, pair = data.nonzeros(slice(0, x.nnz), pairs=True)
+    pair = pair.numpy()
+    np.testing.assert_array_equal(data.pair_gene.numpy()[pair], x.indices)
+    assert len(set(pair.tolist())) == 5  # five distinct (gene, count) pairs, each its own slot

@@ -92,7 +92,7 @@ class CountData:
 
     def _count_pairs(self) -> None:
         """The distinct (gene, count) pairs of the nonzeros: ``pair_gene`` (int64) and ``pair_x`` (``dtype``), and the
-        lookup that `pair_of` turns a nonzero's gene and count into its pair's index with (``_offset`` per gene,
+        lookup that `nonzeros` turns a nonzero's gene and count into its pair's index with (``_offset`` per gene,
         ``_slot`` per (gene, count) up to the gene's largest count). The special functions of ``x + r`` (lgamma,
         digamma, trigamma) are evaluated once per pair and component (`pair_table`) instead of once per nonzero
         and component; no per-nonzero index is stored (it was 4 bytes per nonzero: 1.6 GB at a million cells)."""
@@ -120,10 +120,6 @@ class CountData:
         """``[k, pairs]``: ``fn(x + r_kj)`` for every distinct (gene j, count x) pair (`_count_pairs`)."""
         return fn(self.pair_x + torch.exp(log_inv_disp[:, self.pair_gene]))
 
-    def pair_of(self, genes: torch.Tensor, counts: torch.Tensor) -> torch.Tensor:
-        """Index (int64) into `pair_table` of the nonzeros with ``genes`` (int64) and ``counts`` (as `nonzeros`
-        returns them), computed per chunk from two small lookup tables."""
-        return self._slot.index_select(0, self._offset.index_select(0, genes) + counts.long())
 
     def chunks(self, k: int):
         """Yield ``(a, b, nz_slice)`` row ranges of at most ``chunk_elems / (k p)`` cells."""
@@ -137,9 +133,14 @@ class CountData:
         cnt = torch.as_tensor(np.diff(self.indptr[a:b + 1]), device=self.device)
         return torch.repeat_interleave(torch.arange(b - a, device=self.device), cnt)
 
-    def nonzeros(self, nz) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(gene (int64), count (dtype))`` of the nonzeros ``nz`` (a slice or an index tensor)."""
-        return self._indices[nz].long(), self._data[nz].to(self.dtype)
+    def nonzeros(self, nz, pairs: bool = False) -> tuple[torch.Tensor, ...]:
+        """``(gene (int64), count (dtype))`` of the nonzeros ``nz`` (a slice or an index tensor), and with ``pairs``
+        each one's index (int64) into `pair_table`, looked up from the stored counts (exact whatever ``dtype``
+        rounds them to) through two small tables (`_count_pairs`)."""
+        genes, raw = self._indices[nz].long(), self._data[nz]
+        if not pairs:
+            return genes, raw.to(self.dtype)
+        return genes, raw.to(self.dtype), self._slot.index_select(0, self._offset.index_select(0, genes) + raw.long())
 
 
 def validate_counts_matrix(x, path="X", k: int | None = None) -> np.ndarray:
@@ -190,9 +191,9 @@ def component_loglik(data: CountData, log_mean, log_inv_disp) -> torch.Tensor:
     for a, b, nz in data.chunks(k):
         dense = zero[data.s_inverse[a:b]]
         rows = data.chunk_rows(a, b)
-        cols, x = data.nonzeros(nz)
+        cols, x, pair = data.nonzeros(nz, pairs=True)
         v = log_r_over_mu[cols] - data.log_s[a:b][rows].unsqueeze(1)     # log(r / m)
-        term = table[data.pair_of(cols, x)] - x.unsqueeze(1) * torch.logaddexp(v, nought)
+        term = table[pair] - x.unsqueeze(1) * torch.logaddexp(v, nought)
         dense.index_add_(0, rows, term)
         out[a:b] = dense - data.lgamma_x1[a:b].unsqueeze(1)
     return out
@@ -251,8 +252,7 @@ class Pairs:
         local = torch.repeat_interleave(torch.arange(len(cnt), device=cnt.device), cnt)
         total = int(cum[-1]) if len(cnt) else 0
         nz = self.start[ps][local] + torch.arange(total, device=cnt.device) - (cum - cnt)[local]
-        col, x = self.data.nonzeros(nz)
-        return local + ps.start, col, x, self.data.pair_of(col, x)
+        return (local + ps.start, *self.data.nonzeros(nz, pairs=True))
 
     def nonzeros(self, ps: slice, log_mean, log_inv_disp):
         """``(flat (k, gene) index, flat (k, count pair) index, weight, x, m, r)`` of the nonzeros of the pairs
