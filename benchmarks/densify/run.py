@@ -41,6 +41,9 @@ import scipy.sparse as sp
 
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "workflow"))
+sys.path.insert(0, str(REPO / "benchmarks"))
+
+from results_file import checkout_commit, machine  # noqa: E402
 
 from scfactor.densify import heldout  # noqa: E402
 from scfactor.preprocess.contract import load_preprocessed  # noqa: E402
@@ -285,7 +288,9 @@ def write_markdown(path, command, meta, info, speed_rows, table, args):
     lines = [command, "", "# NeuMF densification benchmark (the NeuMF/LIGER notebook)", "",
              f"Data: `{meta['input']}` batch `{meta['batch']}`: {meta['cells']} cells x {meta['genes']} genes "
              f"({meta['cells'] * meta['genes']:,} entries, {meta['nnz']:,} nonzeros; {meta['hidden']:,} nonzeros "
-             f"hidden, seed {args.seed}). Run {meta['date']}, load average at start {meta['load_avg_start']:.1f}.", ""]
+             f"hidden, seed {args.seed}). Run {meta['date']}, load average at start {meta['load_avg_start']:.1f}, "
+             f"at the end {os.getloadavg()[0]:.1f}; code {checkout_commit(REPO)}.", "",
+             f"Processor: {machine()}.", ""]
     if speed_rows:
         peak, nom, exe = info["peak_flops"], info["nominal_flops_per_epoch"], info["executed_flops_per_epoch"]
         lines += ["## Speed (one thread each side, pairs run alternately, CPU seconds)", "",
