@@ -28,7 +28,6 @@ import argparse
 import json
 import os
 import resource
-import shlex
 import subprocess
 import sys
 import tempfile
@@ -43,19 +42,13 @@ REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "workflow"))
 sys.path.insert(0, str(REPO / "benchmarks"))
 
-from results_file import checkout_commit, machine  # noqa: E402
+from child import thread_env  # noqa: E402
+from results_file import command_line, machine, run_conditions  # noqa: E402
 
 from scfactor.densify import heldout  # noqa: E402
 from scfactor.preprocess.contract import load_preprocessed  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
-ONE_THREAD = {k: "1" for k in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMBA_NUM_THREADS")}
-
-
-def command_line() -> str:
-    """This run's command, from its own arguments (the first line of the results file)."""
-    script = Path(__file__).resolve().relative_to(REPO)
-    return "python " + shlex.join([str(script), *sys.argv[1:]])
 
 
 def _json_lines(text):
@@ -288,8 +281,7 @@ def write_markdown(path, command, meta, info, speed_rows, table, args):
     lines = [command, "", "# NeuMF densification benchmark (the NeuMF/LIGER notebook)", "",
              f"Data: `{meta['input']}` batch `{meta['batch']}`: {meta['cells']} cells x {meta['genes']} genes "
              f"({meta['cells'] * meta['genes']:,} entries, {meta['nnz']:,} nonzeros; {meta['hidden']:,} nonzeros "
-             f"hidden, seed {args.seed}). Run {meta['date']}, load average at start {meta['load_avg_start']:.1f}, "
-             f"at the end {os.getloadavg()[0]:.1f}; code {checkout_commit(REPO)}.", "",
+             f"hidden, seed {args.seed}). Run {meta['date']}. {run_conditions(meta['load_avg_start'], REPO)}", "",
              f"Processor: {machine()}.", ""]
     if speed_rows:
         peak, nom, exe = info["peak_flops"], info["nominal_flops_per_epoch"], info["executed_flops_per_epoch"]
@@ -376,8 +368,8 @@ def main(argv=None):
         print(json.dumps(ours_speed(m, h, int(e), args.levels, int(float(every)), blocks)))
         return 0
 
-    command = command_line()
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONUNBUFFERED="1", **ONE_THREAD)
+    command = command_line(__file__)
+    env = thread_env(1, TF_CPP_MIN_LOG_LEVEL="2", PYTHONUNBUFFERED="1")
     adata = load_preprocessed(args.input, batch=args.batch, genes=args.genes)
     x = sp.csr_matrix(adata.X)
     train, held = heldout.mask_nonzeros(x, 0.1, args.seed)

@@ -30,6 +30,8 @@ REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "workflow"))
 sys.path.insert(0, str(REPO / "benchmarks"))
 
+from child import thread_env  # noqa: E402
+
 VARIANTS = ("fused", "moments", "custom", "xla", "xla_masks")
 
 
@@ -122,7 +124,7 @@ def main(argv=None) -> None:
     import numpy as np
     import pandas as pd
     from results_file import command_line, run_conditions, write_results
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "OMP_NUM_THREADS": "1"}
+    env = thread_env(1, TF_CPP_MIN_LOG_LEVEL="3")
     load = os.getloadavg()[0]
     runs = []
     for r in range(args.repeats):

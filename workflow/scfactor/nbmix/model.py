@@ -120,7 +120,6 @@ class CountData:
         """``[k, pairs]``: ``fn(x + r_kj)`` for every distinct (gene j, count x) pair (`_count_pairs`)."""
         return fn(self.pair_x + torch.exp(log_inv_disp[:, self.pair_gene]))
 
-
     def chunks(self, k: int):
         """Yield ``(a, b, nz_slice)`` row ranges of at most ``chunk_elems / (k p)`` cells."""
         step = max(1, self.chunk_elems // max(1, k * self.p))
