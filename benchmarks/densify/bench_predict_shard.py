@@ -22,7 +22,6 @@ import json
 import shlex
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent

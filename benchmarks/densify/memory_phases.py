@@ -2,9 +2,9 @@
 """Peak resident memory of one densify job, phase by phase (issue 19: densify at atlas scale).
 
 Runs the densify step (`scfactor.densify.cli.densify`, schema defaults, one epoch, CPU) in this process on a
-preprocessed ``.h5ad``. Each phase of the job (reading and checking the counts, hiding the held-out entries,
-the SVD baseline, building the model, each training phase, rebuilding the counts, predicting and writing the
-output) gets its wall time, the memory when it started and its exact peak: the kernel's peak (VmHWM) is read
+preprocessed ``.h5ad``. Each phase of the job (reading and checking the counts and hiding the held-out entries,
+with the training matrix written to disk, `scfactor.densify.spill`; the SVD baseline; building the model; each
+training phase; rebuilding the counts, predicting and writing the output) gets its wall time, the memory when it started and its exact peak: the kernel's peak (VmHWM) is read
 and reset at every phase boundary (`rss.reset_peak`), so a spike of any length counts, and the stretches
 between the phases get a row of their own. Training is cut to ``--tiles`` tiles per epoch: a tile has the
 same shape at every size (``block_entries``), so the training phase's memory does not depend on how many
@@ -31,13 +31,11 @@ import rss  # noqa: E402
 from results_file import checkout_commit, command_line, write_results  # noqa: E402
 
 #: (module, function, phase name): the densify job's phases, in the order they run
-PHASES = (("pipeline", "validate_input", "read and check the counts"),
-          ("pipeline", "_masked", "hide the held-out entries"),
+PHASES = (("pipeline", "validate_input", "read, check and spill the counts; hide the held-out entries"),
           ("pipeline", "_baselines", "SVD baseline"),
           ("train", "build_model", "build a model"),
           ("train", "train_phase", "train (cut to --tiles tiles per epoch)"),
-          ("heldout", "unmask", "rebuild the counts"),
-          ("pipeline", "_write_output", "predict and write the output"))
+          ("pipeline", "_write_output", "rebuild the counts, predict and write the output"))
 
 
 class PhasePeaks:
@@ -75,8 +73,8 @@ class PhasePeaks:
 
 def instrument(peaks: PhasePeaks, rows: list) -> None:
     """Wrap every function of `PHASES` so that each call appends (phase, seconds, start GiB, peak GiB) to ``rows``."""
-    from scfactor.densify import heldout, pipeline, train
-    modules = {"pipeline": pipeline, "train": train, "heldout": heldout}
+    from scfactor.densify import pipeline, train
+    modules = {"pipeline": pipeline, "train": train}
     for mod_name, fn_name, phase in PHASES:
         mod = modules[mod_name]
         fn = getattr(mod, fn_name)
@@ -132,7 +130,8 @@ def main() -> int:
     intro = (f"One densify job (schema defaults, 1 epoch cut to {a.tiles} tiles, {a.threads} thread(s), CPU) on "
              f"{cells} cells, {nnz} stored counts; code {checkout_commit()}; {os.cpu_count()} cores. Whole process: "
              f"{time.perf_counter() - t0:.0f} s wall, {time.process_time() - cpu0:.0f} CPU s, peak resident memory "
-             f"(VmHWM) **{hwm:.2f} GiB**, {hwm * 2 ** 30 / nnz:.1f} bytes per stored count. Per phase: wall "
+             f"(VmHWM) **{hwm:.2f} GiB**, {hwm * 2 ** 30 / nnz:.1f} bytes per stored count, {hwm * 2 ** 30 / cells:.0f} "
+             f"bytes per cell; the training matrix on disk (in $TMPDIR, unlinked) while it ran. Per phase: wall "
              "seconds, resident memory when it started and its exact peak (GiB: the kernel's VmHWM, reset at every "
              "phase boundary, so short spikes count). The training "
              "phase's memory does not depend on the number of tiles (each tile has the same shape).")

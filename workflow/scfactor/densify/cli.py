@@ -38,12 +38,12 @@ def _options_and_batch(args):
     return opts, validate_input(args.input, args.batch, opts)
 
 
-def _write_outputs(args, adata, make_table) -> int:
+def _write_outputs(args, data, make_table) -> int:
     """Write the output .h5ad and held-out table (all or nothing): ``make_table(source)`` writes the .h5ad and
     returns the table."""
     with io.all_or_nothing(args.output, args.heldout_table):
         io.write_table(make_table(dict(input=str(args.input), batch=args.batch)), args.heldout_table)
-    cli.LOG.info("wrote %s (%d cells x %d genes) and %s", args.output, adata.n_obs, adata.n_vars, args.heldout_table)
+    cli.LOG.info("wrote %s (%d cells x %d genes) and %s", args.output, data.n_obs, data.n_vars, args.heldout_table)
     return 0
 
 
@@ -51,10 +51,10 @@ def densify(argv=None) -> int:
     """Densify one batch of a preprocessed count matrix with NeuMF (held-out evaluation included)."""
     args = cli.start(_batch_parser(densify, "densify", checkpoints=True, outputs=True), argv)
     from .pipeline import densify_batch, prepare_tf
-    opts, adata = _options_and_batch(args)
+    opts, data = _options_and_batch(args)
     strategy = prepare_tf(opts, args.threads)
-    return _write_outputs(args, adata, lambda source: densify_batch(
-        adata, opts, strategy, args.output, checkpoint_dir=remote.stage(args.checkpoint_dir), source=source))
+    return _write_outputs(args, data, lambda source: densify_batch(
+        data, opts, strategy, args.output, checkpoint_dir=remote.stage(args.checkpoint_dir), source=source))
 
 
 def densify_train(argv=None) -> int:
@@ -63,9 +63,9 @@ def densify_train(argv=None) -> int:
     p.add_argument("--model", required=True, help="model file to write (.npz, scfactor.core.checkpoint format)")
     args = cli.start(p, argv)
     from .pipeline import prepare_tf, train_model
-    opts, adata = _options_and_batch(args)
+    opts, data = _options_and_batch(args)
     strategy = prepare_tf(opts, args.threads)
-    train_model(adata, opts, strategy, args.model, checkpoint_dir=remote.stage(args.checkpoint_dir))
+    train_model(data, opts, strategy, args.model, checkpoint_dir=remote.stage(args.checkpoint_dir))
     return 0
 
 
@@ -95,9 +95,9 @@ def densify_gather(argv=None) -> int:
     p.add_argument("--predictions", required=True, nargs="+", help="the shard files of densify_predict.py, in order")
     args = cli.start(p, argv)
     from .pipeline import gather_batch
-    opts, adata = _options_and_batch(args)
-    return _write_outputs(args, adata, lambda source: gather_batch(
-        adata, opts, args.model, args.predictions, args.output, source=source))
+    opts, data = _options_and_batch(args)
+    return _write_outputs(args, data, lambda source: gather_batch(
+        data, opts, args.model, args.predictions, args.output, source=source))
 
 
 def densify_figure(argv=None) -> int:

@@ -17,11 +17,13 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from ..core.csr_stack import row_blocks
+from ..core.csr_stack import row_blocks, stack_rows
 
 METRICS = ("pearson_log1p", "spearman_log1p", "median_abs_error", "rmse")
 #: held-out entries reconstructed at a time by `svd_baseline` (bounds its gathered factor rows)
 _ENTRIES_PER_CHUNK = 1 << 16
+#: stored entries per hiding chunk of `masked_blocks`
+HIDE_CHUNK = 1 << 22
 
 
 @dataclass
@@ -37,33 +39,91 @@ class HeldOut:
 
 
 def mask_nonzeros(x, frac: float, seed: int) -> tuple[sp.csr_matrix, HeldOut]:
-    """Hide a seeded ``frac`` of the nonzero entries of ``x``.
+    """Hide a seeded ``frac`` of the nonzero entries of ``x`` (`masked_blocks`: which ones depends only on
+    ``seed`` and the sparsity pattern, so the same seed hides the same entries for every method).
 
-    Returns the training matrix (CSR, same dtype, hidden entries removed, i.e. zero) and the
-    hidden entries sorted by (row, column). ``frac == 0`` hides nothing. The choice depends only
-    on ``seed`` and the sparsity pattern, so the same seed hides the same entries for every method.
-    ``x`` is copied only when it is not already canonical CSR without explicit zeros; the training
-    matrix is built from the kept entries directly (no per-entry row index), so the peak extra memory
-    is one training matrix, the hidden entries and a byte per nonzero.
+    Returns the training matrix (CSR, same dtype, hidden entries removed, i.e. zero) and the hidden entries
+    sorted by (row, column). ``frac == 0`` hides nothing. ``x`` is copied only when it is not already canonical
+    CSR without explicit zeros. Densify itself hides the entries of its matrix on disk the same way
+    (`scfactor.densify.spill`), never holding the counts in memory.
     """
-    x = _canonical(x)
-    nnz = x.nnz
-    n_hide = int(round(frac * nnz))
-    if n_hide == 0:
-        empty = np.zeros(0, dtype=np.int64)
-        return x, HeldOut(empty, empty.copy(), np.zeros(0, dtype=np.float64))
-    rng = np.random.default_rng(seed)
-    hide = np.sort(rng.choice(nnz, size=n_hide, replace=False))
-    rows = (np.searchsorted(x.indptr, hide, side="right") - 1).astype(np.int64, copy=False)
-    held = HeldOut(rows, x.indices[hide].astype(np.int64), x.data[hide].astype(np.float64))
-    keep = np.ones(nnz, dtype=bool)
-    keep[hide] = False
-    del hide
-    kept_per_row = np.diff(x.indptr) - np.bincount(rows, minlength=x.shape[0])
-    indptr = np.concatenate([[0], np.cumsum(kept_per_row)]).astype(x.indptr.dtype)
-    train = sp.csr_matrix((x.data[keep], x.indices[keep], indptr), shape=x.shape)
-    train.has_canonical_format = True  # a subset of canonical rows, in order
+    x = canonical(x)
+    held = hidden_entries(x.nnz, frac)
+    train = stack_rows((b for _, _, b in masked_blocks(x, frac, seed, held)), x.shape[1], x.dtype)
+    train.has_canonical_format = True
     return train, held
+
+
+def hidden_entries(nnz: int, frac: float) -> HeldOut:
+    """An empty `HeldOut` (int64 rows and columns, float64 values) of the size `masked_blocks` fills for a
+    matrix of ``nnz`` stored entries."""
+    n = _HiddenChunks(nnz, frac, 0).total()
+    return HeldOut(np.empty(n, np.int64), np.empty(n, np.int64), np.empty(n, np.float64))
+
+
+def masked_blocks(x, frac: float, seed: int, held: HeldOut):
+    """Yield ``(a, b, training rows a:b)`` of canonical ``x`` (a scipy CSR matrix or a
+    `scfactor.densify.spill.SpilledCSR`) with a seeded ``frac`` of its nonzero entries hidden, a block of rows at a
+    time, filling ``held`` (`hidden_entries`) with the hidden entries in (row, column) order.
+
+    The stored entries are numbered in row-major order and cut into chunks of `HIDE_CHUNK`; chunk ``j`` hides
+    ``round(frac * its size)`` of its entries, drawn without replacement by ``numpy``'s ``choice`` seeded with
+    ``seed`` (chunk 0) or ``(seed, j)``. So which entries are hidden does not depend on the blocks, and a matrix
+    of at most `HIDE_CHUNK` entries hides what one seeded draw over all of its entries hides. Memory: one chunk's
+    draw (an index of `HIDE_CHUNK` entries), one block and ``held``, never an index of every stored count.
+    """
+    from .spill import row_chunks
+    hidden = _HiddenChunks(x.nnz, frac, seed)
+    if len(held) != hidden.total():
+        raise ValueError(f"held has room for {len(held)} hidden entries, not {hidden.total()}")
+    k = 0
+    for a, b, block in row_chunks(x):
+        s0 = int(x.indptr[a])
+        hide = hidden.between(s0, s0 + block.nnz) - s0
+        if hide.size:
+            rows = (np.searchsorted(block.indptr, hide, side="right") - 1).astype(np.int64, copy=False)
+            where = slice(k, k + hide.size)
+            held.rows[where], held.cols[where], held.values[where] = rows + a, block.indices[hide], block.data[hide]
+            k += hide.size
+            keep = np.ones(block.nnz, dtype=bool)
+            keep[hide] = False
+            kept_per_row = np.diff(block.indptr) - np.bincount(rows, minlength=block.shape[0])
+            indptr = np.concatenate([[0], np.cumsum(kept_per_row)]).astype(block.indptr.dtype)
+            block = sp.csr_matrix((block.data[keep], block.indices[keep], indptr), shape=block.shape)
+            block.has_canonical_format = True  # a subset of canonical rows, in order
+        yield a, b, block
+
+
+class _HiddenChunks:
+    """The hidden stored entries of `masked_blocks`, by global entry number, one chunk's draw held at a time."""
+
+    def __init__(self, nnz: int, frac: float, seed: int):
+        self.nnz, self.frac, self.seed = int(nnz), float(frac), int(seed)
+        self._j, self._hide = -1, None
+
+    def _size(self, j: int) -> int:
+        return min(HIDE_CHUNK, self.nnz - j * HIDE_CHUNK)
+
+    def total(self) -> int:
+        """Hidden entries in all."""
+        return sum(int(round(self.frac * self._size(j))) for j in range(-(-self.nnz // HIDE_CHUNK)))
+
+    def between(self, s0: int, s1: int) -> np.ndarray:
+        """Sorted numbers (int64) of the hidden entries in ``[s0, s1)``."""
+        parts = [np.zeros(0, np.int64)]
+        for j in range(s0 // HIDE_CHUNK, -(-s1 // HIDE_CHUNK)):
+            h = self._chunk(j) + j * HIDE_CHUNK
+            parts.append(h[np.searchsorted(h, s0):np.searchsorted(h, s1)])
+        return np.concatenate(parts)
+
+    def _chunk(self, j: int) -> np.ndarray:
+        if j != self._j:
+            size = self._size(j)
+            k = int(round(self.frac * size))
+            rng = np.random.default_rng(self.seed if j == 0 else [self.seed, j])
+            self._hide = np.sort(rng.choice(size, size=k, replace=False)).astype(np.int64) if k else np.zeros(0, np.int64)
+            self._j = j
+        return self._hide
 
 
 def unmask(train, held: HeldOut, consume: bool = False) -> sp.csr_matrix:
@@ -77,7 +137,7 @@ def unmask(train, held: HeldOut, consume: bool = False) -> sp.csr_matrix:
     """
     consume = consume and sp.issparse(train) and train.format == "csr" and train.has_canonical_format
     if not consume:
-        train = _canonical(train)
+        train = canonical(train)
     n = train.shape[0]
     n_train, total = train.nnz, train.nnz + len(held)
     before = _train_entries_before(train, held)
@@ -139,7 +199,7 @@ def _grown(train, name: str, total: int, in_place: bool) -> np.ndarray:
     return out
 
 
-def _canonical(x) -> sp.csr_matrix:
+def canonical(x) -> sp.csr_matrix:
     """``x`` as CSR with sorted, unique indices and no explicit zeros (copied only when it is not)."""
     x = sp.csr_matrix(x)
     if x.has_canonical_format and np.all(x.data != 0):
@@ -181,18 +241,20 @@ def heldout_metrics(pred: np.ndarray, obs: np.ndarray) -> dict:
 
 
 def svd_baseline(train, held: HeldOut, rank: int, seed: int) -> np.ndarray:
-    """Predictions at the hidden entries from a rank-``rank`` truncated SVD of ``log1p(train)``.
+    """Predictions at the hidden entries from a rank-``rank`` truncated SVD of ``log1p(train)`` (``train`` a scipy
+    CSR matrix or a `scfactor.densify.spill.SpilledCSR`).
 
-    The reconstruction is mapped back with ``expm1`` and clipped at 0 (counts scale). Only the
-    hidden entries are reconstructed, a chunk at a time, so memory stays at the size of the factors.
+    The SVD is ``sklearn``'s randomized one, computed a block of rows at a time (`scfactor.densify.rsvd`: the
+    float64 ``log1p`` values of one block at a time, factors of cells x (rank + 10)); the reconstruction is mapped
+    back with ``expm1`` and clipped at 0 (counts scale), only at the hidden entries, a chunk at a time.
     """
-    from sklearn.utils.extmath import randomized_svd
-    train = sp.csr_matrix(train)
-    # log1p of the values in float64, the sparsity pattern shared with ``train`` (no copy of it)
-    x = sp.csr_matrix((np.log1p(train.data, dtype=np.float64), train.indices, train.indptr), shape=train.shape)
-    k = int(max(1, min(rank, min(x.shape) - 1)))
-    u, s, vt = randomized_svd(x, n_components=k, random_state=seed)
+    from .rsvd import randomized_svd
+    if not hasattr(train, "hash_into"):
+        train = canonical(train)
+    k = int(max(1, min(rank, min(train.shape) - 1)))
+    u, s, vt = randomized_svd(train, k, seed, transform=lambda v: np.log1p(v, dtype=np.float64))
     us, v = u * s, vt.T
+    del u
     rec = np.empty(len(held))
     for i in range(0, len(held), _ENTRIES_PER_CHUNK):  # rows of the factors gathered a chunk at a time
         part = slice(i, i + _ENTRIES_PER_CHUNK)

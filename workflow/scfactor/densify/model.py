@@ -289,7 +289,7 @@ def gene_bias_init(x, loss: str, size_factors: np.ndarray) -> np.ndarray:
         rate = _weighted_column_sums(x, 1.0 / np.asarray(size_factors, np.float64)) / n
         return np.log(np.maximum(rate, 1e-4))
     if loss == "mse":
-        return np.asarray(x.sum(axis=0), dtype=np.float64).ravel() / n
+        return _weighted_column_sums(x, np.ones(n)) / n
     return np.zeros(x.shape[1])
 
 
@@ -298,14 +298,13 @@ _ENTRIES_PER_CHUNK = 1 << 20
 
 
 def _weighted_column_sums(x, w: np.ndarray) -> np.ndarray:
-    """``x.T @ w`` (float64) for a CSR matrix ``x`` without a float64 copy of all its values (scipy makes one
-    for a float32 ``x``): each entry's value times its row's weight is added in the same order as scipy's
-    product adds it (entry by entry, row after row: `np.add.at` accumulates in order), so the sums are the
-    same to the last bit, with the float64 values of about ``_ENTRIES_PER_CHUNK`` entries at a time."""
-    from ..core.csr_stack import row_blocks
+    """``x.T @ w`` (float64) for a CSR matrix ``x`` (or a `scfactor.densify.spill.SpilledCSR`) without a float64
+    copy of all its values (scipy makes one for a float32 ``x``): each entry's value times its row's weight is added
+    in the same order as scipy's product adds it (entry by entry, row after row: `np.add.at` accumulates in order),
+    so the sums are the same to the last bit, with the float64 values of about ``_ENTRIES_PER_CHUNK`` entries at a
+    time."""
+    from .spill import row_chunks
     out = np.zeros(x.shape[1])
-    row_lengths = np.diff(x.indptr)
-    for a, b in row_blocks(x.indptr, _ENTRIES_PER_CHUNK):
-        s0, s1 = int(x.indptr[a]), int(x.indptr[b])
-        np.add.at(out, x.indices[s0:s1], x.data[s0:s1].astype(np.float64) * np.repeat(w[a:b], row_lengths[a:b]))
+    for a, b, block in row_chunks(x, _ENTRIES_PER_CHUNK):
+        np.add.at(out, block.indices, block.data.astype(np.float64) * np.repeat(w[a:b], np.diff(block.indptr)))
     return out

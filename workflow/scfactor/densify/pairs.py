@@ -30,7 +30,8 @@ import scipy.sparse as sp
 
 
 class BlockStream:
-    """Epoch-wise generator of (cells, genes, dense counts, weights) tiles over a CSR cells x genes matrix."""
+    """Epoch-wise generator of (cells, genes, dense counts, weights) tiles over a CSR cells x genes matrix (or a
+    `scfactor.densify.spill.SpilledCSR`, whose tiles' rows are read from its files)."""
 
     def __init__(self, x, cells_per_block: int, seed: int, *, zero_keep: float, num_neg: int,
                  mode: str = "pointwise", genes_per_block: int | None = None):
@@ -38,8 +39,11 @@ class BlockStream:
             raise ValueError(f"unknown sampling mode {mode!r}")
         if not 0 < zero_keep <= 1:
             raise ValueError("zero_keep must be in (0, 1]")
-        self.x = sp.csr_matrix(x, dtype=np.float32)
-        self.x.sort_indices()
+        if hasattr(x, "hash_into"):  # `scfactor.densify.spill.SpilledCSR`: float32, canonical, rows read on demand
+            self.x = x
+        else:
+            self.x = sp.csr_matrix(x, dtype=np.float32)
+            self.x.sort_indices()
         self.n_cells, self.n_genes = self.x.shape
         self.cells_per_block = max(1, min(int(cells_per_block), self.n_cells))
         g = self.n_genes if genes_per_block is None else genes_per_block

@@ -1,10 +1,11 @@
 """The densify steps' logic: input checks, TensorFlow set-up, train + evaluate + assemble, figure inputs.
 
 `validate_input` reads and checks the counts of one batch block by block
-(`scfactor.preprocess.contract.load_counts`), `prepare_tf` sets threads / determinism and picks the distribution
-strategy (`scfactor.core.device`),
-`densify_batch` hides the held-out entries, trains (`scfactor.densify.train.fit`), writes the output
-with the whole matrix predicted one block of cells at a time, and returns the held-out metrics table;
+(`scfactor.preprocess.contract.stream_counts`) and hides the held-out entries, keeping the training matrix on
+disk (`scfactor.densify.spill`: a `MaskedBatch`), `prepare_tf` sets threads / determinism and picks the
+distribution strategy (`scfactor.core.device`), `densify_batch` trains (`scfactor.densify.train.fit`), writes
+the output with its counts and the whole matrix predicted one block of cells at a time, and returns the
+held-out metrics table;
 `train_model`, `predict_shard` and `gather_batch` are the same work split into the fan-out's jobs
 (`scfactor.densify.fanout`). `heldout_figure` reads a densify output back and draws its figure
 (`scfactor.densify.plots`).
@@ -12,7 +13,7 @@ with the whole matrix predicted one block of cells at a time, and returns the he
 
 from __future__ import annotations
 
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 
 import numpy as np
 import pandas as pd
@@ -21,7 +22,7 @@ import scipy.sparse as sp
 from ..core.errors import InputError, ScfactorError
 from ..core.log import LOG
 from ..preprocess import contract
-from . import heldout, stream
+from . import heldout, spill, stream
 from .model import COUNT_LOSSES
 
 _PREDICTS = {
@@ -40,27 +41,63 @@ def check_options(opts) -> None:
         raise ScfactorError("--bn-layers must be between 0 and the number of --layers")
 
 
-def validate_input(path, batch, opts):
-    """Read and check the counts of ``batch`` for ``opts.loss`` (or raise `InputError`), block by block
-    (`scfactor.preprocess.contract.load_counts`: the matrix is never dense in memory)."""
+@dataclass
+class MaskedBatch:
+    """One batch as densify uses it: ``meta`` (obs / var, no matrix), the training matrix ``train`` (the counts
+    with the held-out entries hidden, on disk: `scfactor.densify.spill.SpilledCSR`) and the hidden entries."""
+
+    meta: object
+    train: spill.SpilledCSR
+    held: heldout.HeldOut
+
+    @property
+    def n_obs(self) -> int:
+        """Cells."""
+        return self.meta.n_obs
+
+    @property
+    def n_vars(self) -> int:
+        """Genes."""
+        return self.meta.n_vars
+
+    def count_blocks(self):
+        """The batch's counts (canonical float32 CSR), consecutive blocks of rows rebuilt from the training
+        matrix and the held-out entries (`scfactor.densify.heldout.unmask`)."""
+        held = self.held
+        for a, b, block in spill.row_chunks(self.train):
+            k0, k1 = np.searchsorted(held.rows, [a, b])
+            part = heldout.HeldOut(held.rows[k0:k1] - a, held.cols[k0:k1], held.values[k0:k1])
+            yield heldout.unmask(block, part, consume=True)
+
+
+def validate_input(path, batch, opts) -> MaskedBatch:
+    """Read and check the counts of ``batch`` for ``opts.loss`` (or raise `InputError`) block by block
+    (`scfactor.preprocess.contract.stream_counts`), write them to disk (`scfactor.densify.spill`) and hide the
+    held-out entries (`scfactor.densify.heldout.masked_blocks`) into the training matrix, also on disk: the
+    counts are never whole in memory (the hidden entries are: 24 bytes each, a tenth of the counts by default)."""
     needs_counts = opts.loss in COUNT_LOSSES
     layer = opts.layer
     try:
-        adata = contract.load_counts(path, batch, opts.genes, layer, integer=needs_counts, dtype=np.float32)
+        meta, blocks, _ = contract.stream_counts(path, batch, opts.genes, layer, integer=needs_counts)
+        counts = spill.SpilledCSR.write((heldout.canonical(sp.csr_matrix(b, dtype=np.float32)) for b in blocks),
+                                        meta.n_vars)
     except InputError as exc:
         if needs_counts and "non-integer" in exc.problem:
             raise InputError(exc.path, f"{exc.problem} (loss {opts.loss} models counts; "
                                        "use --loss mse for non-count data)") from None
         raise
-    x = sp.csr_matrix(adata.X)
-    x.eliminate_zeros()
-    if x.nnz == 0:
+    if counts.nnz == 0:
         raise InputError(path, f"{layer} of batch {batch!r} has no nonzero entries; nothing to learn")
-    if adata.n_obs < 2 or adata.n_vars < 2:
+    if meta.n_obs < 2 or meta.n_vars < 2:
         raise InputError(path, f"{layer} of batch {batch!r} is too small to factorise "
-                               f"({adata.n_obs} cells x {adata.n_vars} genes)")
-    adata.X = x
-    return adata
+                               f"({meta.n_obs} cells x {meta.n_vars} genes)")
+    held = heldout.hidden_entries(counts.nnz, opts.heldout_frac)
+    train = spill.SpilledCSR.write((blk for _, _, blk in heldout.masked_blocks(counts, opts.heldout_frac, opts.seed,
+                                                                              held)), meta.n_vars)
+    counts.close()
+    LOG.info("%d cells x %d genes, %d nonzeros; %d hidden for evaluation (training matrix %s)", meta.n_obs,
+             meta.n_vars, train.nnz + len(held), len(held), "in memory" if train.in_memory else "on disk")
+    return MaskedBatch(meta, train, held)
 
 
 def prepare_tf(opts, threads: int):
@@ -75,56 +112,36 @@ def prepare_tf(opts, threads: int):
     return strategy
 
 
-def _masked(adata, opts):
-    """(training matrix, held-out entries) of ``adata.X`` (CSR counts): a seeded share of nonzeros hidden.
-
-    ``adata.X`` is released (set to None): the counts are the training matrix plus the held-out entries,
-    rebuilt by `scfactor.densify.heldout.unmask` for the output (growing the training matrix's own arrays),
-    so only one copy of them is in memory while the model trains and while they are rebuilt.
-    """
-    x = sp.csr_matrix(adata.X)
-    adata.X = None
-    train, held = heldout.mask_nonzeros(x, opts.heldout_frac, opts.seed)
-    LOG.info("%d cells x %d genes, %d nonzeros; %d hidden for evaluation", x.shape[0], x.shape[1],
-             x.nnz, len(held))
-    return train, held
-
-
-def _baselines(train, held, opts) -> dict:
+def _baselines(data: MaskedBatch, opts) -> dict:
     """The reference methods' predictions at the held-out entries (`scfactor.densify.heldout.baselines`),
-    computed before training so that their working copy is gone while the model trains."""
-    return heldout.baselines(train, held, opts.svd_rank, opts.seed) if len(held) else {}
+    computed before training so that their working arrays are gone while the model trains."""
+    return heldout.baselines(data.train, data.held, opts.svd_rank, opts.seed) if len(data.held) else {}
 
 
-def densify_batch(adata, opts, strategy, output, checkpoint_dir=None, source=None) -> pd.DataFrame:
-    """Train on ``adata.X`` (CSR counts) with a held-out mask, write the output .h5ad to ``output`` (its
-    dense ``layers['neumf']`` one block of cells at a time, `scfactor.densify.stream.write_densified`) and
-    return the held-out metrics table. ``adata.X`` is released on the way (`_masked`): the output's
-    counts are rebuilt from the training matrix and the held-out entries.
+def densify_batch(data: MaskedBatch, opts, strategy, output, checkpoint_dir=None, source=None) -> pd.DataFrame:
+    """Train on ``data`` (`validate_input`), write the output .h5ad to ``output`` (its counts and dense
+    ``layers['neumf']`` one block of cells at a time, `scfactor.densify.stream.write_densified`) and return the
+    held-out metrics table.
 
     ``source``: names recorded in ``uns['neumf']['params']`` besides the options (input, batch).
     """
     from .train import fit, predict_blocks
-    train, held = _masked(adata, opts)
-    base = _baselines(train, held, opts)
-    result = fit(train, opts, strategy, checkpoint_dir=checkpoint_dir)
-    n, m = train.shape
+    base = _baselines(data, opts)
+    result = fit(data.train, opts, strategy, checkpoint_dir=checkpoint_dir)
+    n, m = data.train.shape
     LOG.info("trained in %.1f s (%.0f samples/s); predicting %d x %d in blocks of %d entries into %s",
              result.seconds, result.samples_per_s, n, m, opts.predict_block, output)
-    # the counts grow out of train's own arrays (train is left empty): only the output holds them from here on
-    out = _output_anndata(adata, heldout.unmask(train, held, consume=True), opts)
     blocks = predict_blocks(result.model, result.offset, n, m, opts.predict_block)
-    return _write_output(out, held, base, opts, result, blocks, output, source)
+    return _write_output(data, base, opts, result, blocks, output, source)
 
 
-def train_model(adata, opts, strategy, model_path, checkpoint_dir=None) -> None:
+def train_model(data: MaskedBatch, opts, strategy, model_path, checkpoint_dir=None) -> None:
     """The fan-out's training job: train as `densify_batch` does and write the model file
     (`scfactor.densify.fanout.save_model`) instead of predicting."""
     from . import fanout
     from .train import fit
-    train, _ = _masked(adata, opts)
-    result = fit(train, opts, strategy, checkpoint_dir=checkpoint_dir)
-    fanout.save_model(model_path, result, train, opts)
+    result = fit(data.train, opts, strategy, checkpoint_dir=checkpoint_dir)
+    fanout.save_model(model_path, result, data.train, opts)
     LOG.info("trained in %.1f s (%.0f samples/s); wrote the model to %s", result.seconds, result.samples_per_s,
              model_path)
 
@@ -155,36 +172,23 @@ def predict_shard(model_path, opts, strategy, shard: int, shards: int, output) -
     return start, stop
 
 
-def gather_batch(adata, opts, model_path, shard_paths, output, source=None) -> pd.DataFrame:
+def gather_batch(data: MaskedBatch, opts, model_path, shard_paths, output, source=None) -> pd.DataFrame:
     """The fan-out's gather job: write the output .h5ad of `densify_batch` from the model file's record and
     the prediction shards (streamed as the same blocks), score the held-out entries, return the table."""
     from . import fanout
-    train, held = _masked(adata, opts)
-    ck = fanout.load_model(model_path, opts, rows=(0, 0), train=train)
-    base = _baselines(train, held, opts)
-    out = _output_anndata(adata, heldout.unmask(train, held, consume=True), opts)
-    blocks = fanout.shard_blocks(shard_paths, *out.shape, opts.predict_block)
-    return _write_output(out, held, base, opts, fanout.fit_record(ck), blocks, output, source)
+    ck = fanout.load_model(model_path, opts, rows=(0, 0), train=data.train)
+    base = _baselines(data, opts)
+    blocks = fanout.shard_blocks(shard_paths, data.n_obs, data.n_vars, opts.predict_block)
+    return _write_output(data, base, opts, fanout.fit_record(ck), blocks, output, source)
 
 
-def _output_anndata(adata, x, opts):
-    """The output without its dense layer: ``X`` = counts ``x`` as float32 CSR (not copied when it is one),
-    ``layers['counts']`` (int32 for the count losses, sharing ``X``'s sparsity pattern: only its values are a
-    second array) and ``adata``'s ``obs`` / ``var``."""
+def _write_output(data: MaskedBatch, base, opts, result, blocks, output, source) -> pd.DataFrame:
+    """Write the output of ``data`` to ``output``: its counts (`MaskedBatch.count_blocks`, ``layers['counts']``
+    int32 for the count losses), its dense layer from prediction ``blocks`` (picking the held-out entries'
+    predictions on the way), ``data.meta``'s obs / var and ``result``'s training record; return the held-out
+    metrics table (the model beside the ``base`` line predictions of `_baselines`)."""
     import anndata as ad
-    x = sp.csr_matrix(x, dtype=np.float32)
-    counts = (sp.csr_matrix((x.data.astype(np.int32), x.indices, x.indptr), shape=x.shape)
-              if opts.loss in COUNT_LOSSES else x)
-    out = ad.AnnData(X=x, obs=adata.obs.copy(), var=adata.var.copy())
-    out.layers["counts"] = counts
-    return out
-
-
-def _write_output(out, held, base, opts, result, blocks, output, source) -> pd.DataFrame:
-    """Write ``out`` (`_output_anndata`) to ``output`` with its dense layer from prediction ``blocks`` (picking
-    the held-out entries' predictions on the way) and ``result``'s training record; return the held-out
-    metrics table (the model beside the ``base`` line predictions of `_baselines`), computed after ``out``'s
-    count matrices are written and released (`scfactor.densify.stream.write_densified`)."""
+    held = data.held
     held_pred = np.empty(len(held), dtype=np.float32)
     order = np.argsort(held.rows, kind="stable")
     sorted_rows = held.rows[order]
@@ -201,7 +205,8 @@ def _write_output(out, held, base, opts, result, blocks, output, source) -> pd.D
         table["t"] = _heldout_table(f"{opts.arch}_{opts.loss}", held_pred, base, held)
         return {"neumf": _record(opts, source, result, table["t"], held)}
 
-    stream.write_densified(output, out, picked(), uns)
+    meta = ad.AnnData(obs=data.meta.obs.copy(), var=data.meta.var.copy())
+    stream.write_densified(output, meta, picked(), uns, data.count_blocks(), integer_counts=opts.loss in COUNT_LOSSES)
     return table["t"]
 
 

@@ -46,8 +46,10 @@ class FitResult:
 
 
 def size_factors(x) -> np.ndarray:
-    """Library size / mean library size per cell (1 for cells with no counts)."""
-    lib = np.asarray(sp.csr_matrix(x).sum(axis=1), dtype=np.float64).ravel()
+    """Library size / mean library size per cell (1 for cells with no counts); ``x`` a CSR matrix or a
+    `scfactor.densify.spill.SpilledCSR`, summed a block of rows at a time."""
+    from ..core.csr_stack import row_sums
+    lib = row_sums(x if hasattr(x, "hash_into") else sp.csr_matrix(x)).astype(np.float64)
     mean = lib[lib > 0].mean() if (lib > 0).any() else 1.0
     return np.where(lib > 0, lib / mean, 1.0)
 
@@ -216,12 +218,14 @@ def build_model(arch, x, sf, opts, strategy, seed_offset=0) -> NeuMF:
 
 
 def fit(x, opts, strategy, checkpoint_dir=None, on_block=None) -> FitResult:
-    """Train the configured model on CSR counts ``x`` (pretraining first when asked).
+    """Train the configured model on CSR counts ``x`` (or a `scfactor.densify.spill.SpilledCSR`) (pretraining
+    first when asked).
 
     ``opts``: the densify options object (`scfactor.densify.cli.DENSIFY`; ``DENSIFY.defaults(...)``).
     ``on_block``: see `train_phase`.
     """
-    x = sp.csr_matrix(x, dtype=np.float32)
+    if not hasattr(x, "hash_into"):
+        x = sp.csr_matrix(x, dtype=np.float32)
     sf = size_factors(x)
     offset = np.log(sf).astype(np.float32) if opts.loss in COUNT_LOSSES else np.zeros(x.shape[0], np.float32)
     t0 = time.perf_counter()

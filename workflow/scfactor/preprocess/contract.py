@@ -51,29 +51,41 @@ def load_counts(path, batch: str | Sequence[str] | None = None, genes: str = "al
     """The cells of ``batch`` x the ``genes`` set of a preprocessed ``.h5ad`` (as `load_preprocessed`), ``X`` the
     CSR counts of ``layer`` (values cast to ``dtype``; None keeps the file's), and no ``layers``.
 
-    Only that matrix is read, a block of cells at a time (`scfactor.preprocess.counts.open_h5ad`: h5py slices of
-    its CSR arrays), and every block is checked as `scfactor.core.io.validate_counts` checks the whole (the same
-    one-line `InputError`); the blocks are stacked as they arrive (`scfactor.core.csr_stack.stack_rows`), so
-    memory holds the result and one block, never the file's other matrices (other layers, ``raw``: not in the
-    result) or a dense copy. A file that cannot be streamed (a CSC matrix, an unknown encoding) is read whole by
-    `load_preprocessed`, with the same result.
+    Only that matrix is read, a block of cells at a time (`stream_counts`); the blocks are stacked as they arrive
+    (`scfactor.core.csr_stack.stack_rows`), so memory holds the result and one block, never the file's other
+    matrices (other layers, ``raw``: not in the result) or a dense copy.
+    """
+    meta, blocks, file_dtype = stream_counts(path, batch, genes, layer, integer)
+    meta.X = stack_rows(blocks, meta.n_vars, file_dtype if dtype is None else dtype)  # set only if every block passed
+    return meta
+
+
+def stream_counts(path, batch: str | Sequence[str] | None = None, genes: str = "all", layer: str | None = "counts",
+                  integer: bool = True):
+    """``(meta, blocks, dtype)``: the cells of ``batch`` x the ``genes`` set of a preprocessed ``.h5ad`` without
+    their matrix (``meta``, as `load_counts` returns it with ``X`` None), an iterator of their CSR counts of
+    ``layer`` a block of cells at a time, and the file's value type.
+
+    The blocks are h5py slices of the file's CSR arrays (`scfactor.preprocess.counts.open_h5ad`), each checked as
+    `scfactor.core.io.validate_counts` checks the whole (the same one-line `InputError`, raised after the last
+    block: a caller building a result from them keeps nothing partial). A file that cannot be streamed (a CSC
+    matrix, an unknown encoding) is read whole by `load_preprocessed` and given as one block.
     """
     opened = counts_io.open_h5ad(require_file(path), layer, carry_over=False)
     if opened is None:
         adata = load_preprocessed(path, batch=batch, genes=genes, layer=layer, integer=integer)
-        adata.X = sp.csr_matrix(adata.X, dtype=dtype)
+        x = sp.csr_matrix(adata.X)
+        adata.X = None
         for key in list(adata.layers):
             del adata.layers[key]
         adata.raw = None
-        return adata
+        return adata, iter([x]), x.dtype
     meta, counts = opened
     if batch is not None:
         meta = meta[batch_mask(meta, batch, path)].copy()
     meta = select_genes(meta, genes, path)
     rows, cols = counts.positions(meta)
-    blocks = counts_io.checked_blocks(counts, rows, cols, path, layer or "X", integer)
-    meta.X = stack_rows(blocks, meta.n_vars, counts.dtype if dtype is None else dtype)  # set only if every block passed
-    return meta
+    return meta, counts_io.checked_blocks(counts, rows, cols, path, layer or "X", integer), counts.dtype
 
 
 def batch_mask(adata, batch: str | Sequence[str], path) -> np.ndarray:
