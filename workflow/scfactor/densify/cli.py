@@ -112,8 +112,7 @@ def densify_figure(argv=None) -> int:
     from ..core.plotting import figure_paths, save_figure
     from .pipeline import heldout_figure
     figure_paths(args.figure)  # a bad figure name fails before any work
-    adata = io.read_h5ad(args.input)
-    fig = heldout_figure(adata, args.input, args.title or Path(args.input).stem)
+    fig = heldout_figure(args.input, args.title or Path(args.input).stem)
     save_figure(fig, args.figure)
     cli.LOG.info("wrote %s", args.figure)
     return 0

@@ -7,7 +7,7 @@ distribution strategy (`scfactor.core.device`), `densify_batch` trains (`scfacto
 the output with its counts and the whole matrix predicted one block of cells at a time, and returns the
 held-out metrics table;
 `train_model`, `predict_shard` and `gather_batch` are the same work split into the fan-out's jobs
-(`scfactor.densify.fanout`). `heldout_figure` reads a densify output back and draws its figure
+(`scfactor.densify.fanout`). `heldout_figure` reads a densify output back, a block at a time, and draws its figure
 (`scfactor.densify.plots`).
 """
 
@@ -252,38 +252,63 @@ def _plain(d: dict) -> dict:
 
 
 # --------------------------------------------------------------------------- the figure's inputs
-def heldout_arrays(adata, path):
-    """(held-out entries, training matrix, NeuMF predictions at them) from a densify output .h5ad."""
-    if "neumf" not in adata.layers:
-        raise InputError(path, "has no layers['neumf']; is it an output of densify.py?")
-    if "counts" not in adata.layers or "neumf" not in adata.uns:
-        raise InputError(path, "lacks layers['counts'] or uns['neumf']; is it an output of densify.py?")
-    u = adata.uns["neumf"]
-    rows = np.asarray(u["heldout_rows"], dtype=np.int64)
-    cols = np.asarray(u["heldout_cols"], dtype=np.int64)
-    if rows.size == 0:
-        raise InputError(path, "has no held-out entries (densify ran with --heldout-frac 0)")
-    counts = sp.csr_matrix(adata.layers["counts"])
-    obs = np.asarray(counts[rows, cols], dtype=np.float64).ravel()
-    held = heldout.HeldOut(rows, cols, obs)
-    mask = sp.csr_matrix((np.ones(rows.size), (rows, cols)), shape=counts.shape)
-    train = counts - counts.multiply(mask)
-    train.eliminate_zeros()
-    pred = np.asarray(adata.layers["neumf"])[rows, cols]
-    return held, sp.csr_matrix(train), pred
+def heldout_arrays(path):
+    """(held-out entries, training matrix, NeuMF predictions at them, ``uns['neumf']``) of the densify output at
+    ``path``, read a block of cells at a time with h5py: the counts (``layers['counts']``) and the dense layer are
+    never whole in memory, and the training matrix (the counts without the held-out entries) goes to disk
+    (`scfactor.densify.spill.SpilledCSR`), as in the densify job."""
+    import h5py
+    from anndata.io import read_elem
+
+    from ..core import io
+    from ..core.csr_stack import row_blocks
+    from ..preprocess.counts import read_rows
+    p = io.require_file(path)
+    try:
+        f = h5py.File(p, "r")
+    except OSError as exc:
+        raise InputError(p, f"cannot read h5ad: {exc}") from None
+    with f:
+        layers = f.get("layers", {})
+        if "neumf" not in layers:
+            raise InputError(path, "has no layers['neumf']; is it an output of densify.py?")
+        if "counts" not in layers or "neumf" not in f.get("uns", {}):
+            raise InputError(path, "lacks layers['counts'] or uns['neumf']; is it an output of densify.py?")
+        u = read_elem(f["uns/neumf"])
+        rows = np.asarray(u["heldout_rows"], dtype=np.int64)
+        cols = np.asarray(u["heldout_cols"], dtype=np.int64)
+        if rows.size == 0:
+            raise InputError(path, "has no held-out entries (densify ran with --heldout-frac 0)")
+        counts, dense = f["layers/counts"], f["layers/neumf"]
+        indptr = counts["indptr"][()]
+        order = np.argsort(rows, kind="stable")
+        sorted_rows = rows[order]
+        values, pred = np.empty(rows.size), np.empty(rows.size, dtype=np.float32)
+
+        def train_blocks():
+            for a, b in row_blocks(indptr, spill.CHUNK_ENTRIES):
+                block = sp.csr_matrix(read_rows(counts, a, b, indptr), dtype=np.float32)
+                sel = order[np.searchsorted(sorted_rows, a):np.searchsorted(sorted_rows, b)]
+                r, c = rows[sel] - a, cols[sel]
+                values[sel] = np.asarray(block[r, c], dtype=np.float64).ravel()
+                pred[sel] = dense[a:b][r, c]
+                block = block - block.multiply(sp.csr_matrix((np.ones(r.size), (r, c)), shape=block.shape))
+                yield heldout.canonical(block)
+        train = spill.SpilledCSR.write(train_blocks(), int(counts.attrs["shape"][1]))
+    return heldout.HeldOut(rows, cols, values), train, pred, u
 
 
-def heldout_figure(adata, path, title: str):
-    """The held-out figure of densify output ``adata`` (read from ``path``): NeuMF and the SVD baseline
+def heldout_figure(path, title: str):
+    """The held-out figure of the densify output at ``path`` (`heldout_arrays`): NeuMF and the SVD baseline
     recomputed with the run's rank and seed, and the loss trace."""
     from . import plots
-    held, train, pred = heldout_arrays(adata, path)
-    params = adata.uns["neumf"]["params"]
+    held, train, pred, u = heldout_arrays(path)
+    params = u["params"]
     missing = [k for k in ("svd_rank", "seed", "arch", "loss") if k not in params]
     if missing:
         raise InputError(path, f"uns['neumf']['params'] lacks {', '.join(missing)}; is it an output of densify.py?")
     rank, seed = int(params["svd_rank"]), int(params["seed"])
     svd = heldout.svd_baseline(train, held, rank, seed)
+    train.close()
     name = f"NeuMF ({params['arch']}, {params['loss']} loss)"
-    return plots.heldout_figure(held, {name: pred, f"truncated SVD, rank {rank}": svd},
-                                adata.uns["neumf"]["trace"], title)
+    return plots.heldout_figure(held, {name: pred, f"truncated SVD, rank {rank}": svd}, u["trace"], title)
