@@ -9,7 +9,9 @@ and reset at every phase boundary (`rss.reset_peak`), so a spike of any length c
 between the phases get a row of their own. Training is cut to ``--tiles`` tiles per epoch: a tile has the
 same shape at every size (``block_entries``), so the training phase's memory does not depend on how many
 tiles run, and a million-cell job can be measured without its 80-minute CPU epoch; every other phase runs in
-full. The results (``<out>.tsv`` / ``.md``) start with this command.
+full. With ``--figure`` the densify_figure step then runs on the output, as one more row (its peak includes
+what the process still holds: compare it with the memory at its start). The results (``<out>.tsv`` / ``.md``)
+start with this command.
 
     python benchmarks/densify/memory_phases.py --input /tmp/scale1m/n1000000/pre.h5ad --work /tmp/dm \
         --out benchmarks/results/densify_memory_1m
@@ -97,6 +99,22 @@ def cut_epochs(tiles: int) -> None:
     pairs.BlockStream.epoch = lambda self, epoch, max_blocks=None: whole(self, epoch, tiles)
 
 
+def figure_row(peaks: PhasePeaks, rows: list, work: Path) -> None:
+    """Run the densify_figure step on ``work``/dn.h5ad in this process and append its row (after the job's)."""
+    import gc
+
+    from scfactor.densify.cli import densify_figure
+    gc.collect()
+    start, t0 = peaks.start("figure"), time.perf_counter()
+    rc = densify_figure(["--input", str(work / "dn.h5ad"), "--figure", str(work / "dn.png")])
+    seconds, peak = time.perf_counter() - t0, peaks.stop()
+    if rc:
+        raise SystemExit(f"memory_phases.py: densify_figure failed ({rc})")
+    rows.append({"phase": "the figure step (densify_figure: another job, run here after the densify job)",
+                 "seconds": round(seconds, 2), "rss_at_start_gib": round(start / 1024, 3),
+                 "peak_rss_gib": round(peak / 1024, 3)})
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--input", required=True, help="preprocessed .h5ad (e.g. the scale benchmark's pre.h5ad)")
@@ -105,6 +123,8 @@ def main() -> int:
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--shared-machine", action="store_true",
                    help="the machine runs other jobs: the results say that the times are not valid")
+    p.add_argument("--figure", action="store_true",
+                   help="then also run the densify_figure step on the output, in this process, as one more row")
     p.add_argument("--out", required=True, help="results stem")
     a = p.parse_args()
     command = command_line(__file__)
@@ -126,6 +146,8 @@ def main() -> int:
         cells, nnz = int(f["X"].attrs["shape"][0]), int(f["X"]["data"].shape[0])
     rows.append({"phase": "outside these phases (imports, set-up, between phases)", "seconds": float("nan"),
                  "rss_at_start_gib": float("nan"), "peak_rss_gib": round(peaks.outside / 1024, 3)})
+    if a.figure:
+        figure_row(peaks, rows, work)
     table = pd.DataFrame(rows)
     intro = (f"One densify job (schema defaults, 1 epoch cut to {a.tiles} tiles, {a.threads} thread(s), CPU) on "
              f"{cells} cells, {nnz} stored counts; code {checkout_commit()}; {os.cpu_count()} cores. Whole process: "

@@ -103,3 +103,42 @@ def test_svd_baseline_recovers_low_rank_better_than_zeros():
     t = heldout.evaluate(heldout.baselines(train, held, rank=3, seed=0), held).set_index("method")
     assert t.loc["svd_rank3", "pearson_log1p"] > 0.3
     assert t.loc["svd_rank3", "rmse"] < t.loc["zero", "rmse"]
+
+
+def test_entries_in_rows_of_sorted_and_unsorted_rows():
+    rows = np.array([0, 0, 2, 3, 3, 3, 7])
+    for r in (rows, np.random.default_rng(1).permutation(rows)):
+        find = heldout.entries_in_rows(r)
+        for start, stop in ((0, 1), (1, 3), (3, 8), (4, 7), (8, 9)):
+            got = np.arange(r.size)[find(start, stop)]
+            np.testing.assert_array_equal(np.sort(got), np.flatnonzero((r >= start) & (r < stop)))
+    assert isinstance(heldout.entries_in_rows(rows)(0, 3), slice)
+
+
+def test_evaluate_scores_every_kth_entry_above_its_cap(monkeypatch):
+    """Up to SCORED_MAX held-out entries every one is scored; above it every k-th (n says how many), the same
+    entries for every method."""
+    x, _ = planted_counts()
+    train, held = heldout.mask_nonzeros(x, 0.3, seed=0)
+    pred = held.values * np.random.default_rng(0).lognormal(0, 0.3, len(held))
+    full = heldout.evaluate({"m": pred}, held)
+    assert full["n"].iloc[0] == len(held)
+    monkeypatch.setattr(heldout, "SCORED_MAX", 100)
+    step = heldout.scored_step(len(held))
+    assert step == -(-len(held) // 100) > 1
+    capped = heldout.evaluate({"m": pred, "same": pred}, held)
+    assert list(capped["n"]) == [len(held.values[::step])] * 2
+    want = heldout.heldout_metrics(pred[::step], held.values[::step])
+    assert capped["pearson_log1p"].iloc[0] == round(want["pearson_log1p"], 6)
+    assert capped.iloc[0, 1:].tolist() == capped.iloc[1, 1:].tolist()
+
+
+def test_figure_says_when_it_shows_every_kth_entry(monkeypatch):
+    from scfactor.densify import plots
+    x, _ = planted_counts()
+    _, held = heldout.mask_nonzeros(x, 0.3, seed=0)
+    monkeypatch.setattr(heldout, "SCORED_MAX", 100)
+    trace = {"neumf": {"epoch": [1, 2], "loss": [1.0, 0.5]}}
+    fig = plots.heldout_figure(held, {"a": held.values, "b": held.values + 1}, trace, "t")
+    step = heldout.scored_step(len(held))
+    assert f"every {step}th shown and scored: {len(held.values[::step])}" in fig._suptitle.get_text()

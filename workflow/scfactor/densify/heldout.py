@@ -24,6 +24,8 @@ METRICS = ("pearson_log1p", "spearman_log1p", "median_abs_error", "rmse")
 _ENTRIES_PER_CHUNK = 1 << 16
 #: stored entries per hiding chunk of `masked_blocks`
 HIDE_CHUNK = 1 << 22
+#: held-out entries that `evaluate` scores at most (every k-th beyond)
+SCORED_MAX = 1 << 24
 
 
 @dataclass
@@ -124,6 +126,17 @@ class _HiddenChunks:
             self._hide = np.sort(rng.choice(size, size=k, replace=False)).astype(np.int64) if k else np.zeros(0, np.int64)
             self._j = j
         return self._hide
+
+
+def entries_in_rows(rows: np.ndarray):
+    """A function ``(start, stop) -> positions`` of the entries of ``rows`` (held-out entries' rows) that lie in rows
+    ``start:stop``: a slice when ``rows`` is sorted (as `masked_blocks` and densify's output give them: nothing is
+    copied), else an index into a stable argsort (two arrays of ``rows``'s size)."""
+    if rows.size < 2 or bool(np.all(rows[1:] >= rows[:-1])):
+        return lambda start, stop: slice(*np.searchsorted(rows, [start, stop]).tolist())
+    order = np.argsort(rows, kind="stable")
+    in_order = rows[order]
+    return lambda start, stop: order[np.searchsorted(in_order, start):np.searchsorted(in_order, stop)]
 
 
 def unmask(train, held: HeldOut, consume: bool = False) -> sp.csr_matrix:
@@ -263,13 +276,25 @@ def svd_baseline(train, held: HeldOut, rank: int, seed: int) -> np.ndarray:
 
 
 def evaluate(predictions: dict, held: HeldOut) -> pd.DataFrame:
-    """A metrics table (one row per method) for a dict ``method -> predictions at held entries``."""
+    """A metrics table (one row per method) for a dict ``method -> predictions at held entries``.
+
+    More than `SCORED_MAX` held-out entries are scored on every k-th of them (k = ceil(entries / `SCORED_MAX`), in
+    their row-major order: the same entries for every method; column ``n`` says how many), so that scoring holds
+    a bounded number of working arrays whatever the size of the data (Spearman's ranks alone take about 60 bytes
+    per scored entry); up to it every entry is scored.
+    """
+    step = scored_step(len(held))
     rows = []
     for name, pred in predictions.items():
-        rows.append({"method": name, **heldout_metrics(pred, held.values)})
+        rows.append({"method": name, **heldout_metrics(np.asarray(pred)[::step], held.values[::step])})
     table = pd.DataFrame(rows, columns=["method", "n", *METRICS])
     table[list(METRICS)] = table[list(METRICS)].astype(float).round(6)  # stable bytes in TSVs
     return table
+
+
+def scored_step(n_held: int) -> int:
+    """Every how many held-out entries `evaluate` scores one (1 up to `SCORED_MAX` entries)."""
+    return max(1, -(-int(n_held) // SCORED_MAX))
 
 
 def baselines(train, held: HeldOut, rank: int, seed: int) -> dict:

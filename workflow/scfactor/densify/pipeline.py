@@ -190,12 +190,11 @@ def _write_output(data: MaskedBatch, base, opts, result, blocks, output, source)
     import anndata as ad
     held = data.held
     held_pred = np.empty(len(held), dtype=np.float32)
-    order = np.argsort(held.rows, kind="stable")
-    sorted_rows = held.rows[order]
+    in_rows = heldout.entries_in_rows(held.rows)
 
     def picked():
         for start, stop, values in blocks:
-            sel = order[np.searchsorted(sorted_rows, start):np.searchsorted(sorted_rows, stop)]
+            sel = in_rows(start, stop)
             held_pred[sel] = values[held.rows[sel] - start, held.cols[sel]]
             yield start, stop, values
 
@@ -214,6 +213,10 @@ def _heldout_table(name, pred, base: dict, held) -> pd.DataFrame:
     """The held-out metrics of the model (``pred`` at the hidden entries) and of the ``base`` lines, logged."""
     if not len(held):
         return heldout.evaluate({}, held)
+    step = heldout.scored_step(len(held))
+    if step > 1:
+        LOG.info("scoring every %dth of the %d held-out entries (%d; heldout.SCORED_MAX)", step, len(held),
+                 -(-len(held) // step))
     table = heldout.evaluate({name: pred, **base}, held)
     for _, r in table.iterrows():
         LOG.info("held-out %s: Pearson(log1p) %.4f, Spearman(log1p) %.4f, median |err| %.3f, RMSE %.3f",
@@ -281,14 +284,13 @@ def heldout_arrays(path):
             raise InputError(path, "has no held-out entries (densify ran with --heldout-frac 0)")
         counts, dense = f["layers/counts"], f["layers/neumf"]
         indptr = counts["indptr"][()]
-        order = np.argsort(rows, kind="stable")
-        sorted_rows = rows[order]
+        in_rows = heldout.entries_in_rows(rows)
         values, pred = np.empty(rows.size), np.empty(rows.size, dtype=np.float32)
 
         def train_blocks():
             for a, b in row_blocks(indptr, spill.CHUNK_ENTRIES):
                 block = sp.csr_matrix(read_rows(counts, a, b, indptr), dtype=np.float32)
-                sel = order[np.searchsorted(sorted_rows, a):np.searchsorted(sorted_rows, b)]
+                sel = in_rows(a, b)
                 r, c = rows[sel] - a, cols[sel]
                 values[sel] = np.asarray(block[r, c], dtype=np.float64).ravel()
                 pred[sel] = dense[a:b][r, c]

@@ -12,15 +12,20 @@ def heldout_figure(held: heldout.HeldOut, predictions: dict, trace: dict, title:
     """A 3-panel figure: two methods' predictions vs observed counts (log1p, hidden entries), loss per epoch.
 
     ``predictions``: panel label -> predictions at the held-out entries (NeuMF, then the SVD baseline);
-    ``trace``: phase -> {"epoch": [...], "loss": [...]} (``uns['neumf']['trace']``).
+    ``trace``: phase -> {"epoch": [...], "loss": [...]} (``uns['neumf']['trace']``). Above
+    `scfactor.densify.heldout.SCORED_MAX` hidden entries every k-th is shown and scored (as in the held-out table),
+    and the title says so.
     """
     import matplotlib.pyplot as plt
     import matplotlib.ticker
     fig, axes = plt.subplots(1, 3, figsize=(15, 4.8))
-    lo = np.log1p(held.values)
+    step = heldout.scored_step(len(held))
+    obs = held.values[::step]
+    predictions = {label: np.asarray(p)[::step] for label, p in predictions.items()}
+    lo = np.log1p(obs)
     top = float(max(lo.max(), *(np.log1p(np.clip(p, 0, None)).max() for p in predictions.values()))) * 1.02
     for ax, (label, p) in zip(axes[:2], predictions.items()):
-        m = heldout.heldout_metrics(p, held.values)
+        m = heldout.heldout_metrics(p, obs)
         hb = ax.hexbin(lo, np.log1p(np.clip(p, 0, None)), gridsize=45, bins="log", cmap="viridis",
                        extent=(0, top, 0, top), mincnt=1)
         ax.plot([0, top], [0, top], color="crimson", lw=1, ls="--", label="y = x")
@@ -38,6 +43,7 @@ def heldout_figure(held: heldout.HeldOut, predictions: dict, trace: dict, title:
     ax.set_ylabel("mean training loss per entry")
     ax.set_title("training loss")
     ax.legend(title="phase", fontsize=9)
-    fig.suptitle(f"{title}: {held.values.size} hidden nonzero counts", fontsize=12)
+    shown = f" (every {step}th shown and scored: {obs.size})" if step > 1 else ""
+    fig.suptitle(f"{title}: {held.values.size} hidden nonzero counts{shown}", fontsize=12)
     fig.tight_layout()
     return fig
