@@ -31,7 +31,6 @@ def main(argv=None):
     print("python " + shlex.join([str(Path(__file__).resolve().relative_to(REPO)), *sys.argv[1:]]), flush=True)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import numpy as np
-    import scipy.sparse as sp
     import tensorflow as tf
 
     from scfactor.densify import heldout
@@ -40,12 +39,11 @@ def main(argv=None):
     from scfactor.densify.train import fit, predict_dense, size_factors, tile_shape
     kw = json.loads(args.set)
     opts = DENSIFY.defaults(accelerator="cpu", **kw)
-    adata = validate_input(args.input, args.batch, opts)
+    data = validate_input(args.input, args.batch, opts)  # the held-out entries hidden as the densify job hides them
     strategy = prepare_tf(opts, 1)
-    x = sp.csr_matrix(adata.X)
-    train, held = heldout.mask_nonzeros(x, opts.heldout_frac, opts.seed)
-    cells, genes = tile_shape(opts.block_entries, opts.block_genes, *x.shape)
-    steps = -(-x.shape[0] // cells) * -(-x.shape[1] // genes)
+    train, held = data.train, data.held
+    cells, genes = tile_shape(opts.block_entries, opts.block_genes, *train.shape)
+    steps = -(-train.shape[0] // cells) * -(-train.shape[1] // genes)
     c_t, g_t = tf.constant(held.rows.astype(np.int32)), tf.constant(held.cols.astype(np.int32))
     off = np.log(size_factors(train)).astype(np.float32)
 
@@ -57,7 +55,7 @@ def main(argv=None):
                               "rmse": round(r["rmse"], 3)}), flush=True)
 
     res = fit(train, opts, strategy, on_block=on_block)
-    dense = predict_dense(res.model, res.offset, *x.shape, opts.predict_block)
+    dense = predict_dense(res.model, res.offset, *train.shape, opts.predict_block)
     t = heldout.evaluate({"neumf": dense[held.rows, held.cols]}, held)
     print(json.dumps({"set": kw, "final": t.iloc[0].drop("method").to_dict(),
                       "final_loss": res.trace[opts.arch][-1]["loss"]}), flush=True)

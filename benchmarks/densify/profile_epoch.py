@@ -78,14 +78,12 @@ def main(argv=None):
     import numpy as np
     import tensorflow as tf
 
-    from scfactor.densify import heldout
     from scfactor.densify.cli import DENSIFY
     from scfactor.densify.pipeline import prepare_tf, validate_input
     from scfactor.densify.train import build_model, size_factors, train_phase
     opts = DENSIFY.defaults(accelerator="cpu", **json.loads(args.set))
-    adata = validate_input(args.input, args.batch, opts)
+    train = validate_input(args.input, args.batch, opts).train  # the held-out entries hidden as the job hides them
     strategy = prepare_tf(opts, 1)
-    train, _ = heldout.mask_nonzeros(adata.X, opts.heldout_frac, opts.seed)
     sf = size_factors(train)
     model = build_model(opts.arch, train, sf, opts, strategy)
     offset = np.log(sf).astype(np.float32)

@@ -73,7 +73,7 @@ def test_hidden_entries_do_not_depend_on_the_blocks(monkeypatch, frac):
     np.testing.assert_array_equal(np.bincount(hidden // 64, minlength=len(sizes)), np.round(frac * sizes))
     for entries in (1, 50, 10_000):
         _, s = _spilled(x, entries=entries)
-        held = heldout.hidden_entries(s.nnz, frac)
+        held = heldout.hidden_entries(s.nnz, frac, s.shape)
         train = spill.SpilledCSR.write((b for _, _, b in heldout.masked_blocks(s, frac, 2, held)), x.shape[1])
         for a in ("rows", "cols", "values"):
             np.testing.assert_array_equal(getattr(held, a), getattr(ref, a))

@@ -30,7 +30,8 @@ SCORED_MAX = 1 << 24
 
 @dataclass
 class HeldOut:
-    """Hidden entries of a count matrix: row/column indices and their observed counts."""
+    """Hidden entries of a count matrix: row/column indices and their observed counts (as `hidden_entries` makes
+    them: int32 indices, the matrix's value type)."""
 
     rows: np.ndarray
     cols: np.ndarray
@@ -50,17 +51,19 @@ def mask_nonzeros(x, frac: float, seed: int) -> tuple[sp.csr_matrix, HeldOut]:
     (`scfactor.densify.spill`), never holding the counts in memory.
     """
     x = canonical(x)
-    held = hidden_entries(x.nnz, frac)
+    held = hidden_entries(x.nnz, frac, x.shape, x.dtype)
     train = stack_rows((b for _, _, b in masked_blocks(x, frac, seed, held)), x.shape[1], x.dtype)
     train.has_canonical_format = True
     return train, held
 
 
-def hidden_entries(nnz: int, frac: float) -> HeldOut:
-    """An empty `HeldOut` (int64 rows and columns, float64 values) of the size `masked_blocks` fills for a
-    matrix of ``nnz`` stored entries."""
+def hidden_entries(nnz: int, frac: float, shape: tuple[int, int], dtype=np.float32) -> HeldOut:
+    """An empty `HeldOut` of the size `masked_blocks` fills for a ``shape`` matrix of ``nnz`` stored entries of
+    type ``dtype``: rows and columns int32 while they fit (int64 beyond), values of the matrix's type, 12 bytes
+    per hidden entry for float32 counts."""
     n = _HiddenChunks(nnz, frac, 0).total()
-    return HeldOut(np.empty(n, np.int64), np.empty(n, np.int64), np.empty(n, np.float64))
+    index = np.int32 if max(shape) <= np.iinfo(np.int32).max else np.int64
+    return HeldOut(np.empty(n, index), np.empty(n, index), np.empty(n, dtype))
 
 
 def masked_blocks(x, frac: float, seed: int, held: HeldOut):
@@ -184,7 +187,8 @@ def _train_entries_before(train, held: HeldOut) -> np.ndarray:
             s0, s1 = int(indptr[a]), int(indptr[b])
             local = np.repeat(np.arange(b - a, dtype=np.int64), np.diff(indptr[a:b + 1]))
             keys = local * m + train.indices[s0:s1]
-            before[k0:k1] = s0 + np.searchsorted(keys, (held.rows[k0:k1] - a) * m + held.cols[k0:k1])
+            wanted = (held.rows[k0:k1].astype(np.int64) - a) * m + held.cols[k0:k1]
+            before[k0:k1] = s0 + np.searchsorted(keys, wanted)
     return before
 
 

@@ -91,7 +91,7 @@ def validate_input(path, batch, opts) -> MaskedBatch:
     if meta.n_obs < 2 or meta.n_vars < 2:
         raise InputError(path, f"{layer} of batch {batch!r} is too small to factorise "
                                f"({meta.n_obs} cells x {meta.n_vars} genes)")
-    held = heldout.hidden_entries(counts.nnz, opts.heldout_frac)
+    held = heldout.hidden_entries(counts.nnz, opts.heldout_frac, counts.shape)
     train = spill.SpilledCSR.write((blk for _, _, blk in heldout.masked_blocks(counts, opts.heldout_frac, opts.seed,
                                                                               held)), meta.n_vars)
     counts.close()
@@ -234,8 +234,8 @@ def _record(opts, source, result, table, held) -> dict:
         "samples_per_s": float(result.samples_per_s),
         "heldout": {r["method"]: {k: r[k] for k in table.columns if k != "method"}
                     for _, r in table.iterrows()},
-        "heldout_rows": held.rows.astype(np.int32),
-        "heldout_cols": held.cols.astype(np.int32),
+        "heldout_rows": np.asarray(held.rows, dtype=np.int32),  # no copy: int32 already (`heldout.hidden_entries`)
+        "heldout_cols": np.asarray(held.cols, dtype=np.int32),
     }
 
 
