@@ -142,3 +142,9 @@ def test_figure_says_when_it_shows_every_kth_entry(monkeypatch):
     fig = plots.heldout_figure(held, {"a": held.values, "b": held.values + 1}, trace, "t")
     step = heldout.scored_step(len(held))
     assert f"every {step}th shown and scored: {len(held.values[::step])}" in fig._suptitle.get_text()
+
+
+def test_row_range_searches_in_the_rows_own_type():
+    rows = np.array([0, 0, 2, 3, 3, 7], dtype=np.int32)
+    assert heldout.row_range(rows, 1, 4) == (2, 5) and heldout.row_range(rows, 8, 9) == (6, 6)
+    assert heldout.row_range(rows.astype(np.int64), 0, 3) == (0, 3)

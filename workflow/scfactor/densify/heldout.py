@@ -136,10 +136,18 @@ def entries_in_rows(rows: np.ndarray):
     ``start:stop``: a slice when ``rows`` is sorted (as `masked_blocks` and densify's output give them: nothing is
     copied), else an index into a stable argsort (two arrays of ``rows``'s size)."""
     if rows.size < 2 or bool(np.all(rows[1:] >= rows[:-1])):
-        return lambda start, stop: slice(*np.searchsorted(rows, [start, stop]).tolist())
+        return lambda start, stop: slice(*row_range(rows, start, stop))
     order = np.argsort(rows, kind="stable")
     in_order = rows[order]
-    return lambda start, stop: order[np.searchsorted(in_order, start):np.searchsorted(in_order, stop)]
+    return lambda start, stop: order[slice(*row_range(in_order, start, stop))]
+
+
+def row_range(rows: np.ndarray, start: int, stop: int) -> tuple[int, int]:
+    """``(k0, k1)``: the entries of sorted ``rows`` that lie in rows ``start:stop``. The bounds are given in
+    ``rows``'s own type: searching int32 rows for int64 bounds would copy the whole array to int64 first (28 ms
+    and 330 MB for the 41 M held-out entries of a million cells, at every block)."""
+    k0, k1 = np.searchsorted(rows, np.array([start, stop], dtype=rows.dtype))
+    return int(k0), int(k1)
 
 
 def unmask(train, held: HeldOut, consume: bool = False) -> sp.csr_matrix:
@@ -182,7 +190,7 @@ def _train_entries_before(train, held: HeldOut) -> np.ndarray:
     indptr, m = train.indptr, train.shape[1]
     before = np.empty(len(held), dtype=np.int64)
     for a, b in (row_blocks(indptr, 16 * _ENTRIES_PER_CHUNK) if len(held) else ()):
-        k0, k1 = np.searchsorted(held.rows, [a, b])
+        k0, k1 = row_range(held.rows, a, b)
         if k1 > k0:
             s0, s1 = int(indptr[a]), int(indptr[b])
             local = np.repeat(np.arange(b - a, dtype=np.int64), np.diff(indptr[a:b + 1]))

@@ -65,7 +65,7 @@ class MaskedBatch:
         matrix and the held-out entries (`scfactor.densify.heldout.unmask`)."""
         held = self.held
         for a, b, block in spill.row_chunks(self.train):
-            k0, k1 = np.searchsorted(held.rows, [a, b])
+            k0, k1 = heldout.row_range(held.rows, a, b)
             part = heldout.HeldOut(held.rows[k0:k1] - a, held.cols[k0:k1], held.values[k0:k1])
             yield heldout.unmask(block, part, consume=True)
 
