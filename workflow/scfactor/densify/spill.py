@@ -5,11 +5,11 @@ unlinked temporary files, read back a few rows at a time.
 entries of each block it reads) and keeps only the row pointers in memory (8 bytes per cell). Training reads its
 tiles' rows (`SpilledCSR.__getitem__` with an array of rows: one ``preadv`` per row and file), every other pass
 (size factors, gene biases, the SVD baseline, the fingerprint, the output's counts) a block of consecutive rows
-at a time (`row_chunks`). So the counts no longer grow the job's memory with the cells; the files are
-8 bytes per stored training count (float32 value, int32 column), in ``$TMPDIR`` (Snakemake's ``resources.tmpdir``;
-a SLURM node's local scratch). They are unlinked as soon as they are opened: nothing is left behind, even by a
-killed job. A matrix of at most ``in_memory_max`` stored entries is read back into memory instead (as fast as
-scipy's row slicing; the bundled data sets stay there).
+at a time (`row_chunks`). So the counts no longer grow the job's memory with the cells; the files are 8 bytes
+per stored training count (float32 value, int32 column), in ``$TMPDIR`` (set by Snakemake from the job's
+``tmpdir`` resource; on a cluster, node-local scratch: ``docs/cluster.md``). They are unlinked as soon as they
+are opened: nothing is left behind, even by a killed job. A matrix of at most `IN_MEMORY_MAX` stored entries is
+read back into memory instead (as fast as scipy's row slicing; the bundled data sets stay there).
 
 A `SpilledCSR` answers what densify asks of a scipy CSR matrix: ``shape``, ``nnz``, ``dtype``, ``indptr``, rows
 by slice or index array (a scipy CSR matrix back), and `hash_into` (the bytes `scfactor.core.checkpoint`'s
