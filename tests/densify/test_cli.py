@@ -54,6 +54,27 @@ def test_figure_of_a_file_that_is_not_a_densify_output_fails_cleanly(tmp_path):
     assert "densify.py" in proc.stderr
 
 
+def test_figure_of_a_broken_densify_output_or_a_non_h5ad_fails_cleanly(tmp_path):
+    """The figure reads the output with h5py a block at a time: a file that is not HDF5, or a densify output whose
+    held-out entries lie outside its matrix, fails in one line naming it, with no figure left."""
+    import h5py
+    x, _ = planted_counts(40, 20)
+    inp = write_preprocessed(tmp_path / "in.h5ad", x)
+    assert run_cli(densify, *densify_args(inp, tmp_path, "--epochs", 1)).returncode == 0
+    out, fig = tmp_path / "out.h5ad", tmp_path / "fig.png"
+    with h5py.File(out, "r+") as f:
+        rows = f["uns/neumf/heldout_rows"]
+        rows[0] = 40
+    proc = run_cli(densify_figure, "--input", out, "--figure", fig)
+    assert_clean_failure(proc, mentions=str(out), outputs=[fig, fig.with_suffix(".pdf")])
+    assert "outside its 40 x 20 matrix" in proc.stderr
+    text = tmp_path / "not.h5ad"
+    text.write_text("cell,gene\n")
+    proc = run_cli(densify_figure, "--input", text, "--figure", fig)
+    assert_clean_failure(proc, mentions=str(text), outputs=[fig, fig.with_suffix(".pdf")])
+    assert "cannot read h5ad" in proc.stderr
+
+
 def test_non_count_data_with_count_loss_fails_cleanly(tmp_path):
     x, _ = planted_counts(30, 20)
     xf = sp.csr_matrix(x, dtype=np.float32)

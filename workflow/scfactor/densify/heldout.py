@@ -274,7 +274,8 @@ def svd_baseline(train, held: HeldOut, rank: int, seed: int) -> np.ndarray:
     back with ``expm1`` and clipped at 0 (counts scale), only at the hidden entries, a chunk at a time.
     """
     from .rsvd import randomized_svd
-    if not hasattr(train, "hash_into"):
+    from .spill import is_spilled
+    if not is_spilled(train):
         train = canonical(train)
     k = int(max(1, min(rank, min(train.shape) - 1)))
     u, s, vt = randomized_svd(train, k, seed, transform=lambda v: np.log1p(v, dtype=np.float64))

@@ -28,6 +28,8 @@ import math
 import numpy as np
 import scipy.sparse as sp
 
+from .spill import is_spilled
+
 
 class BlockStream:
     """Epoch-wise generator of (cells, genes, dense counts, weights) tiles over a CSR cells x genes matrix (or a
@@ -39,7 +41,7 @@ class BlockStream:
             raise ValueError(f"unknown sampling mode {mode!r}")
         if not 0 < zero_keep <= 1:
             raise ValueError("zero_keep must be in (0, 1]")
-        if hasattr(x, "hash_into"):  # `scfactor.densify.spill.SpilledCSR`: float32, canonical, rows read on demand
+        if is_spilled(x):  # float32, canonical, rows read on demand
             self.x = x
         else:
             self.x = sp.csr_matrix(x, dtype=np.float32)

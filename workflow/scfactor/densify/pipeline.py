@@ -74,7 +74,7 @@ def validate_input(path, batch, opts) -> MaskedBatch:
     """Read and check the counts of ``batch`` for ``opts.loss`` (or raise `InputError`) block by block
     (`scfactor.preprocess.contract.stream_counts`), write them to disk (`scfactor.densify.spill`) and hide the
     held-out entries (`scfactor.densify.heldout.masked_blocks`) into the training matrix, also on disk: the
-    counts are never whole in memory (the hidden entries are: 24 bytes each, a tenth of the counts by default)."""
+    counts are never whole in memory (the hidden entries are: 12 bytes each, a tenth of the counts by default)."""
     needs_counts = opts.loss in COUNT_LOSSES
     layer = opts.layer
     try:
@@ -278,11 +278,19 @@ def heldout_arrays(path):
         if "counts" not in layers or "neumf" not in f.get("uns", {}):
             raise InputError(path, "lacks layers['counts'] or uns['neumf']; is it an output of densify.py?")
         u = read_elem(f["uns/neumf"])
+        if not {"heldout_rows", "heldout_cols", "params", "trace"} <= set(u):
+            raise InputError(path, "uns['neumf'] lacks its held-out entries or settings; is it an output of densify.py?")
         rows = np.asarray(u["heldout_rows"], dtype=np.int64)
         cols = np.asarray(u["heldout_cols"], dtype=np.int64)
         if rows.size == 0:
             raise InputError(path, "has no held-out entries (densify ran with --heldout-frac 0)")
         counts, dense = f["layers/counts"], f["layers/neumf"]
+        shape = tuple(int(v) for v in counts.attrs.get("shape", (-1, -1)))
+        if counts.attrs.get("encoding-type") != "csr_matrix" or tuple(dense.shape) != shape:
+            raise InputError(path, "layers['counts'] is not a CSR matrix of layers['neumf']'s shape; "
+                                   "is it an output of densify.py?")
+        if rows.min() < 0 or rows.max() >= shape[0] or cols.min() < 0 or cols.max() >= shape[1]:
+            raise InputError(path, f"uns['neumf'] has held-out entries outside its {shape[0]} x {shape[1]} matrix")
         indptr = counts["indptr"][()]
         in_rows = heldout.entries_in_rows(rows)
         values, pred = np.empty(rows.size), np.empty(rows.size, dtype=np.float32)

@@ -37,9 +37,6 @@ CHUNK_ENTRIES = 1 << 22
 class SpilledCSR:
     """A float32 CSR matrix (sorted column indices, no explicit zeros) kept in two unlinked files."""
 
-    has_canonical_format = True
-    format = "csr"
-
     def __init__(self, shape, indptr: np.ndarray, fds: tuple[int, int] | None):
         self.shape = (int(shape[0]), int(shape[1]))
         self.indptr = indptr
@@ -146,6 +143,11 @@ class SpilledCSR:
 
     def __del__(self):
         _close(self._fds or ())
+
+
+def is_spilled(x) -> bool:
+    """Whether ``x`` is a `SpilledCSR` (read by rows from disk) rather than a matrix in memory."""
+    return isinstance(x, SpilledCSR)
 
 
 def row_chunks(x, entries: int | None = None) -> Iterator[tuple[int, int, sp.csr_matrix]]:

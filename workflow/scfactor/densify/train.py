@@ -28,6 +28,7 @@ from ..core.errors import ScfactorError
 from ..core.log import LOG, Progress
 from .model import COUNT_LOSSES, NeuMF, gene_bias_init, init_from_pretrained
 from .pairs import BlockStream
+from .spill import is_spilled
 
 #: options that do not change the trained model (left out of the checkpoint fingerprint); the
 #: accelerator is replaced by the strategy actually used
@@ -49,7 +50,7 @@ def size_factors(x) -> np.ndarray:
     """Library size / mean library size per cell (1 for cells with no counts); ``x`` a CSR matrix or a
     `scfactor.densify.spill.SpilledCSR`, summed a block of rows at a time."""
     from ..core.csr_stack import row_sums
-    lib = row_sums(x if hasattr(x, "hash_into") else sp.csr_matrix(x)).astype(np.float64)
+    lib = row_sums(x if is_spilled(x) else sp.csr_matrix(x)).astype(np.float64)
     mean = lib[lib > 0].mean() if (lib > 0).any() else 1.0
     return np.where(lib > 0, lib / mean, 1.0)
 
@@ -224,7 +225,7 @@ def fit(x, opts, strategy, checkpoint_dir=None, on_block=None) -> FitResult:
     ``opts``: the densify options object (`scfactor.densify.cli.DENSIFY`; ``DENSIFY.defaults(...)``).
     ``on_block``: see `train_phase`.
     """
-    if not hasattr(x, "hash_into"):
+    if not is_spilled(x):
         x = sp.csr_matrix(x, dtype=np.float32)
     sf = size_factors(x)
     offset = np.log(sf).astype(np.float32) if opts.loss in COUNT_LOSSES else np.zeros(x.shape[0], np.float32)
